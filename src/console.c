@@ -1,0 +1,51 @@
+#include "console.h"
+
+#include "serial.h"
+#include "vga.h"
+
+static bool vga_enabled;
+static char *capture_buf;
+static size_t capture_size, capture_len;
+
+void console_init(void)
+{
+    serial_init();
+}
+
+void console_enable_vga(void)
+{
+    vga_init();
+    vga_enabled = true;
+}
+
+bool console_vga_enabled(void)
+{
+    return vga_enabled;
+}
+
+void console_write(const char *s, size_t n)
+{
+    serial_write(s, n);
+    if (vga_enabled)
+        vga_write(s, n);
+    if (capture_buf != NULL) {
+        for (size_t i = 0; i < n && capture_len + 1 < capture_size; i++)
+            capture_buf[capture_len++] = s[i];
+        capture_buf[capture_len] = '\0';
+    }
+}
+
+void console_capture_begin(char *buf, size_t size)
+{
+    capture_len = 0;
+    capture_size = size;
+    capture_buf = size > 0 ? buf : NULL;
+    if (capture_buf != NULL)
+        capture_buf[0] = '\0';
+}
+
+size_t console_capture_end(void)
+{
+    capture_buf = NULL;
+    return capture_len;
+}

@@ -1,0 +1,50 @@
+#include "timer.h"
+
+#include <stddef.h>
+
+#include "cpu.h"
+#include "pic.h"
+#include "trap.h"
+
+#define PIT_CHANNEL0    0x40
+#define PIT_COMMAND     0x43
+#define PIT_CH0_RATE_GENERATOR_LOHI 0x34
+#define PIT_BASE_HZ     1193182u
+#define TIMER_IRQ       0
+
+static volatile uint64_t ticks;
+static void (*volatile tick_hook)(void *ctx);
+static void *volatile tick_hook_ctx;
+
+static void timer_irq(const struct trap_frame *frame)
+{
+    (void)frame;
+    ticks++;
+    void (*hook)(void *) = tick_hook;
+    if (hook != NULL)
+        hook(tick_hook_ctx);
+}
+
+void timer_init(void)
+{
+    uint16_t divisor = (uint16_t)(PIT_BASE_HZ / TIMER_HZ);
+    outb(PIT_COMMAND, PIT_CH0_RATE_GENERATOR_LOHI);
+    outb(PIT_CHANNEL0, divisor & 0xff);
+    outb(PIT_CHANNEL0, divisor >> 8);
+    irq_set_handler(TIMER_IRQ, timer_irq);
+    pic_set_mask(TIMER_IRQ, false);
+}
+
+uint64_t timer_ticks(void)
+{
+    return ticks;
+}
+
+void timer_set_tick_hook(void (*hook)(void *ctx), void *ctx)
+{
+    unsigned long flags = irq_save();
+    tick_hook = NULL;
+    tick_hook_ctx = ctx;
+    tick_hook = hook;
+    irq_restore(flags);
+}

@@ -1,0 +1,17 @@
+/* The PIT (8253/8254) channel 0 as the kernel's periodic tick on IRQ 0. */
+#ifndef KHEAP_TIMER_H
+#define KHEAP_TIMER_H
+
+#include <stdint.h>
+
+#define TIMER_HZ 1000
+
+/* Programs the PIT for TIMER_HZ and unmasks IRQ 0. Interrupts stay as they are. */
+void timer_init(void);
+/* Ticks since timer_init(). */
+uint64_t timer_ticks(void);
+/* Runs hook(ctx) from the timer interrupt on every tick (NULL to remove).
+   Used by tests that exercise code in interrupt context. */
+void timer_set_tick_hook(void (*hook)(void *ctx), void *ctx);
+
+#endif

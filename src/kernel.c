@@ -30,6 +30,13 @@ void format_size(char *buf, size_t size, uint64_t bytes)
         ksnprintf(buf, size, "%llu B", (unsigned long long)bytes);
 }
 
+void boot_info_parse(const void *info, uint64_t info_phys, size_t limit, struct boot_info *out)
+{
+    char err[160];
+    if (mb2_parse(info, info_phys, limit, out, err, sizeof(err)) != MB2_OK)
+        panic("mb2_parse: %s", err);
+}
+
 static void print_boot_info(const struct boot_info *bi)
 {
     char sz[32];
@@ -59,10 +66,7 @@ _Noreturn void kernel_entry(uint32_t magic, uint64_t info_phys)
     gdt_init();
     idt_init();
 
-    char err[160];
-    if (mb2_parse(phys_to_virt(info_phys), info_phys, BOOT_INFO_MAX_SIZE, &boot_info, err,
-                  sizeof(err)) != MB2_OK)
-        panic("mb2_parse: %s", err);
+    boot_info_parse(phys_to_virt(info_phys), info_phys, BOOT_INFO_MAX_SIZE, &boot_info);
     if (!boot_info.efi_boot)
         console_enable_vga();
     print_boot_info(&boot_info);

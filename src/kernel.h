@@ -19,6 +19,9 @@ _Noreturn void kernel_entry(uint32_t magic, uint64_t info_phys);
 _Noreturn void kernel_main(void);
 /* The validated boot information, sorted memory map included. */
 const struct boot_info *kernel_boot_info(void);
+/* Parses the multiboot2 information block like mb2_parse(), but panics with
+   mb2_parse's message (naming the offending tag) when it is malformed. */
+void boot_info_parse(const void *info, uint64_t info_phys, size_t limit, struct boot_info *out);
 /* Prints a size as "639 KiB" or "127 MiB" into buf. */
 void format_size(char *buf, size_t size, uint64_t bytes);
 

@@ -26,6 +26,9 @@
 
 #include "kprintf.h"
 
+/* A canonical higher-half address the kernel never maps (docs/memory.md). */
+#define KTEST_UNMAPPED_ADDR 0xffffe00000000000ull
+
 struct ktest {
     const char *name;
     void (*body)(void);

@@ -12,7 +12,7 @@
 #include "panic.h"
 #include "trap.h"
 
-#define UNMAPPED_ADDR 0xffffc00000000000ull    /* canonical, never mapped */
+#define UNMAPPED_ADDR KTEST_UNMAPPED_ADDR
 
 KTEST(selftest_passes_before)
 {

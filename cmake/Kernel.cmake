@@ -39,7 +39,7 @@ function(kheap_kernel_image name)
   target_include_directories(${name} PRIVATE ${ARG_INCLUDES})
   target_compile_definitions(${name} PRIVATE ${ARG_DEFINITIONS})
   target_link_options(${name} PRIVATE ${KHEAP_KERNEL_LINK_FLAGS}
-    -nostdlib -static -no-pie -Wl,-T,${KHEAP_KERNEL_LINKER_SCRIPT}
+    -nostdlib -static -Wl,-T,${KHEAP_KERNEL_LINKER_SCRIPT}
     -Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -Wl,--fatal-warnings -Wl,--build-id=none -Wl,-Map,${name}.map)
 
   set(KHEAP_IMAGE_NAME ${name})

@@ -4,6 +4,10 @@
 #include "cpu.h"
 #include "gdt.h"
 #include "kprintf.h"
+#include "paging/pmm.h"
+#include "paging/heap_region.h"
+#include "paging/paging.h"
+#include "paging/vmm.h"
 #include "memlayout.h"
 #include "panic.h"
 #include "pic.h"
@@ -20,7 +24,7 @@ const struct boot_info *kernel_boot_info(void)
 void format_size(char *buf, size_t size, uint64_t bytes)
 {
     const uint64_t kib = 1024, mib = 1024 * kib, gib = 1024 * mib;
-    if (bytes >= 4 * gib && bytes % gib == 0)
+    if (bytes >= gib && bytes % gib == 0)
         ksnprintf(buf, size, "%llu GiB", (unsigned long long)(bytes / gib));
     else if (bytes >= 4 * mib)
         ksnprintf(buf, size, "%llu MiB", (unsigned long long)(bytes / mib));
@@ -56,6 +60,23 @@ static void print_boot_info(const struct boot_info *bi)
     kprintf("usable memory: %s\n", sz);
 }
 
+static void print_memory_summary(uint64_t pmm_us, uint64_t vmm_us)
+{
+    struct pmm_stats s = pmm_stats();
+    char total[32], reserved[32], free[32], dm[32];
+    format_size(total, sizeof(total), s.total_frames * FRAME_SIZE);
+    format_size(reserved, sizeof(reserved), s.reserved_frames * FRAME_SIZE);
+    format_size(free, sizeof(free), s.free_frames * FRAME_SIZE);
+    format_size(dm, sizeof(dm), vmm_direct_map_end());
+    kprintf("frames: %llu total (%s), %llu reserved (%s), %llu free (%s) in %zu ranges\n",
+            (unsigned long long)s.total_frames, total, (unsigned long long)s.reserved_frames,
+            reserved, (unsigned long long)s.free_frames, free, s.regions);
+    kprintf("direct map: %s at %p with %s pages; kernel W^X, NULL unmapped\n", dm,
+            (void *)DIRECT_MAP_BASE, vmm_direct_map_page_size() == PAGE_SIZE_1G ? "1 GiB" : "2 MiB");
+    kprintf("frame allocator init: %llu us, kernel page tables: %llu us\n",
+            (unsigned long long)pmm_us, (unsigned long long)vmm_us);
+}
+
 _Noreturn void kernel_entry(uint32_t magic, uint64_t info_phys)
 {
     console_init();
@@ -71,10 +92,21 @@ _Noreturn void kernel_entry(uint32_t magic, uint64_t info_phys)
         console_enable_vga();
     print_boot_info(&boot_info);
 
+    uint64_t t0 = rdtsc();
+    pmm_init(&boot_info, NULL, 0);
+    uint64_t t1 = rdtsc();
+    vmm_init();
+    uint64_t t2 = rdtsc();
+    /* The heap may grow into most of the free RAM, leaving an eighth for
+       page tables and everything else. */
+    heap_region_init(pmm_stats().free_frames * FRAME_SIZE / 8 * 7);
+
     pic_init();
     timer_init();
     sti();
-    kprintf("interrupts on, timer at %d Hz\n", TIMER_HZ);
+    kprintf("interrupts on, timer at %d Hz, TSC %llu MHz\n", TIMER_HZ,
+            (unsigned long long)(timer_tsc_hz() / 1000000));
+    print_memory_summary(tsc_to_us(t1 - t0), tsc_to_us(t2 - t1));
 
     kernel_main();
 }

@@ -48,3 +48,28 @@ void timer_set_tick_hook(void (*hook)(void *ctx), void *ctx)
     tick_hook = hook;
     irq_restore(flags);
 }
+
+static uint64_t tsc_hz;
+
+uint64_t timer_tsc_hz(void)
+{
+    if (tsc_hz != 0)
+        return tsc_hz;
+    /* Start on a tick edge, then count TSC cycles across whole ticks. */
+    uint64_t t = timer_ticks();
+    while (timer_ticks() == t)
+        hlt();
+    uint64_t start_ticks = timer_ticks();
+    uint64_t start_tsc = rdtsc();
+    while (timer_ticks() < start_ticks + TSC_CALIBRATION_TICKS)
+        hlt();
+    uint64_t cycles = rdtsc() - start_tsc;
+    tsc_hz = cycles * TIMER_HZ / TSC_CALIBRATION_TICKS;
+    return tsc_hz;
+}
+
+uint64_t tsc_to_us(uint64_t cycles)
+{
+    uint64_t hz = timer_tsc_hz();
+    return hz != 0 ? cycles / (hz / 1000000 ? hz / 1000000 : 1) : 0;
+}

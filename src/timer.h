@@ -14,4 +14,12 @@ uint64_t timer_ticks(void);
    Used by tests that exercise code in interrupt context. */
 void timer_set_tick_hook(void (*hook)(void *ctx), void *ctx);
 
+/* Returns the TSC frequency in Hz, measured against the timer over
+   TSC_CALIBRATION_TICKS ticks the first time it is called (interrupts must
+   be on), then cached. */
+#define TSC_CALIBRATION_TICKS 20
+uint64_t timer_tsc_hz(void);
+/* Converts a TSC delta to microseconds using timer_tsc_hz(). */
+uint64_t tsc_to_us(uint64_t cycles);
+
 #endif

@@ -1,0 +1,202 @@
+/*
+ * The page-table walker. Tables are reached through the direct map
+ * (phys_to_virt), so any frame, above 4 GiB too, can hold a table.
+ * Address split: see paging.h.
+ */
+#include "paging.h"
+
+#include "cpu.h"
+#include "kstring.h"
+#include "memlayout.h"
+#include "pmm.h"
+
+#define ENTRIES_PER_TABLE   512
+#define MSR_EFER            0xc0000080
+#define EFER_NXE            (1ull << 11)
+#define CPUID_EXT_FEATURES  0x80000001
+#define CPUID_EDX_PDPE1GB   (1u << 26)
+
+/* Level 3 = PML4, 2 = PDPT, 1 = PD, 0 = PT. */
+static unsigned table_index(uint64_t virt, int level)
+{
+    return (unsigned)((virt >> (12 + 9 * level)) & (ENTRIES_PER_TABLE - 1));
+}
+
+static uint64_t level_page_size(int level)
+{
+    return 1ull << (12 + 9 * level);
+}
+
+static uint64_t root_phys;
+static bool low_frames_only;
+
+void paging_set_root(uint64_t pml4_phys)
+{
+    root_phys = pml4_phys;
+}
+
+uint64_t paging_root(void)
+{
+    return root_phys != 0 ? root_phys : (read_cr3() & PTE_ADDR_MASK);
+}
+
+static uint64_t *table_at(uint64_t phys)
+{
+    return phys_to_virt(phys & PTE_ADDR_MASK);
+}
+
+bool paging_is_canonical(uint64_t virt)
+{
+    int64_t sign_extended = (int64_t)(virt << 16) >> 16;
+    return (uint64_t)sign_extended == virt;
+}
+
+bool paging_has_1g_pages(void)
+{
+    return (cpuid(CPUID_EXT_FEATURES, 0).edx & CPUID_EDX_PDPE1GB) != 0;
+}
+
+bool paging_has_nx(void)
+{
+    return (rdmsr(MSR_EFER) & EFER_NXE) != 0;
+}
+
+const char *paging_strerror(enum paging_status status)
+{
+    switch (status) {
+    case PAGING_OK:                 return "ok";
+    case PAGING_ERR_ALREADY_MAPPED: return "already mapped";
+    case PAGING_ERR_MISALIGNED:     return "misaligned address";
+    case PAGING_ERR_NON_CANONICAL:  return "non-canonical address";
+    case PAGING_ERR_NO_MEMORY:      return "out of frames";
+    case PAGING_ERR_HUGE_PAGE:      return "inside a huge page";
+    case PAGING_ERR_NOT_MAPPED:     return "not mapped";
+    case PAGING_ERR_BAD_FLAGS:      return "bad flags";
+    }
+    return "unknown";
+}
+
+bool paging_walk(uint64_t virt, struct paging_walk *walk)
+{
+    memset(walk, 0, sizeof(*walk));
+    if (!paging_is_canonical(virt))
+        return false;
+    uint64_t table = paging_root();
+    for (int level = 3; level >= 0; level--) {
+        walk->table_phys[3 - level] = table;
+        walk->levels = 4 - level;
+        uint64_t entry = table_at(table)[table_index(virt, level)];
+        if (!(entry & PTE_PRESENT))
+            return false;
+        if (level == 0 || (level <= 2 && (entry & PTE_HUGE))) {
+            walk->entry = entry;
+            walk->page_size = level_page_size(level);
+            return true;
+        }
+        table = entry & PTE_ADDR_MASK;
+    }
+    return false;
+}
+
+bool paging_translate(uint64_t virt, uint64_t *phys, uint64_t *page_size)
+{
+    struct paging_walk w;
+    if (!paging_walk(virt, &w))
+        return false;
+    uint64_t base = w.entry & PTE_ADDR_MASK & ~(w.page_size - 1);
+    *phys = base + (virt & (w.page_size - 1));
+    if (page_size != NULL)
+        *page_size = w.page_size;
+    return true;
+}
+
+void paging_use_low_frames(bool on)
+{
+    low_frames_only = on;
+}
+
+/* Returns a zeroed frame for a page table, or PMM_NO_FRAME. */
+static uint64_t new_table(void)
+{
+    uint64_t frame = low_frames_only ? pmm_alloc_frame_low() : pmm_alloc_frame();
+    if (frame != PMM_NO_FRAME)
+        memset(phys_to_virt(frame), 0, FRAME_SIZE);
+    return frame;
+}
+
+enum paging_status paging_map_page(uint64_t virt, uint64_t phys, uint64_t flags, uint64_t page_size)
+{
+    int leaf_level;
+    if (page_size == PAGE_SIZE_4K)
+        leaf_level = 0;
+    else if (page_size == PAGE_SIZE_2M)
+        leaf_level = 1;
+    else if (page_size == PAGE_SIZE_1G && paging_has_1g_pages())
+        leaf_level = 2;
+    else
+        return PAGING_ERR_MISALIGNED;
+    if (!paging_is_canonical(virt))
+        return PAGING_ERR_NON_CANONICAL;
+    if (virt % page_size != 0 || phys % page_size != 0 || (phys & ~PTE_ADDR_MASK) != 0)
+        return PAGING_ERR_MISALIGNED;
+    if (flags & ~PAGING_MAP_FLAGS)
+        return PAGING_ERR_BAD_FLAGS;
+    if (!paging_has_nx())
+        flags &= ~PTE_NO_EXECUTE;
+
+    /* Intermediate entries allow everything; the leaf decides. */
+    uint64_t inner = PTE_PRESENT | PTE_WRITABLE | (flags & PTE_USER);
+    uint64_t table = paging_root();
+    for (int level = 3; level > leaf_level; level--) {
+        uint64_t *entry = &table_at(table)[table_index(virt, level)];
+        if (*entry & PTE_PRESENT) {
+            if (level <= 2 && (*entry & PTE_HUGE))
+                return PAGING_ERR_HUGE_PAGE;
+            *entry |= inner;
+        } else {
+            uint64_t frame = new_table();
+            if (frame == PMM_NO_FRAME)
+                return PAGING_ERR_NO_MEMORY;
+            *entry = frame | inner;
+        }
+        table = *entry & PTE_ADDR_MASK;
+    }
+    uint64_t *leaf = &table_at(table)[table_index(virt, leaf_level)];
+    if (*leaf & PTE_PRESENT)
+        return (leaf_level > 0 || !(*leaf & PTE_HUGE)) ? PAGING_ERR_ALREADY_MAPPED : PAGING_ERR_HUGE_PAGE;
+    *leaf = phys | flags | PTE_PRESENT | (leaf_level > 0 ? PTE_HUGE : 0);
+    return PAGING_OK;
+}
+
+enum paging_status paging_map(uint64_t virt, uint64_t phys, uint64_t flags)
+{
+    return paging_map_page(virt, phys, flags, PAGE_SIZE_4K);
+}
+
+enum paging_status paging_unmap(uint64_t virt, uint64_t *phys)
+{
+    if (!paging_is_canonical(virt))
+        return PAGING_ERR_NON_CANONICAL;
+    if (virt % PAGE_SIZE_4K != 0)
+        return PAGING_ERR_MISALIGNED;
+    uint64_t table = paging_root();
+    for (int level = 3; level >= 0; level--) {
+        uint64_t *entry = &table_at(table)[table_index(virt, level)];
+        if (!(*entry & PTE_PRESENT))
+            return PAGING_ERR_NOT_MAPPED;
+        bool leaf = level == 0 || (level <= 2 && (*entry & PTE_HUGE));
+        if (!leaf) {
+            table = *entry & PTE_ADDR_MASK;
+            continue;
+        }
+        /* A huge page goes only as a whole, from its first address. */
+        if (virt % level_page_size(level) != 0)
+            return PAGING_ERR_HUGE_PAGE;
+        if (phys != NULL)
+            *phys = *entry & PTE_ADDR_MASK & ~(level_page_size(level) - 1);
+        *entry = 0;
+        invlpg(virt);
+        return PAGING_OK;
+    }
+    return PAGING_ERR_NOT_MAPPED;
+}

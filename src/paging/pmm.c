@@ -1,0 +1,381 @@
+/*
+ * Physical frame allocator.
+ *
+ * How it works. pmm_init() turns the memory map into a short sorted list of
+ * usable ranges: the union of the available regions (page-aligned inward)
+ * minus everything that is not available and minus what must never be
+ * handed out (first 1 MiB, kernel image, boot information, caller's list,
+ * our own metadata). Nothing is done per frame at init, so initialising
+ * 16 GiB costs the same as 8 MiB plus one memset of the bitmap.
+ *
+ * Frames come from two places:
+ *   - the free stack: frames that were freed, as an array of 32-bit frame
+ *     numbers (so freeing never writes into the freed frame itself, and a
+ *     test may allocate and free every frame without touching all of RAM);
+ *   - the frontier of each range: [lo, hi) of never-used memory. Ordinary
+ *     allocations take from the top of the highest range (hi moves down),
+ *     early page tables from the bottom of the lowest (lo moves up).
+ * Both are O(1); skipping an exhausted range is amortized O(1). A freed
+ * frame that borders its range's frontier extends the frontier instead of
+ * going on the stack (O(log ranges) to find the range), so memory freed in
+ * reverse allocation order becomes contiguous, never-used memory again.
+ *
+ * One bit per frame records "allocated", so freeing a frame that is not
+ * allocated (a double free, a stray address) panics instead of corrupting
+ * the stack. The bitmap and the stack are the metadata, carved out of the
+ * lowest usable memory above 1 MiB and below 4 GiB.
+ */
+#include "pmm.h"
+
+#include "cpu.h"
+#include "kprintf.h"
+#include "kstring.h"
+#include "memlayout.h"
+#include "panic.h"
+
+#define PMM_MAX_RANGES      128
+#define LOW_MEMORY_END      0x100000ull         /* first 1 MiB: BIOS, VGA, real-mode leftovers */
+#define BOOT_DIRECT_MAP_END 0x100000000ull      /* what the boot direct map reaches */
+#define BITS_PER_WORD       64
+
+struct range {
+    uint64_t lo, hi;        /* the never-used frontier; page aligned, lo <= hi */
+    uint64_t start, end;    /* the whole range (the frontier's bounds at init) */
+};
+
+/* A sorted list of disjoint page-aligned ranges. */
+struct range_set {
+    struct range *r;
+    size_t n, max;
+};
+
+static struct range ranges[PMM_MAX_RANGES];
+static size_t nranges;
+static size_t high_cursor;  /* ranges[0..high_cursor) may still have frontier frames */
+static size_t low_cursor;   /* ranges[low_cursor..] likewise, seen from below */
+
+static uint64_t *bitmap;        /* bit set = allocated */
+static uint64_t bitmap_frames;  /* frames the bitmap covers: [0, bitmap_frames) */
+static uint32_t *free_stack;
+static uint64_t free_top, free_cap;
+static struct phys_range metadata;
+static struct pmm_stats stats;
+
+static uint64_t align_up(uint64_t v)
+{
+    return (v + FRAME_SIZE - 1) & ~(FRAME_SIZE - 1);
+}
+
+static uint64_t align_down(uint64_t v)
+{
+    return v & ~(FRAME_SIZE - 1);
+}
+
+/* Inserts [lo, hi) keeping the set sorted and disjoint (merging overlaps). */
+static void range_add(struct range_set *set, uint64_t lo, uint64_t hi)
+{
+    if (lo >= hi)
+        return;
+    struct range *r = set->r;
+    size_t i = 0;
+    while (i < set->n && r[i].hi < lo)
+        i++;
+    /* Merge with every range that touches [lo, hi). */
+    size_t j = i;
+    while (j < set->n && r[j].lo <= hi) {
+        lo = r[j].lo < lo ? r[j].lo : lo;
+        hi = r[j].hi > hi ? r[j].hi : hi;
+        j++;
+    }
+    if (j == i && set->n == set->max) {
+        kprintf("pmm: more than %zu usable ranges; dropping [%p-%p)\n", set->max,
+                (void *)lo, (void *)hi);
+        return;
+    }
+    /* Replace r[i..j) by the merged range. */
+    size_t removed = j - i;
+    if (removed == 0) {
+        memmove(&r[i + 1], &r[i], (set->n - i) * sizeof(*r));
+        set->n++;
+    } else if (removed > 1) {
+        memmove(&r[i + 1], &r[j], (set->n - j) * sizeof(*r));
+        set->n -= removed - 1;
+    }
+    r[i] = (struct range){ lo, hi, lo, hi };
+}
+
+/* Removes [lo, hi) from every range (page-aligned outward: a partly
+   reserved frame is not usable). */
+static void range_remove(struct range_set *set, uint64_t lo, uint64_t hi)
+{
+    lo = align_down(lo);
+    hi = hi > ~0ull - FRAME_SIZE ? ~0ull & ~(FRAME_SIZE - 1) : align_up(hi);
+    if (lo >= hi)
+        return;
+    for (size_t i = 0; i < set->n; i++) {
+        struct range *r = &set->r[i];
+        if (r->hi <= lo || r->lo >= hi)
+            continue;
+        if (r->lo >= lo && r->hi <= hi) {           /* swallowed whole */
+            memmove(r, r + 1, (set->n - i - 1) * sizeof(*r));
+            set->n--;
+            i--;
+        } else if (r->lo < lo && r->hi > hi) {      /* split in two */
+            if (set->n == set->max) {
+                r->hi = r->end = lo;                /* lose the upper part rather than overflow */
+                continue;
+            }
+            memmove(r + 2, r + 1, (set->n - i - 1) * sizeof(*r));
+            set->n++;
+            r[1] = (struct range){ hi, r->hi, hi, r->hi };
+            r->hi = r->end = lo;
+            i++;
+        } else if (r->lo < lo) {
+            r->hi = r->end = lo;
+        } else {
+            r->lo = r->start = hi;
+        }
+    }
+}
+
+static uint64_t set_frames(const struct range_set *set)
+{
+    uint64_t frames = 0;
+    for (size_t i = 0; i < set->n; i++)
+        frames += (set->r[i].hi - set->r[i].lo) / FRAME_SIZE;
+    return frames;
+}
+
+/* Fills set with the available memory of bi minus everything not
+   available, the first 1 MiB, the kernel image, the boot information and
+   withheld[0..n). Returns the frames of available RAM before the last four
+   subtractions (what counts as "total"). */
+static uint64_t build_ranges(struct range_set *set, const struct boot_info *bi,
+                             const struct phys_range *withheld, size_t n)
+{
+    set->n = 0;
+    for (size_t i = 0; i < bi->mmap_count; i++) {
+        const struct mem_region *m = &bi->mmap[i];
+        if (m->type != MEM_AVAILABLE || m->length == 0)
+            continue;
+        uint64_t end = m->base + m->length < m->base ? ~0ull : m->base + m->length;
+        range_add(set, align_up(m->base), align_down(end));
+    }
+    /* Not-available wins over available where the map overlaps itself. */
+    for (size_t i = 0; i < bi->mmap_count; i++) {
+        const struct mem_region *m = &bi->mmap[i];
+        if (m->type != MEM_AVAILABLE && m->length > 0) {
+            uint64_t end = m->base + m->length < m->base ? ~0ull : m->base + m->length;
+            range_remove(set, m->base, end);
+        }
+    }
+    uint64_t total = set_frames(set);
+    range_remove(set, 0, LOW_MEMORY_END);
+    range_remove(set, (uint64_t)(uintptr_t)__kernel_phys_start, (uint64_t)(uintptr_t)__kernel_phys_end);
+    range_remove(set, bi->info_phys_start, bi->info_phys_end);
+    for (size_t i = 0; i < n; i++)
+        range_remove(set, withheld[i].start, withheld[i].end);
+    return total;
+}
+
+size_t pmm_usable_ranges(const struct boot_info *bi, const struct phys_range *withheld, size_t n,
+                         struct phys_range *out, size_t max)
+{
+    static struct range scratch[PMM_MAX_RANGES];
+    struct range_set set = { scratch, 0, PMM_MAX_RANGES };
+    build_ranges(&set, bi, withheld, n);
+    size_t count = set.n < max ? set.n : max;
+    for (size_t i = 0; i < count; i++)
+        out[i] = (struct phys_range){ set.r[i].lo, set.r[i].hi };
+    return set.n;
+}
+
+/* Takes bytes (page-rounded) from the lowest range above 1 MiB and below
+   4 GiB that has room, for the metadata. */
+static uint64_t carve_metadata(struct range_set *set, uint64_t bytes)
+{
+    bytes = align_up(bytes);
+    for (size_t i = 0; i < set->n; i++) {
+        struct range *r = &set->r[i];
+        if (r->hi - r->lo >= bytes && r->lo + bytes <= BOOT_DIRECT_MAP_END) {
+            uint64_t at = r->lo;
+            range_remove(set, at, at + bytes);
+            return at;
+        }
+    }
+    panic("pmm_init: no %llu bytes of RAM below 4 GiB for the frame allocator's metadata",
+          (unsigned long long)bytes);
+}
+
+void pmm_init(const struct boot_info *bi, const struct phys_range *withheld, size_t n)
+{
+    struct range_set set = { ranges, 0, PMM_MAX_RANGES };
+    memset(&stats, 0, sizeof(stats));
+    stats.total_frames = build_ranges(&set, bi, withheld, n);
+    stats.highest_address = set.n > 0 ? set.r[set.n - 1].hi : 0;
+
+    /* Metadata: the allocated-bitmap over [0, highest) and a free stack big
+       enough to hold every usable frame at once. */
+    uint64_t usable = set_frames(&set);
+    bitmap_frames = stats.highest_address / FRAME_SIZE;
+    uint64_t bitmap_bytes = (bitmap_frames + BITS_PER_WORD - 1) / BITS_PER_WORD * sizeof(uint64_t);
+    uint64_t stack_bytes = usable * sizeof(uint32_t);
+    uint64_t meta = carve_metadata(&set, bitmap_bytes + stack_bytes);
+    metadata = (struct phys_range){ meta, meta + align_up(bitmap_bytes + stack_bytes) };
+    bitmap = phys_to_virt(meta);
+    free_stack = (uint32_t *)((uint8_t *)bitmap + bitmap_bytes);
+    free_cap = usable;
+    free_top = 0;
+    memset(bitmap, 0, bitmap_bytes);
+
+    nranges = set.n;
+    stats.free_frames = set_frames(&set);
+    stats.reserved_frames = stats.total_frames - stats.free_frames;
+    stats.regions = nranges;
+    high_cursor = nranges;
+    low_cursor = 0;
+}
+
+static void mark_allocated(uint64_t frame)
+{
+    uint64_t pfn = frame / FRAME_SIZE;
+    bitmap[pfn / BITS_PER_WORD] |= 1ull << (pfn % BITS_PER_WORD);
+    stats.free_frames--;
+}
+
+uint64_t pmm_alloc_frame(void)
+{
+    unsigned long flags = irq_save();
+    uint64_t frame = PMM_NO_FRAME;
+    if (free_top > 0) {
+        frame = (uint64_t)free_stack[--free_top] * FRAME_SIZE;
+    } else {
+        while (high_cursor > 0 && ranges[high_cursor - 1].lo == ranges[high_cursor - 1].hi)
+            high_cursor--;
+        if (high_cursor > 0) {
+            ranges[high_cursor - 1].hi -= FRAME_SIZE;
+            frame = ranges[high_cursor - 1].hi;
+        }
+    }
+    if (frame != PMM_NO_FRAME)
+        mark_allocated(frame);
+    else
+        stats.failed_allocs++;
+    irq_restore(flags);
+    return frame;
+}
+
+uint64_t pmm_alloc_frame_low(void)
+{
+    unsigned long flags = irq_save();
+    uint64_t frame = PMM_NO_FRAME;
+    while (low_cursor < nranges && ranges[low_cursor].lo == ranges[low_cursor].hi)
+        low_cursor++;
+    if (low_cursor < nranges && ranges[low_cursor].lo < BOOT_DIRECT_MAP_END) {
+        frame = ranges[low_cursor].lo;
+        ranges[low_cursor].lo += FRAME_SIZE;
+    } else {
+        /* The low frontier is used up: look for a freed low frame (rare and
+           O(freed frames); only early boot depends on this call). */
+        for (uint64_t i = free_top; i-- > 0;) {
+            if ((uint64_t)free_stack[i] * FRAME_SIZE < BOOT_DIRECT_MAP_END) {
+                frame = (uint64_t)free_stack[i] * FRAME_SIZE;
+                free_stack[i] = free_stack[--free_top];
+                break;
+            }
+        }
+    }
+    if (frame != PMM_NO_FRAME)
+        mark_allocated(frame);
+    else
+        stats.failed_allocs++;
+    irq_restore(flags);
+    return frame;
+}
+
+uint64_t pmm_alloc_contiguous(size_t n)
+{
+    unsigned long flags = irq_save();
+    uint64_t frame = PMM_NO_FRAME;
+    uint64_t bytes = (uint64_t)n * FRAME_SIZE;
+    for (size_t i = nranges; n > 0 && i-- > 0;) {
+        if (ranges[i].hi - ranges[i].lo >= bytes) {
+            ranges[i].hi -= bytes;
+            frame = ranges[i].hi;
+            for (uint64_t f = frame; f < frame + bytes; f += FRAME_SIZE)
+                mark_allocated(f);
+            break;
+        }
+    }
+    if (frame == PMM_NO_FRAME)
+        stats.failed_allocs++;
+    irq_restore(flags);
+    return frame;
+}
+
+bool pmm_frame_allocated(uint64_t frame)
+{
+    uint64_t pfn = frame / FRAME_SIZE;
+    if (frame % FRAME_SIZE != 0 || pfn >= bitmap_frames)
+        return false;
+    return (bitmap[pfn / BITS_PER_WORD] >> (pfn % BITS_PER_WORD)) & 1;
+}
+
+/* Gives frame back to its range's frontier if it borders it, so memory
+   freed in the reverse order of allocation becomes contiguous again.
+   O(log ranges). Returns false if frame does not border the frontier. */
+static bool return_to_frontier(uint64_t frame)
+{
+    size_t lo = 0, hi = nranges;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (frame >= ranges[mid].end)
+            lo = mid + 1;
+        else if (frame < ranges[mid].start)
+            hi = mid;
+        else {
+            struct range *r = &ranges[mid];
+            if (frame == r->hi)
+                r->hi += FRAME_SIZE;
+            else if (frame + FRAME_SIZE == r->lo)
+                r->lo -= FRAME_SIZE;
+            else
+                return false;
+            if (high_cursor < mid + 1)
+                high_cursor = mid + 1;
+            if (low_cursor > mid)
+                low_cursor = mid;
+            return true;
+        }
+    }
+    return false;
+}
+
+void pmm_free_frame(uint64_t frame)
+{
+    unsigned long flags = irq_save();
+    if (!pmm_frame_allocated(frame))
+        panic("pmm_free_frame: %p is not an allocated frame (double free or bad address)",
+              (void *)frame);
+    uint64_t pfn = frame / FRAME_SIZE;
+    bitmap[pfn / BITS_PER_WORD] &= ~(1ull << (pfn % BITS_PER_WORD));
+    if (!return_to_frontier(frame)) {
+        kassert(free_top < free_cap);
+        free_stack[free_top++] = (uint32_t)pfn;
+    }
+    stats.free_frames++;
+    irq_restore(flags);
+}
+
+struct pmm_stats pmm_stats(void)
+{
+    unsigned long flags = irq_save();
+    struct pmm_stats s = stats;
+    irq_restore(flags);
+    return s;
+}
+
+struct phys_range pmm_metadata_range(void)
+{
+    return metadata;
+}

@@ -60,6 +60,7 @@ int host_arena_grow(void *ctx, size_t min_bytes, void **start, size_t *len)
     *start = a->base + a->committed + gap;
     *len = n;
     a->committed += gap + n;
+    a->gap_bytes += gap;
     a->grow_calls++;
     return 0;
 fail:

@@ -21,6 +21,7 @@ struct host_arena {
     size_t limit;        /* grow() fails beyond this many committed bytes; <= reserved */
     size_t chunk;        /* minimum bytes per grow() */
     unsigned gap_every;  /* if > 0, every gap_every-th grow() leaves a PROT_NONE page before the region */
+    size_t gap_bytes;    /* bytes of committed holes never handed out */
     unsigned grow_calls; /* successful grow() calls */
     unsigned failed_grows;
 };

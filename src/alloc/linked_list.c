@@ -62,6 +62,7 @@
 #define LL_SUB_LOG2 3       /* 8 bins per power of two above the limit */
 #define LL_NBINS 512
 #define LL_WALK_LIMIT 32    /* blocks examined in the request's own bin before trying larger bins */
+#define LL_PICK_LIMIT 8     /* extra blocks of a larger bin compared for the lowest address */
 
 struct ll_block {
     size_t prev_size; /* size of the previous block, valid only when it is free */
@@ -196,8 +197,16 @@ static struct ll_free *find_fit(struct ll *l, size_t need)
         if (bsize(&f->hdr) >= need)
             return f;
     larger = next_bin(l, b + 1);
-    if (larger < LL_NBINS)
-        return l->bins[larger];
+    if (larger < LL_NBINS) {
+        /* Any block here fits; prefer the lowest address among the first few, which keeps the
+         * heap compact (the benefit of the blog's address order) at bounded cost. */
+        struct ll_free *best = l->bins[larger];
+        int n = 0;
+        for (struct ll_free *g = best->next; g != NULL && n < LL_PICK_LIMIT; g = g->next, n++)
+            if (g < best)
+                best = g;
+        return best;
+    }
     for (; f != NULL; f = f->next)
         if (bsize(&f->hdr) >= need)
             return f;

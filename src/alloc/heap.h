@@ -1,0 +1,161 @@
+/*
+ * heap.h - the kheap allocator interface and its specification.
+ *
+ * One front end (heap.c) serves several interchangeable backends ("bump", "linked_list",
+ * "fixed_size_block"). A heap lives inside the memory it manages: heap_create() places the backend's
+ * instance at the start of the range it is given. The library is freestanding: it needs no libc and
+ * learns about the outside world only through struct heap_env.
+ *
+ * Guarantees (all backends, all entry points):
+ *   - Every non-NULL pointer returned is aligned to at least HEAP_MIN_ALIGN (16) bytes, and to the
+ *     requested alignment for heap_alloc_aligned().
+ *   - Size 0 is treated as size 1: the call returns a unique minimum-size block which must be freed
+ *     like any other (glibc behaviour). This includes heap_realloc(ptr, 0), which shrinks ptr to a
+ *     minimum-size block instead of freeing it.
+ *   - NULL is returned, the heap is left unchanged and stats.failed_allocs is incremented when:
+ *       * the request, after adding alignment slack, exceeds HEAP_MAX_REQUEST (this covers every size
+ *         whose rounding or header arithmetic would overflow, e.g. SIZE_MAX, SIZE_MAX - 4096,
+ *         SIZE_MAX / 2 + 1), or heap_calloc()'s n * size overflows;
+ *       * the alignment of heap_alloc_aligned() is 0 or not a power of two;
+ *       * the backend has no fitting block and env.grow is NULL, refuses, or after HEAP_GROW_TRIES
+ *         rounds of growth still no block fits.
+ *     The library never panics or aborts on out-of-memory.
+ *   - Failed heap_realloc() returns NULL and leaves the old block allocated and unchanged.
+ *
+ * Thread and interrupt safety: every public operation runs between env.lock() and env.unlock(), and
+ * nothing else. With env.lock == NULL the heap is single-threaded. env.grow() is called WITH the lock
+ * held, so grow() must not call back into the same heap (in the kernel it maps fresh frames at the end
+ * of the heap region, which takes no heap lock).
+ *
+ * Undefined behaviour (not detected): freeing or resizing a pointer that did not come from this heap or
+ * was already freed; writing outside a block (heap_check() usually notices afterwards); using a heap
+ * after its memory was reused; concurrent use without lock callbacks.
+ *
+ * Complexity, n = number of blocks (free + used) in the heap:
+ *   backend            alloc                      free      resize/usable_size  check
+ *   bump               O(1)                       O(1)      O(1)                O(1)
+ *   linked_list        O(free blocks in 1 bin)*   O(1)      O(1)                O(n)
+ *   fixed_size_block   O(1) for <= 2048 B, else   O(1) small, O(1)              O(n)
+ *                      as linked_list             else ll
+ *   (*) segregated bins, first fit inside the request's bin, then any block of a larger bin (bitmap).
+ *   Growth adds one grow() call and an O(1) add_memory() per round.
+ */
+#ifndef KHEAP_ALLOC_HEAP_H
+#define KHEAP_ALLOC_HEAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Every block is aligned to at least this; smaller requested alignments are raised to it. */
+#define HEAP_MIN_ALIGN ((size_t)16)
+
+/* Largest size + alignment a request may have. Backends may add headers and round up without checking
+ * for overflow below this bound (a quarter of the address space, far beyond any real heap). */
+#define HEAP_MAX_REQUEST (SIZE_MAX / 4)
+
+/* How many grow()/add_memory() rounds one allocation may trigger before it fails. */
+#define HEAP_GROW_TRIES 4
+
+/* What the user of the library supplies. */
+struct heap_env {
+    void *ctx; /* passed back to every callback */
+    /* Takes the heap lock and returns state to restore (e.g. the interrupt flag). NULL: no locking. */
+    unsigned long (*lock)(void *ctx);
+    /* Releases the lock taken by lock(); saved is what lock() returned. Ignored when lock is NULL. */
+    void (*unlock)(void *ctx, unsigned long saved);
+    /* Asks for at least min_bytes more memory. On success stores the region in *start / *len
+     * (len >= min_bytes) and returns 0; any other value means no memory. In the kernel the region
+     * always starts exactly at the previous end of the heap; host users may return any region.
+     * Called with the lock held. NULL: the heap never grows. */
+    int (*grow)(void *ctx, size_t min_bytes, void **start, size_t *len);
+};
+
+/* Counters kept by the front end (heap.c); identical meaning for every backend. */
+struct heap_stats {
+    size_t bytes_in_use;    /* sum of heap_usable_size() over live blocks */
+    size_t bytes_mapped;    /* size given to heap_create() + all memory added through grow() */
+    size_t peak_in_use;     /* highest bytes_in_use ever seen */
+    size_t live_allocs;     /* blocks allocated and not yet freed */
+    uint64_t total_allocs;  /* successful allocations (realloc counts when it moves the block) */
+    uint64_t total_frees;   /* frees of non-NULL pointers (realloc counts when it moves the block) */
+    uint64_t failed_allocs; /* allocation requests that returned NULL */
+};
+
+/* A heap instance. Opaque to users; backends see its definition in heap_backend.h. */
+struct heap;
+
+/*
+ * The backend vtable: one const instance per backend (heap_<name>_ops). The front end validates every
+ * argument, so backends may assume: h is theirs, 0 < size, align is a power of two >= HEAP_MIN_ALIGN,
+ * size + align <= HEAP_MAX_REQUEST, and ptr was returned by this heap and is live. Backends never
+ * lock, grow or count: the front end does that.
+ */
+struct heap_ops {
+    const char *name; /* "bump", "linked_list", "fixed_size_block" */
+    /* Extra bytes, beyond size + align, that a fresh non-adjacent region needs so that one allocation
+     * of that size and alignment is guaranteed to fit (region and block headers). */
+    size_t grow_overhead;
+    /* Places the instance at the start of mem and manages the rest. NULL if size is too small, in which
+     * case nothing in mem was written. */
+    struct heap *(*init)(void *mem, size_t size);
+    /* Returns a block of at least size bytes aligned to align, or NULL if nothing fits. */
+    void *(*alloc)(struct heap *h, size_t size, size_t align);
+    /* Returns ptr's block to the heap. */
+    void (*free)(struct heap *h, void *ptr);
+    /* Grows or shrinks ptr's block in place to hold size bytes; false (block unchanged) if impossible. */
+    bool (*resize)(struct heap *h, void *ptr, size_t size);
+    /* Returns how many bytes starting at ptr the caller may use (>= the size it asked for). */
+    size_t (*usable_size)(const struct heap *h, const void *ptr);
+    /* Hands the heap len more bytes at start (from grow()). A region starting at the current end of
+     * the heap must be merged with it. */
+    void (*add_memory)(struct heap *h, void *start, size_t len);
+    /* Walks the heap's structures and returns the number of broken invariants; 0 = healthy. */
+    size_t (*check)(const struct heap *h);
+};
+
+/* Creates a heap of backend ops in [mem, mem + size), using env's callbacks (copied; env may be NULL
+ * for no lock and no growth). Returns NULL if ops is NULL or size is too small for the backend. */
+struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, const struct heap_env *env);
+
+/* Returns a block of at least size bytes aligned to 16, or NULL (see the guarantees above). */
+void *heap_alloc(struct heap *h, size_t size);
+
+/* Returns a block of at least size bytes aligned to align (a power of two; values below 16 act as 16),
+ * or NULL if align is 0 or not a power of two, or as heap_alloc(). */
+void *heap_alloc_aligned(struct heap *h, size_t size, size_t align);
+
+/* Returns a zeroed block of n * size bytes, or NULL if the product overflows or as heap_alloc(). */
+void *heap_calloc(struct heap *h, size_t n, size_t size);
+
+/* C realloc: ptr == NULL acts as heap_alloc(size); otherwise resizes in place if the backend can, else
+ * allocates, copies min(old usable size, size) bytes and frees ptr. Returns the (possibly moved) block,
+ * or NULL with ptr still allocated and unchanged. The result is only 16-byte aligned. */
+void *heap_realloc(struct heap *h, void *ptr, size_t size);
+
+/* Frees ptr; ptr == NULL does nothing. ptr must come from h and be live. */
+void heap_free(struct heap *h, void *ptr);
+
+/* Returns the usable size of ptr's block (>= requested size), 0 for NULL. */
+size_t heap_usable_size(struct heap *h, const void *ptr);
+
+/* Returns a snapshot of the heap's counters. */
+struct heap_stats heap_stats(struct heap *h);
+
+/* Returns the number of broken invariants found by the backend and the front end; 0 = healthy. */
+size_t heap_check(struct heap *h);
+
+/* Returns the backend name of h ("bump", ...). */
+const char *heap_backend_name(const struct heap *h);
+
+/* The registry of backends, generated from backends.def. */
+#define HEAP_BACKEND(name) extern const struct heap_ops heap_##name##_ops;
+#include "backends.def"
+#undef HEAP_BACKEND
+
+extern const struct heap_ops *const heap_backends[]; /* NULL-terminated, in backends.def order */
+
+/* Returns the backend called name, or NULL if there is none. */
+const struct heap_ops *heap_backend_find(const char *name);
+
+#endif /* KHEAP_ALLOC_HEAP_H */

@@ -1,0 +1,60 @@
+/* kmalloc.c - the global-heap wrappers declared in kmalloc.h. */
+#include "kmalloc.h"
+
+static struct heap *kheap;
+
+void kmalloc_init(struct heap *h)
+{
+    kheap = h;
+}
+
+struct heap *kmalloc_heap(void)
+{
+    return kheap;
+}
+
+void *kmalloc(size_t size)
+{
+    return kheap != NULL ? heap_alloc(kheap, size) : NULL;
+}
+
+void kfree(void *ptr)
+{
+    if (kheap != NULL)
+        heap_free(kheap, ptr);
+}
+
+void *kcalloc(size_t n, size_t size)
+{
+    return kheap != NULL ? heap_calloc(kheap, n, size) : NULL;
+}
+
+void *krealloc(void *ptr, size_t size)
+{
+    return kheap != NULL ? heap_realloc(kheap, ptr, size) : NULL;
+}
+
+void *kmalloc_aligned(size_t size, size_t align)
+{
+    return kheap != NULL ? heap_alloc_aligned(kheap, size, align) : NULL;
+}
+
+size_t kmalloc_usable_size(void *ptr)
+{
+    return kheap != NULL ? heap_usable_size(kheap, ptr) : 0;
+}
+
+struct heap_stats kmalloc_stats(void)
+{
+    return kheap != NULL ? heap_stats(kheap) : (struct heap_stats){0};
+}
+
+size_t kmalloc_check(void)
+{
+    return kheap != NULL ? heap_check(kheap) : 0;
+}
+
+const char *kmalloc_backend_name(void)
+{
+    return kheap != NULL ? heap_backend_name(kheap) : "none";
+}

@@ -1,0 +1,80 @@
+/* arena.c - mmap-backed growable arena for host builds; see kheap_host.h. */
+#define _DEFAULT_SOURCE
+#include "kheap_host.h"
+
+#include <stdint.h>
+#include <sys/mman.h>
+
+#define HOST_PAGE ((size_t)4096)
+
+static size_t page_up(size_t n)
+{
+    return (n + HOST_PAGE - 1) & ~(HOST_PAGE - 1);
+}
+
+int host_arena_init(struct host_arena *a, size_t reserve, size_t initial)
+{
+    void *p;
+
+    *a = (struct host_arena){0};
+    reserve = page_up(reserve);
+    initial = page_up(initial);
+    if (initial > reserve)
+        return -1;
+    p = mmap(NULL, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    if (initial != 0 && mprotect(p, initial, PROT_READ | PROT_WRITE) != 0) {
+        munmap(p, reserve);
+        return -1;
+    }
+    a->base = p;
+    a->reserved = reserve;
+    a->committed = initial;
+    a->limit = reserve;
+    a->chunk = HOST_PAGE;
+    return 0;
+}
+
+void host_arena_destroy(struct host_arena *a)
+{
+    if (a->base != NULL)
+        munmap(a->base, a->reserved);
+    *a = (struct host_arena){0};
+}
+
+int host_arena_grow(void *ctx, size_t min_bytes, void **start, size_t *len)
+{
+    struct host_arena *a = ctx;
+    size_t n = page_up(min_bytes > a->chunk ? min_bytes : a->chunk);
+    size_t gap = 0;
+
+    if (n < min_bytes) /* page_up overflowed */
+        goto fail;
+    if (a->gap_every != 0 && (a->grow_calls + 1) % a->gap_every == 0)
+        gap = HOST_PAGE;
+    if (a->committed > a->limit || n > a->limit - a->committed || gap > a->limit - a->committed - n)
+        goto fail;
+    if (mprotect(a->base + a->committed + gap, n, PROT_READ | PROT_WRITE) != 0)
+        goto fail;
+    *start = a->base + a->committed + gap;
+    *len = n;
+    a->committed += gap + n;
+    a->gap_bytes += gap;
+    a->grow_calls++;
+    return 0;
+fail:
+    a->failed_grows++;
+    return -1;
+}
+
+struct heap_env host_arena_env(struct host_arena *a)
+{
+    return (struct heap_env){.ctx = a, .grow = host_arena_grow};
+}
+
+bool host_arena_contains(const struct host_arena *a, const void *p, size_t n)
+{
+    uintptr_t s = (uintptr_t)a->base, e = s + a->committed, q = (uintptr_t)p;
+    return q >= s && q <= e && n <= e - q;
+}

@@ -1,0 +1,343 @@
+/*
+ * bench.c - kheap-bench: every backend and the system malloc on the same workloads, in one process.
+ *
+ * Usage: kheap-bench [reps]          (default 5 timed repetitions after 1 warm-up; median reported)
+ *
+ * Workloads (sizes and slot choices are pre-generated from fixed seeds, outside the timed region):
+ *   a  1,000,000 x { p = alloc(8..64 B); free(p) }                           ops = 2,000,000
+ *   b  as a, with one 64 B allocation held for the whole run                 ops = 2,000,000
+ *   c  10,000 slots, 2,000,000 steps: pick a random slot; free it if live, else allocate into it
+ *      (70% 16..128 B, 25% 129..2048 B, 5% 2..64 KiB)                        ops = 2,000,000
+ *   d  footprint of c: bytes obtained from the OS at the end (our heaps: stats.bytes_mapped; system:
+ *      max of mallinfo2 arena + mmapped bytes, sampled every 1024 steps) / peak of live requested
+ *      bytes. Reported as footprint_ratio on the workload=c line.
+ * Every allocation writes one byte so no compiler can drop a malloc/free pair. Our heaps run through
+ * the public heap_alloc()/heap_free() (front end with stats and lock check, no lock installed), on an
+ * mmap arena starting at 64 KiB and growing in >= 64 KiB steps like the kernel's heap region.
+ * Bump gets a 1 GiB range on c, since it cannot reuse memory there; what happens is printed.
+ */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "heap.h"
+#include "kheap_host.h"
+
+#define N_AB 1000000
+#define C_SLOTS 10000
+#define C_STEPS 2000000
+#define INITIAL ((size_t)64 << 10)
+#define CHUNK ((size_t)64 << 10)
+#define RESERVE ((size_t)4 << 30)
+#define BUMP_C_LIMIT ((size_t)1 << 30)
+#define MAX_REPS 31
+
+static uint32_t sizes_ab[N_AB];
+static uint32_t c_slot[C_STEPS];
+static uint32_t c_size[C_STEPS];
+static void *slots[C_SLOTS];
+static uint32_t slot_size[C_SLOTS]; /* requested size of each live slot (footprint pass only) */
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void generate(void)
+{
+    rng_state = 42;
+    for (int i = 0; i < N_AB; i++)
+        sizes_ab[i] = 8 + (uint32_t)(rnd() % 57);
+    rng_state = 4242;
+    for (int i = 0; i < C_STEPS; i++) {
+        uint64_t r = rnd() % 100;
+        c_slot[i] = (uint32_t)(rnd() % C_SLOTS);
+        if (r < 70)
+            c_size[i] = 16 + (uint32_t)(rnd() % 113);
+        else if (r < 95)
+            c_size[i] = 129 + (uint32_t)(rnd() % 1920);
+        else
+            c_size[i] = 2048 + (uint32_t)(rnd() % (62 * 1024 + 1));
+    }
+}
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* The workloads, instantiated once for the heap API and once for malloc so both are direct calls. */
+#define H_ALLOC(h, n) heap_alloc((h), (n))
+#define H_FREE(h, p) heap_free((h), (p))
+#define S_ALLOC(h, n) ((void)(h), malloc(n))
+#define S_FREE(h, p) ((void)(h), free(p))
+
+struct c_result {
+    size_t peak_live;  /* peak of live requested bytes */
+    size_t sys_mapped; /* system only: sampled bytes from the OS */
+    size_t failed;
+};
+
+static size_t sys_mapped_now(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.arena + mi.hblkhd;
+}
+
+#define DEFINE_WORKLOADS(sfx, ALLOC, FREE)                                                              \
+    static void work_a_##sfx(struct heap *h)                                                            \
+    {                                                                                                   \
+        for (int i = 0; i < N_AB; i++) {                                                                \
+            char *p = ALLOC(h, sizes_ab[i]);                                                            \
+            *(volatile char *)p = 1;                                                                    \
+            FREE(h, p);                                                                                 \
+        }                                                                                               \
+    }                                                                                                   \
+    static void work_b_##sfx(struct heap *h)                                                            \
+    {                                                                                                   \
+        char *keep = ALLOC(h, 64);                                                                      \
+        *(volatile char *)keep = 1;                                                                     \
+        for (int i = 0; i < N_AB; i++) {                                                                \
+            char *p = ALLOC(h, sizes_ab[i]);                                                            \
+            *(volatile char *)p = 1;                                                                    \
+            FREE(h, p);                                                                                 \
+        }                                                                                               \
+        FREE(h, keep);                                                                                  \
+    }                                                                                                   \
+    static void work_c_##sfx(struct heap *h, struct c_result *res, int measure)                         \
+    {                                                                                                   \
+        size_t live = 0;                                                                                \
+        memset(slots, 0, sizeof(slots));                                                                \
+        for (int i = 0; i < C_STEPS; i++) {                                                             \
+            void **s = &slots[c_slot[i]];                                                               \
+            if (*s != NULL) {                                                                           \
+                FREE(h, *s);                                                                            \
+                *s = NULL;                                                                              \
+                if (measure)                                                                            \
+                    live -= slot_size[c_slot[i]];                                                       \
+            } else {                                                                                    \
+                char *p = ALLOC(h, c_size[i]);                                                          \
+                if (p == NULL) {                                                                        \
+                    res->failed++;                                                                      \
+                    continue;                                                                           \
+                }                                                                                       \
+                *p = 1;                                                                                 \
+                *s = p;                                                                                 \
+                if (measure) {                                                                          \
+                    slot_size[c_slot[i]] = c_size[i];                                                   \
+                    live += c_size[i];                                                                  \
+                    if (live > res->peak_live)                                                          \
+                        res->peak_live = live;                                                          \
+                }                                                                                       \
+            }                                                                                           \
+            if (measure == 2 && (i & 1023) == 0) {                                                      \
+                size_t m = sys_mapped_now();                                                            \
+                if (m > res->sys_mapped)                                                                \
+                    res->sys_mapped = m;                                                                \
+            }                                                                                           \
+        }                                                                                               \
+        for (int i = 0; i < C_SLOTS; i++)                                                               \
+            if (slots[i] != NULL) {                                                                     \
+                FREE(h, slots[i]);                                                                      \
+                slots[i] = NULL;                                                                        \
+            }                                                                                           \
+    }
+
+DEFINE_WORKLOADS(heap, H_ALLOC, H_FREE)
+DEFINE_WORKLOADS(sys, S_ALLOC, S_FREE)
+
+struct allocator {
+    const char *name;
+    const struct heap_ops *ops; /* NULL = system malloc */
+};
+
+struct arena_heap {
+    struct host_arena arena;
+    struct heap *h;
+};
+
+static void open_heap(struct arena_heap *ah, const struct heap_ops *ops, size_t limit)
+{
+    struct heap_env env;
+
+    if (host_arena_init(&ah->arena, RESERVE, INITIAL) != 0) {
+        perror("mmap");
+        exit(1);
+    }
+    ah->arena.chunk = CHUNK;
+    ah->arena.limit = limit;
+    env = host_arena_env(&ah->arena);
+    ah->h = heap_create(ops, ah->arena.base, INITIAL, &env);
+    if (ah->h == NULL) {
+        fprintf(stderr, "heap_create(%s) failed\n", ops->name);
+        exit(1);
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Runs workload w ('a', 'b', 'c') reps times after a warm-up; returns the median ns per operation. */
+static double time_workload(const struct allocator *al, char w, int reps, size_t *failed)
+{
+    double t[MAX_REPS];
+
+    *failed = 0;
+    for (int r = -1; r < reps; r++) {
+        struct arena_heap ah = {0};
+        struct c_result res = {0};
+        size_t limit = RESERVE;
+        double t0, t1;
+
+        if (al->ops != NULL) {
+            if (w == 'c' && strcmp(al->ops->name, "bump") == 0)
+                limit = BUMP_C_LIMIT;
+            open_heap(&ah, al->ops, limit);
+        }
+        t0 = now_ns();
+        if (al->ops != NULL) {
+            if (w == 'a')
+                work_a_heap(ah.h);
+            else if (w == 'b')
+                work_b_heap(ah.h);
+            else
+                work_c_heap(ah.h, &res, 0);
+        } else {
+            if (w == 'a')
+                work_a_sys(NULL);
+            else if (w == 'b')
+                work_b_sys(NULL);
+            else
+                work_c_sys(NULL, &res, 0);
+        }
+        t1 = now_ns();
+        if (al->ops != NULL) {
+            if (heap_check(ah.h) != 0 || heap_stats(ah.h).live_allocs != 0) {
+                fprintf(stderr, "%s: heap broken after workload %c\n", al->name, w);
+                exit(1);
+            }
+            host_arena_destroy(&ah.arena);
+        }
+        if (r >= 0)
+            t[r] = (t1 - t0) / (2.0 * N_AB); /* a, b: 2 ops per iteration; c: C_STEPS = 2 * N_AB */
+        *failed = res.failed;
+    }
+    return median(t, reps);
+}
+
+/* Footprint of workload c: bytes from the OS / peak live requested bytes. Returns < 0 if unknown. */
+static double footprint(const struct allocator *al, size_t *mapped_out, size_t *peak_out)
+{
+    struct c_result res = {0};
+    size_t mapped;
+
+    if (al->ops != NULL) {
+        struct arena_heap ah = {0};
+        open_heap(&ah, al->ops, strcmp(al->ops->name, "bump") == 0 ? BUMP_C_LIMIT : RESERVE);
+        work_c_heap(ah.h, &res, 1);
+        mapped = heap_stats(ah.h).bytes_mapped;
+        host_arena_destroy(&ah.arena);
+    } else {
+        malloc_trim(0);
+        work_c_sys(NULL, &res, 2);
+        mapped = res.sys_mapped;
+    }
+    *mapped_out = mapped;
+    *peak_out = res.peak_live;
+    return res.peak_live ? (double)mapped / (double)res.peak_live : -1;
+}
+
+/* The floor for bump: the same loop as workload a with a bare pointer increment and no free. */
+static double pointer_increment_ns(int reps)
+{
+    double t[MAX_REPS];
+    static char buf[64 * N_AB + 64];
+
+    for (int r = -1; r < reps; r++) {
+        char *next = buf;
+        double t0 = now_ns();
+        for (int i = 0; i < N_AB; i++) {
+            char *p = next;
+            next += (sizes_ab[i] + 15) & ~15u;
+            *(volatile char *)p = 1;
+        }
+        double t1 = now_ns();
+        if (r >= 0)
+            t[r] = (t1 - t0) / (2.0 * N_AB);
+    }
+    return median(t, reps);
+}
+
+int main(int argc, char **argv)
+{
+    struct allocator als[8];
+    int nal = 0, reps = 5;
+    double ns[8][3], fp[8];
+    size_t fp_mapped[8], fp_peak[8], failed_c[8];
+
+    if (argc > 1)
+        reps = atoi(argv[1]);
+    if (reps < 1 || reps > MAX_REPS)
+        reps = 5;
+    for (const struct heap_ops *const *o = heap_backends; *o != NULL && nal < 7; o++)
+        als[nal++] = (struct allocator){(*o)->name, *o};
+    als[nal++] = (struct allocator){"system", NULL};
+    generate();
+
+    printf("# kheap-bench: median of %d repetitions after 1 warm-up; ns_per_op = time / 2,000,000 ops\n",
+           reps);
+    for (int i = 0; i < nal; i++) {
+        size_t failed;
+        for (int w = 0; w < 3; w++) {
+            ns[i][w] = time_workload(&als[i], (char)('a' + w), reps, &failed);
+            if (w == 2)
+                failed_c[i] = failed;
+        }
+        fp[i] = footprint(&als[i], &fp_mapped[i], &fp_peak[i]);
+        for (int w = 0; w < 3; w++) {
+            printf("BENCH allocator=%s workload=%c ns_per_op=%.2f footprint_ratio=", als[i].name, 'a' + w,
+                   ns[i][w]);
+            if (w == 2 && fp[i] >= 0)
+                printf("%.3f\n", fp[i]);
+            else
+                printf("-\n");
+        }
+        fflush(stdout);
+    }
+    double inc = pointer_increment_ns(reps);
+
+    printf("\n%-18s %10s %10s %10s %10s %10s %10s\n", "allocator", "a ns/op", "b ns/op", "c ns/op",
+           "a/system", "c/system", "footprint");
+    for (int i = 0; i < nal; i++)
+        printf("%-18s %10.2f %10.2f %10.2f %10.2f %10.2f %10.3f\n", als[i].name, ns[i][0], ns[i][1],
+               ns[i][2], ns[i][0] / ns[nal - 1][0], ns[i][2] / ns[nal - 1][2], fp[i]);
+    printf("%-18s %10.2f %10s %10s   (floor for bump: bare pointer increment, same loop as a)\n",
+           "pointer_increment", inc, "-", "-");
+    for (int i = 0; i < nal; i++) {
+        printf("# %s c: peak live requested %zu B, from the OS %zu B", als[i].name, fp_peak[i], fp_mapped[i]);
+        if (failed_c[i] != 0)
+            printf(", %zu of the allocations FAILED (out of range)", failed_c[i]);
+        printf("\n");
+    }
+    return 0;
+}

@@ -1,0 +1,190 @@
+/*
+ * fuzz_heap.c - libFuzzer target: input bytes drive heap operations on one backend.
+ *
+ * Built once per backend with -DFUZZ_BACKEND="name". The heap lives in a static buffer: it starts
+ * small (4..64 KiB, chosen by the input) and grows from the same buffer, adjacently or past a hole,
+ * up to FUZZ_LIMIT, so out-of-memory, growth and non-adjacent regions are all reachable.
+ *
+ * Input: byte 0 = configuration, then 4-byte operations { op, slot, size_lo, size_hi }.
+ * After every operation the new block is checked (alignment, inside the buffer, no overlap with live
+ * blocks, usable size) and contents of freed/reallocated blocks are verified; heap_check() runs every
+ * 16 operations and at the end. Any violation traps, so libFuzzer reports it as a crash.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "heap.h"
+
+#ifndef FUZZ_BACKEND
+#error "define FUZZ_BACKEND"
+#endif
+
+#define FUZZ_BUF ((size_t)4 << 20)
+#define FUZZ_LIMIT ((size_t)1 << 20)
+#define SLOTS 32
+
+static _Alignas(16384) unsigned char buf[FUZZ_BUF];
+
+struct grower {
+    size_t used;  /* bytes of buf handed out (including holes) */
+    size_t limit; /* max used */
+    unsigned gaps; /* bit i: leave a hole before the i-th growth */
+    unsigned calls;
+};
+
+struct slot {
+    unsigned char *p;
+    size_t usable;
+    uint8_t seed;
+};
+
+static struct slot slots[SLOTS];
+
+#define REQUIRE(cond)                                                                                   \
+    do {                                                                                                \
+        if (!(cond))                                                                                    \
+            __builtin_trap();                                                                           \
+    } while (0)
+
+static int fuzz_grow(void *ctx, size_t min_bytes, void **start, size_t *len)
+{
+    struct grower *g = ctx;
+    size_t gap = (g->gaps >> (g->calls % 8)) & 1 ? 4096 : 0;
+    size_t n = (min_bytes + 4095) & ~(size_t)4095;
+
+    if (n < min_bytes || g->used > g->limit || n > g->limit - g->used || gap > g->limit - g->used - n)
+        return -1;
+    *start = buf + g->used + gap;
+    *len = n;
+    g->used += gap + n;
+    g->calls++;
+    return 0;
+}
+
+static unsigned char pat(uint8_t seed, size_t i)
+{
+    return (unsigned char)(seed ^ (i * 13));
+}
+
+static void mark(struct slot *s)
+{
+    size_t n = s->usable < 32 ? s->usable : 32;
+    for (size_t i = 0; i < n; i++)
+        s->p[i] = pat(s->seed, i);
+    for (size_t i = s->usable - n; i < s->usable; i++)
+        s->p[i] = pat(s->seed, i);
+}
+
+static void verify(const struct slot *s, size_t upto)
+{
+    size_t n = s->usable < 32 ? s->usable : 32;
+    for (size_t i = 0; i < n && i < upto; i++)
+        REQUIRE(s->p[i] == pat(s->seed, i));
+    for (size_t i = s->usable - n; i < s->usable && i < upto; i++)
+        REQUIRE(s->p[i] == pat(s->seed, i));
+}
+
+static void adopt(struct heap *h, int k, unsigned char *p, size_t size, size_t align, struct grower *g,
+                  uint8_t seed)
+{
+    size_t usable = heap_usable_size(h, p);
+
+    REQUIRE((uintptr_t)p % (align < 16 ? 16 : align) == 0);
+    REQUIRE(usable >= (size ? size : 1));
+    REQUIRE(p >= buf && p + usable <= buf + g->used);
+    for (int i = 0; i < SLOTS; i++)
+        if (i != k && slots[i].p != NULL)
+            REQUIRE(p + usable <= slots[i].p || slots[i].p + slots[i].usable <= p);
+    slots[k] = (struct slot){p, usable, seed};
+    mark(&slots[k]);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const struct heap_ops *ops = heap_backend_find(FUZZ_BACKEND);
+    struct grower g = {0};
+    struct heap_env env = {.ctx = &g, .grow = fuzz_grow};
+    struct heap *h;
+    size_t initial;
+    size_t live = 0;
+
+    if (ops == NULL || size < 1)
+        return 0;
+    initial = (size_t)4096 << (data[0] & 3); /* 4, 8, 16, 32 KiB */
+    g.gaps = data[0] >> 2;
+    g.used = initial;
+    g.limit = FUZZ_LIMIT;
+    h = heap_create(ops, buf, initial, (data[0] & 0x80) ? NULL : &env);
+    if (h == NULL)
+        return 0;
+    memset(slots, 0, sizeof(slots));
+
+    for (size_t i = 1, n = 0; i + 4 <= size; i += 4, n++) {
+        uint8_t op = data[i];
+        int k = data[i + 1] % SLOTS;
+        size_t sz = (size_t)data[i + 2] | (size_t)data[i + 3] << 8;
+        struct slot *s = &slots[k];
+
+        /* Scale: op's high bits pick small, medium, large or absurd sizes. */
+        switch (op >> 6) {
+        case 0: sz &= 255; break;
+        case 1: sz &= 4095; break;
+        case 2: sz <<= 2; break;
+        default: sz = (op & 8) ? SIZE_MAX - sz : sz << 4; break;
+        }
+        if (s->p != NULL) {
+            if ((op & 7) < 3) { /* realloc */
+                unsigned char *q = heap_realloc(h, s->p, sz);
+                if (q == NULL) {
+                    verify(s, SIZE_MAX);
+                } else {
+                    struct slot old = *s;
+                    old.p = q;
+                    verify(&old, sz < 32 ? sz : 32);
+                    s->p = NULL;
+                    adopt(h, k, q, sz, 16, &g, (uint8_t)(op + k));
+                }
+            } else {
+                verify(s, SIZE_MAX);
+                heap_free(h, s->p);
+                s->p = NULL;
+                live--;
+            }
+        } else {
+            size_t align = 16;
+            unsigned char *p;
+            if ((op & 7) == 0) {
+                align = (size_t)1 << (data[i + 1] % 14);
+                p = heap_alloc_aligned(h, sz, align);
+            } else if ((op & 7) == 1) {
+                size_t cnt = 1 + (data[i + 1] & 7);
+                sz = sz / cnt; /* absurd sizes stay absurd: cnt * sz overflows or exceeds the limit */
+                p = heap_calloc(h, cnt, sz);
+                if (p != NULL)
+                    for (size_t j = 0; j < sz * cnt && j < 64; j++)
+                        REQUIRE(p[j] == 0);
+                sz *= cnt;
+            } else {
+                p = heap_alloc(h, sz);
+            }
+            if (p != NULL) {
+                adopt(h, k, p, sz, align, &g, (uint8_t)(op ^ k));
+                live++;
+            }
+        }
+        REQUIRE(heap_stats(h).live_allocs == live);
+        if (n % 16 == 0)
+            REQUIRE(heap_check(h) == 0);
+    }
+    REQUIRE(heap_check(h) == 0);
+    for (int k = 0; k < SLOTS; k++)
+        if (slots[k].p != NULL) {
+            verify(&slots[k], SIZE_MAX);
+            heap_free(h, slots[k].p);
+        }
+    struct heap_stats st = heap_stats(h);
+    REQUIRE(st.live_allocs == 0 && st.bytes_in_use == 0);
+    REQUIRE(heap_check(h) == 0);
+    return 0;
+}

@@ -1,0 +1,45 @@
+/*
+ * kheap_host.h - host-side helpers for using src/alloc on Linux (tests, fuzzers, benchmark).
+ *
+ * The public interface of the library is src/alloc/heap.h (plus kmalloc.h, kbox.h, kvec.h, krc.h);
+ * this header adds an arena that mirrors the kernel's heap region: a large PROT_NONE reservation whose
+ * front part is usable, grown at its end with mprotect(). Optionally it leaves a one-page hole before
+ * some growths so non-adjacent add_memory() gets exercised too.
+ */
+#ifndef KHEAP_HOST_H
+#define KHEAP_HOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "heap.h"
+
+struct host_arena {
+    unsigned char *base; /* start of the reservation */
+    size_t reserved;     /* bytes reserved (PROT_NONE unless committed) */
+    size_t committed;    /* bytes from base handed out so far (including holes) */
+    size_t limit;        /* grow() fails beyond this many committed bytes; <= reserved */
+    size_t chunk;        /* minimum bytes per grow() */
+    unsigned gap_every;  /* if > 0, every gap_every-th grow() leaves a PROT_NONE page before the region */
+    size_t gap_bytes;    /* bytes of committed holes never handed out */
+    unsigned grow_calls; /* successful grow() calls */
+    unsigned failed_grows;
+};
+
+/* Reserves reserve bytes and makes the first initial bytes usable. Returns 0, or -1 on mmap failure. */
+int host_arena_init(struct host_arena *a, size_t reserve, size_t initial);
+
+/* Releases the reservation. */
+void host_arena_destroy(struct host_arena *a);
+
+/* heap_env.grow callback (ctx = struct host_arena *): commits max(min_bytes, chunk) rounded up to
+ * pages at the end of the committed part; -1 if that would pass limit. */
+int host_arena_grow(void *ctx, size_t min_bytes, void **start, size_t *len);
+
+/* Returns an env with grow = host_arena_grow and no lock. */
+struct heap_env host_arena_env(struct host_arena *a);
+
+/* True if [p, p + n) lies inside the committed part of the arena. */
+bool host_arena_contains(const struct host_arena *a, const void *p, size_t n);
+
+#endif /* KHEAP_HOST_H */

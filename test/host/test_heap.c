@@ -1,0 +1,575 @@
+/*
+ * test_heap.c - cmocka unit tests for the heap front end and one backend.
+ *
+ * Usage: test_heap <backend>. The same generic list runs for every backend, followed by the
+ * backend's structure tests; test names are "<backend>/<test>". After every test the teardown checks
+ * heap_check() == 0 and that no block leaked (xv6's countfree habit).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "heap.h"
+#include "kheap_host.h"
+
+#define RESERVE ((size_t)512 << 20)
+#define INITIAL ((size_t)256 << 10)
+
+static const struct heap_ops *g_ops;
+
+struct fixture {
+    struct host_arena arena;
+    struct heap *h;
+    unsigned locks, unlocks, depth, grow_depth_bad;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    struct heap_env env;
+
+    assert_non_null(f);
+    assert_int_equal(host_arena_init(&f->arena, RESERVE, INITIAL), 0);
+    env = host_arena_env(&f->arena);
+    f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+    assert_non_null(f->h);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    struct heap_stats s = heap_stats(f->h);
+
+    assert_int_equal(heap_check(f->h), 0);
+    assert_int_equal(s.live_allocs, 0);
+    assert_int_equal(s.bytes_in_use, 0);
+    assert_true(s.total_allocs == s.total_frees);
+    host_arena_destroy(&f->arena);
+    free(f);
+    return 0;
+}
+
+/* Replaces the fixture's heap by a fixed-size heap of size bytes without growth. */
+static struct heap *fixed_heap(struct fixture *f, size_t size)
+{
+    void *start;
+    size_t len;
+
+    if (size > f->arena.committed)
+        assert_int_equal(host_arena_grow(&f->arena, size - f->arena.committed, &start, &len), 0);
+    f->h = heap_create(g_ops, f->arena.base, size, NULL);
+    assert_non_null(f->h);
+    return f->h;
+}
+
+static void fill(void *p, size_t n, unsigned char seed)
+{
+    for (size_t i = 0; i < n; i++)
+        ((unsigned char *)p)[i] = (unsigned char)(seed + i * 7);
+}
+
+static int same(const void *p, size_t n, unsigned char seed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (((const unsigned char *)p)[i] != (unsigned char)(seed + i * 7))
+            return 0;
+    return 1;
+}
+
+/* ---- generic tests ---- */
+
+static void test_create_too_small(void **state)
+{
+    struct fixture *f = *state;
+    assert_null(heap_create(g_ops, f->arena.base, 16, NULL));
+    assert_null(heap_create(NULL, f->arena.base, INITIAL, NULL));
+    assert_null(heap_create(g_ops, NULL, INITIAL, NULL));
+    assert_string_equal(heap_backend_name(f->h), g_ops->name);
+    assert_ptr_equal(heap_backend_find(g_ops->name), g_ops);
+    assert_null(heap_backend_find("no_such_backend"));
+}
+
+static void test_alignment(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t sizes[] = {1, 7, 16, 17, 100, 2048, 3000};
+
+    for (size_t align = 1; align <= 8192; align *= 2) {
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+            unsigned char *p = heap_alloc_aligned(f->h, sizes[i], align);
+            assert_non_null(p);
+            assert_int_equal((uintptr_t)p % (align < 16 ? 16 : align), 0);
+            assert_true(heap_usable_size(f->h, p) >= sizes[i]);
+            fill(p, sizes[i], (unsigned char)i);
+            assert_true(host_arena_contains(&f->arena, p, sizes[i]));
+            assert_int_equal(heap_check(f->h), 0);
+            heap_free(f->h, p);
+        }
+    }
+    for (size_t size = 1; size < 300; size++) {
+        void *p = heap_alloc(f->h, size);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % 16, 0);
+        heap_free(f->h, p);
+    }
+}
+
+static void test_size_zero(void **state)
+{
+    struct fixture *f = *state;
+    void *a = heap_alloc(f->h, 0);
+    void *b = heap_alloc(f->h, 0);
+    void *c = heap_alloc_aligned(f->h, 0, 64);
+    void *d = heap_calloc(f->h, 0, 8);
+
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    assert_non_null(d);
+    assert_ptr_not_equal(a, b);
+    assert_int_equal((uintptr_t)c % 64, 0);
+    assert_true(heap_usable_size(f->h, a) >= 1);
+    assert_int_equal(heap_stats(f->h).failed_allocs, 0);
+    assert_int_equal(heap_stats(f->h).live_allocs, 4);
+    a = heap_realloc(f->h, a, 0); /* shrinks to a minimum block, does not free */
+    assert_non_null(a);
+    heap_free(f->h, a);
+    heap_free(f->h, b);
+    heap_free(f->h, c);
+    heap_free(f->h, d);
+}
+
+static void test_overflow_sizes(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t bad[] = {SIZE_MAX, SIZE_MAX - 4096, SIZE_MAX - 15, SIZE_MAX / 2 + 1, SIZE_MAX / 2,
+                                 HEAP_MAX_REQUEST, HEAP_MAX_REQUEST - 8};
+    uint64_t failed = 0;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_null(heap_alloc(f->h, bad[i]));
+        assert_null(heap_alloc_aligned(f->h, bad[i], 4096));
+        assert_null(heap_calloc(f->h, 1, bad[i]));
+        failed += 3;
+    }
+    assert_null(heap_alloc_aligned(f->h, 64, 0));
+    assert_null(heap_alloc_aligned(f->h, 64, 48));
+    assert_null(heap_alloc_aligned(f->h, 64, 3));
+    assert_null(heap_alloc_aligned(f->h, 16, SIZE_MAX / 2 + 1)); /* power of two, but too big */
+    failed += 4;
+    assert_int_equal(heap_stats(f->h).failed_allocs, failed);
+    assert_int_equal(heap_stats(f->h).live_allocs, 0);
+    /* The arena must not have been asked for absurd sizes: nothing committed beyond the start. */
+    assert_int_equal(f->arena.committed, INITIAL);
+}
+
+static void test_calloc_zero_and_overflow(void **state)
+{
+    struct fixture *f = *state;
+    unsigned char *p = heap_alloc(f->h, 1000);
+
+    assert_non_null(p);
+    memset(p, 0xAA, 1000);
+    heap_free(f->h, p);
+    assert_null(heap_calloc(f->h, SIZE_MAX / 2, 3));
+    assert_null(heap_calloc(f->h, SIZE_MAX, SIZE_MAX));
+    assert_null(heap_calloc(f->h, (size_t)1 << 33, (size_t)1 << 31));
+    assert_int_equal(heap_stats(f->h).failed_allocs, 3);
+    p = heap_calloc(f->h, 10, 100);
+    assert_non_null(p);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(p[i], 0);
+    heap_free(f->h, p);
+}
+
+static void test_realloc_semantics(void **state)
+{
+    struct fixture *f = *state;
+    unsigned char *p = heap_realloc(f->h, NULL, 50), *q;
+
+    assert_non_null(p);
+    fill(p, 50, 3);
+    p = heap_realloc(f->h, p, 10);
+    assert_non_null(p);
+    assert_true(same(p, 10, 3));
+    p = heap_realloc(f->h, p, 5000);
+    assert_non_null(p);
+    assert_true(same(p, 10, 3));
+    fill(p, 5000, 9);
+    q = heap_realloc(f->h, p, SIZE_MAX - 100);
+    assert_null(q);
+    assert_true(same(p, 5000, 9));
+    q = heap_realloc(f->h, p, 100000);
+    assert_non_null(q);
+    assert_true(same(q, 5000, 9));
+    heap_free(f->h, q);
+
+    /* Failure through out-of-memory keeps the old block. */
+    fixed_heap(f, 64 << 10);
+    p = heap_alloc(f->h, 1000);
+    assert_non_null(p);
+    fill(p, 1000, 5);
+    q = heap_realloc(f->h, p, 1 << 20);
+    assert_null(q);
+    assert_true(same(p, 1000, 5));
+    assert_int_equal(heap_stats(f->h).failed_allocs, 1);
+    assert_int_equal(heap_stats(f->h).live_allocs, 1);
+    heap_free(f->h, p);
+}
+
+static void test_oom_recovery(void **state)
+{
+    struct fixture *f = *state;
+    enum { MAX = 4096 };
+    void **blocks = calloc(MAX, sizeof(void *));
+    size_t n = 0, again = 0;
+
+    fixed_heap(f, 128 << 10);
+    while (n < MAX && (blocks[n] = heap_alloc(f->h, 1000)) != NULL)
+        n++;
+    assert_true(n > 10 && n < MAX);
+    assert_int_equal(heap_stats(f->h).failed_allocs, 1);
+    assert_int_equal(heap_check(f->h), 0);
+    for (size_t i = 0; i < n; i++)
+        heap_free(f->h, blocks[i]);
+    while (again < MAX && (blocks[again] = heap_alloc(f->h, 1000)) != NULL)
+        again++;
+    assert_true(again >= n);
+    for (size_t i = 0; i < again; i++)
+        heap_free(f->h, blocks[i]);
+    free(blocks);
+}
+
+static void test_grow(void **state)
+{
+    struct fixture *f = *state;
+    unsigned char *big = heap_alloc(f->h, (size_t)64 << 20);
+    void *small[2000];
+
+    assert_non_null(big);
+    assert_true(f->arena.grow_calls >= 1);
+    big[0] = 1;
+    big[((size_t)64 << 20) - 1] = 2;
+    assert_true(host_arena_contains(&f->arena, big, (size_t)64 << 20));
+    assert_int_equal(heap_stats(f->h).bytes_mapped, f->arena.committed);
+    for (int i = 0; i < 2000; i++) {
+        small[i] = heap_alloc(f->h, 300);
+        assert_non_null(small[i]);
+    }
+    assert_int_equal(heap_check(f->h), 0);
+    heap_free(f->h, big);
+    for (int i = 0; i < 2000; i++)
+        heap_free(f->h, small[i]);
+    assert_null(heap_alloc(f->h, (size_t)1 << 40)); /* beyond the reservation: grow refuses */
+    assert_true(f->arena.failed_grows >= 1);
+}
+
+static void test_grow_nonadjacent(void **state)
+{
+    struct fixture *f = *state;
+    void *blocks[600];
+
+    f->arena.gap_every = 2;
+    for (int i = 0; i < 600; i++) {
+        blocks[i] = heap_alloc(f->h, (size_t)(i % 7 == 0 ? 40000 : 1500));
+        assert_non_null(blocks[i]);
+        assert_true(host_arena_contains(&f->arena, blocks[i], 1500));
+    }
+    assert_true(f->arena.grow_calls >= 2);
+    assert_int_equal(heap_check(f->h), 0);
+    for (int i = 0; i < 600; i += 2)
+        heap_free(f->h, blocks[i]);
+    assert_int_equal(heap_check(f->h), 0);
+    for (int i = 1; i < 600; i += 2)
+        heap_free(f->h, blocks[i]);
+}
+
+static void test_stats_balance(void **state)
+{
+    struct fixture *f = *state;
+    void *p[64];
+    size_t sum = 0;
+
+    for (int i = 0; i < 64; i++) {
+        p[i] = heap_alloc(f->h, (size_t)(i * 37 + 1));
+        assert_non_null(p[i]);
+        sum += heap_usable_size(f->h, p[i]);
+    }
+    struct heap_stats s = heap_stats(f->h);
+    assert_int_equal(s.bytes_in_use, sum);
+    assert_int_equal(s.live_allocs, 64);
+    assert_int_equal(s.total_allocs, 64);
+    assert_true(s.peak_in_use == sum);
+    p[0] = heap_realloc(f->h, p[0], 10000);
+    assert_non_null(p[0]);
+    for (int i = 0; i < 64; i++)
+        heap_free(f->h, p[i]);
+    s = heap_stats(f->h);
+    assert_int_equal(s.bytes_in_use, 0);
+    assert_true(s.peak_in_use >= sum);
+    heap_free(f->h, NULL); /* no-op, not counted */
+    assert_int_equal(heap_stats(f->h).total_frees, s.total_frees);
+    assert_int_equal(heap_usable_size(f->h, NULL), 0);
+}
+
+static unsigned long count_lock(void *ctx)
+{
+    struct fixture *f = ctx;
+    f->locks++;
+    f->depth++;
+    return 0x1234;
+}
+
+static void count_unlock(void *ctx, unsigned long saved)
+{
+    struct fixture *f = ctx;
+    assert_int_equal(saved, 0x1234);
+    f->unlocks++;
+    f->depth--;
+}
+
+static int count_grow(void *ctx, size_t min_bytes, void **start, size_t *len)
+{
+    struct fixture *f = ctx;
+    if (f->depth != 1)
+        f->grow_depth_bad++;
+    return host_arena_grow(&f->arena, min_bytes, start, len);
+}
+
+static void test_lock(void **state)
+{
+    struct fixture *f = *state;
+    struct heap_env env = {.ctx = f, .lock = count_lock, .unlock = count_unlock, .grow = count_grow};
+    void *p;
+
+    f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+    assert_non_null(f->h);
+    p = heap_alloc(f->h, 1 << 20); /* needs growth */
+    assert_non_null(p);
+    p = heap_realloc(f->h, p, 2 << 20);
+    assert_non_null(p);
+    heap_free(f->h, heap_calloc(f->h, 3, 3));
+    heap_free(f->h, heap_alloc_aligned(f->h, 3, 256));
+    heap_free(f->h, p);
+    (void)heap_stats(f->h);
+    assert_true(f->locks >= 8);
+    assert_int_equal(f->locks, f->unlocks);
+    assert_int_equal(f->depth, 0);
+    assert_int_equal(f->grow_depth_bad, 0);
+    assert_true(f->arena.grow_calls >= 1);
+}
+
+/* ---- backend-specific structure tests ---- */
+
+static void test_bump_rollback_reset(void **state)
+{
+    struct fixture *f = *state;
+    char *a = heap_alloc(f->h, 100), *b = heap_alloc(f->h, 100), *c, *d;
+
+    assert_true(b > a);
+    heap_free(f->h, b); /* most recent: rolls back */
+    c = heap_alloc(f->h, 100);
+    assert_ptr_equal(c, b);
+    d = heap_realloc(f->h, c, 5000); /* most recent: grows in place */
+    assert_ptr_equal(d, c);
+    d = heap_realloc(f->h, d, 50); /* and shrinks */
+    assert_ptr_equal(d, c);
+    heap_free(f->h, a); /* not the most recent: only counted */
+    c = heap_alloc(f->h, 10);
+    assert_true(c > d);
+    heap_free(f->h, c);
+    heap_free(f->h, d); /* last live block: reset */
+    c = heap_alloc(f->h, 100);
+    assert_ptr_equal(c, a);
+    heap_free(f->h, c);
+}
+
+static void test_ll_coalesce_both(void **state)
+{
+    struct fixture *f = *state;
+    char *a = heap_alloc(f->h, 240), *b = heap_alloc(f->h, 240), *c = heap_alloc(f->h, 240);
+    char *d = heap_alloc(f->h, 240), *big;
+
+    assert_true(a < b && b < c && c < d);
+    heap_free(f->h, a);
+    heap_free(f->h, c);
+    assert_int_equal(heap_check(f->h), 0);
+    heap_free(f->h, b); /* merges with a (before) and c (after) */
+    assert_int_equal(heap_check(f->h), 0);
+    big = heap_alloc(f->h, (size_t)(d - a) - 16);
+    assert_ptr_equal(big, a);
+    heap_free(f->h, big);
+    heap_free(f->h, d);
+}
+
+static void test_ll_padding_reuse(void **state)
+{
+    struct fixture *f = *state;
+    char *aligned, *small;
+
+    fixed_heap(f, 64 << 10);
+    aligned = heap_alloc_aligned(f->h, 100, 8192);
+    assert_non_null(aligned);
+    /* The padding in front of the aligned block went back to the free lists: a small block fits there. */
+    small = heap_alloc(f->h, 64);
+    assert_non_null(small);
+    assert_true(small < aligned);
+    heap_free(f->h, small);
+    heap_free(f->h, aligned);
+    /* Everything coalesced again: nearly the whole heap is one block. */
+    small = heap_alloc(f->h, 56 << 10);
+    assert_non_null(small);
+    heap_free(f->h, small);
+}
+
+static void test_ll_resize_in_place(void **state)
+{
+    struct fixture *f = *state;
+    char *a = heap_alloc(f->h, 100), *b = heap_alloc(f->h, 1000), *c = heap_alloc(f->h, 100), *p;
+
+    fill(a, 100, 1);
+    heap_free(f->h, b);
+    p = heap_realloc(f->h, a, 900); /* grows into the free block after it */
+    assert_ptr_equal(p, a);
+    assert_true(same(p, 100, 1));
+    p = heap_realloc(f->h, p, 50); /* shrink gives the tail back */
+    assert_ptr_equal(p, a);
+    b = heap_alloc(f->h, 800);
+    assert_true(b > a && b < c);
+    heap_free(f->h, b);
+    heap_free(f->h, c);
+    heap_free(f->h, p);
+}
+
+static void test_fsb_small_and_large(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 3000 };
+    void **p = calloc(N, sizeof(void *));
+
+    for (size_t size = 1; size <= 2048; size = size * 3 / 2 + 1) {
+        for (int i = 0; i < N; i++) {
+            p[i] = heap_alloc(f->h, size);
+            assert_non_null(p[i]);
+            assert_int_not_equal((uintptr_t)p[i] % 4096, 0); /* small: never page-aligned */
+            assert_true(heap_usable_size(f->h, p[i]) >= size);
+            assert_true(heap_usable_size(f->h, p[i]) <= size + size / 4 + 16); /* class rounding */
+        }
+        assert_int_equal(heap_check(f->h), 0);
+        for (int i = 0; i < N; i++)
+            heap_free(f->h, p[i]);
+    }
+    for (size_t size = 2049; size < 100000; size = size * 2) {
+        void *q = heap_alloc(f->h, size);
+        assert_non_null(q);
+        assert_int_equal((uintptr_t)q % 4096, 0); /* large: always page-aligned */
+        heap_free(f->h, q);
+    }
+    free(p);
+}
+
+static void test_fsb_slabs_returned(void **state)
+{
+    struct fixture *f = *state;
+    enum { MAX = 100000 };
+    void **p = calloc(MAX, sizeof(void *));
+    size_t n = 0;
+    void *big;
+
+    fixed_heap(f, 1 << 20);
+    while (n < MAX && (p[n] = heap_alloc(f->h, 16 + (n % 3) * 200)) != NULL)
+        n++;
+    assert_true(n > 1000 && n < MAX);
+    assert_null(heap_alloc(f->h, 512 << 10)); /* full of slabs */
+    for (size_t i = 0; i < n; i++)
+        heap_free(f->h, p[i]);
+    assert_int_equal(heap_check(f->h), 0);
+    /* Empty slabs went back to the fallback, except at most one cached slab per class (3 here, 48 KiB).
+     * Fill the heap again with page-granular large blocks: all but those slabs, the instance and a
+     * little fragmentation between the cached slabs must be available. */
+    size_t large = 0;
+    void *q[64];
+    int nq = 0;
+    while (nq < 64 && (q[nq] = heap_alloc(f->h, 32768 - 16)) != NULL)
+        large += 32768, nq++;
+    assert_true(large >= (1 << 20) - 3 * 16384 - 4 * 32768 - 8192);
+    for (int i = 0; i < nq; i++)
+        heap_free(f->h, q[i]);
+    (void)big;
+    free(p);
+}
+
+static void test_fsb_aligned_small(void **state)
+{
+    struct fixture *f = *state;
+    for (size_t align = 32; align <= 64; align *= 2) {
+        void *p[100];
+        for (int i = 0; i < 100; i++) {
+            p[i] = heap_alloc_aligned(f->h, (size_t)(i * 17 + 1), align);
+            assert_non_null(p[i]);
+            assert_int_equal((uintptr_t)p[i] % align, 0);
+            assert_int_not_equal((uintptr_t)p[i] % 4096, 0);
+        }
+        for (int i = 0; i < 100; i++)
+            heap_free(f->h, p[i]);
+    }
+}
+
+#define T(fn) {#fn, fn}
+struct named_test {
+    const char *name;
+    CMUnitTestFunction fn;
+};
+
+static const struct named_test generic_tests[] = {
+    T(test_create_too_small), T(test_alignment), T(test_size_zero), T(test_overflow_sizes),
+    T(test_calloc_zero_and_overflow), T(test_realloc_semantics), T(test_oom_recovery), T(test_grow), T(test_grow_nonadjacent),
+    T(test_stats_balance), T(test_lock),
+};
+
+static const struct named_test bump_tests[] = {T(test_bump_rollback_reset)};
+static const struct named_test ll_tests[] = {T(test_ll_coalesce_both), T(test_ll_padding_reuse),
+                                             T(test_ll_resize_in_place)};
+static const struct named_test fsb_tests[] = {T(test_fsb_small_and_large), T(test_fsb_slabs_returned),
+                                              T(test_fsb_aligned_small)};
+
+int main(int argc, char **argv)
+{
+    struct CMUnitTest tests[64];
+    static char names[64][96];
+    const struct named_test *extra = NULL;
+    size_t n = 0, nextra = 0;
+
+    g_ops = heap_backend_find(argc > 1 ? argv[1] : "");
+    if (g_ops == NULL) {
+        fprintf(stderr, "usage: %s <backend>\n", argv[0]);
+        return 2;
+    }
+    if (strcmp(g_ops->name, "bump") == 0) {
+        extra = bump_tests;
+        nextra = sizeof(bump_tests) / sizeof(bump_tests[0]);
+    } else if (strcmp(g_ops->name, "linked_list") == 0) {
+        extra = ll_tests;
+        nextra = sizeof(ll_tests) / sizeof(ll_tests[0]);
+    } else if (strcmp(g_ops->name, "fixed_size_block") == 0) {
+        extra = fsb_tests;
+        nextra = sizeof(fsb_tests) / sizeof(fsb_tests[0]);
+    }
+    for (size_t i = 0; i < sizeof(generic_tests) / sizeof(generic_tests[0]) + nextra; i++) {
+        const struct named_test *t = i < sizeof(generic_tests) / sizeof(generic_tests[0])
+                                         ? &generic_tests[i]
+                                         : &extra[i - sizeof(generic_tests) / sizeof(generic_tests[0])];
+        snprintf(names[n], sizeof(names[n]), "%s/%s", g_ops->name, t->name + strlen("test_"));
+        tests[n] = (struct CMUnitTest){names[n], t->fn, setup, teardown, NULL};
+        n++;
+    }
+    return _cmocka_run_group_tests(g_ops->name, tests, n, NULL, NULL);
+}

@@ -3,6 +3,8 @@
 #include "console.h"
 #include "cpu.h"
 #include "gdt.h"
+#include "alloc/kmalloc.h"
+#include "kernel_heap.h"
 #include "kprintf.h"
 #include "paging/pmm.h"
 #include "paging/heap_region.h"
@@ -97,9 +99,6 @@ _Noreturn void kernel_entry(uint32_t magic, uint64_t info_phys)
     uint64_t t1 = rdtsc();
     vmm_init();
     uint64_t t2 = rdtsc();
-    /* The heap may grow into most of the free RAM, leaving an eighth for
-       page tables and everything else. */
-    heap_region_init(pmm_stats().free_frames * FRAME_SIZE / 8 * 7);
 
     pic_init();
     timer_init();
@@ -107,6 +106,12 @@ _Noreturn void kernel_entry(uint32_t magic, uint64_t info_phys)
     kprintf("interrupts on, timer at %d Hz, TSC %llu MHz\n", TIMER_HZ,
             (unsigned long long)(timer_tsc_hz() / 1000000));
     print_memory_summary(tsc_to_us(t1 - t0), tsc_to_us(t2 - t1));
+
+    kernel_heap_init();
+    char cap[32];
+    format_size(cap, sizeof(cap), heap_region_limit());
+    kprintf("heap: backend %s, %d KiB at %p, grows on demand up to %s\n", kmalloc_backend_name(),
+            KERNEL_HEAP_INITIAL_PAGES * 4, (void *)heap_region_start(), cap);
 
     kernel_main();
 }

@@ -320,7 +320,7 @@ static struct ll_free *find_aligned(struct ll *l, size_t asize, size_t align)
     return find_fit(l, asize + align + LL_MIN_BLOCK);
 }
 
-static void *ll_alloc(struct heap *h, size_t size, size_t align)
+static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 {
     struct ll *l = to_ll(h);
     size_t asize = block_size(size);
@@ -348,14 +348,16 @@ static void *ll_alloc(struct heap *h, size_t size, size_t align)
     b->size |= LL_INUSE;
     next_of(b)->size |= LL_PREV_INUSE;
     trim(l, b, asize);
+    *usable = bsize(b) - LL_HDR;
     return (void *)((uintptr_t)b + LL_HDR);
 }
 
-static void ll_free(struct heap *h, void *ptr)
+static size_t ll_free(struct heap *h, void *ptr)
 {
     struct ll *l = to_ll(h);
     struct ll_block *b = block_of(ptr);
     size_t size = bsize(b);
+    size_t usable = size - LL_HDR;
     struct ll_block *n = next_of(b);
 
     if (!(n->size & LL_INUSE)) {
@@ -369,6 +371,7 @@ static void ll_free(struct heap *h, void *ptr)
         b = p;
     }
     make_free(l, b, size);
+    return usable;
 }
 
 static bool ll_resize(struct heap *h, void *ptr, size_t size)

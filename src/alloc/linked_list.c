@@ -26,8 +26,9 @@
  *
  * Free blocks are kept in LL_NBINS doubly linked lists ("bins") by size: exact 16-byte steps below
  * 512 bytes, then 8 bins per power of two. A bitmap says which bins are non-empty. alloc() walks the
- * request's own bin for the first block that fits (first fit), and otherwise takes the head of the
- * next non-empty larger bin, where every block fits. The remainder of a block is split off and
+ * request's own bin for the first block that fits (first fit), and otherwise takes a block of the
+ * next non-empty larger bin, where every block fits: the lowest-addressed of its first
+ * LL_PICK_LIMIT + 1 blocks, which keeps the heap compact at a bounded cost. The remainder of a block is split off and
  * returned to the bins when it can hold a free block (>= 32 bytes); otherwise it stays with the
  * allocation and shows up in usable_size. Alignment above 16 carves the front padding off as its own
  * free block (blog_os issue #796 leaked it); such requests test the exact fit (padding included) on a

@@ -88,7 +88,7 @@ static struct heap *bump_init(void *mem, size_t size)
 }
 
 /* Returns size bytes aligned to align after next, or NULL if the region's tail is too small. */
-static void *bump_alloc(struct heap *h, size_t size, size_t align)
+static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 {
     struct bump *b = to_bump(h);
     size_t rsize = heap_align_up(size, HEAP_MIN_ALIGN);
@@ -110,13 +110,15 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align)
     b->next = p + rsize;
     b->last = p;
     b->live++;
+    *usable = rsize;
     return (void *)p;
 }
 
 /* Counts ptr dead; rolls next back if ptr was the last block, resets the region if none is live. */
-static void bump_free(struct heap *h, void *ptr)
+static size_t bump_free(struct heap *h, void *ptr)
 {
     struct bump *b = to_bump(h);
+    size_t size = hdr_of(ptr)->size;
 
     b->live--;
     if (b->live == 0) {
@@ -126,6 +128,7 @@ static void bump_free(struct heap *h, void *ptr)
         b->next = hdr_of(ptr)->prev_next;
         b->last = 0;
     }
+    return size;
 }
 
 /* The last block can grow or shrink by moving next; any block can shrink in place. */

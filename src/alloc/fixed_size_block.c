@@ -179,7 +179,8 @@ static struct heap *fsb_init(void *mem, size_t size)
 /* Gets a fresh slab for class cls from the fallback and makes it the head of the partial list. */
 static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
 {
-    struct fsb_slab *s = heap_linked_list_ops.alloc(f->fallback, FSB_SLAB_USABLE, FSB_SLAB_SIZE);
+    size_t usable;
+    struct fsb_slab *s = heap_linked_list_ops.alloc(f->fallback, FSB_SLAB_USABLE, FSB_SLAB_SIZE, &usable);
 
     if (s == NULL)
         return NULL;
@@ -222,7 +223,7 @@ static unsigned aligned_class(unsigned cls, size_t align)
     return cls;
 }
 
-static void *fsb_alloc(struct heap *h, size_t size, size_t align)
+static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 {
     struct fsb *f = to_fsb(h);
     unsigned cls;
@@ -242,23 +243,23 @@ static void *fsb_alloc(struct heap *h, size_t size, size_t align)
         if (s == NULL)
             return NULL;
     }
+    *usable = class_size[cls];
     return slab_take(f, s, cls);
 large:
     /* Whole pages including the fallback's 16-byte header, so large blocks and slabs tile pages. */
     size = heap_align_up(size + 16, FSB_PAGE_SIZE) - 16;
-    return heap_linked_list_ops.alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE);
+    return heap_linked_list_ops.alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE,
+                                      usable);
 }
 
-static void fsb_free(struct heap *h, void *ptr)
+static size_t fsb_free(struct heap *h, void *ptr)
 {
     struct fsb *f = to_fsb(h);
     struct fsb_slab *s;
     unsigned cls;
 
-    if (heap_unlikely(is_large(ptr))) {
-        heap_linked_list_ops.free(f->fallback, ptr);
-        return;
-    }
+    if (heap_unlikely(is_large(ptr)))
+        return heap_linked_list_ops.free(f->fallback, ptr);
     s = slab_of(ptr);
     cls = s->cls;
     *(void **)ptr = s->free;
@@ -272,6 +273,7 @@ static void fsb_free(struct heap *h, void *ptr)
         list_remove(&f->partial[cls], s);
         heap_linked_list_ops.free(f->fallback, s);
     }
+    return class_size[cls];
 }
 
 static bool fsb_resize(struct heap *h, void *ptr, size_t size)

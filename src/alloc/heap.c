@@ -59,36 +59,35 @@ static bool grow(struct heap *h, size_t size, size_t align)
 /* Allocates with the lock held; align is a power of two >= HEAP_MIN_ALIGN. */
 static inline void *alloc_locked(struct heap *h, size_t size, size_t align)
 {
-    size_t total;
+    size_t total, usable = 0;
     void *p;
 
     if (size == 0)
         size = 1;
     if (__builtin_add_overflow(size, align, &total) || total > HEAP_MAX_REQUEST)
         return fail(h);
-    p = h->ops->alloc(h, size, align);
+    p = h->ops->alloc(h, size, align, &usable);
     if (heap_unlikely(p == NULL)) {
         for (int i = 0; i < HEAP_GROW_TRIES && h->env.grow != NULL; i++) {
             if (!grow(h, size, align))
                 break;
-            p = h->ops->alloc(h, size, align);
+            p = h->ops->alloc(h, size, align, &usable);
             if (p != NULL)
                 break;
         }
         if (p == NULL)
             return fail(h);
     }
-    note_alloc(h, h->ops->usable_size(h, p));
+    note_alloc(h, usable);
     return p;
 }
 
 static inline void free_locked(struct heap *h, void *ptr)
 {
     struct heap_stats *s = &h->stats;
-    s->bytes_in_use -= h->ops->usable_size(h, ptr);
+    s->bytes_in_use -= h->ops->free(h, ptr);
     s->live_allocs--;
     s->total_frees++;
-    h->ops->free(h, ptr);
 }
 
 /* Creates a heap of backend ops in [mem, mem + size); NULL if ops is NULL or size is too small. */

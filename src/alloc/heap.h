@@ -99,10 +99,12 @@ struct heap_ops {
     /* Places the instance at the start of mem and manages the rest. NULL if size is too small, in which
      * case nothing in mem was written. */
     struct heap *(*init)(void *mem, size_t size);
-    /* Returns a block of at least size bytes aligned to align, or NULL if nothing fits. */
-    void *(*alloc)(struct heap *h, size_t size, size_t align);
-    /* Returns ptr's block to the heap. */
-    void (*free)(struct heap *h, void *ptr);
+    /* Returns a block of at least size bytes aligned to align and stores its usable size in *usable,
+     * or returns NULL if nothing fits. (Reporting the usable size here and from free() spares the
+     * front end a usable_size() call per operation for its statistics.) */
+    void *(*alloc)(struct heap *h, size_t size, size_t align, size_t *usable);
+    /* Returns ptr's block to the heap; returns the usable size the block had. */
+    size_t (*free)(struct heap *h, void *ptr);
     /* Grows or shrinks ptr's block in place to hold size bytes; false (block unchanged) if impossible. */
     bool (*resize)(struct heap *h, void *ptr, size_t size);
     /* Returns how many bytes starting at ptr the caller may use (>= the size it asked for). */

@@ -26,8 +26,9 @@
  *
  * Free blocks are kept in LL_NBINS doubly linked lists ("bins") by size: exact 16-byte steps below
  * 512 bytes, then 8 bins per power of two. A bitmap says which bins are non-empty. alloc() walks the
- * request's own bin for the first block that fits (first fit), and otherwise takes the head of the
- * next non-empty larger bin, where every block fits. The remainder of a block is split off and
+ * request's own bin for the first block that fits (first fit), and otherwise takes a block of the
+ * next non-empty larger bin, where every block fits: the lowest-addressed of its first
+ * LL_PICK_LIMIT + 1 blocks, which keeps the heap compact at a bounded cost. The remainder of a block is split off and
  * returned to the bins when it can hold a free block (>= 32 bytes); otherwise it stays with the
  * allocation and shows up in usable_size. Alignment above 16 carves the front padding off as its own
  * free block (blog_os issue #796 leaked it); such requests test the exact fit (padding included) on a
@@ -320,7 +321,7 @@ static struct ll_free *find_aligned(struct ll *l, size_t asize, size_t align)
     return find_fit(l, asize + align + LL_MIN_BLOCK);
 }
 
-static void *ll_alloc(struct heap *h, size_t size, size_t align)
+static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 {
     struct ll *l = to_ll(h);
     size_t asize = block_size(size);
@@ -348,14 +349,16 @@ static void *ll_alloc(struct heap *h, size_t size, size_t align)
     b->size |= LL_INUSE;
     next_of(b)->size |= LL_PREV_INUSE;
     trim(l, b, asize);
+    *usable = bsize(b) - LL_HDR;
     return (void *)((uintptr_t)b + LL_HDR);
 }
 
-static void ll_free(struct heap *h, void *ptr)
+static size_t ll_free(struct heap *h, void *ptr)
 {
     struct ll *l = to_ll(h);
     struct ll_block *b = block_of(ptr);
     size_t size = bsize(b);
+    size_t usable = size - LL_HDR;
     struct ll_block *n = next_of(b);
 
     if (!(n->size & LL_INUSE)) {
@@ -369,6 +372,7 @@ static void ll_free(struct heap *h, void *ptr)
         b = p;
     }
     make_free(l, b, size);
+    return usable;
 }
 
 static bool ll_resize(struct heap *h, void *ptr, size_t size)

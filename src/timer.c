@@ -13,6 +13,7 @@
 #define TIMER_IRQ       0
 
 static volatile uint64_t ticks;
+static uint32_t current_hz;
 static void (*volatile tick_hook)(void *ctx);
 static void *volatile tick_hook_ctx;
 
@@ -25,12 +26,29 @@ static void timer_irq(const struct trap_frame *frame)
         hook(tick_hook_ctx);
 }
 
-void timer_init(void)
+void timer_set_hz(uint32_t hz)
 {
-    uint16_t divisor = (uint16_t)(PIT_BASE_HZ / TIMER_HZ);
+    uint32_t divisor = PIT_BASE_HZ / (hz == 0 ? 1 : hz);
+    if (divisor < 1)
+        divisor = 1;
+    if (divisor > 0xffff)
+        divisor = 0xffff;
+    unsigned long flags = irq_save();
     outb(PIT_COMMAND, PIT_CH0_RATE_GENERATOR_LOHI);
     outb(PIT_CHANNEL0, divisor & 0xff);
-    outb(PIT_CHANNEL0, divisor >> 8);
+    outb(PIT_CHANNEL0, (divisor >> 8) & 0xff);
+    current_hz = PIT_BASE_HZ / divisor;
+    irq_restore(flags);
+}
+
+uint32_t timer_hz(void)
+{
+    return current_hz;
+}
+
+void timer_init(void)
+{
+    timer_set_hz(TIMER_HZ);
     irq_set_handler(TIMER_IRQ, timer_irq);
     pic_set_mask(TIMER_IRQ, false);
 }

@@ -8,6 +8,11 @@
 
 /* Programs the PIT for TIMER_HZ and unmasks IRQ 0. Interrupts stay as they are. */
 void timer_init(void);
+/* Reprograms the PIT to hz ticks per second (19..1193182); tests use it to
+   get thousands of ticks quickly. timer_init() sets TIMER_HZ. */
+void timer_set_hz(uint32_t hz);
+/* The current tick rate. */
+uint32_t timer_hz(void);
 /* Ticks since timer_init(). */
 uint64_t timer_ticks(void);
 /* Runs hook(ctx) from the timer interrupt on every tick (NULL to remove).

@@ -29,6 +29,15 @@ uint64_t heap_region_mapped(void)
     return region_end - HEAP_REGION_BASE;
 }
 
+uint64_t heap_region_set_limit(uint64_t max_bytes)
+{
+    if (max_bytes > HEAP_REGION_SPAN)
+        max_bytes = HEAP_REGION_SPAN;
+    max_bytes &= ~(PAGE_SIZE_4K - 1);
+    region_limit = max_bytes < heap_region_mapped() ? heap_region_mapped() : max_bytes;
+    return region_limit;
+}
+
 uint64_t heap_region_limit(void)
 {
     return region_limit;

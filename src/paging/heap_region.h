@@ -32,6 +32,9 @@ uint64_t heap_region_end(void);
 uint64_t heap_region_mapped(void);
 /* The cap given to heap_region_init(). */
 uint64_t heap_region_limit(void);
+/* Changes the cap to max_bytes (rounded down to pages; never below what is
+   mapped now, nor above HEAP_REGION_SPAN). Returns the new cap. */
+uint64_t heap_region_set_limit(uint64_t max_bytes);
 /* Maps pages more fresh frames at the end and stores the old end (the start
    of the new memory) in *start. All or nothing: on failure the pages mapped
    so far are unmapped and their frames freed, and PAGING_ERR_NO_MEMORY is

@@ -1,5 +1,7 @@
 #include "heap_region.h"
 
+#include "kstring.h"
+#include "memlayout.h"
 #include "panic.h"
 #include "pmm.h"
 
@@ -52,6 +54,11 @@ enum paging_status heap_region_grow(size_t pages, uint64_t *start)
     for (size_t i = 0; i < pages; i++) {
         uint64_t frame = pmm_alloc_frame();
         enum paging_status st = PAGING_ERR_NO_MEMORY;
+        /* Zeroed: nothing of the frame's previous owner leaks into the heap.
+           (Under QEMU TCG this also drops code the firmware or GRUB ran from
+           the frame, which would otherwise make every write to it slow.) */
+        if (frame != PMM_NO_FRAME)
+            memset(phys_to_virt(frame), 0, PAGE_SIZE_4K);
         if (frame != PMM_NO_FRAME)
             st = paging_map(region_end, frame, PTE_WRITABLE | PTE_NO_EXECUTE | PTE_GLOBAL);
         if (st != PAGING_OK) {

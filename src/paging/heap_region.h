@@ -35,7 +35,7 @@ uint64_t heap_region_limit(void);
 /* Changes the cap to max_bytes (rounded down to pages; never below what is
    mapped now, nor above HEAP_REGION_SPAN). Returns the new cap. */
 uint64_t heap_region_set_limit(uint64_t max_bytes);
-/* Maps pages more fresh frames at the end and stores the old end (the start
+/* Maps pages more fresh, zeroed frames at the end and stores the old end (the start
    of the new memory) in *start. All or nothing: on failure the pages mapped
    so far are unmapped and their frames freed, and PAGING_ERR_NO_MEMORY is
    returned (cap reached or no frames). */

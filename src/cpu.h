@@ -10,6 +10,12 @@
 
 #define RFLAGS_IF       (1ul << 9)
 
+/* The operand of lgdt/lidt: limit and linear base of a descriptor table. */
+struct descriptor_table_ptr {
+    uint16_t limit;
+    uint64_t base;
+} __attribute__((packed));
+
 static inline void outb(uint16_t port, uint8_t value)
 {
     __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port));

@@ -2,6 +2,7 @@
 
 #include <stdint.h>
 
+#include "cpu.h"
 #include "kstring.h"
 
 /* Segment descriptor bits (Intel SDM vol. 3, 3.4.5). */
@@ -23,11 +24,6 @@ struct tss {
     uint16_t iomap_base;
 } __attribute__((packed));
 _Static_assert(sizeof(struct tss) == 104, "TSS layout");
-
-struct gdt_ptr {
-    uint16_t limit;
-    uint64_t base;
-} __attribute__((packed));
 
 extern char df_stack_top[];     /* boot/entry.S: above an unmapped guard page */
 
@@ -51,7 +47,7 @@ void gdt_init(void)
                        ((base >> 24 & 0xff) << 56);
     gdt[GDT_TSS / 8 + 1] = base >> 32;
 
-    struct gdt_ptr ptr = { .limit = sizeof(gdt) - 1, .base = (uint64_t)(uintptr_t)gdt };
+    struct descriptor_table_ptr ptr = { .limit = sizeof(gdt) - 1, .base = (uint64_t)(uintptr_t)gdt };
     __asm__ volatile(
         "lgdt %0\n\t"
         "mov %w1, %%ds\n\t"

@@ -26,11 +26,6 @@ struct idt_entry {
 } __attribute__((packed));
 _Static_assert(sizeof(struct idt_entry) == 16, "IDT gate layout");
 
-struct idt_ptr {
-    uint16_t limit;
-    uint64_t base;
-} __attribute__((packed));
-
 extern const uint64_t isr_stubs[IDT_STUBS];    /* src/isr.S */
 
 static struct idt_entry idt[IDT_ENTRIES] __attribute__((aligned(16)));
@@ -88,7 +83,7 @@ void idt_init(void)
 {
     for (unsigned v = 0; v < IDT_STUBS; v++)
         idt_set_gate(v, isr_stubs[v], v == TRAP_DOUBLE_FAULT ? IST_DOUBLE_FAULT : 0);
-    struct idt_ptr ptr = { .limit = sizeof(idt) - 1, .base = (uint64_t)(uintptr_t)idt };
+    struct descriptor_table_ptr ptr = { .limit = sizeof(idt) - 1, .base = (uint64_t)(uintptr_t)idt };
     __asm__ volatile("lidt %0" : : "m"(ptr) : "memory");
 }
 

@@ -243,6 +243,18 @@ static void mark_allocated(uint64_t frame)
     stats.free_frames--;
 }
 
+/* Common end of the single-frame allocators: records the outcome and
+   restores the interrupt state taken by the caller's irq_save(). */
+static uint64_t finish_alloc(uint64_t frame, unsigned long flags)
+{
+    if (frame != PMM_NO_FRAME)
+        mark_allocated(frame);
+    else
+        stats.failed_allocs++;
+    irq_restore(flags);
+    return frame;
+}
+
 uint64_t pmm_alloc_frame(void)
 {
     unsigned long flags = irq_save();
@@ -257,12 +269,7 @@ uint64_t pmm_alloc_frame(void)
             frame = ranges[high_cursor - 1].hi;
         }
     }
-    if (frame != PMM_NO_FRAME)
-        mark_allocated(frame);
-    else
-        stats.failed_allocs++;
-    irq_restore(flags);
-    return frame;
+    return finish_alloc(frame, flags);
 }
 
 uint64_t pmm_alloc_frame_low(void)
@@ -285,12 +292,7 @@ uint64_t pmm_alloc_frame_low(void)
             }
         }
     }
-    if (frame != PMM_NO_FRAME)
-        mark_allocated(frame);
-    else
-        stats.failed_allocs++;
-    irq_restore(flags);
-    return frame;
+    return finish_alloc(frame, flags);
 }
 
 uint64_t pmm_alloc_contiguous(size_t n)

@@ -58,6 +58,11 @@ static struct {
     uint64_t expect_value;
     const char *expect_text;
     struct trap_info fault;
+    struct {
+        void (*fn)(void *arg);
+        void *arg;
+    } deferred[KTEST_MAX_DEFERRED];
+    size_t ndeferred;
 } run;
 
 static const struct ktest *tests[KTEST_MAX];
@@ -127,6 +132,15 @@ void ktest_expect_panic_containing(const char *text)
 {
     run.expect = EXPECT_PANIC_TEXT;
     run.expect_text = text;
+}
+
+void ktest_defer(void (*fn)(void *arg), void *arg)
+{
+    if (run.ndeferred == KTEST_MAX_DEFERRED)
+        ktest_fail(__FILE__, __LINE__, "ktest_defer: more than %d deferred calls", KTEST_MAX_DEFERRED);
+    run.deferred[run.ndeferred].fn = fn;
+    run.deferred[run.ndeferred].arg = arg;
+    run.ndeferred++;
 }
 
 void ktest_log(const char *fmt, ...)
@@ -203,6 +217,7 @@ static bool run_one(size_t number, const struct ktest *t)
     run.outcome = OUTCOME_RETURNED;
     run.reason[0] = '\0';
     run.expect = EXPECT_ANY;
+    run.ndeferred = 0;
 
     if (ksetjmp(&run.env) == 0)
         t->body();
@@ -213,6 +228,12 @@ static bool run_one(size_t number, const struct ktest *t)
     timer_set_tick_hook(NULL, NULL);
     trap_forget_irq_handlers();
     sti();
+    /* Deferred cleanups run outside the test: a panic in one ends the run
+       (and the runner names this test as the one that crashed). */
+    while (run.ndeferred > 0) {
+        run.ndeferred--;
+        run.deferred[run.ndeferred].fn(run.deferred[run.ndeferred].arg);
+    }
 
     bool ok;
     if (t->expect_panic) {

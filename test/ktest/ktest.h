@@ -75,6 +75,13 @@ void ktest_expect_page_fault(uint64_t addr);
 /* ... only if it ends in a panic whose message contains text. */
 void ktest_expect_panic_containing(const char *text);
 
+/* Runs fn(arg) when the running test ends, however it ends (returns, fails,
+   panics, faults), in reverse order of registration. For cleanups that must
+   happen after an expected panic, e.g. freeing a block the test still owns.
+   At most KTEST_MAX_DEFERRED per test; more fail the test. */
+#define KTEST_MAX_DEFERRED 16
+void ktest_defer(void (*fn)(void *arg), void *arg);
+
 /* Prints a KTAP diagnostic line ("# ...") for the running test. */
 void ktest_log(const char *fmt, ...) KPRINTF_FORMAT(1, 2);
 

@@ -80,3 +80,24 @@ KTEST(selftest_passes_after_a_triple_fault)
 {
     KASSERT_EQ(trap_name(TRAP_PAGE_FAULT)[0], 'P');
 }
+
+static volatile int deferred_runs;
+
+static void count_deferred(void *arg)
+{
+    deferred_runs += (int)(uintptr_t)arg;
+}
+
+KTEST_EXPECT_PANIC(selftest_deferred_cleanup_runs_after_a_panic)
+{
+    deferred_runs = 0;
+    ktest_defer(count_deferred, (void *)1);
+    ktest_defer(count_deferred, (void *)10);
+    ktest_expect_panic_containing("after deferring");
+    panic("selftest: after deferring two cleanups");
+}
+
+KTEST(selftest_deferred_cleanups_ran)
+{
+    KASSERT_EQ(deferred_runs, 11);
+}

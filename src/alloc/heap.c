@@ -113,20 +113,24 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
 }
 
 /* Returns a block of at least size bytes aligned to 16, or NULL. */
-void *heap_alloc(struct heap *h, size_t size)
+void *heap_alloc_from(struct heap *h, size_t size, const void *caller)
 {
     unsigned long saved = heap_lock(h);
-    void *p = alloc_locked(h, size, HEAP_MIN_ALIGN);
+    void *p;
+
+    (void)caller;
+    p = alloc_locked(h, size, HEAP_MIN_ALIGN);
     heap_unlock(h, saved);
     return p;
 }
 
 /* Returns a block of at least size bytes aligned to align (power of two), or NULL. */
-void *heap_alloc_aligned(struct heap *h, size_t size, size_t align)
+void *heap_alloc_aligned_from(struct heap *h, size_t size, size_t align, const void *caller)
 {
     unsigned long saved = heap_lock(h);
     void *p;
 
+    (void)caller;
     if (!heap_is_pow2(align))
         p = fail(h);
     else
@@ -136,12 +140,13 @@ void *heap_alloc_aligned(struct heap *h, size_t size, size_t align)
 }
 
 /* Returns a zeroed block of n * size bytes, or NULL on overflow or out of memory. */
-void *heap_calloc(struct heap *h, size_t n, size_t size)
+void *heap_calloc_from(struct heap *h, size_t n, size_t size, const void *caller)
 {
     unsigned long saved = heap_lock(h);
     size_t bytes;
     void *p;
 
+    (void)caller;
     if (__builtin_mul_overflow(n, size, &bytes))
         p = fail(h);
     else
@@ -153,14 +158,14 @@ void *heap_calloc(struct heap *h, size_t n, size_t size)
 }
 
 /* C realloc; on failure returns NULL and ptr stays allocated and unchanged. */
-void *heap_realloc(struct heap *h, void *ptr, size_t size)
+void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *caller)
 {
     unsigned long saved;
     size_t total, old;
     void *p;
 
     if (ptr == NULL)
-        return heap_alloc(h, size);
+        return heap_alloc_from(h, size, caller);
     saved = heap_lock(h);
     if (size == 0)
         size = 1;
@@ -188,15 +193,43 @@ out:
 }
 
 /* Frees ptr; NULL does nothing. */
-void heap_free(struct heap *h, void *ptr)
+void heap_free_from(struct heap *h, void *ptr, const void *caller)
 {
     unsigned long saved;
 
+    (void)caller;
     if (ptr == NULL)
         return;
     saved = heap_lock(h);
     free_locked(h, ptr);
     heap_unlock(h, saved);
+}
+
+/* The entry points without a caller argument report their own caller. noinline keeps the return
+ * address that of the user's call even when the compiler could inline these into each other. */
+__attribute__((noinline)) void *heap_alloc(struct heap *h, size_t size)
+{
+    return heap_alloc_from(h, size, __builtin_return_address(0));
+}
+
+__attribute__((noinline)) void *heap_alloc_aligned(struct heap *h, size_t size, size_t align)
+{
+    return heap_alloc_aligned_from(h, size, align, __builtin_return_address(0));
+}
+
+__attribute__((noinline)) void *heap_calloc(struct heap *h, size_t n, size_t size)
+{
+    return heap_calloc_from(h, n, size, __builtin_return_address(0));
+}
+
+__attribute__((noinline)) void *heap_realloc(struct heap *h, void *ptr, size_t size)
+{
+    return heap_realloc_from(h, ptr, size, __builtin_return_address(0));
+}
+
+__attribute__((noinline)) void heap_free(struct heap *h, void *ptr)
+{
+    heap_free_from(h, ptr, __builtin_return_address(0));
 }
 
 /* Returns the usable size of ptr's block, 0 for NULL. */
@@ -242,4 +275,25 @@ size_t heap_check(struct heap *h)
 const char *heap_backend_name(const struct heap *h)
 {
     return h->ops->name;
+}
+
+/* Returns the name of an error kind, for reports. */
+const char *heap_error_name(enum heap_error kind)
+{
+    switch (kind) {
+    case HEAP_ERR_DOUBLE_FREE: return "double free";
+    case HEAP_ERR_INVALID_FREE: return "invalid free";
+    case HEAP_ERR_USE_AFTER_FREE: return "use-after-free write";
+    case HEAP_ERR_OVERFLOW: return "heap overflow";
+    case HEAP_ERR_CORRUPT_FREELIST: return "corrupted free list";
+    case HEAP_ERR_CORRUPT_METADATA: return "corrupted heap metadata";
+    case HEAP_ERR_COUNT: break;
+    }
+    return "unknown heap error";
+}
+
+/* Returns the mode the library was compiled in. */
+int heap_hardening(void)
+{
+    return KHEAP_HARDENING;
 }

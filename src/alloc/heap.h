@@ -47,6 +47,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The mode of the whole library, fixed at compile time: 0 (or undefined) = plain, 1 = hardened (see
+ * "Hardened mode" above and docs/hardening.md). Every file of src/alloc must be built with the same
+ * value; heap_hardening() tells which one the library was built with. */
+#ifndef KHEAP_HARDENING
+#define KHEAP_HARDENING 0
+#endif
+
 /* Every block is aligned to at least this; smaller requested alignments are raised to it. */
 #define HEAP_MIN_ALIGN ((size_t)16)
 
@@ -56,6 +63,29 @@
 
 /* How many grow()/add_memory() rounds one allocation may trigger before it fails. */
 #define HEAP_GROW_TRIES 4
+
+/* The kinds of heap corruption hardened mode detects. */
+enum heap_error {
+    HEAP_ERR_DOUBLE_FREE,      /* "double free": free/realloc of a block that is already free */
+    HEAP_ERR_INVALID_FREE,     /* "invalid free": not the start of a block of this heap */
+    HEAP_ERR_USE_AFTER_FREE,   /* "use-after-free write": a free block's poison was disturbed */
+    HEAP_ERR_OVERFLOW,         /* "heap overflow": the canary after the requested size changed */
+    HEAP_ERR_CORRUPT_FREELIST, /* "corrupted free list": a free-list pointer failed validation */
+    HEAP_ERR_CORRUPT_METADATA, /* "corrupted heap metadata": a block or region header is damaged */
+    HEAP_ERR_COUNT
+};
+
+/* One detected error, as passed to heap_env.report. Valid only during the call. */
+struct heap_report {
+    enum heap_error kind;
+    const char *backend;    /* heap_backend_name() of the heap */
+    const void *ptr;        /* the block (user pointer) concerned, or the bad pointer passed in */
+    size_t size;            /* requested size of the block, 0 if unknown */
+    size_t offset;          /* offset of the first bad byte from ptr, when it applies (else 0) */
+    const void *caller;     /* return address of the faulting heap_* / kmalloc-family call */
+    const void *alloc_site; /* where the block was allocated (a caller address), or NULL */
+    const void *free_site;  /* where the block was freed, or NULL if unknown */
+};
 
 /* What the user of the library supplies. */
 struct heap_env {
@@ -69,6 +99,14 @@ struct heap_env {
      * always starts exactly at the previous end of the heap; host users may return any region.
      * Called with the lock held. NULL: the heap never grows. */
     int (*grow)(void *ctx, size_t min_bytes, void **start, size_t *len);
+    /* Hardened mode: called once per detected error, with the lock held (so it must not call back
+     * into the heap). It may not return (the kernel panics); if it returns, the library abandons the
+     * offending operation safely (see "Hardened mode"). NULL: errors are only counted in
+     * stats.errors_detected. Never called in plain mode. */
+    void (*report)(void *ctx, const struct heap_report *r);
+    /* Hardened mode: per-boot secret keying free-list pointer mangling and canaries. 0: the library
+     * derives a non-zero value from the heap's address (weak: predictable). Ignored in plain mode. */
+    uint64_t secret;
 };
 
 /* Counters kept by the front end (heap.c); identical meaning for every backend. */
@@ -80,6 +118,7 @@ struct heap_stats {
     uint64_t total_allocs;  /* successful allocations (realloc counts when it moves the block) */
     uint64_t total_frees;   /* frees of non-NULL pointers (realloc counts when it moves the block) */
     uint64_t failed_allocs; /* allocation requests that returned NULL */
+    uint64_t errors_detected; /* hardened mode: corruption reports (also with report == NULL); 0 in plain */
 };
 
 /* A heap instance. Opaque to users; backends see its definition in heap_backend.h. */
@@ -138,7 +177,18 @@ void *heap_realloc(struct heap *h, void *ptr, size_t size);
 /* Frees ptr; ptr == NULL does nothing. ptr must come from h and be live. */
 void heap_free(struct heap *h, void *ptr);
 
-/* Returns the usable size of ptr's block (>= requested size), 0 for NULL. */
+/* The same five operations with the caller's address (the return address of the outermost
+ * allocation call, e.g. kfree's caller) given explicitly; it appears as caller / alloc_site /
+ * free_site in hardened-mode reports. The functions above pass their own return address. In plain
+ * mode caller is ignored. */
+void *heap_alloc_from(struct heap *h, size_t size, const void *caller);
+void *heap_alloc_aligned_from(struct heap *h, size_t size, size_t align, const void *caller);
+void *heap_calloc_from(struct heap *h, size_t n, size_t size, const void *caller);
+void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *caller);
+void heap_free_from(struct heap *h, void *ptr, const void *caller);
+
+/* Returns the usable size of ptr's block (>= requested size), 0 for NULL. In hardened mode it is
+ * exactly the requested size (1 for size 0): the bytes after it are the canary. */
 size_t heap_usable_size(struct heap *h, const void *ptr);
 
 /* Returns a snapshot of the heap's counters. */
@@ -146,6 +196,13 @@ struct heap_stats heap_stats(struct heap *h);
 
 /* Returns the number of broken invariants found by the backend and the front end; 0 = healthy. */
 size_t heap_check(struct heap *h);
+
+/* Returns the name of kind ("double free", "invalid free", "use-after-free write", "heap overflow",
+ * "corrupted free list", "corrupted heap metadata"), or "unknown heap error". */
+const char *heap_error_name(enum heap_error kind);
+
+/* Returns the KHEAP_HARDENING value the library was compiled with (0 plain, 1 hardened). */
+int heap_hardening(void);
 
 /* Returns the backend name of h ("bump", ...). */
 const char *heap_backend_name(const struct heap *h);

@@ -1,4 +1,7 @@
-/* kmalloc.c - the global-heap wrappers declared in kmalloc.h. */
+/* kmalloc.c - the global-heap wrappers declared in kmalloc.h.
+ *
+ * Each allocation wrapper passes its own return address to the heap_*_from() entry point, so a
+ * hardened-mode report names the kernel code that called kmalloc/kfree, not this file. */
 #include "kmalloc.h"
 
 static struct heap *kheap;
@@ -15,28 +18,28 @@ struct heap *kmalloc_heap(void)
 
 void *kmalloc(size_t size)
 {
-    return kheap != NULL ? heap_alloc(kheap, size) : NULL;
+    return kheap != NULL ? heap_alloc_from(kheap, size, __builtin_return_address(0)) : NULL;
 }
 
 void kfree(void *ptr)
 {
     if (kheap != NULL)
-        heap_free(kheap, ptr);
+        heap_free_from(kheap, ptr, __builtin_return_address(0));
 }
 
 void *kcalloc(size_t n, size_t size)
 {
-    return kheap != NULL ? heap_calloc(kheap, n, size) : NULL;
+    return kheap != NULL ? heap_calloc_from(kheap, n, size, __builtin_return_address(0)) : NULL;
 }
 
 void *krealloc(void *ptr, size_t size)
 {
-    return kheap != NULL ? heap_realloc(kheap, ptr, size) : NULL;
+    return kheap != NULL ? heap_realloc_from(kheap, ptr, size, __builtin_return_address(0)) : NULL;
 }
 
 void *kmalloc_aligned(size_t size, size_t align)
 {
-    return kheap != NULL ? heap_alloc_aligned(kheap, size, align) : NULL;
+    return kheap != NULL ? heap_alloc_aligned_from(kheap, size, align, __builtin_return_address(0)) : NULL;
 }
 
 size_t kmalloc_usable_size(void *ptr)

@@ -27,14 +27,16 @@ function(kheap_kernel_flags target)
   set_target_properties(${target} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
 endfunction()
 
-# kheap_kernel_image(<name> ALLOCATOR <backend> SOURCES <src>...
+# kheap_kernel_image(<name> ALLOCATOR <backend> [HARDENED] SOURCES <src>...
 #                    [INCLUDES <dir>...] [DEFINITIONS <def>...] [CMDLINE <string>])
-# Builds <name>.elf from the kernel core, src/alloc/ (compiled for this
-# image, so each image may differ in backend and options) and SOURCES, and
+# Builds <name>.elf from the kernel core, the heap (src/alloc/ and
+# src/kernel_heap.c, compiled for this image, so each image may differ in
+# backend and hardening; HARDENED defines KHEAP_HARDENING=1 for the whole
+# image) and SOURCES, and
 # the bootable hybrid (BIOS + UEFI) ISO <name>.iso; the target <name>-iso
 # builds both.
 function(kheap_kernel_image name)
-  cmake_parse_arguments(PARSE_ARGV 1 ARG "" "CMDLINE;ALLOCATOR" "SOURCES;INCLUDES;DEFINITIONS")
+  cmake_parse_arguments(PARSE_ARGV 1 ARG "HARDENED" "CMDLINE;ALLOCATOR" "SOURCES;INCLUDES;DEFINITIONS")
   if(NOT ARG_ALLOCATOR IN_LIST KHEAP_BACKENDS)
     message(FATAL_ERROR "kheap_kernel_image(${name}): unknown allocator '${ARG_ALLOCATOR}'")
   endif()
@@ -46,11 +48,14 @@ function(kheap_kernel_image name)
 const char kernel_allocator_name[] = \"${ARG_ALLOCATOR}\";
 const uint64_t kernel_heap_max_config = ${KERNEL_HEAP_MAX}ull;
 ")
-  add_executable(${name} $<TARGET_OBJECTS:kcore> ${KHEAP_ALLOC_KERNEL_SOURCES} ${config} ${ARG_SOURCES})
+  add_executable(${name} $<TARGET_OBJECTS:kcore> ${KHEAP_HEAP_KERNEL_SOURCES} ${config} ${ARG_SOURCES})
   set_target_properties(${name} PROPERTIES OUTPUT_NAME ${name}.elf LINK_DEPENDS ${KHEAP_KERNEL_LINKER_SCRIPT})
   kheap_kernel_flags(${name})
   target_include_directories(${name} PRIVATE ${ARG_INCLUDES})
   target_compile_definitions(${name} PRIVATE ${ARG_DEFINITIONS})
+  if(ARG_HARDENED)
+    target_compile_definitions(${name} PRIVATE KHEAP_HARDENING=1)
+  endif()
   target_link_options(${name} PRIVATE ${KHEAP_KERNEL_LINK_FLAGS}
     -nostdlib -static -Wl,-T,${KHEAP_KERNEL_LINKER_SCRIPT}
     -Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -Wl,--fatal-warnings -Wl,--build-id=none -Wl,-Map,${name}.map)

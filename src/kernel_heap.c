@@ -5,6 +5,7 @@
 #include "alloc/heap.h"
 #include "alloc/kmalloc.h"
 #include "cpu.h"
+#include "kprintf.h"
 #include "paging/heap_region.h"
 #include "paging/pmm.h"
 #include "panic.h"
@@ -50,6 +51,42 @@ static int heap_grow(void *ctx, size_t min_bytes, void **start, size_t *len)
     return 0;
 }
 
+/* Hardened heap: every detected error ends here. Prints a KASAN-style
+   report, then panics with a one-line summary naming the kind of error,
+   the pointer and the faulting call site. Never returns. */
+static void heap_report(void *ctx, const struct heap_report *r)
+{
+    (void)ctx;
+    kprintf("==================================================================\n");
+    kprintf("HEAP ERROR: %s on %p (%s backend)\n", heap_error_name(r->kind), r->ptr, r->backend);
+    if (r->size != 0)
+        kprintf("  block of %zu requested bytes; first bad byte at offset %zu\n", r->size, r->offset);
+    kprintf("  detected in the heap call from %p\n", r->caller);
+    if (r->alloc_site != NULL)
+        kprintf("  allocated by the call at %p\n", r->alloc_site);
+    if (r->free_site != NULL)
+        kprintf("  freed by the call at %p\n", r->free_site);
+    kprintf("  (addr2line -e <image>.elf <address> gives the source line)\n");
+    kprintf("==================================================================\n");
+    panic("heap: %s of %p (%zu-byte block, %s backend), call from %p", heap_error_name(r->kind),
+          r->ptr, r->size, r->backend, r->caller);
+}
+
+/* A per-boot secret for the hardened heap's pointer mangling and canaries:
+   RDRAND where the CPU has it, mixed with the TSC. */
+static uint64_t boot_secret(void)
+{
+    uint64_t secret = rdtsc() * 0x9e3779b97f4a7c15ull;
+    if (cpuid(1, 0).ecx & (1u << 30)) {
+        uint64_t r = 0;
+        unsigned char ok = 0;
+        for (int tries = 0; tries < 10 && !ok; tries++)
+            __asm__ volatile("rdrand %0; setc %1" : "=r"(r), "=qm"(ok));
+        secret ^= r;
+    }
+    return secret | 1;
+}
+
 void kernel_heap_init(void)
 {
     const struct heap_ops *ops = heap_backend_find(kernel_allocator_name);
@@ -67,9 +104,11 @@ void kernel_heap_init(void)
         panic("kernel_heap_init: cannot map the initial %d heap pages: %s",
               KERNEL_HEAP_INITIAL_PAGES, paging_strerror(st));
 
-    static const struct heap_env env = {
+    static struct heap_env env = {
         .ctx = NULL, .lock = heap_lock, .unlock = heap_unlock, .grow = heap_grow,
+        .report = heap_report,
     };
+    env.secret = boot_secret();
     struct heap *h = heap_create(ops, (void *)(uintptr_t)start,
                                  KERNEL_HEAP_INITIAL_PAGES * PAGE_SIZE_4K, &env);
     if (h == NULL)

@@ -136,8 +136,9 @@ struct heap_ops {
      * of that size and alignment is guaranteed to fit (region and block headers). */
     size_t grow_overhead;
     /* Places the instance at the start of mem and manages the rest. NULL if size is too small, in which
-     * case nothing in mem was written. */
-    struct heap *(*init)(void *mem, size_t size);
+     * case nothing in mem was written. secret: the heap's secret (hardened mode; 0 and unused in
+     * plain mode), needed before the common part is filled in because init() builds free lists. */
+    struct heap *(*init)(void *mem, size_t size, uint64_t secret);
     /* Returns a block of at least size bytes aligned to align and stores its usable size in *usable,
      * or returns NULL if nothing fits. (Reporting the usable size here and from free() spares the
      * front end a usable_size() call per operation for its statistics.) */
@@ -151,8 +152,17 @@ struct heap_ops {
     /* Hands the heap len more bytes at start (from grow()). A region starting at the current end of
      * the heap must be merged with it. */
     void (*add_memory)(struct heap *h, void *start, size_t len);
-    /* Walks the heap's structures and returns the number of broken invariants; 0 = healthy. */
+    /* Walks the heap's structures and returns the number of broken invariants; 0 = healthy. In
+     * hardened mode it also verifies canaries of live blocks and poison of free blocks (reporting). */
     size_t (*check)(const struct heap *h);
+#if KHEAP_HARDENING
+    /* Hardened mode: classifies ptr (any value) without faulting on memory outside the heap.
+     * Returns HEAP_ERR_COUNT (HEAP_BLOCK_OK) if ptr is a live block and stores its usable size in
+     * *usable; else HEAP_ERR_DOUBLE_FREE (a free block; *free_site set if known),
+     * HEAP_ERR_INVALID_FREE, or HEAP_ERR_CORRUPT_FREELIST when freeing ptr would have to follow a
+     * damaged link (the free is then refused). */
+    enum heap_error (*validate)(struct heap *h, const void *ptr, size_t *usable, const void **free_site);
+#endif
 };
 
 /* Creates a heap of backend ops in [mem, mem + size), using env's callbacks (copied; env may be NULL

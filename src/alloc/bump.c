@@ -186,6 +186,9 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
     size_t pad;
     uintptr_t p;
     struct bump_hdr *hdr;
+#if KHEAP_HARDENING
+    bool quarantine = false;
+#endif
 
     if (room < BUMP_HDR_SIZE)
         return NULL;
@@ -203,11 +206,13 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
             to = b->dirty;
         size_t bad = heap_hard_find_unpoisoned((void *)b->next, 0, to - b->next);
         if (bad != to - b->next) {
+            /* Place the block anyway and keep it out of circulation for good (it stays live, so
+             * the region is not reset again), so that the next allocation moves past it. */
             uintptr_t at = b->next + bad;
             heap_hard_report(h, HEAP_ERR_USE_AFTER_FREE, (void *)(at >= p ? p : at), 0,
                              at >= p ? at - p : 0, NULL, NULL);
             h->hard.abort = true;
-            return NULL;
+            quarantine = true;
         }
     }
     hdr->cookie = cookie(b, p, BUMP_LIVE);
@@ -225,6 +230,13 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
     b->last = p;
     b->live++;
     *usable = rsize;
+#if KHEAP_HARDENING
+    if (quarantine) {
+        heap_hard_quarantine(h, (void *)p, rsize);
+        b->last = 0; /* never rolled back */
+        return NULL;
+    }
+#endif
     return (void *)p;
 }
 
@@ -347,6 +359,8 @@ static enum heap_error bump_validate(struct heap *h, const void *ptr, size_t *us
         *free_site = hdr->free_site;
         return HEAP_ERR_DOUBLE_FREE;
     }
+    if (hdr->cookie == HEAP_POISON_FREE64) /* rolled back or reset since: it was freed */
+        return HEAP_ERR_DOUBLE_FREE;
     if (hdr->cookie != cookie(b, p, BUMP_LIVE))
         return HEAP_ERR_INVALID_FREE;
     if (hdr->size < HEAP_HARD_TAIL || hdr->size > b->hi - p || b->live == 0)

@@ -359,8 +359,20 @@ static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable
 large:
     /* Whole pages including the fallback's block header, so large blocks and slabs tile pages. */
     size = heap_align_up(size + FSB_LL_HDR, FSB_PAGE_SIZE) - FSB_LL_HDR;
+#if KHEAP_HARDENING
+    {
+        struct fsb_slab *l = heap_linked_list_ops.alloc(f->fallback, size,
+                                                        align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE, usable);
+        /* Memory may still hold a slab's magic (e.g. from an earlier heap over the same memory with
+         * the same secret): a large block must never pass for a slab. */
+        if (l != NULL)
+            l->magic = 0;
+        return l;
+    }
+#else
     return heap_linked_list_ops.alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE,
                                       usable);
+#endif
 }
 
 static size_t fsb_free(struct heap *h, void *ptr)

@@ -111,26 +111,71 @@ static uint64_t canary_word(const struct heap *h, const void *p)
     return (heap_hard_key(h->hard.secret, (uintptr_t)p + 1) & 0x7e7e7e7e7e7e7e7eull) | 0x0101010101010101ull;
 }
 
-static size_t canary_len(size_t req, size_t bu)
+/*
+ * The canary is up to HEAP_HARD_CANARY (16) bytes of 8-byte words equal to canary_word() starting at
+ * the word that holds byte req: the canary bytes of that word (after the user's) plus the next word.
+ * The zone between req and the trailer is >= 8 bytes and ends 8-aligned, so both words always fit.
+ * Handling whole words keeps writing and verifying it at a few instructions.
+ */
+static inline uint64_t load64(const void *a)
 {
-    size_t zone = bu - HEAP_HARD_TRAILER - req;
-    return zone < HEAP_HARD_CANARY_CHECK ? zone : HEAP_HARD_CANARY_CHECK;
+    uint64_t w;
+    __builtin_memcpy(&w, a, 8);
+    return w;
+}
+
+static inline void store64(void *a, uint64_t w)
+{
+    __builtin_memcpy(a, &w, 8);
+}
+
+/* Mask of the bytes of the word at req & ~7 that belong to the user (the first req % 8). */
+static inline uint64_t user_mask(size_t req)
+{
+    return (req & 7) ? ((uint64_t)1 << (8 * (req & 7))) - 1 : 0;
+}
+
+static void canary_write(const struct heap *h, void *p, size_t req, size_t bu)
+{
+    uint64_t cw = canary_word(h, p);
+    size_t first = req & ~(size_t)7, zone_end = bu - HEAP_HARD_TRAILER;
+    uint64_t keep = user_mask(req);
+    unsigned char *w = (unsigned char *)p + first;
+
+    store64(w, (load64(w) & keep) | (cw & ~keep));
+    if (first + 16 <= zone_end)
+        store64(w + 8, cw);
+}
+
+/* Returns the offset from p of the first disturbed canary byte, or 0 if the canary is intact. */
+static size_t canary_find_bad(const struct heap *h, const void *p, size_t req, size_t bu)
+{
+    uint64_t cw = canary_word(h, p);
+    size_t first = req & ~(size_t)7, zone_end = bu - HEAP_HARD_TRAILER;
+    const unsigned char *w = (const unsigned char *)p + first;
+    uint64_t diff = (load64(w) ^ cw) & ~user_mask(req);
+
+    if (diff != 0)
+        return first + (size_t)__builtin_ctzll(diff) / 8;
+    if (first + 16 <= zone_end && (diff = load64(w + 8) ^ cw) != 0)
+        return first + 8 + (size_t)__builtin_ctzll(diff) / 8;
+    return 0;
+}
+
+static void trailer_write(const struct heap *h, void *p, size_t req, size_t bu, const void *site)
+{
+    struct hard_trailer *t = trailer_of(p, bu);
+    t->req = (uint64_t)req ^ heap_hard_key(h->hard.secret, (uintptr_t)p);
+    t->alloc_site = (uint64_t)(uintptr_t)site ^ heap_hard_key(h->hard.secret, (uintptr_t)p + 8);
 }
 
 /* Lays out live block p: fresh pattern over the user bytes (within the poison span), canary after
  * req, trailer at the end. */
 static void hard_setup(struct heap *h, void *p, size_t req, size_t bu, const void *site)
 {
-    unsigned char *c = (unsigned char *)p + req;
-    uint64_t cw = canary_word(h, p);
-    size_t n = canary_len(req, bu);
-    struct hard_trailer *t = trailer_of(p, bu);
-
     __builtin_memset(p, HEAP_POISON_ALLOC, req < HEAP_POISON_SPAN ? req : HEAP_POISON_SPAN);
-    for (size_t i = 0; i < n; i++)
-        c[i] = (unsigned char)(cw >> (8 * ((req + i) & 7)));
-    t->req = (uint64_t)req ^ heap_hard_key(h->hard.secret, (uintptr_t)p);
-    t->alloc_site = (uint64_t)(uintptr_t)site ^ heap_hard_key(h->hard.secret, (uintptr_t)p + 8);
+    canary_write(h, p, req, bu);
+    trailer_write(h, p, req, bu, site);
 }
 
 /* Decodes the requested size of live block p; returns false if the trailer is implausible. */
@@ -148,23 +193,18 @@ static bool hard_req(const struct heap *h, const void *p, size_t bu, size_t *req
  * success stores the requested size (and allocation site) in *req / *site. */
 static bool hard_check_live(const struct heap *h, const void *p, size_t bu, size_t *req, const void **site)
 {
-    const unsigned char *c;
-    uint64_t cw;
-    size_t n;
+    size_t bad;
 
     if (!hard_req(h, p, bu, req, site)) {
         /* The trailer itself was overwritten: a long overflow (or a wild write). */
         heap_hard_report(h, HEAP_ERR_OVERFLOW, p, 0, bu - HEAP_HARD_TRAILER, NULL, NULL);
         return false;
     }
-    c = (const unsigned char *)p + *req;
-    cw = canary_word(h, p);
-    n = canary_len(*req, bu);
-    for (size_t i = 0; i < n; i++)
-        if (c[i] != (unsigned char)(cw >> (8 * ((*req + i) & 7)))) {
-            heap_hard_report(h, HEAP_ERR_OVERFLOW, p, *req, *req + i, *site, NULL);
-            return false;
-        }
+    bad = canary_find_bad(h, p, *req, bu);
+    if (heap_unlikely(bad != 0)) {
+        heap_hard_report(h, HEAP_ERR_OVERFLOW, p, *req, bad, *site, NULL);
+        return false;
+    }
     return true;
 }
 
@@ -453,17 +493,9 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
                 if (fresh_end > req)
                     __builtin_memset((char *)ptr + req, HEAP_POISON_ALLOC, fresh_end - req);
             }
-            {
-                /* hard_setup() would refill the user bytes: write canary and trailer only. */
-                unsigned char *c = (unsigned char *)ptr + size;
-                uint64_t cw = canary_word(h, ptr);
-                size_t n = canary_len(size, nbu);
-                struct hard_trailer *t = trailer_of(ptr, nbu);
-                for (size_t i = 0; i < n; i++)
-                    c[i] = (unsigned char)(cw >> (8 * ((size + i) & 7)));
-                t->req = (uint64_t)size ^ heap_hard_key(h->hard.secret, (uintptr_t)ptr);
-                t->alloc_site = (uint64_t)(uintptr_t)site ^ heap_hard_key(h->hard.secret, (uintptr_t)ptr + 8);
-            }
+            /* hard_setup() would refill the user bytes: write canary and trailer only. */
+            canary_write(h, ptr, size, nbu);
+            trailer_write(h, ptr, size, nbu, site);
             s->bytes_in_use = s->bytes_in_use - req + size;
             if (s->bytes_in_use > s->peak_in_use)
                 s->peak_in_use = s->bytes_in_use;

@@ -80,7 +80,7 @@ static inline bool heap_is_pow2(size_t x)
 #define HEAP_HARD_TRAILER ((size_t)16)   /* requested size and allocation site, at the block's end */
 #define HEAP_HARD_REDZONE ((size_t)8)    /* minimum canary bytes after the requested size */
 #define HEAP_HARD_TAIL (HEAP_HARD_REDZONE + HEAP_HARD_TRAILER)
-#define HEAP_HARD_CANARY_CHECK ((size_t)64) /* canary bytes written and verified after req */
+#define HEAP_HARD_CANARY ((size_t)16) /* at most this many canary bytes (two words) follow req */
 #define HEAP_HARD_LINK ((size_t)16)      /* bytes a free block may keep for backend links */
 #define HEAP_BLOCK_OK HEAP_ERR_COUNT     /* validate(): ptr is a live block */
 

@@ -30,17 +30,40 @@
  * Trade-offs: the fastest and simplest backend with zero fragmentation for phase-structured work
  * (allocate a lot, free it all), but a single long-lived block pins the whole region forever and
  * random free patterns never reuse memory. usable_size needs the 16-byte header.
+ *
+ * Hardened mode (docs/hardening.md): the header grows to 48 bytes and gains a cookie (key(ptr) ^
+ * LIVE or DEAD), a `chain` link to the previous block placed since the last reset and the free site;
+ * prev_next and chain are stored mangled. The cookie tells a live block from a dead one (double
+ * free) and from anything else (invalid free); `lo`/`hi` bound every region ever used, so a pointer
+ * outside is rejected without being read. Memory becomes reusable only by rollback or reset, and
+ * that is where it is poisoned: rollback poisons the whole rolled-back range, a reset first verifies
+ * the poison of every dead block on the chain (use-after-free writes) and then poisons [start, next).
+ * [next, dirty) is therefore all poison, and alloc verifies the part of it a new block covers.
+ * check() walks the chain: canaries of live blocks, poison of dead ones, and the first span of
+ * [next, dirty).
  */
 #include "heap_backend.h"
 
 struct bump_hdr {
+#if KHEAP_HARDENING
+    uint64_t cookie;       /* key(ptr) ^ BUMP_LIVE or BUMP_DEAD */
+    uintptr_t chain;       /* user pointer of the previous block since the reset, or 0 (mangled) */
+    const void *free_site; /* caller of the free, once dead */
+    uint64_t pad;
+#endif
     size_t size;         /* usable bytes of the block */
-    uintptr_t prev_next; /* next before this block was placed: where a rollback returns */
+    uintptr_t prev_next; /* next before this block was placed: where a rollback returns (mangled
+                          * in hardened mode) */
 };
 
 #define BUMP_HDR_SIZE sizeof(struct bump_hdr)
-_Static_assert(sizeof(struct bump_hdr) == 16, "bump header must keep 16-byte alignment");
+_Static_assert(sizeof(struct bump_hdr) == 16 + 32 * KHEAP_HARDENING, "bump header layout");
 _Static_assert(BUMP_HDR_SIZE % HEAP_MIN_ALIGN == 0, "header size must be a multiple of the alignment");
+
+#if KHEAP_HARDENING
+#define BUMP_LIVE ((uint64_t)0x4c495645) /* "LIVE" */
+#define BUMP_DEAD ((uint64_t)0x44454144) /* "DEAD" */
+#endif
 
 struct bump {
     struct heap common; /* first member: struct heap * == struct bump * */
@@ -49,6 +72,12 @@ struct bump {
     uintptr_t end;      /* one past the last byte of the current region */
     uintptr_t last;     /* user pointer of the most recent live block, or 0 */
     size_t live;        /* live allocations, in every region */
+#if KHEAP_HARDENING
+    uintptr_t chain;    /* user pointer of the newest block placed since the last reset, or 0 */
+    size_t nchain;      /* blocks on the chain (bounds walks over a damaged chain) */
+    uintptr_t dirty;    /* [next, dirty) was used before and is all poison */
+    uintptr_t lo, hi;   /* envelope of every region this heap was given */
+#endif
 };
 
 _Static_assert(offsetof(struct bump, common) == 0, "struct heap must be the first member");
@@ -69,7 +98,7 @@ static struct bump_hdr *hdr_of(const void *ptr)
 }
 
 /* Places the instance at the start of mem; NULL if fewer than one minimum block remains. */
-static struct heap *bump_init(void *mem, size_t size)
+static struct heap *bump_init(void *mem, size_t size, uint64_t secret)
 {
     uintptr_t base = heap_align_up((uintptr_t)mem, HEAP_MIN_ALIGN);
     uintptr_t start = heap_align_up(base + sizeof(struct bump), HEAP_MIN_ALIGN);
@@ -84,8 +113,69 @@ static struct heap *bump_init(void *mem, size_t size)
     b->start = start;
     b->next = start;
     b->end = end;
+#if KHEAP_HARDENING
+    b->common.hard.owner = &b->common;
+    b->common.hard.secret = secret;
+    b->dirty = start;
+    b->lo = start;
+    b->hi = end;
+#else
+    (void)secret;
+#endif
     return &b->common;
 }
+
+#if KHEAP_HARDENING
+static uint64_t cookie(const struct bump *b, uintptr_t p, uint64_t state)
+{
+    return heap_hard_key(b->common.hard.secret, p) ^ state;
+}
+
+static uintptr_t link_get(const struct bump *b, const uint64_t *slot)
+{
+    return heap_hard_mangle(&b->common, slot, *slot);
+}
+
+static void link_set(const struct bump *b, uintptr_t *slot, uintptr_t v)
+{
+    *slot = heap_hard_mangle(&b->common, slot, v);
+}
+
+/* True if p could be a block's user pointer: aligned, header and one byte inside the envelope. */
+static bool plausible(const struct bump *b, uintptr_t p)
+{
+    return p % HEAP_MIN_ALIGN == 0 && p >= b->lo + BUMP_HDR_SIZE && p < b->hi;
+}
+
+/* Verifies the dead blocks on the chain (their poison) and poisons [start, next): called when the
+ * last live block is freed, before the region is reused from its start. */
+static void bump_reset(struct bump *b)
+{
+    uintptr_t p = b->chain;
+
+    for (size_t n = 0; p != 0 && n < b->nchain; n++) {
+        struct bump_hdr *hdr;
+        if (!plausible(b, p))
+            break;
+        hdr = hdr_of((void *)p);
+        if (hdr->cookie != cookie(b, p, BUMP_DEAD))
+            break;
+        if (hdr->size >= b->hi - p)
+            break;
+        size_t span = hdr->size < HEAP_POISON_SPAN ? hdr->size : HEAP_POISON_SPAN;
+        size_t bad = heap_hard_find_unpoisoned((void *)p, 0, span);
+        if (bad != span)
+            heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)p, 0, bad, NULL, hdr->free_site);
+        p = link_get(b, &hdr->chain);
+    }
+    if (b->next > b->start)
+        heap_hard_poison((void *)b->start, b->next - b->start);
+    if (b->next > b->dirty)
+        b->dirty = b->next;
+    b->chain = 0;
+    b->nchain = 0;
+}
+#endif
 
 /* Returns size bytes aligned to align after next, or NULL if the region's tail is too small. */
 static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
@@ -96,6 +186,9 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
     size_t pad;
     uintptr_t p;
     struct bump_hdr *hdr;
+#if KHEAP_HARDENING
+    bool quarantine = false;
+#endif
 
     if (room < BUMP_HDR_SIZE)
         return NULL;
@@ -105,12 +198,45 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
         return NULL;
     p = b->next + BUMP_HDR_SIZE + pad;
     hdr = hdr_of((void *)p);
-    hdr->size = rsize;
+#if KHEAP_HARDENING
+    if (b->dirty > b->next) {
+        /* Reused memory: it must still hold the poison it got at the rollback or reset. */
+        uintptr_t to = p + (rsize < HEAP_POISON_SPAN ? rsize : HEAP_POISON_SPAN);
+        if (to > b->dirty)
+            to = b->dirty;
+        size_t bad = heap_hard_find_unpoisoned((void *)b->next, 0, to - b->next);
+        if (bad != to - b->next) {
+            /* Place the block anyway and keep it out of circulation for good (it stays live, so
+             * the region is not reset again), so that the next allocation moves past it. */
+            uintptr_t at = b->next + bad;
+            heap_hard_report(h, HEAP_ERR_USE_AFTER_FREE, (void *)(at >= p ? p : at), 0,
+                             at >= p ? at - p : 0, NULL, NULL);
+            h->hard.abort = true;
+            quarantine = true;
+        }
+    }
+    hdr->cookie = cookie(b, p, BUMP_LIVE);
+    link_set(b, &hdr->chain, b->chain);
+    hdr->free_site = NULL;
+    hdr->pad = 0;
+    b->chain = p;
+    b->nchain++;
+    link_set(b, &hdr->prev_next, b->next);
+#else
     hdr->prev_next = b->next;
+#endif
+    hdr->size = rsize;
     b->next = p + rsize;
     b->last = p;
     b->live++;
     *usable = rsize;
+#if KHEAP_HARDENING
+    if (quarantine) {
+        heap_hard_quarantine(h, (void *)p, rsize);
+        b->last = 0; /* never rolled back */
+        return NULL;
+    }
+#endif
     return (void *)p;
 }
 
@@ -120,6 +246,28 @@ static size_t bump_free(struct heap *h, void *ptr)
     struct bump *b = to_bump(h);
     size_t size = hdr_of(ptr)->size;
 
+#if KHEAP_HARDENING
+    struct bump_hdr *hdr = hdr_of(ptr);
+    hdr->cookie = cookie(b, (uintptr_t)ptr, BUMP_DEAD);
+    hdr->free_site = h->hard.owner->hard.caller;
+    b->live--;
+    if (b->live == 0) {
+        bump_reset(b);
+        b->next = b->start;
+        b->last = 0;
+    } else if ((uintptr_t)ptr == b->last) {
+        uintptr_t prev = link_get(b, &hdr->prev_next);
+        uintptr_t end = b->next;
+        /* validate() checked prev_next; roll back and poison what becomes free again. */
+        b->chain = link_get(b, &hdr->chain);
+        b->nchain--;
+        b->next = prev;
+        b->last = 0;
+        heap_hard_poison((void *)prev, end - prev);
+        if (end > b->dirty)
+            b->dirty = end;
+    }
+#else
     b->live--;
     if (b->live == 0) {
         b->next = b->start;
@@ -128,6 +276,7 @@ static size_t bump_free(struct heap *h, void *ptr)
         b->next = hdr_of(ptr)->prev_next;
         b->last = 0;
     }
+#endif
     return size;
 }
 
@@ -141,6 +290,14 @@ static bool bump_resize(struct heap *h, void *ptr, size_t size)
     if ((uintptr_t)ptr == b->last) {
         if (rsize > b->end - (uintptr_t)ptr)
             return false;
+#if KHEAP_HARDENING
+        if (rsize < hdr->size) {
+            /* The tail joins [next, dirty): it must be poison like the rest. */
+            heap_hard_poison((void *)((uintptr_t)ptr + rsize), hdr->size - rsize);
+            if (b->next > b->dirty)
+                b->dirty = b->next;
+        }
+#endif
         hdr->size = rsize;
         b->next = (uintptr_t)ptr + rsize;
         return true;
@@ -166,6 +323,10 @@ static void bump_add_memory(struct heap *h, void *start, size_t len)
 
     if ((uintptr_t)start == b->end) {
         b->end = e;
+#if KHEAP_HARDENING
+        if (e > b->hi)
+            b->hi = e;
+#endif
         return;
     }
     if (e <= s)
@@ -174,7 +335,91 @@ static void bump_add_memory(struct heap *h, void *start, size_t len)
     b->next = s;
     b->end = e;
     b->last = 0;
+#if KHEAP_HARDENING
+    /* The chain goes on into the new region; [next, dirty) restarts empty. */
+    b->dirty = s;
+    if (s < b->lo)
+        b->lo = s;
+    if (e > b->hi)
+        b->hi = e;
+#endif
 }
+
+#if KHEAP_HARDENING
+static enum heap_error bump_validate(struct heap *h, const void *ptr, size_t *usable, const void **free_site)
+{
+    struct bump *b = to_bump(h);
+    uintptr_t p = (uintptr_t)ptr;
+    struct bump_hdr *hdr;
+
+    if (!plausible(b, p))
+        return HEAP_ERR_INVALID_FREE;
+    hdr = hdr_of(ptr);
+    if (hdr->cookie == cookie(b, p, BUMP_DEAD)) {
+        *free_site = hdr->free_site;
+        return HEAP_ERR_DOUBLE_FREE;
+    }
+    if (hdr->cookie == HEAP_POISON_FREE64) /* rolled back or reset since: it was freed */
+        return HEAP_ERR_DOUBLE_FREE;
+    if (hdr->cookie != cookie(b, p, BUMP_LIVE))
+        return HEAP_ERR_INVALID_FREE;
+    if (hdr->size < HEAP_HARD_TAIL || hdr->size > b->hi - p || b->live == 0)
+        return HEAP_ERR_CORRUPT_METADATA;
+    if (p == b->last) {
+        uintptr_t prev = link_get(b, &hdr->prev_next);
+        if (prev % HEAP_MIN_ALIGN != 0 || prev < b->start || prev > p - BUMP_HDR_SIZE ||
+            p + hdr->size != b->next)
+            return HEAP_ERR_CORRUPT_FREELIST;
+    }
+    *usable = hdr->size;
+    return HEAP_BLOCK_OK;
+}
+
+/* Walks the chain: canaries of live blocks, poison of dead ones; then the start of [next, dirty). */
+static size_t bump_check_hard(const struct bump *b)
+{
+    size_t bad = 0, n = 0;
+    uintptr_t p = b->chain;
+
+    for (; p != 0 && n < b->nchain; n++) {
+        const struct bump_hdr *hdr;
+        if (!plausible(b, p)) {
+            heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
+            return bad + 1;
+        }
+        hdr = hdr_of((void *)p);
+        if (hdr->size > b->hi - p) {
+            heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
+            return bad + 1;
+        }
+        if (hdr->cookie == cookie(b, p, BUMP_LIVE)) {
+            bad += !heap_hard_verify_live(&b->common, (void *)p, hdr->size);
+        } else if (hdr->cookie == cookie(b, p, BUMP_DEAD)) {
+            size_t span = hdr->size < HEAP_POISON_SPAN ? hdr->size : HEAP_POISON_SPAN;
+            size_t off = heap_hard_find_unpoisoned((void *)p, 0, span);
+            if (off != span) {
+                heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)p, 0, off, NULL,
+                                 hdr->free_site);
+                bad++;
+            }
+        } else {
+            heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
+            return bad + 1;
+        }
+        p = link_get(b, &hdr->chain);
+    }
+    bad += p != 0; /* the chain is longer than nchain: a cycle or a forged link */
+    if (b->dirty > b->next) {
+        size_t len = b->dirty - b->next < HEAP_POISON_SPAN ? b->dirty - b->next : HEAP_POISON_SPAN;
+        size_t off = heap_hard_find_unpoisoned((void *)b->next, 0, len);
+        if (off != len) {
+            heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)(b->next + off), 0, 0, NULL, NULL);
+            bad++;
+        }
+    }
+    return bad;
+}
+#endif
 
 static size_t bump_check(const struct heap *h)
 {
@@ -190,6 +435,10 @@ static size_t bump_check(const struct heap *h)
         if (bad == 0)
             bad += b->last + hdr_of((void *)b->last)->size != b->next;
     }
+#if KHEAP_HARDENING
+    if (bad == 0)
+        bad += bump_check_hard(b);
+#endif
     return bad;
 }
 
@@ -203,4 +452,7 @@ const struct heap_ops heap_bump_ops = {
     .usable_size = bump_usable_size,
     .add_memory = bump_add_memory,
     .check = bump_check,
+#if KHEAP_HARDENING
+    .validate = bump_validate,
+#endif
 };

@@ -45,18 +45,36 @@
  * Trade-offs: fastest for small objects and no per-object header, but up to ~25% internal
  * fragmentation from class rounding, a partly used 16 KiB slab per active class, and large blocks pay
  * a page alignment (the padding returns to the fallback's free lists).
+ *
+ * Hardened mode (docs/hardening.md): objects still have no header (the front end's canary and
+ * trailer sit at the end of each object, inside its class size). The slab header grows to 192 bytes:
+ * a magic word (key(slab) ^ FSB_MAGIC) that proves a 16 KiB-aligned address really is a live slab,
+ * and a bitmap with one "allocated" bit per object. validate() checks envelope, magic, object
+ * boundary and the bit, so interior, foreign and double frees are told apart in O(1) without reading
+ * outside the heap. A free object holds its slab's next free object mangled with its own address
+ * and, in its second word, the free site; the link is validated before it is followed (inside the
+ * slab, on an object boundary, below the carve pointer, bit clear), and the rest of the object is
+ * verified to still hold the poison the front end put there. A slab going back to the fallback is
+ * poisoned over its first span, which also destroys its magic. Large blocks are the fallback's, whose
+ * own checks apply (it reports through this heap); check() skips the canary test for slabs.
  */
 #include "heap_backend.h"
 
 #define FSB_SLAB_SIZE ((uintptr_t)16384)
 #define FSB_PAGE_SIZE ((uintptr_t)4096)
-#define FSB_SLAB_HDR ((uintptr_t)64)
-/* The fallback puts a 16-byte block header in front of every block, so a slab leaves its last 16
- * bytes to the next slab's header: consecutive slabs then tile memory with no padding between. */
-#define FSB_SLAB_USABLE (FSB_SLAB_SIZE - 16)
+#define FSB_SLAB_HDR ((uintptr_t)(64 + 128 * KHEAP_HARDENING))
+/* The fallback's block header: 16 bytes (32 in hardened mode). */
+#define FSB_LL_HDR ((uintptr_t)(16 + 16 * KHEAP_HARDENING))
+/* The fallback puts its block header in front of every block, so a slab leaves its last bytes to the
+ * next slab's header: consecutive slabs then tile memory with no padding between. */
+#define FSB_SLAB_USABLE (FSB_SLAB_SIZE - FSB_LL_HDR)
 #define FSB_MAX_SMALL 2048
 #define FSB_MAX_SMALL_ALIGN 64
 #define FSB_NCLASSES 24
+#define FSB_MAX_OBJECTS 1024 /* hardened bitmap: >= objects of the smallest class per slab */
+#if KHEAP_HARDENING
+#define FSB_MAGIC ((uint64_t)0x534c4142) /* "SLAB" */
+#endif
 
 struct fsb_slab {
     struct fsb_slab *next; /* in the class's partial or full list */
@@ -67,6 +85,10 @@ struct fsb_slab {
     uint32_t capacity;     /* objects this slab can hold */
     uint32_t cls;          /* size class index */
     uint32_t full;         /* 1 if on the full list */
+#if KHEAP_HARDENING
+    uint64_t magic;        /* key(slab) ^ FSB_MAGIC while this is a slab */
+    uint64_t allocated[FSB_MAX_OBJECTS / 64]; /* bit i: object i is allocated */
+#endif
 };
 
 struct fsb_list {
@@ -79,6 +101,9 @@ struct fsb {
     struct fsb_list partial[FSB_NCLASSES];  /* slabs with a free object, allocation order */
     struct fsb_list full[FSB_NCLASSES];     /* slabs without one */
     uint32_t capacity[FSB_NCLASSES];        /* objects per slab per class */
+#if KHEAP_HARDENING
+    uint32_t inverse[FSB_NCLASSES];         /* ceil(2^32 / class size): object index by multiply */
+#endif
 };
 
 _Static_assert(offsetof(struct fsb, common) == 0, "struct heap must be the first member");
@@ -87,6 +112,7 @@ _Static_assert(FSB_SLAB_HDR % HEAP_MIN_ALIGN == 0 && FSB_SLAB_HDR % FSB_MAX_SMAL
                "object 0 must be 64-aligned");
 _Static_assert(FSB_SLAB_SIZE % FSB_PAGE_SIZE == 0, "slabs are whole pages");
 _Static_assert(FSB_MAX_SMALL < FSB_PAGE_SIZE, "small and large are told apart by page alignment");
+_Static_assert((FSB_SLAB_USABLE - FSB_SLAB_HDR) / 16 <= FSB_MAX_OBJECTS, "bitmap covers every object");
 
 static const uint16_t class_size[FSB_NCLASSES] = {
     16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256,
@@ -156,7 +182,56 @@ static uint32_t count_capacity(unsigned cls)
     return n;
 }
 
-static struct heap *fsb_init(void *mem, size_t size)
+#if KHEAP_HARDENING
+static uint64_t slab_magic(const struct fsb *f, const struct fsb_slab *s)
+{
+    return heap_hard_key(f->common.hard.secret, (uintptr_t)s) ^ FSB_MAGIC;
+}
+
+/* Index of the object at offset off from the slab start, or -1 if off is not an object boundary. */
+static int obj_index(const struct fsb *f, unsigned cls, uintptr_t off)
+{
+    uintptr_t rel, i;
+
+    if (off < FSB_SLAB_HDR)
+        return -1;
+    rel = off - FSB_SLAB_HDR;
+    i = (uintptr_t)(((uint64_t)rel * f->inverse[cls]) >> 32);
+    return i * class_size[cls] == rel ? (int)i : -1;
+}
+
+static bool bit_get(const struct fsb_slab *s, int i)
+{
+    return (s->allocated[i / 64] >> (i % 64)) & 1;
+}
+
+static void bit_flip(struct fsb_slab *s, int i)
+{
+    s->allocated[i / 64] ^= (uint64_t)1 << (i % 64);
+}
+
+/* fixed_size_block's slabs are used blocks of the fallback without a canary (check() skips them). */
+static bool is_slab(const struct heap *owner, const void *p)
+{
+    const struct fsb *f = container_of(owner, const struct fsb, common);
+    return (uintptr_t)p % FSB_SLAB_SIZE == 0 && ((const struct fsb_slab *)p)->magic == slab_magic(f, p);
+}
+
+/* True if next (a demangled free link of slab s) is NULL or a free object of s. */
+static bool free_link_ok(const struct fsb *f, const struct fsb_slab *s, uintptr_t next)
+{
+    int i;
+
+    if (next == 0)
+        return true;
+    if (next < (uintptr_t)s || next >= s->carve || (next & (FSB_PAGE_SIZE - 1)) == 0)
+        return false;
+    i = obj_index(f, s->cls, next - (uintptr_t)s);
+    return i >= 0 && !bit_get(s, i);
+}
+#endif
+
+static struct heap *fsb_init(void *mem, size_t size, uint64_t secret)
 {
     uintptr_t base = heap_align_up((uintptr_t)mem, HEAP_MIN_ALIGN);
     uintptr_t rest = heap_align_up(base + sizeof(struct fsb), HEAP_MIN_ALIGN);
@@ -165,7 +240,7 @@ static struct heap *fsb_init(void *mem, size_t size)
 
     if (size < rest - (uintptr_t)mem)
         return NULL;
-    fallback = heap_linked_list_ops.init((void *)rest, size - (rest - (uintptr_t)mem));
+    fallback = heap_linked_list_ops.init((void *)rest, size - (rest - (uintptr_t)mem), secret);
     if (fallback == NULL)
         return NULL;
     f = (struct fsb *)base;
@@ -173,6 +248,14 @@ static struct heap *fsb_init(void *mem, size_t size)
     f->fallback = fallback;
     for (unsigned c = 0; c < FSB_NCLASSES; c++)
         f->capacity[c] = count_capacity(c);
+#if KHEAP_HARDENING
+    f->common.hard.owner = &f->common;
+    f->common.hard.secret = secret;
+    fallback->ops = &heap_linked_list_ops;
+    heap_ll_embed(fallback, &f->common, is_slab);
+    for (unsigned c = 0; c < FSB_NCLASSES; c++)
+        f->inverse[c] = (uint32_t)((((uint64_t)1 << 32) + class_size[c] - 1) / class_size[c]);
+#endif
     return &f->common;
 }
 
@@ -190,6 +273,10 @@ static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
     s->capacity = f->capacity[cls];
     s->cls = cls;
     s->full = 0;
+#if KHEAP_HARDENING
+    s->magic = slab_magic(f, s);
+    __builtin_memset(s->allocated, 0, sizeof(s->allocated));
+#endif
     list_push(&f->partial[cls], s);
     return s;
 }
@@ -200,13 +287,37 @@ static inline void *slab_take(struct fsb *f, struct fsb_slab *s, unsigned cls)
     void *obj = s->free;
 
     if (obj != NULL) {
+#if KHEAP_HARDENING
+        uintptr_t next = heap_hard_mangle(&f->common, obj, *(uintptr_t *)obj);
+        if (heap_unlikely(!free_link_ok(f, s, next))) {
+            heap_hard_report(&f->common, HEAP_ERR_CORRUPT_FREELIST, obj, 0, 0, NULL, ((void **)obj)[1]);
+            f->common.hard.abort = true;
+            return NULL;
+        }
+        s->free = (void *)next;
+        if (heap_unlikely(!heap_hard_verify_free(&f->common, obj, HEAP_HARD_LINK, class_size[cls]))) {
+            /* Taken out for good: allocated, never handed out, consistent for check(). */
+            heap_hard_quarantine(&f->common, obj, class_size[cls]);
+            bit_flip(s, obj_index(f, cls, (uintptr_t)obj - (uintptr_t)s));
+            if (++s->inuse == s->capacity) {
+                list_remove(&f->partial[cls], s);
+                list_push(&f->full[cls], s);
+                s->full = 1;
+            }
+            return NULL;
+        }
+#else
         s->free = *(void **)obj;
+#endif
     } else {
         if ((s->carve & (FSB_PAGE_SIZE - 1)) == 0)
             s->carve += class_size[cls];
         obj = (void *)s->carve;
         s->carve += class_size[cls];
     }
+#if KHEAP_HARDENING
+    bit_flip(s, obj_index(f, cls, (uintptr_t)obj - (uintptr_t)s));
+#endif
     if (++s->inuse == s->capacity) {
         list_remove(&f->partial[cls], s);
         list_push(&f->full[cls], s);
@@ -246,10 +357,22 @@ static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable
     *usable = class_size[cls];
     return slab_take(f, s, cls);
 large:
-    /* Whole pages including the fallback's 16-byte header, so large blocks and slabs tile pages. */
-    size = heap_align_up(size + 16, FSB_PAGE_SIZE) - 16;
+    /* Whole pages including the fallback's block header, so large blocks and slabs tile pages. */
+    size = heap_align_up(size + FSB_LL_HDR, FSB_PAGE_SIZE) - FSB_LL_HDR;
+#if KHEAP_HARDENING
+    {
+        struct fsb_slab *l = heap_linked_list_ops.alloc(f->fallback, size,
+                                                        align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE, usable);
+        /* Memory may still hold a slab's magic (e.g. from an earlier heap over the same memory with
+         * the same secret): a large block must never pass for a slab. */
+        if (l != NULL)
+            l->magic = 0;
+        return l;
+    }
+#else
     return heap_linked_list_ops.alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE,
                                       usable);
+#endif
 }
 
 static size_t fsb_free(struct heap *h, void *ptr)
@@ -262,7 +385,13 @@ static size_t fsb_free(struct heap *h, void *ptr)
         return heap_linked_list_ops.free(f->fallback, ptr);
     s = slab_of(ptr);
     cls = s->cls;
+#if KHEAP_HARDENING
+    *(uintptr_t *)ptr = heap_hard_mangle(h, ptr, (uintptr_t)s->free);
+    ((const void **)ptr)[1] = h->hard.caller;
+    bit_flip(s, obj_index(f, cls, (uintptr_t)ptr - (uintptr_t)s));
+#else
     *(void **)ptr = s->free;
+#endif
     s->free = ptr;
     if (heap_unlikely(s->full)) {
         list_remove(&f->full[cls], s);
@@ -271,10 +400,54 @@ static size_t fsb_free(struct heap *h, void *ptr)
     }
     if (heap_unlikely(--s->inuse == 0) && (s->prev != NULL || s->next != NULL)) {
         list_remove(&f->partial[cls], s);
+#if KHEAP_HARDENING
+        size_t usable;
+        const void *site;
+        if (heap_linked_list_ops.validate(f->fallback, s, &usable, &site) != HEAP_BLOCK_OK) {
+            /* The fallback around the slab is damaged: keep the slab out of both for good. */
+            heap_hard_report(h, HEAP_ERR_CORRUPT_METADATA, s, 0, 0, NULL, NULL);
+            return class_size[cls];
+        }
+        /* The front end's rule for freed memory; it also destroys the magic. */
+        heap_hard_poison(s, HEAP_POISON_SPAN);
+#endif
         heap_linked_list_ops.free(f->fallback, s);
     }
     return class_size[cls];
 }
+
+#if KHEAP_HARDENING
+static enum heap_error fsb_validate(struct heap *h, const void *ptr, size_t *usable, const void **free_site)
+{
+    struct fsb *f = to_fsb(h);
+    uintptr_t a = (uintptr_t)ptr;
+    struct fsb_slab *s;
+    int i;
+
+    if (is_large(ptr)) {
+        /* A slab is a used fallback block too, but never the user's. */
+        enum heap_error e = heap_linked_list_ops.validate(f->fallback, ptr, usable, free_site);
+        if (e == HEAP_BLOCK_OK && is_slab(h, ptr))
+            return HEAP_ERR_INVALID_FREE;
+        return e;
+    }
+    s = slab_of(ptr);
+    /* The slab header must lie inside the fallback's memory before it may be read. */
+    if (a % HEAP_MIN_ALIGN != 0 || !heap_ll_contains(f->fallback, (uintptr_t)s) ||
+        s->magic != slab_magic(f, s) || s->cls >= FSB_NCLASSES)
+        return HEAP_ERR_INVALID_FREE;
+    *free_site = NULL;
+    i = obj_index(f, s->cls, a - (uintptr_t)s);
+    if (i < 0 || a >= s->carve)
+        return HEAP_ERR_INVALID_FREE;
+    if (!bit_get(s, i)) {
+        *free_site = ((const void *const *)ptr)[1];
+        return HEAP_ERR_DOUBLE_FREE;
+    }
+    *usable = class_size[s->cls];
+    return HEAP_BLOCK_OK;
+}
+#endif
 
 static bool fsb_resize(struct heap *h, void *ptr, size_t size)
 {
@@ -312,6 +485,46 @@ static size_t check_slab(const struct fsb *f, const struct fsb_slab *s, unsigned
     bad += s->carve < base + FSB_SLAB_HDR || s->carve > end;
     for (uintptr_t off = s->carve - base; off + class_size[cls] <= FSB_SLAB_USABLE; off += class_size[cls])
         uncarved += (off & (FSB_PAGE_SIZE - 1)) != 0;
+#if KHEAP_HARDENING
+    if (s->magic != slab_magic(f, s)) {
+        heap_hard_report(&f->common, HEAP_ERR_CORRUPT_METADATA, s, 0, 0, NULL, NULL);
+        return bad + 1;
+    }
+    if (s->free != NULL && !free_link_ok(f, s, (uintptr_t)s->free)) {
+        heap_hard_report(&f->common, HEAP_ERR_CORRUPT_FREELIST, s, 0, 0, NULL, NULL);
+        return bad + 1;
+    }
+    for (const void *o = s->free; o != NULL;) {
+        uintptr_t next = heap_hard_mangle(&f->common, o, *(const uintptr_t *)o);
+        size_t off;
+        if (++nfree > s->capacity) {
+            bad++;
+            break;
+        }
+        off = heap_hard_find_unpoisoned(o, HEAP_HARD_LINK, class_size[cls]);
+        if (off != class_size[cls]) {
+            heap_hard_report(&f->common, HEAP_ERR_USE_AFTER_FREE, o, 0, off, NULL, ((const void *const *)o)[1]);
+            bad++;
+        }
+        if (!free_link_ok(f, s, next)) {
+            heap_hard_report(&f->common, HEAP_ERR_CORRUPT_FREELIST, o, 0, 0, NULL, NULL);
+            bad++;
+            break;
+        }
+        o = (const void *)next;
+    }
+    {
+        uint32_t live = 0;
+        for (uintptr_t off = FSB_SLAB_HDR; off < s->carve - base; off += class_size[cls]) {
+            int i = obj_index(f, cls, off);
+            if ((off & (FSB_PAGE_SIZE - 1)) == 0 || !bit_get(s, i))
+                continue;
+            live++;
+            bad += !heap_hard_verify_live(&f->common, (const void *)(base + off), class_size[cls]);
+        }
+        bad += live != s->inuse;
+    }
+#else
     for (const void *o = s->free; o != NULL; o = *(void *const *)o) {
         uintptr_t a = (uintptr_t)o;
         if (++nfree > s->capacity || a < base + FSB_SLAB_HDR || a >= s->carve ||
@@ -320,6 +533,7 @@ static size_t check_slab(const struct fsb *f, const struct fsb_slab *s, unsigned
             break;
         }
     }
+#endif
     bad += nfree + uncarved + s->inuse != s->capacity;
     return bad;
 }
@@ -363,4 +577,7 @@ const struct heap_ops heap_fixed_size_block_ops = {
     .usable_size = fsb_usable_size,
     .add_memory = fsb_add_memory,
     .check = fsb_check,
+#if KHEAP_HARDENING
+    .validate = fsb_validate,
+#endif
 };

@@ -9,6 +9,17 @@
  * Growth: when ops->alloc() finds nothing, the front end asks env.grow() for size + align +
  * ops->grow_overhead bytes, hands the region to ops->add_memory() and retries, at most
  * HEAP_GROW_TRIES times. grow() runs with the lock held.
+ *
+ * Hardened mode (KHEAP_HARDENING=1, docs/hardening.md): the front end asks the backend for
+ * HEAP_HARD_TAIL more bytes than requested and lays out every block as user bytes, canary, trailer
+ * (heap_backend.h). Before a free or a resize it has the backend classify the pointer
+ * (ops->validate: live, already free, not a block) and verifies the canary; then it poisons the
+ * block and hands it back. Fresh blocks get HEAP_POISON_ALLOC. Backends verify the poison when they
+ * reuse memory and keep their free-list pointers mangled; everything they find goes through
+ * heap_hard_report(). A report whose handler returns leaves the offending call without effect: a bad
+ * free is ignored, an allocation that met corruption returns NULL (failed_allocs++), and the block
+ * involved is never handed out again. Statistics count requested sizes, which is what
+ * heap_usable_size() returns in this mode.
  */
 #include "heap_backend.h"
 
@@ -19,7 +30,7 @@ static inline unsigned long heap_lock(struct heap *h)
 
 static inline void heap_unlock(struct heap *h, unsigned long saved)
 {
-    if (h->env.lock != NULL)
+    if (h->env.unlock != NULL)
         h->env.unlock(h->env.ctx, saved);
 }
 
@@ -56,6 +67,256 @@ static bool grow(struct heap *h, size_t size, size_t align)
     return true;
 }
 
+/* Asks the backend for size bytes at align, growing the heap if needed; NULL if nothing fits (or, in
+ * hardened mode, if the backend met corruption). Does not count anything. */
+static inline void *backend_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
+{
+    void *p = h->ops->alloc(h, size, align, usable);
+
+    if (heap_unlikely(p == NULL)) {
+        for (int i = 0; i < HEAP_GROW_TRIES && h->env.grow != NULL; i++) {
+#if KHEAP_HARDENING
+            if (h->hard.abort)
+                break;
+#endif
+            if (!grow(h, size, align))
+                break;
+            p = h->ops->alloc(h, size, align, usable);
+            if (p != NULL)
+                break;
+        }
+    }
+    return p;
+}
+
+#if KHEAP_HARDENING
+/* ---- hardened mode: block layout, poison, reports ---- */
+
+struct hard_trailer {
+    uint64_t req;        /* requested size ^ key(p) */
+    uint64_t alloc_site; /* caller ^ key(p + 8) */
+};
+_Static_assert(sizeof(struct hard_trailer) == HEAP_HARD_TRAILER, "trailer layout");
+
+static struct hard_trailer *trailer_of(const void *p, size_t bu)
+{
+    return (struct hard_trailer *)((uintptr_t)p + bu - HEAP_HARD_TRAILER);
+}
+
+/* The canary byte at address a: bytes of a per-block keyed word, bit 0 set so none is ever 0 (an
+ * off-by-one NUL terminator always changes it) and none equals the poison patterns by construction
+ * of the mask below. */
+static uint64_t canary_word(const struct heap *h, const void *p)
+{
+    return (heap_hard_key(h->hard.secret, (uintptr_t)p + 1) & 0x7e7e7e7e7e7e7e7eull) | 0x0101010101010101ull;
+}
+
+/*
+ * The canary is up to HEAP_HARD_CANARY (16) bytes of 8-byte words equal to canary_word() starting at
+ * the word that holds byte req: the canary bytes of that word (after the user's) plus the next word.
+ * The zone between req and the trailer is >= 8 bytes and ends 8-aligned, so both words always fit.
+ * Handling whole words keeps writing and verifying it at a few instructions.
+ */
+static inline uint64_t load64(const void *a)
+{
+    uint64_t w;
+    __builtin_memcpy(&w, a, 8);
+    return w;
+}
+
+static inline void store64(void *a, uint64_t w)
+{
+    __builtin_memcpy(a, &w, 8);
+}
+
+/* Mask of the bytes of the word at req & ~7 that belong to the user (the first req % 8). */
+static inline uint64_t user_mask(size_t req)
+{
+    return (req & 7) ? ((uint64_t)1 << (8 * (req & 7))) - 1 : 0;
+}
+
+static void canary_write(const struct heap *h, void *p, size_t req, size_t bu)
+{
+    uint64_t cw = canary_word(h, p);
+    size_t first = req & ~(size_t)7, zone_end = bu - HEAP_HARD_TRAILER;
+    uint64_t keep = user_mask(req);
+    unsigned char *w = (unsigned char *)p + first;
+
+    store64(w, (load64(w) & keep) | (cw & ~keep));
+    if (first + 16 <= zone_end)
+        store64(w + 8, cw);
+}
+
+/* Returns the offset from p of the first disturbed canary byte, or 0 if the canary is intact. */
+static size_t canary_find_bad(const struct heap *h, const void *p, size_t req, size_t bu)
+{
+    uint64_t cw = canary_word(h, p);
+    size_t first = req & ~(size_t)7, zone_end = bu - HEAP_HARD_TRAILER;
+    const unsigned char *w = (const unsigned char *)p + first;
+    uint64_t diff = (load64(w) ^ cw) & ~user_mask(req);
+
+    if (diff != 0)
+        return first + (size_t)__builtin_ctzll(diff) / 8;
+    if (first + 16 <= zone_end && (diff = load64(w + 8) ^ cw) != 0)
+        return first + 8 + (size_t)__builtin_ctzll(diff) / 8;
+    return 0;
+}
+
+static void trailer_write(const struct heap *h, void *p, size_t req, size_t bu, const void *site)
+{
+    struct hard_trailer *t = trailer_of(p, bu);
+    t->req = (uint64_t)req ^ heap_hard_key(h->hard.secret, (uintptr_t)p);
+    t->alloc_site = (uint64_t)(uintptr_t)site ^ heap_hard_key(h->hard.secret, (uintptr_t)p + 8);
+}
+
+/* Lays out live block p: fresh pattern over the user bytes (within the poison span), canary after
+ * req, trailer at the end. */
+static void hard_setup(struct heap *h, void *p, size_t req, size_t bu, const void *site)
+{
+    __builtin_memset(p, HEAP_POISON_ALLOC, req < HEAP_POISON_SPAN ? req : HEAP_POISON_SPAN);
+    canary_write(h, p, req, bu);
+    trailer_write(h, p, req, bu, site);
+}
+
+/* Decodes the requested size of live block p; returns false if the trailer is implausible. */
+static bool hard_req(const struct heap *h, const void *p, size_t bu, size_t *req, const void **site)
+{
+    const struct hard_trailer *t = trailer_of(p, bu);
+    uint64_t r = t->req ^ heap_hard_key(h->hard.secret, (uintptr_t)p);
+
+    *site = (const void *)(uintptr_t)(t->alloc_site ^ heap_hard_key(h->hard.secret, (uintptr_t)p + 8));
+    *req = (size_t)r;
+    return bu >= HEAP_HARD_TAIL && r >= 1 && r <= bu - HEAP_HARD_TAIL;
+}
+
+/* Verifies live block p's trailer and canary; on damage reports an overflow and returns false. On
+ * success stores the requested size (and allocation site) in *req / *site. */
+static bool hard_check_live(const struct heap *h, const void *p, size_t bu, size_t *req, const void **site)
+{
+    size_t bad;
+
+    if (!hard_req(h, p, bu, req, site)) {
+        /* The trailer itself was overwritten: a long overflow (or a wild write). */
+        heap_hard_report(h, HEAP_ERR_OVERFLOW, p, 0, bu - HEAP_HARD_TRAILER, NULL, NULL);
+        return false;
+    }
+    bad = canary_find_bad(h, p, *req, bu);
+    if (heap_unlikely(bad != 0)) {
+        heap_hard_report(h, HEAP_ERR_OVERFLOW, p, *req, bad, *site, NULL);
+        return false;
+    }
+    return true;
+}
+
+void heap_hard_report(const struct heap *h, enum heap_error kind, const void *ptr, size_t size,
+                      size_t offset, const void *alloc_site, const void *free_site)
+{
+    struct heap *o = h->hard.owner;
+    struct heap_report r = {
+        .kind = kind,
+        .backend = o->ops->name,
+        .ptr = ptr,
+        .size = size,
+        .offset = offset,
+        .caller = o->hard.caller,
+        .alloc_site = alloc_site,
+        .free_site = free_site,
+    };
+
+    o->stats.errors_detected++;
+    if (o->env.report != NULL)
+        o->env.report(o->env.ctx, &r);
+}
+
+void heap_hard_poison(void *p, size_t len)
+{
+    __builtin_memset(p, HEAP_POISON_FREE, len);
+}
+
+size_t heap_hard_find_unpoisoned(const void *p, size_t from, size_t to)
+{
+    const unsigned char *b = p;
+
+    for (size_t i = from; i < to; i += 8) {
+        uint64_t w;
+        __builtin_memcpy(&w, b + i, 8);
+        if (heap_unlikely(w != HEAP_POISON_FREE64)) {
+            while (b[i] == HEAP_POISON_FREE)
+                i++;
+            return i;
+        }
+    }
+    return to;
+}
+
+bool heap_hard_verify_free(struct heap *h, void *p, size_t from, size_t bu)
+{
+    size_t to = bu < HEAP_POISON_SPAN ? bu : HEAP_POISON_SPAN;
+    size_t bad = heap_hard_find_unpoisoned(p, from, to);
+
+    if (heap_likely(bad == to))
+        return true;
+    heap_hard_report(h, HEAP_ERR_USE_AFTER_FREE, p, 0, bad, NULL, NULL);
+    h->hard.owner->hard.abort = true;
+    return false;
+}
+
+bool heap_hard_verify_live(const struct heap *h, const void *p, size_t bu)
+{
+    size_t req;
+    const void *site;
+    return hard_check_live(h, p, bu, &req, &site);
+}
+
+void heap_hard_quarantine(struct heap *h, void *p, size_t bu)
+{
+    hard_setup(h->hard.owner, p, bu - HEAP_HARD_TAIL, bu, NULL);
+}
+
+/* Classifies ptr and verifies its canary. Returns true with *bu / *req if ptr is a healthy live
+ * block; otherwise reports and returns false (the caller then leaves the block alone). */
+static bool hard_accept(struct heap *h, void *ptr, size_t *bu, size_t *req)
+{
+    const void *free_site = NULL, *site;
+    enum heap_error kind = h->ops->validate(h, ptr, bu, &free_site);
+
+    if (kind != HEAP_BLOCK_OK) {
+        heap_hard_report(h, kind, ptr, 0, 0, NULL, free_site);
+        return false;
+    }
+    return hard_check_live(h, ptr, *bu, req, &site);
+}
+
+/* Hardened allocation of size user bytes (size >= 1, size + align checked by the caller). */
+static void *hard_alloc(struct heap *h, size_t size, size_t align)
+{
+    size_t bu = 0;
+    void *p;
+
+    h->hard.abort = false;
+    p = backend_alloc(h, size + HEAP_HARD_TAIL, align, &bu);
+    if (p == NULL) {
+        h->hard.abort = false;
+        return fail(h);
+    }
+    hard_setup(h, p, size, bu, h->hard.caller);
+    note_alloc(h, size);
+    return p;
+}
+
+/* Hardened free of a pointer already accepted by hard_accept(). */
+static void hard_release(struct heap *h, void *ptr, size_t bu, size_t req)
+{
+    struct heap_stats *s = &h->stats;
+
+    heap_hard_poison(ptr, bu < HEAP_POISON_SPAN ? bu : HEAP_POISON_SPAN);
+    h->ops->free(h, ptr);
+    s->bytes_in_use -= req;
+    s->live_allocs--;
+    s->total_frees++;
+}
+#endif /* KHEAP_HARDENING */
+
 /* Allocates with the lock held; align is a power of two >= HEAP_MIN_ALIGN. */
 static inline void *alloc_locked(struct heap *h, size_t size, size_t align)
 {
@@ -66,38 +327,67 @@ static inline void *alloc_locked(struct heap *h, size_t size, size_t align)
         size = 1;
     if (__builtin_add_overflow(size, align, &total) || total > HEAP_MAX_REQUEST)
         return fail(h);
-    p = h->ops->alloc(h, size, align, &usable);
-    if (heap_unlikely(p == NULL)) {
-        for (int i = 0; i < HEAP_GROW_TRIES && h->env.grow != NULL; i++) {
-            if (!grow(h, size, align))
-                break;
-            p = h->ops->alloc(h, size, align, &usable);
-            if (p != NULL)
-                break;
-        }
-        if (p == NULL)
-            return fail(h);
-    }
+#if KHEAP_HARDENING
+    if (total > HEAP_MAX_REQUEST - HEAP_HARD_TAIL)
+        return fail(h);
+    return hard_alloc(h, size, align);
+#endif
+    p = backend_alloc(h, size, align, &usable);
+    if (p == NULL)
+        return fail(h);
     note_alloc(h, usable);
     return p;
 }
 
 static inline void free_locked(struct heap *h, void *ptr)
 {
+#if KHEAP_HARDENING
+    size_t bu, req;
+    if (hard_accept(h, ptr, &bu, &req))
+        hard_release(h, ptr, bu, req);
+#else
     struct heap_stats *s = &h->stats;
     s->bytes_in_use -= h->ops->free(h, ptr);
     s->live_allocs--;
     s->total_frees++;
+#endif
+}
+
+/* Records the caller of the public call in progress (hardened mode; lock held). */
+static inline void set_caller(struct heap *h, const void *caller)
+{
+#if KHEAP_HARDENING
+    h->hard.caller = caller;
+#else
+    (void)h;
+    (void)caller;
+#endif
+}
+
+/* The secret for a heap at mem: env's, or one derived from the address (never 0). */
+static uint64_t heap_secret(const struct heap_env *env, const void *mem)
+{
+#if KHEAP_HARDENING
+    uint64_t s = env != NULL ? env->secret : 0;
+    if (s == 0)
+        s = heap_hard_key(0x6b686561702d6861ull, (uintptr_t)mem) | 1;
+    return s;
+#else
+    (void)env;
+    (void)mem;
+    return 0;
+#endif
 }
 
 /* Creates a heap of backend ops in [mem, mem + size); NULL if ops is NULL or size is too small. */
 struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, const struct heap_env *env)
 {
     struct heap *h;
+    uint64_t secret = heap_secret(env, mem);
 
     if (ops == NULL || mem == NULL)
         return NULL;
-    h = ops->init(mem, size);
+    h = ops->init(mem, size, secret);
     if (h == NULL)
         return NULL;
     h->ops = ops;
@@ -109,6 +399,12 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
         h->env.lock = NULL; /* a lock that cannot be released is no lock */
     h->stats = (struct heap_stats){0};
     h->stats.bytes_mapped = size;
+#if KHEAP_HARDENING
+    h->hard.owner = h;
+    h->hard.secret = secret;
+    h->hard.caller = NULL;
+    h->hard.abort = false;
+#endif
     return h;
 }
 
@@ -118,7 +414,7 @@ void *heap_alloc_from(struct heap *h, size_t size, const void *caller)
     unsigned long saved = heap_lock(h);
     void *p;
 
-    (void)caller;
+    set_caller(h, caller);
     p = alloc_locked(h, size, HEAP_MIN_ALIGN);
     heap_unlock(h, saved);
     return p;
@@ -130,7 +426,7 @@ void *heap_alloc_aligned_from(struct heap *h, size_t size, size_t align, const v
     unsigned long saved = heap_lock(h);
     void *p;
 
-    (void)caller;
+    set_caller(h, caller);
     if (!heap_is_pow2(align))
         p = fail(h);
     else
@@ -146,7 +442,7 @@ void *heap_calloc_from(struct heap *h, size_t n, size_t size, const void *caller
     size_t bytes;
     void *p;
 
-    (void)caller;
+    set_caller(h, caller);
     if (__builtin_mul_overflow(n, size, &bytes))
         p = fail(h);
     else
@@ -167,12 +463,53 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
     if (ptr == NULL)
         return heap_alloc_from(h, size, caller);
     saved = heap_lock(h);
+    set_caller(h, caller);
     if (size == 0)
         size = 1;
     if (__builtin_add_overflow(size, HEAP_MIN_ALIGN, &total) || total > HEAP_MAX_REQUEST) {
         p = fail(h);
         goto out;
     }
+#if KHEAP_HARDENING
+    {
+        size_t bu, req, nbu;
+        const void *site;
+
+        if (!hard_accept(h, ptr, &bu, &req)) {
+            p = fail(h); /* not a live block, or damaged: leave it alone */
+            goto out;
+        }
+        if (total > HEAP_MAX_REQUEST - HEAP_HARD_TAIL) {
+            p = fail(h);
+            goto out;
+        }
+        hard_req(h, ptr, bu, &req, &site);
+        if (h->ops->resize(h, ptr, size + HEAP_HARD_TAIL)) {
+            struct heap_stats *s = &h->stats;
+            nbu = h->ops->usable_size(h, ptr);
+            /* Keep the bytes the caller had; only the bytes beyond them are "fresh". */
+            if (size > req) {
+                size_t fresh_end = size < HEAP_POISON_SPAN ? size : HEAP_POISON_SPAN;
+                if (fresh_end > req)
+                    __builtin_memset((char *)ptr + req, HEAP_POISON_ALLOC, fresh_end - req);
+            }
+            /* hard_setup() would refill the user bytes: write canary and trailer only. */
+            canary_write(h, ptr, size, nbu);
+            trailer_write(h, ptr, size, nbu, site);
+            s->bytes_in_use = s->bytes_in_use - req + size;
+            if (s->bytes_in_use > s->peak_in_use)
+                s->peak_in_use = s->bytes_in_use;
+            p = ptr;
+            goto out;
+        }
+        p = hard_alloc(h, size, HEAP_MIN_ALIGN);
+        if (p != NULL) {
+            __builtin_memcpy(p, ptr, req < size ? req : size);
+            hard_release(h, ptr, bu, req);
+        }
+        goto out;
+    }
+#endif
     old = h->ops->usable_size(h, ptr);
     if (h->ops->resize(h, ptr, size)) {
         struct heap_stats *s = &h->stats;
@@ -197,10 +534,10 @@ void heap_free_from(struct heap *h, void *ptr, const void *caller)
 {
     unsigned long saved;
 
-    (void)caller;
     if (ptr == NULL)
         return;
     saved = heap_lock(h);
+    set_caller(h, caller);
     free_locked(h, ptr);
     heap_unlock(h, saved);
 }
@@ -232,7 +569,8 @@ __attribute__((noinline)) void heap_free(struct heap *h, void *ptr)
     heap_free_from(h, ptr, __builtin_return_address(0));
 }
 
-/* Returns the usable size of ptr's block, 0 for NULL. */
+/* Returns the usable size of ptr's block, 0 for NULL (and, hardened, for a pointer that is not a
+ * live block, which is reported). */
 size_t heap_usable_size(struct heap *h, const void *ptr)
 {
     unsigned long saved;
@@ -241,7 +579,16 @@ size_t heap_usable_size(struct heap *h, const void *ptr)
     if (ptr == NULL)
         return 0;
     saved = heap_lock(h);
+#if KHEAP_HARDENING
+    {
+        size_t bu;
+        set_caller(h, __builtin_return_address(0));
+        if (!hard_accept(h, (void *)(uintptr_t)ptr, &bu, &n))
+            n = 0;
+    }
+#else
     n = h->ops->usable_size(h, ptr);
+#endif
     heap_unlock(h, saved);
     return n;
 }
@@ -260,8 +607,10 @@ size_t heap_check(struct heap *h)
 {
     unsigned long saved = heap_lock(h);
     const struct heap_stats *s = &h->stats;
-    size_t bad = h->ops->check(h);
+    size_t bad;
 
+    set_caller(h, __builtin_return_address(0));
+    bad = h->ops->check(h);
     bad += s->total_allocs - s->total_frees != s->live_allocs;
     bad += s->peak_in_use < s->bytes_in_use;
     bad += s->bytes_in_use > s->bytes_mapped;

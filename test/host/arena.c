@@ -3,6 +3,7 @@
 #include "kheap_host.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/mman.h>
 
 #define HOST_PAGE ((size_t)4096)
@@ -77,4 +78,14 @@ bool host_arena_contains(const struct host_arena *a, const void *p, size_t n)
 {
     uintptr_t s = (uintptr_t)a->base, e = s + a->committed, q = (uintptr_t)p;
     return q >= s && q <= e && n <= e - q;
+}
+
+char *host_report_format(const struct heap_report *r, char *buf, size_t len)
+{
+    snprintf(buf, len,
+             "kheap: %s (%s): block %p size %zu, first bad byte at offset %zu; caller %p, "
+             "allocated at %p, freed at %p",
+             heap_error_name(r->kind), r->backend, r->ptr, r->size, r->offset, r->caller, r->alloc_site,
+             r->free_site);
+    return buf;
 }

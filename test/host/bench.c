@@ -15,6 +15,11 @@
  * the public heap_alloc()/heap_free() (front end with stats and lock check, no lock installed), on an
  * mmap arena starting at 64 KiB and growing in >= 64 KiB steps like the kernel's heap region.
  * Bump gets a 1 GiB range on c, since it cannot reuse memory there; what happens is printed.
+ *
+ * Hardened mode: the same file built with -DKHEAP_HARDENING=1 against the hardened library is
+ * kheap-bench-hardened; it names its allocators <backend>_hardened and has no system row. The plain
+ * kheap-bench runs it after its own table (if it sits next to it), so one command shows both modes
+ * in the same BENCH format. --plain-only skips that.
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -23,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "heap.h"
 #include "kheap_host.h"
@@ -295,13 +301,24 @@ int main(int argc, char **argv)
     double ns[8][3], fp[8];
     size_t fp_mapped[8], fp_peak[8], failed_c[8];
 
-    if (argc > 1)
-        reps = atoi(argv[1]);
+    static char names[8][64];
+    int plain_only = 0, has_system = !KHEAP_HARDENING;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--plain-only") == 0)
+            plain_only = 1;
+        else
+            reps = atoi(argv[i]);
+    }
     if (reps < 1 || reps > MAX_REPS)
         reps = 5;
-    for (const struct heap_ops *const *o = heap_backends; *o != NULL && nal < 7; o++)
-        als[nal++] = (struct allocator){(*o)->name, *o};
-    als[nal++] = (struct allocator){"system", NULL};
+    for (const struct heap_ops *const *o = heap_backends; *o != NULL && nal < 7; o++) {
+        snprintf(names[nal], sizeof(names[nal]), "%s%s", (*o)->name, KHEAP_HARDENING ? "_hardened" : "");
+        als[nal] = (struct allocator){names[nal], *o};
+        nal++;
+    }
+    if (has_system)
+        als[nal++] = (struct allocator){"system", NULL};
     generate();
 
     printf("# kheap-bench: median of %d repetitions after 1 warm-up; ns_per_op = time / 2,000,000 ops\n",
@@ -326,18 +343,36 @@ int main(int argc, char **argv)
     }
     double inc = pointer_increment_ns(reps);
 
-    printf("\n%-18s %10s %10s %10s %10s %10s %10s\n", "allocator", "a ns/op", "b ns/op", "c ns/op",
+    printf("\n%-26s %10s %10s %10s %10s %10s %10s\n", "allocator", "a ns/op", "b ns/op", "c ns/op",
            "a/system", "c/system", "footprint");
     for (int i = 0; i < nal; i++)
-        printf("%-18s %10.2f %10.2f %10.2f %10.2f %10.2f %10.3f\n", als[i].name, ns[i][0], ns[i][1],
-               ns[i][2], ns[i][0] / ns[nal - 1][0], ns[i][2] / ns[nal - 1][2], fp[i]);
-    printf("%-18s %10.2f %10s %10s   (floor for bump: bare pointer increment, same loop as a)\n",
+        printf("%-26s %10.2f %10.2f %10.2f %10.2f %10.2f %10.3f\n", als[i].name, ns[i][0], ns[i][1],
+               ns[i][2], has_system ? ns[i][0] / ns[nal - 1][0] : 0.0,
+               has_system ? ns[i][2] / ns[nal - 1][2] : 0.0, fp[i]);
+    printf("%-26s %10.2f %10s %10s   (floor for bump: bare pointer increment, same loop as a)\n",
            "pointer_increment", inc, "-", "-");
     for (int i = 0; i < nal; i++) {
         printf("# %s c: peak live requested %zu B, from the OS %zu B", als[i].name, fp_peak[i], fp_mapped[i]);
         if (failed_c[i] != 0)
             printf(", %zu of the allocations FAILED (out of range)", failed_c[i]);
         printf("\n");
+    }
+    fflush(stdout);
+    if (!KHEAP_HARDENING && !plain_only) {
+        /* The hardened twin of this program, built next to it. */
+        char self[4096], cmd[4200];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n > 0) {
+            self[n] = '\0';
+            snprintf(cmd, sizeof(cmd), "%s-hardened", self);
+            if (access(cmd, X_OK) == 0) {
+                snprintf(cmd, sizeof(cmd), "'%s-hardened' %d", self, reps);
+                printf("\n");
+                fflush(stdout);
+                if (system(cmd) != 0)
+                    return 1;
+            }
+        }
     }
     return 0;
 }

@@ -42,4 +42,8 @@ struct heap_env host_arena_env(struct host_arena *a);
 /* True if [p, p + n) lies inside the committed part of the arena. */
 bool host_arena_contains(const struct host_arena *a, const void *p, size_t n);
 
+/* Formats a hardened-mode report as one line (the host's equivalent of the kernel's panic message)
+ * into buf; returns buf. */
+char *host_report_format(const struct heap_report *r, char *buf, size_t len);
+
 #endif /* KHEAP_HOST_H */

@@ -23,6 +23,16 @@
 
 static const struct heap_ops *g_ops;
 
+/* Per-block overhead the structure tests compute with: linked_list's header, plus in hardened mode
+ * its bigger header and the canary/trailer tail (docs/hardening.md). */
+#if KHEAP_HARDENING
+#define LL_BLOCK_OVERHEAD (32 + 24)
+#define FSB_LL_OVERHEAD (32 + 24)
+#else
+#define LL_BLOCK_OVERHEAD 16
+#define FSB_LL_OVERHEAD 16
+#endif
+
 struct fixture {
     struct host_arena arena;
     struct heap *h;
@@ -404,7 +414,7 @@ static void test_ll_coalesce_both(void **state)
     assert_int_equal(heap_check(f->h), 0);
     heap_free(f->h, b); /* merges with a (before) and c (after) */
     assert_int_equal(heap_check(f->h), 0);
-    big = heap_alloc(f->h, (size_t)(d - a) - 16);
+    big = heap_alloc(f->h, (size_t)(d - a) - LL_BLOCK_OVERHEAD);
     assert_ptr_equal(big, a);
     heap_free(f->h, big);
     heap_free(f->h, d);
@@ -498,7 +508,7 @@ static void test_fsb_slabs_returned(void **state)
     size_t large = 0;
     void *q[64];
     int nq = 0;
-    while (nq < 64 && (q[nq] = heap_alloc(f->h, 32768 - 16)) != NULL)
+    while (nq < 64 && (q[nq] = heap_alloc(f->h, 32768 - FSB_LL_OVERHEAD)) != NULL)
         large += 32768, nq++;
     assert_true(large >= (1 << 20) - 3 * 16384 - 4 * 32768 - 8192);
     for (int i = 0; i < nq; i++)

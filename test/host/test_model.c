@@ -187,6 +187,8 @@ static void compare_stats(void)
         die("stats.peak_in_use too low");
     if (st.bytes_mapped != arena.committed - arena.gap_bytes)
         die("stats.bytes_mapped differs from the memory given");
+    if (st.errors_detected != 0)
+        die("hardened mode reported an error for a correct sequence");
 }
 
 int main(int argc, char **argv)

@@ -14,6 +14,7 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "heap.h"
@@ -106,7 +107,8 @@ static void adopt(struct heap *h, int k, unsigned char *p, size_t size, size_t a
 static void fuzz_report(void *ctx, const struct heap_report *r)
 {
     (void)ctx;
-    (void)r;
+    fprintf(stderr, "unexpected report: %s (%s) ptr %p size %zu offset %zu\n", heap_error_name(r->kind),
+            r->backend, r->ptr, r->size, r->offset);
     __builtin_trap();
 }
 

@@ -1,0 +1,422 @@
+/*
+ * test_harden.c - the hardened-mode catalogue (docs/hardening.md), per backend, through the report
+ * handler. Built against the hardened library only.
+ *
+ * Usage: test_harden <backend>. Each test provokes one kind of corruption and asserts the kind AND the
+ * pointer reported (and the offset where it applies); the handler records reports and returns, so
+ * the tests also show that the library then abandons the operation safely (a bad free is ignored, an
+ * allocation that met corruption returns NULL). Set KHEAP_VERBOSE=1 to print every report.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "heap.h"
+#include "kheap_host.h"
+#include "kmalloc.h"
+
+#if !KHEAP_HARDENING
+#error "test_harden is built against the hardened library"
+#endif
+
+#define RESERVE ((size_t)256 << 20)
+#define INITIAL ((size_t)256 << 10)
+#define MAX_REPORTS 16
+
+static const struct heap_ops *g_ops;
+static int verbose;
+
+struct fixture {
+    struct host_arena arena;
+    struct heap *h;
+    struct heap_report r[MAX_REPORTS];
+    size_t n; /* reports seen (may exceed MAX_REPORTS) */
+};
+
+static void capture(void *ctx, const struct heap_report *r)
+{
+    struct fixture *f = ctx;
+    char line[256];
+
+    if (verbose)
+        fprintf(stderr, "%s\n", host_report_format(r, line, sizeof(line)));
+    if (f->n < MAX_REPORTS)
+        f->r[f->n] = *r;
+    f->n++;
+}
+
+/* A fresh heap at the start of f's arena, reporting to capture(). */
+static void fresh_heap(struct fixture *f)
+{
+    struct heap_env env = host_arena_env(&f->arena);
+
+    env.ctx = f; /* capture() needs the fixture; grow needs the arena: arena is its first member */
+    env.report = capture;
+    env.secret = 0x1234567887654321ull;
+    f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+    assert_non_null(f->h);
+    f->n = 0;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    assert_int_equal(host_arena_init(&f->arena, RESERVE, INITIAL), 0);
+    fresh_heap(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    host_arena_destroy(&f->arena);
+    free(f);
+    return 0;
+}
+
+/* Asserts that exactly one more report arrived and that it is (kind, ptr); returns it. */
+static const struct heap_report *expect(struct fixture *f, size_t before, enum heap_error kind, const void *ptr)
+{
+    const struct heap_report *r;
+
+    assert_int_equal(f->n, before + 1);
+    r = &f->r[before];
+    assert_string_equal(heap_error_name(r->kind), heap_error_name(kind));
+    assert_ptr_equal(r->ptr, ptr);
+    assert_string_equal(r->backend, g_ops->name);
+    assert_int_equal(heap_stats(f->h).errors_detected, before + 1);
+    return r;
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    assert_int_equal(heap_hardening(), 1);
+    assert_string_equal(heap_error_name(HEAP_ERR_DOUBLE_FREE), "double free");
+    assert_string_equal(heap_error_name(HEAP_ERR_INVALID_FREE), "invalid free");
+    assert_string_equal(heap_error_name(HEAP_ERR_USE_AFTER_FREE), "use-after-free write");
+    assert_string_equal(heap_error_name(HEAP_ERR_OVERFLOW), "heap overflow");
+    assert_string_equal(heap_error_name(HEAP_ERR_CORRUPT_FREELIST), "corrupted free list");
+    assert_string_equal(heap_error_name((enum heap_error)99), "unknown heap error");
+}
+
+static void test_double_free(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t sizes[] = {1, 100, 3000, 50000};
+
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        void *keep = heap_alloc(f->h, 10); /* bump: no reset, so the free is a rollback */
+        char *p = heap_alloc(f->h, sizes[i]);
+        size_t n = f->n;
+
+        assert_non_null(p);
+        heap_free(f->h, p);
+        assert_int_equal(f->n, n);
+        heap_free(f->h, p);
+        expect(f, n, HEAP_ERR_DOUBLE_FREE, p);
+        heap_free(f->h, keep);
+        assert_int_equal(heap_check(f->h), 0);
+    }
+    assert_int_equal(heap_stats(f->h).live_allocs, 0);
+}
+
+static void test_interior_free(void **state)
+{
+    struct fixture *f = *state;
+    char *p = heap_alloc(f->h, 200), *big = heap_alloc(f->h, 40000);
+    size_t n = f->n;
+
+    heap_free(f->h, p + 16);
+    expect(f, n, HEAP_ERR_INVALID_FREE, p + 16);
+    heap_free(f->h, p + 1);
+    expect(f, n + 1, HEAP_ERR_INVALID_FREE, p + 1);
+    heap_free(f->h, big + 4096); /* page-aligned interior pointer: fixed_size_block's "large" path */
+    expect(f, n + 2, HEAP_ERR_INVALID_FREE, big + 4096);
+    assert_null(heap_realloc(f->h, p + 32, 10)); /* realloc validates too, and fails */
+    expect(f, n + 3, HEAP_ERR_INVALID_FREE, p + 32);
+    assert_int_equal(heap_stats(f->h).live_allocs, 2); /* the bad frees were ignored */
+    heap_free(f->h, p);
+    heap_free(f->h, big);
+    assert_int_equal(f->n, n + 4);
+    assert_int_equal(heap_check(f->h), 0);
+}
+
+static int global_object[16];
+
+static void test_foreign_free(void **state)
+{
+    struct fixture *f = *state;
+    int on_stack[8];
+    void *from_malloc = malloc(64);
+    char *past = (char *)f->arena.base + f->arena.committed + 4096; /* reserved, not the heap's */
+    size_t n = f->n;
+
+    heap_free(f->h, on_stack);
+    expect(f, n, HEAP_ERR_INVALID_FREE, on_stack);
+    heap_free(f->h, global_object);
+    expect(f, n + 1, HEAP_ERR_INVALID_FREE, global_object);
+    heap_free(f->h, from_malloc);
+    expect(f, n + 2, HEAP_ERR_INVALID_FREE, from_malloc);
+    heap_free(f->h, past);
+    expect(f, n + 3, HEAP_ERR_INVALID_FREE, past);
+    heap_free(f->h, (void *)(uintptr_t)16);
+    expect(f, n + 4, HEAP_ERR_INVALID_FREE, (void *)(uintptr_t)16);
+    assert_int_equal(heap_check(f->h), 0);
+    free(from_malloc);
+}
+
+static void test_overflow_one_byte(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t sizes[] = {1, 13, 16, 24, 100, 2000, 3000, 20000};
+
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t size = sizes[i], n = f->n;
+        char *p = heap_alloc(f->h, size);
+        const struct heap_report *r;
+
+        assert_non_null(p);
+        assert_int_equal(heap_usable_size(f->h, p), size); /* the canary starts right after */
+        memset(p, 'x', size);                              /* all of it is the caller's */
+        assert_int_equal(heap_check(f->h), 0);
+        p[size] = 'x'; /* one byte past the requested size */
+        assert_int_equal(heap_check(f->h), 1);
+        r = expect(f, n, HEAP_ERR_OVERFLOW, p);
+        assert_int_equal(r->size, size);
+        assert_int_equal(r->offset, size);
+        assert_non_null(r->alloc_site);
+        heap_free(f->h, p);
+        r = expect(f, n + 1, HEAP_ERR_OVERFLOW, p);
+        assert_int_equal(r->offset, size);
+        assert_null(heap_realloc(f->h, p, size * 2));
+        expect(f, n + 2, HEAP_ERR_OVERFLOW, p);
+        p[size] = (char)0xee; /* any value that is not the canary is caught */
+        heap_free(f->h, p);
+        expect(f, n + 3, HEAP_ERR_OVERFLOW, p);
+        assert_int_equal(heap_stats(f->h).live_allocs, 1); /* the damaged block stays allocated */
+        /* The damaged block is leaked on purpose: start the next size on a fresh heap. */
+        fresh_heap(f);
+    }
+}
+
+static void test_overflow_aligned(void **state)
+{
+    struct fixture *f = *state;
+    char *p = heap_alloc_aligned(f->h, 40, 256);
+    size_t n = f->n;
+
+    assert_int_equal((uintptr_t)p % 256, 0);
+    p[40] = 0; /* an off-by-one NUL terminator */
+    heap_free(f->h, p);
+    assert_int_equal(expect(f, n, HEAP_ERR_OVERFLOW, p)->offset, 40);
+}
+
+static void test_use_after_free_write(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t sizes[] = {64, 700, 5000};
+    uint64_t failed = 0;
+
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t size = sizes[i], n = f->n;
+        /* Known gap (docs/hardening.md): a fixed_size_block large block coalesces on free with the
+         * free page-alignment padding in front of it, and only the first HEAP_POISON_SPAN bytes of
+         * the merged free block are verified, which may not reach the old block. */
+        if (size > 2048 && strcmp(g_ops->name, "fixed_size_block") == 0)
+            continue;
+        void *keep = heap_alloc(f->h, 10);
+        char *p = heap_alloc(f->h, size), *q;
+        const struct heap_report *r;
+
+        heap_free(f->h, p);
+        p[20] = 'u'; /* write through a dangling pointer */
+        assert_int_equal(heap_check(f->h), 1);
+        r = expect(f, n, HEAP_ERR_USE_AFTER_FREE, f->r[n].ptr);
+        assert_ptr_equal((const char *)r->ptr + r->offset, p + 20);
+        /* The allocation that reuses the block reports and fails; the block is never handed out. */
+        q = heap_alloc(f->h, size);
+        assert_null(q);
+        r = expect(f, n + 1, HEAP_ERR_USE_AFTER_FREE, p);
+        assert_int_equal(r->offset, 20);
+        assert_int_equal(heap_stats(f->h).failed_allocs, ++failed);
+        /* The heap goes on working around the quarantined block. */
+        q = heap_alloc(f->h, size);
+        assert_non_null(q);
+        assert_ptr_not_equal(q, p);
+        assert_int_equal(heap_check(f->h), 0);
+        heap_free(f->h, q);
+        heap_free(f->h, keep);
+        assert_int_equal(f->n, n + 2);
+    }
+}
+
+static void test_corrupt_freelist(void **state)
+{
+    struct fixture *f = *state;
+    char *a = heap_alloc(f->h, 64), *p = heap_alloc(f->h, 64), *b = heap_alloc(f->h, 64);
+    size_t n = f->n;
+    uintptr_t *link;
+
+    if (strcmp(g_ops->name, "bump") == 0) {
+        /* bump has no free list: its links are in the header (prev_next, last word before the block,
+         * followed on rollback). Corrupt the newest block's, then free it. */
+        link = (uintptr_t *)(void *)(b - sizeof(uintptr_t));
+        *link ^= 0x40;
+        heap_free(f->h, b);
+        expect(f, n, HEAP_ERR_CORRUPT_FREELIST, b);
+        return;
+    }
+    heap_free(f->h, p); /* p is between two used blocks: its links are its first word(s) */
+    link = (uintptr_t *)(void *)p;
+    assert_int_not_equal(*link, 0); /* mangled: even a NULL link is not stored as 0 */
+    *link = (uintptr_t)(a + 16);    /* an attacker's pointer, stored unmangled */
+    assert_null(heap_alloc(f->h, 64));
+    expect(f, n, HEAP_ERR_CORRUPT_FREELIST, p);
+    assert_int_equal(heap_check(f->h) >= 1, 1); /* check() sees it too */
+    (void)a;
+}
+
+static void test_fresh_pattern_and_calloc(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t sizes[] = {1, 64, 1000, 2048, 6000};
+
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        unsigned char *p = heap_alloc(f->h, sizes[i]), *q;
+        size_t upto = sizes[i] < 2048 ? sizes[i] : 2048;
+
+        for (size_t j = 0; j < upto; j++)
+            assert_int_equal(p[j], 0xa5);
+        memset(p, 0, sizes[i]);
+        heap_free(f->h, p);
+        q = heap_alloc(f->h, sizes[i]); /* often the same block: poisoned, then refilled */
+        for (size_t j = 0; j < upto; j++)
+            assert_int_equal(q[j], 0xa5);
+        heap_free(f->h, q);
+        q = heap_calloc(f->h, 1, sizes[i]);
+        for (size_t j = 0; j < sizes[i]; j++)
+            assert_int_equal(q[j], 0);
+        heap_free(f->h, q);
+    }
+    assert_int_equal(f->n, 0);
+}
+
+static void test_clean_churn(void **state)
+{
+    struct fixture *f = *state;
+    enum { SLOTS = 128, STEPS = 100000 };
+    static unsigned char *slot[SLOTS];
+    static size_t len[SLOTS];
+    uint64_t x = 88172645463325252ull;
+
+    memset(slot, 0, sizeof(slot));
+    for (int i = 0; i < STEPS; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int k = (int)(x % SLOTS);
+        size_t size = (x >> 8) % 100 < 90 ? (x >> 20) % 300 : (x >> 20) % 20000;
+        if (slot[k] == NULL) {
+            slot[k] = (x >> 40) % 4 == 0 ? heap_alloc_aligned(f->h, size, (size_t)16 << ((x >> 50) % 6))
+                                         : heap_alloc(f->h, size);
+            assert_non_null(slot[k]);
+            len[k] = size;
+            memset(slot[k], (int)k, size); /* every byte the caller may use */
+        } else if ((x >> 60) % 4 == 0) {
+            slot[k] = heap_realloc(f->h, slot[k], size);
+            assert_non_null(slot[k]);
+            len[k] = size;
+            memset(slot[k], (int)k, size);
+        } else {
+            heap_free(f->h, slot[k]);
+            slot[k] = NULL;
+        }
+        if (i % 5000 == 0)
+            assert_int_equal(heap_check(f->h), 0);
+    }
+    for (int k = 0; k < SLOTS; k++)
+        heap_free(f->h, slot[k]);
+    assert_int_equal(heap_check(f->h), 0);
+    assert_int_equal(f->n, 0);
+    assert_int_equal(heap_stats(f->h).errors_detected, 0);
+    assert_int_equal(heap_stats(f->h).live_allocs, 0);
+    (void)len;
+}
+
+static void test_kfree_names_caller(void **state)
+{
+    struct fixture *f = *state;
+    char *p;
+    const struct heap_report *r;
+
+    kmalloc_init(f->h);
+    p = kmalloc(10);
+    p[10] = 1;
+    kfree(p);
+    kmalloc_init(NULL);
+    r = expect(f, 0, HEAP_ERR_OVERFLOW, p);
+    /* caller and alloc_site are return addresses inside this function, not in kmalloc.c. */
+    assert_true((uintptr_t)r->caller > (uintptr_t)test_kfree_names_caller);
+    assert_true((uintptr_t)r->caller < (uintptr_t)test_kfree_names_caller + 16384);
+    assert_true((uintptr_t)r->alloc_site > (uintptr_t)test_kfree_names_caller);
+    assert_true((uintptr_t)r->alloc_site < (uintptr_t)r->caller);
+}
+
+static void test_no_handler_counts(void **state)
+{
+    struct fixture *f = *state;
+    struct heap_env env = host_arena_env(&f->arena); /* report == NULL: ignore and count */
+    char *p;
+    int local;
+
+    f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+    p = heap_alloc(f->h, 30);
+    heap_free(f->h, p);
+    heap_free(f->h, p);
+    heap_free(f->h, &local);
+    assert_int_equal(heap_stats(f->h).errors_detected, 2);
+    assert_int_equal(heap_stats(f->h).live_allocs, 0);
+    assert_int_equal(heap_check(f->h), 0);
+    assert_int_equal(f->n, 0);
+}
+
+#define T(fn) {#fn, fn}
+struct named_test {
+    const char *name;
+    CMUnitTestFunction fn;
+};
+
+static const struct named_test tests_list[] = {
+    T(test_names), T(test_double_free), T(test_interior_free), T(test_foreign_free),
+    T(test_overflow_one_byte), T(test_overflow_aligned), T(test_use_after_free_write),
+    T(test_corrupt_freelist), T(test_fresh_pattern_and_calloc), T(test_clean_churn),
+    T(test_kfree_names_caller), T(test_no_handler_counts),
+};
+
+int main(int argc, char **argv)
+{
+    enum { N = sizeof(tests_list) / sizeof(tests_list[0]) };
+    struct CMUnitTest tests[N];
+    static char names[N][96];
+
+    g_ops = heap_backend_find(argc > 1 ? argv[1] : "");
+    if (g_ops == NULL) {
+        fprintf(stderr, "usage: %s <backend>\n", argv[0]);
+        return 2;
+    }
+    verbose = getenv("KHEAP_VERBOSE") != NULL;
+    for (size_t i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "%s/hardened/%s", g_ops->name, tests_list[i].name + strlen("test_"));
+        tests[i] = (struct CMUnitTest){names[i], tests_list[i].fn, setup, teardown, NULL};
+    }
+    return _cmocka_run_group_tests(g_ops->name, tests, N, NULL, NULL);
+}

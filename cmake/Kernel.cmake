@@ -9,12 +9,13 @@ find_program(XORRISO xorriso REQUIRED)
 # Flags every kernel object is compiled with: freestanding, no red zone (the
 # CPU pushes interrupt frames on the kernel stack), the kernel code model for
 # a higher-half image, no SSE/MMX (no FPU state is saved on interrupts), and
-# frame pointers for backtraces.
+# frame pointers and no sibling calls, so backtraces and the call sites that
+# hardened-heap reports name (__builtin_return_address) are the real callers.
 set(KHEAP_KERNEL_C_FLAGS
   ${KHEAP_KERNEL_TARGET_FLAGS}
   -ffreestanding -fno-stack-protector -fno-stack-check -fno-pic -fno-pie
   -mno-red-zone -mcmodel=kernel -mno-mmx -mno-sse -mno-sse2
-  -fno-omit-frame-pointer -fno-asynchronous-unwind-tables
+  -fno-omit-frame-pointer -fno-optimize-sibling-calls -fno-asynchronous-unwind-tables
   -fmacro-prefix-map=${PROJECT_SOURCE_DIR}/=
   -O2 -g -Wall -Wextra -Werror)
 

@@ -23,11 +23,7 @@ static unsigned long heap_lock(void *ctx)
     return irq_save();
 }
 
-static void heap_unlock(void *ctx, unsigned long saved)
-{
-    (void)ctx;
-    irq_restore(saved);
-}
+
 
 /* The allocator's "more memory" callback: maps fresh pages at the end of
    the heap region. Asks for KERNEL_HEAP_GROW_MIN_PAGES at least, and for
@@ -51,16 +47,33 @@ static int heap_grow(void *ctx, size_t min_bytes, void **start, size_t *len)
     return 0;
 }
 
-/* Hardened heap: every detected error ends here. Prints a KASAN-style
-   report, then panics with a one-line summary naming the kind of error,
-   the pointer and the faulting call site. Never returns. */
+/* Hardened heap: a detected error is recorded here, while the library still
+   holds the heap lock, and raised by heap_unlock() once the library has
+   abandoned the offending operation safely (a bad free ignored, a damaged
+   block quarantined). So the panic leaves a consistent heap behind, which
+   lets the tests go on after an expected one. */
+static struct heap_report pending_report;
+static bool report_pending;
+
 static void heap_report(void *ctx, const struct heap_report *r)
 {
     (void)ctx;
+    if (!report_pending) {          /* the first error of an operation is the one to show */
+        pending_report = *r;
+        report_pending = true;
+    }
+}
+
+/* Prints a KASAN-style report, then panics with a one-line summary naming
+   the kind of error, the pointer and the faulting call site. */
+_Noreturn static void raise_report(const struct heap_report *r)
+{
     kprintf("==================================================================\n");
     kprintf("HEAP ERROR: %s on %p (%s backend)\n", heap_error_name(r->kind), r->ptr, r->backend);
     if (r->size != 0)
         kprintf("  block of %zu requested bytes; first bad byte at offset %zu\n", r->size, r->offset);
+    else if (r->offset != 0)
+        kprintf("  first bad byte at offset %zu\n", r->offset);
     kprintf("  detected in the heap call from %p\n", r->caller);
     if (r->alloc_site != NULL)
         kprintf("  allocated by the call at %p\n", r->alloc_site);
@@ -70,6 +83,16 @@ static void heap_report(void *ctx, const struct heap_report *r)
     kprintf("==================================================================\n");
     panic("heap: %s of %p (%zu-byte block, %s backend), call from %p", heap_error_name(r->kind),
           r->ptr, r->size, r->backend, r->caller);
+}
+
+static void heap_unlock(void *ctx, unsigned long saved)
+{
+    (void)ctx;
+    if (report_pending) {
+        report_pending = false;
+        raise_report(&pending_report);
+    }
+    irq_restore(saved);
 }
 
 /* A per-boot secret for the hardened heap's pointer mangling and canaries:

@@ -161,9 +161,10 @@ static void bench_pmm(void)
 
 _Noreturn void kernel_main(void)
 {
-    if (strcmp(kmalloc_backend_name(), "bump") == 0)
+    if (strcmp(kmalloc_backend_name(), "bump") == 0 && !heap_hardening())
         bench_pmm();    /* once per bench-kernel run is enough */
-    const char *name = kmalloc_backend_name();
+    static char name[48];
+    ksnprintf(name, sizeof(name), "%s%s", kmalloc_backend_name(), heap_hardening() ? "_hardened" : "");
     uint64_t a[RUNS], b[RUNS], c[RUNS];
     struct c_result cr = { 0, 0, 0, 0 };
 

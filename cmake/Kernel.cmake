@@ -28,7 +28,7 @@ function(kheap_kernel_flags target)
   set_target_properties(${target} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
 endfunction()
 
-# kheap_kernel_image(<name> ALLOCATOR <backend> [HARDENED] SOURCES <src>...
+# kheap_kernel_image(<name> ALLOCATOR <backend> [HARDENED] [ON_DEMAND] SOURCES <src>...
 #                    [INCLUDES <dir>...] [DEFINITIONS <def>...] [CMDLINE <string>])
 # Builds <name>.elf from the kernel core, the heap (src/alloc/ and
 # src/kernel_heap.c, compiled for this image, so each image may differ in
@@ -37,7 +37,7 @@ endfunction()
 # the bootable hybrid (BIOS + UEFI) ISO <name>.iso; the target <name>-iso
 # builds both.
 function(kheap_kernel_image name)
-  cmake_parse_arguments(PARSE_ARGV 1 ARG "HARDENED" "CMDLINE;ALLOCATOR" "SOURCES;INCLUDES;DEFINITIONS")
+  cmake_parse_arguments(PARSE_ARGV 1 ARG "HARDENED;ON_DEMAND" "CMDLINE;ALLOCATOR" "SOURCES;INCLUDES;DEFINITIONS")
   if(NOT ARG_ALLOCATOR IN_LIST KHEAP_BACKENDS)
     message(FATAL_ERROR "kheap_kernel_image(${name}): unknown allocator '${ARG_ALLOCATOR}'")
   endif()
@@ -77,7 +77,12 @@ const uint64_t kernel_heap_max_config = ${KERNEL_HEAP_MAX}ull;
     DEPENDS ${name} ${cfg} ${PROJECT_SOURCE_DIR}/cmake/mkiso.cmake
     COMMENT "Building bootable ISO ${name}.iso"
     VERBATIM)
-  add_custom_target(${name}-iso ALL DEPENDS ${iso})
+  if(ARG_ON_DEMAND)
+    set_target_properties(${name} PROPERTIES EXCLUDE_FROM_ALL ON)
+    add_custom_target(${name}-iso DEPENDS ${iso})
+  else()
+    add_custom_target(${name}-iso ALL DEPENDS ${iso})
+  endif()
 endfunction()
 
 # The QEMU settings shared by `run`, `debug` and every kernel test.

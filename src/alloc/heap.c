@@ -34,19 +34,35 @@ static inline void heap_unlock(struct heap *h, unsigned long saved)
         h->env.unlock(h->env.ctx, saved);
 }
 
+static inline size_t in_use(const struct heap *h)
+{
+    return h->counts.bytes_allocated - h->counts.bytes_freed;
+}
+
+/* Counts usable more bytes in use (an allocation, or in-place growth) and updates the peak. */
+static inline void note_grown(struct heap *h, size_t usable)
+{
+    struct heap_counters *c = &h->counts;
+    c->bytes_allocated += usable;
+    if (heap_unlikely(in_use(h) > c->peak_in_use))
+        c->peak_in_use = in_use(h);
+}
+
 static inline void note_alloc(struct heap *h, size_t usable)
 {
-    struct heap_stats *s = &h->stats;
-    s->bytes_in_use += usable;
-    if (s->bytes_in_use > s->peak_in_use)
-        s->peak_in_use = s->bytes_in_use;
-    s->live_allocs++;
-    s->total_allocs++;
+    note_grown(h, usable);
+    h->counts.total_allocs++;
+}
+
+static inline void note_free(struct heap *h, size_t usable)
+{
+    h->counts.bytes_freed += usable;
+    h->counts.total_frees++;
 }
 
 static inline void *fail(struct heap *h)
 {
-    h->stats.failed_allocs++;
+    h->counts.failed_allocs++;
     return NULL;
 }
 
@@ -63,7 +79,7 @@ static bool grow(struct heap *h, size_t size, size_t align)
     if (h->env.grow(h->env.ctx, want, &start, &len) != 0 || start == NULL || len == 0)
         return false;
     h->ops->add_memory(h, start, len);
-    h->stats.bytes_mapped += len;
+    h->counts.bytes_mapped += len;
     return true;
 }
 
@@ -223,7 +239,7 @@ void heap_hard_report(const struct heap *h, enum heap_error kind, const void *pt
         .free_site = free_site,
     };
 
-    o->stats.errors_detected++;
+    o->counts.errors_detected++;
     if (o->env.report != NULL)
         o->env.report(o->env.ctx, &r);
 }
@@ -307,13 +323,9 @@ static void *hard_alloc(struct heap *h, size_t size, size_t align)
 /* Hardened free of a pointer already accepted by hard_accept(). */
 static void hard_release(struct heap *h, void *ptr, size_t bu, size_t req)
 {
-    struct heap_stats *s = &h->stats;
-
     heap_hard_poison(ptr, bu < HEAP_POISON_SPAN ? bu : HEAP_POISON_SPAN);
     h->ops->free(h, ptr);
-    s->bytes_in_use -= req;
-    s->live_allocs--;
-    s->total_frees++;
+    note_free(h, req);
 }
 #endif /* KHEAP_HARDENING */
 
@@ -346,10 +358,7 @@ static inline void free_locked(struct heap *h, void *ptr)
     if (hard_accept(h, ptr, &bu, &req))
         hard_release(h, ptr, bu, req);
 #else
-    struct heap_stats *s = &h->stats;
-    s->bytes_in_use -= h->ops->free(h, ptr);
-    s->live_allocs--;
-    s->total_frees++;
+    note_free(h, h->ops->free(h, ptr));
 #endif
 }
 
@@ -397,8 +406,8 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
         h->env = (struct heap_env){0};
     if (h->env.unlock == NULL)
         h->env.lock = NULL; /* a lock that cannot be released is no lock */
-    h->stats = (struct heap_stats){0};
-    h->stats.bytes_mapped = size;
+    h->counts = (struct heap_counters){0};
+    h->counts.bytes_mapped = size;
 #if KHEAP_HARDENING
     h->hard.owner = h;
     h->hard.secret = secret;
@@ -408,31 +417,104 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
     return h;
 }
 
-/* Returns a block of at least size bytes aligned to 16, or NULL. */
-void *heap_alloc_from(struct heap *h, size_t size, const void *caller)
+/*
+ * The allocation and free entry points. Every public allocation and free goes through alloc_entry() /
+ * free_entry(), inlined into each exported function so that a heap_alloc() or kmalloc() is one call
+ * plus the backend's. The common case -- plain mode, no lock installed, an ordinary size -- takes the
+ * fast path: one range check, the backend call, the statistics. Everything else (a lock to take, size
+ * 0, an oversized request, growth, hardened mode) goes to an out-of-line slow path, which keeps the
+ * fast path free of register spills.
+ */
+
+/* Allocation with everything the fast path skips: lock, validation, growth, hardened mode. */
+static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, size_t align, const void *caller)
 {
     unsigned long saved = heap_lock(h);
     void *p;
 
     set_caller(h, caller);
-    p = alloc_locked(h, size, HEAP_MIN_ALIGN);
+    p = alloc_locked(h, size, align);
     heap_unlock(h, saved);
     return p;
+}
+
+#if !KHEAP_HARDENING
+/* The rest of an unlocked plain allocation whose first backend call found nothing: grow and retry. */
+static __attribute__((noinline)) void *alloc_retry(struct heap *h, size_t size, size_t align)
+{
+    size_t usable = 0;
+    void *p = NULL;
+
+    for (int i = 0; i < HEAP_GROW_TRIES && h->env.grow != NULL && p == NULL; i++) {
+        if (!grow(h, size, align))
+            break;
+        p = h->ops->alloc(h, size, align, &usable);
+    }
+    if (p == NULL)
+        return fail(h);
+    note_alloc(h, usable);
+    return p;
+}
+#endif
+
+/* An allocation of size bytes at align (a power of two >= HEAP_MIN_ALIGN). */
+static inline __attribute__((always_inline)) void *alloc_entry(struct heap *h, size_t size, size_t align,
+                                                               const void *caller)
+{
+#if !KHEAP_HARDENING
+    /* 1 <= size and size + align <= HEAP_MAX_REQUEST, in one unsigned comparison (the align test
+     * folds away for the constant HEAP_MIN_ALIGN). */
+    if (heap_likely(h->env.lock == NULL && align < HEAP_MAX_REQUEST && size - 1 < HEAP_MAX_REQUEST - align)) {
+        size_t usable;
+        void *p = h->ops->alloc(h, size, align, &usable);
+        if (heap_unlikely(p == NULL))
+            return alloc_retry(h, size, align);
+        note_alloc(h, usable);
+        return p;
+    }
+#endif
+    return alloc_slow(h, size, align, caller);
+}
+
+/* A free with the lock and hardened mode's checks. */
+static __attribute__((noinline)) void free_slow(struct heap *h, void *ptr, const void *caller)
+{
+    unsigned long saved = heap_lock(h);
+
+    set_caller(h, caller);
+    free_locked(h, ptr);
+    heap_unlock(h, saved);
+}
+
+static inline __attribute__((always_inline)) void free_entry(struct heap *h, void *ptr, const void *caller)
+{
+    if (ptr == NULL)
+        return;
+#if !KHEAP_HARDENING
+    if (heap_likely(h->env.lock == NULL)) {
+        free_locked(h, ptr);
+        return;
+    }
+#endif
+    free_slow(h, ptr, caller);
+}
+
+/* Returns a block of at least size bytes aligned to 16, or NULL. */
+void *heap_alloc_from(struct heap *h, size_t size, const void *caller)
+{
+    return alloc_entry(h, size, HEAP_MIN_ALIGN, caller);
 }
 
 /* Returns a block of at least size bytes aligned to align (power of two), or NULL. */
 void *heap_alloc_aligned_from(struct heap *h, size_t size, size_t align, const void *caller)
 {
-    unsigned long saved = heap_lock(h);
-    void *p;
-
-    set_caller(h, caller);
-    if (!heap_is_pow2(align))
-        p = fail(h);
-    else
-        p = alloc_locked(h, size, align < HEAP_MIN_ALIGN ? HEAP_MIN_ALIGN : align);
-    heap_unlock(h, saved);
-    return p;
+    if (heap_unlikely(!heap_is_pow2(align))) {
+        unsigned long saved = heap_lock(h);
+        void *p = fail(h);
+        heap_unlock(h, saved);
+        return p;
+    }
+    return alloc_entry(h, size, align < HEAP_MIN_ALIGN ? HEAP_MIN_ALIGN : align, caller);
 }
 
 /* Returns a zeroed block of n * size bytes, or NULL on overflow or out of memory. */
@@ -485,7 +567,6 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
         }
         hard_req(h, ptr, bu, &req, &site);
         if (h->ops->resize(h, ptr, size + HEAP_HARD_TAIL)) {
-            struct heap_stats *s = &h->stats;
             nbu = h->ops->usable_size(h, ptr);
             /* Keep the bytes the caller had; only the bytes beyond them are "fresh". */
             if (size > req) {
@@ -496,9 +577,8 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
             /* hard_setup() would refill the user bytes: write canary and trailer only. */
             canary_write(h, ptr, size, nbu);
             trailer_write(h, ptr, size, nbu, site);
-            s->bytes_in_use = s->bytes_in_use - req + size;
-            if (s->bytes_in_use > s->peak_in_use)
-                s->peak_in_use = s->bytes_in_use;
+            h->counts.bytes_freed += req;
+            note_grown(h, size);
             p = ptr;
             goto out;
         }
@@ -512,10 +592,8 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
 #endif
     old = h->ops->usable_size(h, ptr);
     if (h->ops->resize(h, ptr, size)) {
-        struct heap_stats *s = &h->stats;
-        s->bytes_in_use = s->bytes_in_use - old + h->ops->usable_size(h, ptr);
-        if (s->bytes_in_use > s->peak_in_use)
-            s->peak_in_use = s->bytes_in_use;
+        h->counts.bytes_freed += old;
+        note_grown(h, h->ops->usable_size(h, ptr));
         p = ptr;
         goto out;
     }
@@ -532,21 +610,15 @@ out:
 /* Frees ptr; NULL does nothing. */
 void heap_free_from(struct heap *h, void *ptr, const void *caller)
 {
-    unsigned long saved;
-
-    if (ptr == NULL)
-        return;
-    saved = heap_lock(h);
-    set_caller(h, caller);
-    free_locked(h, ptr);
-    heap_unlock(h, saved);
+    free_entry(h, ptr, caller);
 }
 
 /* The entry points without a caller argument report their own caller. noinline keeps the return
- * address that of the user's call even when the compiler could inline these into each other. */
+ * address that of the user's call even when the compiler could inline these into each other. The two
+ * hot ones inline the entry path themselves rather than calling the _from variant: one call less. */
 __attribute__((noinline)) void *heap_alloc(struct heap *h, size_t size)
 {
-    return heap_alloc_from(h, size, __builtin_return_address(0));
+    return alloc_entry(h, size, HEAP_MIN_ALIGN, __builtin_return_address(0));
 }
 
 __attribute__((noinline)) void *heap_alloc_aligned(struct heap *h, size_t size, size_t align)
@@ -566,7 +638,7 @@ __attribute__((noinline)) void *heap_realloc(struct heap *h, void *ptr, size_t s
 
 __attribute__((noinline)) void heap_free(struct heap *h, void *ptr)
 {
-    heap_free_from(h, ptr, __builtin_return_address(0));
+    free_entry(h, ptr, __builtin_return_address(0));
 }
 
 /* Returns the usable size of ptr's block, 0 for NULL (and, hardened, for a pointer that is not a
@@ -597,7 +669,17 @@ size_t heap_usable_size(struct heap *h, const void *ptr)
 struct heap_stats heap_stats(struct heap *h)
 {
     unsigned long saved = heap_lock(h);
-    struct heap_stats s = h->stats;
+    const struct heap_counters *c = &h->counts;
+    struct heap_stats s = {
+        .bytes_in_use = in_use(h),
+        .bytes_mapped = c->bytes_mapped,
+        .peak_in_use = c->peak_in_use,
+        .live_allocs = (size_t)(c->total_allocs - c->total_frees),
+        .total_allocs = c->total_allocs,
+        .total_frees = c->total_frees,
+        .failed_allocs = c->failed_allocs,
+        .errors_detected = c->errors_detected,
+    };
     heap_unlock(h, saved);
     return s;
 }
@@ -606,16 +688,17 @@ struct heap_stats heap_stats(struct heap *h)
 size_t heap_check(struct heap *h)
 {
     unsigned long saved = heap_lock(h);
-    const struct heap_stats *s = &h->stats;
+    const struct heap_counters *c = &h->counts;
+    size_t bytes = in_use(h), live = (size_t)(c->total_allocs - c->total_frees);
     size_t bad;
 
     set_caller(h, __builtin_return_address(0));
     bad = h->ops->check(h);
-    bad += s->total_allocs - s->total_frees != s->live_allocs;
-    bad += s->peak_in_use < s->bytes_in_use;
-    bad += s->bytes_in_use > s->bytes_mapped;
-    bad += s->live_allocs == 0 && s->bytes_in_use != 0;
-    bad += s->live_allocs != 0 && s->bytes_in_use < s->live_allocs; /* >= 1 byte each */
+    bad += c->total_frees > c->total_allocs; /* more frees than allocations */
+    bad += c->peak_in_use < bytes;
+    bad += bytes > c->bytes_mapped;          /* also catches more bytes freed than allocated */
+    bad += live == 0 && bytes != 0;
+    bad += live != 0 && bytes < live;        /* >= 1 byte each */
     heap_unlock(h, saved);
     return bad;
 }

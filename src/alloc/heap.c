@@ -119,13 +119,30 @@ static struct hard_trailer *trailer_of(const void *p, size_t bu)
     return (struct hard_trailer *)((uintptr_t)p + bu - HEAP_HARD_TRAILER);
 }
 
-/* The canary byte at address a: bytes of a per-block keyed word, bit 0 set so none is ever 0 (an
- * off-by-one NUL terminator always changes it) and none equals the poison patterns by construction
- * of the mask below. */
-static uint64_t canary_word(const struct heap *h, const void *p)
+/*
+ * One keyed hash per block and operation: the trailer and the canary are all derived from
+ * k = key(p) (the size word is req ^ k, the site word site ^ rotl(k, 32), the canary word k's bytes
+ * with bit 0 set and bit 7 clear). Separate hashes per word would not be stronger -- the key function
+ * is invertible, so whoever learns one keyed word of a block learns the secret either way -- and each
+ * costs a multiply chain on every alloc and free.
+ */
+static inline uint64_t block_key(const struct heap *h, const void *p)
 {
-    return (heap_hard_key(h->hard.secret, (uintptr_t)p + 1) & 0x7e7e7e7e7e7e7e7eull) | 0x0101010101010101ull;
+    return heap_hard_key(h->hard.secret, (uintptr_t)p);
 }
+
+static inline uint64_t site_key(uint64_t k)
+{
+    return (k << 32) | (k >> 32);
+}
+
+/* The canary byte pattern: bit 0 set so no byte is ever 0 (an off-by-one NUL terminator always
+ * changes it) and bit 7 clear so no byte equals the fresh pattern. */
+static inline uint64_t canary_word(uint64_t k)
+{
+    return ((k >> 8) & 0x7e7e7e7e7e7e7e7eull) | 0x0101010101010101ull;
+}
+_Static_assert((HEAP_POISON_ALLOC & 0x80) != 0, "the fresh pattern is never a canary byte");
 
 /*
  * The canary is up to HEAP_HARD_CANARY (16) bytes of 8-byte words equal to canary_word() starting at
@@ -145,15 +162,42 @@ static inline void store64(void *a, uint64_t w)
     __builtin_memcpy(a, &w, 8);
 }
 
+/* Fills [p, p + len) with the 64-bit pattern w: whole words inline for the small blocks that dominate
+ * (a library memset costs a call and a size dispatch), memset beyond 256 bytes. Two words per
+ * iteration; the last two words may overlap words already written, so len need not be a multiple of
+ * 8 when it is >= 8; below 8 the bytes are stored singly. */
+static inline void fill_pattern(void *p, size_t len, uint64_t w)
+{
+    unsigned char *b = p;
+
+    if (len > 256) {
+        __builtin_memset(p, (int)(w & 0xff), len);
+    } else if (len >= 16) {
+        for (size_t i = 0; i + 16 < len; i += 16) {
+            store64(b + i, w);
+            store64(b + i + 8, w);
+            __asm__("" ::: "memory"); /* keep this a loop of stores, not a call to memset */
+        }
+        store64(b + len - 16, w);
+        store64(b + len - 8, w);
+    } else if (len >= 8) {
+        store64(b, w);
+        store64(b + len - 8, w);
+    } else {
+        for (size_t i = 0; i < len; i++)
+            b[i] = (unsigned char)w;
+    }
+}
+
 /* Mask of the bytes of the word at req & ~7 that belong to the user (the first req % 8). */
 static inline uint64_t user_mask(size_t req)
 {
     return (req & 7) ? ((uint64_t)1 << (8 * (req & 7))) - 1 : 0;
 }
 
-static void canary_write(const struct heap *h, void *p, size_t req, size_t bu)
+static inline void canary_write(uint64_t k, void *p, size_t req, size_t bu)
 {
-    uint64_t cw = canary_word(h, p);
+    uint64_t cw = canary_word(k);
     size_t first = req & ~(size_t)7, zone_end = bu - HEAP_HARD_TRAILER;
     uint64_t keep = user_mask(req);
     unsigned char *w = (unsigned char *)p + first;
@@ -164,9 +208,9 @@ static void canary_write(const struct heap *h, void *p, size_t req, size_t bu)
 }
 
 /* Returns the offset from p of the first disturbed canary byte, or 0 if the canary is intact. */
-static size_t canary_find_bad(const struct heap *h, const void *p, size_t req, size_t bu)
+static inline size_t canary_find_bad(uint64_t k, const void *p, size_t req, size_t bu)
 {
-    uint64_t cw = canary_word(h, p);
+    uint64_t cw = canary_word(k);
     size_t first = req & ~(size_t)7, zone_end = bu - HEAP_HARD_TRAILER;
     const unsigned char *w = (const unsigned char *)p + first;
     uint64_t diff = (load64(w) ^ cw) & ~user_mask(req);
@@ -178,45 +222,48 @@ static size_t canary_find_bad(const struct heap *h, const void *p, size_t req, s
     return 0;
 }
 
-static void trailer_write(const struct heap *h, void *p, size_t req, size_t bu, const void *site)
+static inline void trailer_write(uint64_t k, void *p, size_t req, size_t bu, const void *site)
 {
     struct hard_trailer *t = trailer_of(p, bu);
-    t->req = (uint64_t)req ^ heap_hard_key(h->hard.secret, (uintptr_t)p);
-    t->alloc_site = (uint64_t)(uintptr_t)site ^ heap_hard_key(h->hard.secret, (uintptr_t)p + 8);
+    t->req = (uint64_t)req ^ k;
+    t->alloc_site = (uint64_t)(uintptr_t)site ^ site_key(k);
 }
 
 /* Lays out live block p: fresh pattern over the user bytes (within the poison span), canary after
  * req, trailer at the end. */
-static void hard_setup(struct heap *h, void *p, size_t req, size_t bu, const void *site)
+static inline void hard_setup(struct heap *h, void *p, size_t req, size_t bu, const void *site)
 {
-    __builtin_memset(p, HEAP_POISON_ALLOC, req < HEAP_POISON_SPAN ? req : HEAP_POISON_SPAN);
-    canary_write(h, p, req, bu);
-    trailer_write(h, p, req, bu, site);
+    uint64_t k = block_key(h, p);
+
+    fill_pattern(p, req < HEAP_POISON_SPAN ? req : HEAP_POISON_SPAN, HEAP_POISON_ALLOC64);
+    canary_write(k, p, req, bu);
+    trailer_write(k, p, req, bu, site);
 }
 
-/* Decodes the requested size of live block p; returns false if the trailer is implausible. */
-static bool hard_req(const struct heap *h, const void *p, size_t bu, size_t *req, const void **site)
+/* Decodes the requested size of live block p (key k); returns false if the trailer is implausible. */
+static inline bool hard_req(uint64_t k, const void *p, size_t bu, size_t *req, const void **site)
 {
     const struct hard_trailer *t = trailer_of(p, bu);
-    uint64_t r = t->req ^ heap_hard_key(h->hard.secret, (uintptr_t)p);
+    uint64_t r = t->req ^ k;
 
-    *site = (const void *)(uintptr_t)(t->alloc_site ^ heap_hard_key(h->hard.secret, (uintptr_t)p + 8));
+    *site = (const void *)(uintptr_t)(t->alloc_site ^ site_key(k));
     *req = (size_t)r;
     return bu >= HEAP_HARD_TAIL && r >= 1 && r <= bu - HEAP_HARD_TAIL;
 }
 
 /* Verifies live block p's trailer and canary; on damage reports an overflow and returns false. On
  * success stores the requested size (and allocation site) in *req / *site. */
-static bool hard_check_live(const struct heap *h, const void *p, size_t bu, size_t *req, const void **site)
+static inline bool hard_check_live(const struct heap *h, const void *p, size_t bu, size_t *req, const void **site)
 {
+    uint64_t k = block_key(h, p);
     size_t bad;
 
-    if (!hard_req(h, p, bu, req, site)) {
+    if (heap_unlikely(!hard_req(k, p, bu, req, site))) {
         /* The trailer itself was overwritten: a long overflow (or a wild write). */
         heap_hard_report(h, HEAP_ERR_OVERFLOW, p, 0, bu - HEAP_HARD_TRAILER, NULL, NULL);
         return false;
     }
-    bad = canary_find_bad(h, p, *req, bu);
+    bad = canary_find_bad(k, p, *req, bu);
     if (heap_unlikely(bad != 0)) {
         heap_hard_report(h, HEAP_ERR_OVERFLOW, p, *req, bad, *site, NULL);
         return false;
@@ -246,22 +293,22 @@ void heap_hard_report(const struct heap *h, enum heap_error kind, const void *pt
 
 void heap_hard_poison(void *p, size_t len)
 {
-    __builtin_memset(p, HEAP_POISON_FREE, len);
+    if (len != 0)
+        fill_pattern(p, len, HEAP_POISON_FREE64);
 }
 
 size_t heap_hard_find_unpoisoned(const void *p, size_t from, size_t to)
 {
     const unsigned char *b = p;
+    size_t i = from;
 
-    for (size_t i = from; i < to; i += 8) {
-        uint64_t w;
-        __builtin_memcpy(&w, b + i, 8);
-        if (heap_unlikely(w != HEAP_POISON_FREE64)) {
-            while (b[i] == HEAP_POISON_FREE)
-                i++;
+    /* Two words per step with one branch; the byte-exact offset is located only on a mismatch. */
+    for (; i + 16 <= to; i += 16)
+        if (heap_unlikely(((load64(b + i) ^ HEAP_POISON_FREE64) | (load64(b + i + 8) ^ HEAP_POISON_FREE64)) != 0))
+            break;
+    for (; i < to; i++)
+        if (b[i] != HEAP_POISON_FREE)
             return i;
-        }
-    }
     return to;
 }
 
@@ -323,7 +370,7 @@ static void *hard_alloc(struct heap *h, size_t size, size_t align)
 /* Hardened free of a pointer already accepted by hard_accept(). */
 static void hard_release(struct heap *h, void *ptr, size_t bu, size_t req)
 {
-    heap_hard_poison(ptr, bu < HEAP_POISON_SPAN ? bu : HEAP_POISON_SPAN);
+    fill_pattern(ptr, bu < HEAP_POISON_SPAN ? bu : HEAP_POISON_SPAN, HEAP_POISON_FREE64);
     h->ops->free(h, ptr);
     note_free(h, req);
 }
@@ -472,6 +519,12 @@ static inline __attribute__((always_inline)) void *alloc_entry(struct heap *h, s
         note_alloc(h, usable);
         return p;
     }
+#else
+    if (heap_likely(h->env.lock == NULL && align < HEAP_MAX_REQUEST &&
+                    size - 1 < HEAP_MAX_REQUEST - HEAP_HARD_TAIL - align)) {
+        h->hard.caller = caller;
+        return hard_alloc(h, size, align);
+    }
 #endif
     return alloc_slow(h, size, align, caller);
 }
@@ -490,12 +543,11 @@ static inline __attribute__((always_inline)) void free_entry(struct heap *h, voi
 {
     if (ptr == NULL)
         return;
-#if !KHEAP_HARDENING
     if (heap_likely(h->env.lock == NULL)) {
+        set_caller(h, caller);
         free_locked(h, ptr);
         return;
     }
-#endif
     free_slow(h, ptr, caller);
 }
 
@@ -565,7 +617,7 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
             p = fail(h);
             goto out;
         }
-        hard_req(h, ptr, bu, &req, &site);
+        hard_req(block_key(h, ptr), ptr, bu, &req, &site);
         if (h->ops->resize(h, ptr, size + HEAP_HARD_TAIL)) {
             nbu = h->ops->usable_size(h, ptr);
             /* Keep the bytes the caller had; only the bytes beyond them are "fresh". */
@@ -575,8 +627,8 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
                     __builtin_memset((char *)ptr + req, HEAP_POISON_ALLOC, fresh_end - req);
             }
             /* hard_setup() would refill the user bytes: write canary and trailer only. */
-            canary_write(h, ptr, size, nbu);
-            trailer_write(h, ptr, size, nbu, site);
+            canary_write(block_key(h, ptr), ptr, size, nbu);
+            trailer_write(block_key(h, ptr), ptr, size, nbu, site);
             h->counts.bytes_freed += req;
             note_grown(h, size);
             p = ptr;

@@ -136,11 +136,12 @@ static inline uint64_t site_key(uint64_t k)
     return (k << 32) | (k >> 32);
 }
 
-/* The canary byte pattern: bit 0 set so no byte is ever 0 (an off-by-one NUL terminator always
- * changes it) and bit 7 clear so no byte equals the fresh pattern. */
+/* The canary byte pattern: bits 0 and 1 set so no byte is ever 0 or 1 (an off-by-one NUL terminator
+ * or a stored `true` always changes it; with bit 0 alone, one block in 64 had a canary byte of 1 and
+ * missed such a write), bit 7 clear so no byte equals the fresh pattern. */
 static inline uint64_t canary_word(uint64_t k)
 {
-    return ((k >> 8) & 0x7e7e7e7e7e7e7e7eull) | 0x0101010101010101ull;
+    return ((k >> 8) & 0x7c7c7c7c7c7c7c7cull) | 0x0303030303030303ull;
 }
 _Static_assert((HEAP_POISON_ALLOC & 0x80) != 0, "the fresh pattern is never a canary byte");
 

@@ -110,7 +110,7 @@ static inline void *backend_alloc(struct heap *h, size_t size, size_t align, siz
 
 struct hard_trailer {
     uint64_t req;        /* requested size ^ key(p) */
-    uint64_t alloc_site; /* caller ^ key(p + 8) */
+    uint64_t alloc_site; /* caller ^ rotl(key(p), 32) */
 };
 _Static_assert(sizeof(struct hard_trailer) == HEAP_HARD_TRAILER, "trailer layout");
 

@@ -84,7 +84,7 @@ static inline bool heap_is_pow2(size_t x)
  *
  *   p                      p + req          p + bu - 16        p + bu     (bu = the backend's usable
  *   | user bytes ...       | canary ...     | trailer          |           size, a multiple of 16)
- *                                           { req ^ key(p), alloc_site ^ key(p) }
+ *                                           { req ^ k, alloc_site ^ rotl(k, 32) }, k = key(p)
  *
  * so the backend is asked for req + HEAP_HARD_TAIL bytes. On free the first min(bu, HEAP_POISON_SPAN)
  * bytes are filled with HEAP_POISON_FREE; a backend may then keep HEAP_HARD_LINK bytes of links at

@@ -83,7 +83,8 @@ struct fsb_slab {
     uintptr_t carve;       /* next never-used object, or the slab's end */
     uint32_t inuse;        /* live objects */
     uint32_t capacity;     /* objects this slab can hold */
-    uint32_t cls;          /* size class index */
+    uint16_t cls;          /* size class index */
+    uint16_t size;         /* class_size[cls]: the usable size of every object, one load away */
     uint32_t full;         /* 1 if on the full list */
 #if KHEAP_HARDENING
     uint64_t magic;        /* key(slab) ^ FSB_MAGIC while this is a slab */
@@ -272,6 +273,7 @@ static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
     s->inuse = 0;
     s->capacity = f->capacity[cls];
     s->cls = cls;
+    s->size = class_size[cls];
     s->full = 0;
 #if KHEAP_HARDENING
     s->magic = slab_magic(f, s);
@@ -334,7 +336,9 @@ static unsigned aligned_class(unsigned cls, size_t align)
     return cls;
 }
 
-static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
+/* Everything fsb_alloc's fast path does not handle: carving, new slabs, a slab becoming full,
+ * aligned and large requests, hardened mode. */
+static __attribute__((noinline)) void *fsb_alloc_slow(struct heap *h, size_t size, size_t align, size_t *usable)
 {
     struct fsb *f = to_fsb(h);
     unsigned cls;
@@ -375,7 +379,33 @@ large:
 #endif
 }
 
-static size_t fsb_free(struct heap *h, void *ptr)
+/*
+ * The fast paths (plain mode). The common small allocation pops a previously freed object from the
+ * head slab of its class while that slab stays partial; the common free pushes onto a slab that stays
+ * partial and non-empty. Nothing else -- no list moves, no carving, no calls -- so these compile to a
+ * dozen instructions without spills; every other case goes to the slow path, which handles the
+ * general case completely.
+ */
+static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
+{
+#if !KHEAP_HARDENING
+    if (heap_likely(size <= FSB_MAX_SMALL && align == HEAP_MIN_ALIGN)) {
+        unsigned cls = size_class[(size + 15) / 16];
+        struct fsb_slab *s = to_fsb(h)->partial[cls].head;
+        void *obj;
+
+        if (heap_likely(s != NULL && (obj = s->free) != NULL && s->inuse + 1 < s->capacity)) {
+            s->free = *(void **)obj;
+            s->inuse++;
+            *usable = class_size[cls];
+            return obj;
+        }
+    }
+#endif
+    return fsb_alloc_slow(h, size, align, usable);
+}
+
+static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
 {
     struct fsb *f = to_fsb(h);
     struct fsb_slab *s;
@@ -414,6 +444,23 @@ static size_t fsb_free(struct heap *h, void *ptr)
         heap_linked_list_ops.free(f->fallback, s);
     }
     return class_size[cls];
+}
+
+static size_t fsb_free(struct heap *h, void *ptr)
+{
+#if !KHEAP_HARDENING
+    if (heap_likely(!is_large(ptr))) {
+        struct fsb_slab *s = slab_of(ptr);
+
+        if (heap_likely(!s->full && s->inuse > 1)) {
+            *(void **)ptr = s->free;
+            s->free = ptr;
+            s->inuse--;
+            return s->size;
+        }
+    }
+#endif
+    return fsb_free_slow(h, ptr);
 }
 
 #if KHEAP_HARDENING

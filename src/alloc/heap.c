@@ -34,19 +34,35 @@ static inline void heap_unlock(struct heap *h, unsigned long saved)
         h->env.unlock(h->env.ctx, saved);
 }
 
+static inline size_t in_use(const struct heap *h)
+{
+    return h->counts.bytes_allocated - h->counts.bytes_freed;
+}
+
+/* Counts usable more bytes in use (an allocation, or in-place growth) and updates the peak. */
+static inline void note_grown(struct heap *h, size_t usable)
+{
+    struct heap_counters *c = &h->counts;
+    c->bytes_allocated += usable;
+    if (heap_unlikely(in_use(h) > c->peak_in_use))
+        c->peak_in_use = in_use(h);
+}
+
 static inline void note_alloc(struct heap *h, size_t usable)
 {
-    struct heap_stats *s = &h->stats;
-    s->bytes_in_use += usable;
-    if (s->bytes_in_use > s->peak_in_use)
-        s->peak_in_use = s->bytes_in_use;
-    s->live_allocs++;
-    s->total_allocs++;
+    note_grown(h, usable);
+    h->counts.total_allocs++;
+}
+
+static inline void note_free(struct heap *h, size_t usable)
+{
+    h->counts.bytes_freed += usable;
+    h->counts.total_frees++;
 }
 
 static inline void *fail(struct heap *h)
 {
-    h->stats.failed_allocs++;
+    h->counts.failed_allocs++;
     return NULL;
 }
 
@@ -63,7 +79,7 @@ static bool grow(struct heap *h, size_t size, size_t align)
     if (h->env.grow(h->env.ctx, want, &start, &len) != 0 || start == NULL || len == 0)
         return false;
     h->ops->add_memory(h, start, len);
-    h->stats.bytes_mapped += len;
+    h->counts.bytes_mapped += len;
     return true;
 }
 
@@ -94,7 +110,7 @@ static inline void *backend_alloc(struct heap *h, size_t size, size_t align, siz
 
 struct hard_trailer {
     uint64_t req;        /* requested size ^ key(p) */
-    uint64_t alloc_site; /* caller ^ key(p + 8) */
+    uint64_t alloc_site; /* caller ^ rotl(key(p), 32) */
 };
 _Static_assert(sizeof(struct hard_trailer) == HEAP_HARD_TRAILER, "trailer layout");
 
@@ -103,13 +119,31 @@ static struct hard_trailer *trailer_of(const void *p, size_t bu)
     return (struct hard_trailer *)((uintptr_t)p + bu - HEAP_HARD_TRAILER);
 }
 
-/* The canary byte at address a: bytes of a per-block keyed word, bit 0 set so none is ever 0 (an
- * off-by-one NUL terminator always changes it) and none equals the poison patterns by construction
- * of the mask below. */
-static uint64_t canary_word(const struct heap *h, const void *p)
+/*
+ * One keyed hash per block and operation: the trailer and the canary are all derived from
+ * k = key(p) (the size word is req ^ k, the site word site ^ rotl(k, 32), the canary word k's bytes
+ * with bit 0 set and bit 7 clear). Separate hashes per word would not be stronger -- the key function
+ * is invertible, so whoever learns one keyed word of a block learns the secret either way -- and each
+ * costs a multiply chain on every alloc and free.
+ */
+static inline uint64_t block_key(const struct heap *h, const void *p)
 {
-    return (heap_hard_key(h->hard.secret, (uintptr_t)p + 1) & 0x7e7e7e7e7e7e7e7eull) | 0x0101010101010101ull;
+    return heap_hard_key(h->hard.secret, (uintptr_t)p);
 }
+
+static inline uint64_t site_key(uint64_t k)
+{
+    return (k << 32) | (k >> 32);
+}
+
+/* The canary byte pattern: bits 0 and 1 set so no byte is ever 0 or 1 (an off-by-one NUL terminator
+ * or a stored `true` always changes it; with bit 0 alone, one block in 64 had a canary byte of 1 and
+ * missed such a write), bit 7 clear so no byte equals the fresh pattern. */
+static inline uint64_t canary_word(uint64_t k)
+{
+    return ((k >> 8) & 0x7c7c7c7c7c7c7c7cull) | 0x0303030303030303ull;
+}
+_Static_assert((HEAP_POISON_ALLOC & 0x80) != 0, "the fresh pattern is never a canary byte");
 
 /*
  * The canary is up to HEAP_HARD_CANARY (16) bytes of 8-byte words equal to canary_word() starting at
@@ -129,15 +163,42 @@ static inline void store64(void *a, uint64_t w)
     __builtin_memcpy(a, &w, 8);
 }
 
+/* Fills [p, p + len) with the 64-bit pattern w: whole words inline for the small blocks that dominate
+ * (a library memset costs a call and a size dispatch), memset beyond 256 bytes. Two words per
+ * iteration; the last two words may overlap words already written, so len need not be a multiple of
+ * 8 when it is >= 8; below 8 the bytes are stored singly. */
+static inline void fill_pattern(void *p, size_t len, uint64_t w)
+{
+    unsigned char *b = p;
+
+    if (len > 256) {
+        __builtin_memset(p, (int)(w & 0xff), len);
+    } else if (len >= 16) {
+        for (size_t i = 0; i + 16 < len; i += 16) {
+            store64(b + i, w);
+            store64(b + i + 8, w);
+            __asm__("" ::: "memory"); /* keep this a loop of stores, not a call to memset */
+        }
+        store64(b + len - 16, w);
+        store64(b + len - 8, w);
+    } else if (len >= 8) {
+        store64(b, w);
+        store64(b + len - 8, w);
+    } else {
+        for (size_t i = 0; i < len; i++)
+            b[i] = (unsigned char)w;
+    }
+}
+
 /* Mask of the bytes of the word at req & ~7 that belong to the user (the first req % 8). */
 static inline uint64_t user_mask(size_t req)
 {
     return (req & 7) ? ((uint64_t)1 << (8 * (req & 7))) - 1 : 0;
 }
 
-static void canary_write(const struct heap *h, void *p, size_t req, size_t bu)
+static inline void canary_write(uint64_t k, void *p, size_t req, size_t bu)
 {
-    uint64_t cw = canary_word(h, p);
+    uint64_t cw = canary_word(k);
     size_t first = req & ~(size_t)7, zone_end = bu - HEAP_HARD_TRAILER;
     uint64_t keep = user_mask(req);
     unsigned char *w = (unsigned char *)p + first;
@@ -148,9 +209,9 @@ static void canary_write(const struct heap *h, void *p, size_t req, size_t bu)
 }
 
 /* Returns the offset from p of the first disturbed canary byte, or 0 if the canary is intact. */
-static size_t canary_find_bad(const struct heap *h, const void *p, size_t req, size_t bu)
+static inline size_t canary_find_bad(uint64_t k, const void *p, size_t req, size_t bu)
 {
-    uint64_t cw = canary_word(h, p);
+    uint64_t cw = canary_word(k);
     size_t first = req & ~(size_t)7, zone_end = bu - HEAP_HARD_TRAILER;
     const unsigned char *w = (const unsigned char *)p + first;
     uint64_t diff = (load64(w) ^ cw) & ~user_mask(req);
@@ -162,45 +223,48 @@ static size_t canary_find_bad(const struct heap *h, const void *p, size_t req, s
     return 0;
 }
 
-static void trailer_write(const struct heap *h, void *p, size_t req, size_t bu, const void *site)
+static inline void trailer_write(uint64_t k, void *p, size_t req, size_t bu, const void *site)
 {
     struct hard_trailer *t = trailer_of(p, bu);
-    t->req = (uint64_t)req ^ heap_hard_key(h->hard.secret, (uintptr_t)p);
-    t->alloc_site = (uint64_t)(uintptr_t)site ^ heap_hard_key(h->hard.secret, (uintptr_t)p + 8);
+    t->req = (uint64_t)req ^ k;
+    t->alloc_site = (uint64_t)(uintptr_t)site ^ site_key(k);
 }
 
 /* Lays out live block p: fresh pattern over the user bytes (within the poison span), canary after
  * req, trailer at the end. */
-static void hard_setup(struct heap *h, void *p, size_t req, size_t bu, const void *site)
+static inline void hard_setup(struct heap *h, void *p, size_t req, size_t bu, const void *site)
 {
-    __builtin_memset(p, HEAP_POISON_ALLOC, req < HEAP_POISON_SPAN ? req : HEAP_POISON_SPAN);
-    canary_write(h, p, req, bu);
-    trailer_write(h, p, req, bu, site);
+    uint64_t k = block_key(h, p);
+
+    fill_pattern(p, req < HEAP_POISON_SPAN ? req : HEAP_POISON_SPAN, HEAP_POISON_ALLOC64);
+    canary_write(k, p, req, bu);
+    trailer_write(k, p, req, bu, site);
 }
 
-/* Decodes the requested size of live block p; returns false if the trailer is implausible. */
-static bool hard_req(const struct heap *h, const void *p, size_t bu, size_t *req, const void **site)
+/* Decodes the requested size of live block p (key k); returns false if the trailer is implausible. */
+static inline bool hard_req(uint64_t k, const void *p, size_t bu, size_t *req, const void **site)
 {
     const struct hard_trailer *t = trailer_of(p, bu);
-    uint64_t r = t->req ^ heap_hard_key(h->hard.secret, (uintptr_t)p);
+    uint64_t r = t->req ^ k;
 
-    *site = (const void *)(uintptr_t)(t->alloc_site ^ heap_hard_key(h->hard.secret, (uintptr_t)p + 8));
+    *site = (const void *)(uintptr_t)(t->alloc_site ^ site_key(k));
     *req = (size_t)r;
     return bu >= HEAP_HARD_TAIL && r >= 1 && r <= bu - HEAP_HARD_TAIL;
 }
 
 /* Verifies live block p's trailer and canary; on damage reports an overflow and returns false. On
  * success stores the requested size (and allocation site) in *req / *site. */
-static bool hard_check_live(const struct heap *h, const void *p, size_t bu, size_t *req, const void **site)
+static inline bool hard_check_live(const struct heap *h, const void *p, size_t bu, size_t *req, const void **site)
 {
+    uint64_t k = block_key(h, p);
     size_t bad;
 
-    if (!hard_req(h, p, bu, req, site)) {
+    if (heap_unlikely(!hard_req(k, p, bu, req, site))) {
         /* The trailer itself was overwritten: a long overflow (or a wild write). */
         heap_hard_report(h, HEAP_ERR_OVERFLOW, p, 0, bu - HEAP_HARD_TRAILER, NULL, NULL);
         return false;
     }
-    bad = canary_find_bad(h, p, *req, bu);
+    bad = canary_find_bad(k, p, *req, bu);
     if (heap_unlikely(bad != 0)) {
         heap_hard_report(h, HEAP_ERR_OVERFLOW, p, *req, bad, *site, NULL);
         return false;
@@ -223,29 +287,29 @@ void heap_hard_report(const struct heap *h, enum heap_error kind, const void *pt
         .free_site = free_site,
     };
 
-    o->stats.errors_detected++;
+    o->counts.errors_detected++;
     if (o->env.report != NULL)
         o->env.report(o->env.ctx, &r);
 }
 
 void heap_hard_poison(void *p, size_t len)
 {
-    __builtin_memset(p, HEAP_POISON_FREE, len);
+    if (len != 0)
+        fill_pattern(p, len, HEAP_POISON_FREE64);
 }
 
 size_t heap_hard_find_unpoisoned(const void *p, size_t from, size_t to)
 {
     const unsigned char *b = p;
+    size_t i = from;
 
-    for (size_t i = from; i < to; i += 8) {
-        uint64_t w;
-        __builtin_memcpy(&w, b + i, 8);
-        if (heap_unlikely(w != HEAP_POISON_FREE64)) {
-            while (b[i] == HEAP_POISON_FREE)
-                i++;
+    /* Two words per step with one branch; the byte-exact offset is located only on a mismatch. */
+    for (; i + 16 <= to; i += 16)
+        if (heap_unlikely(((load64(b + i) ^ HEAP_POISON_FREE64) | (load64(b + i + 8) ^ HEAP_POISON_FREE64)) != 0))
+            break;
+    for (; i < to; i++)
+        if (b[i] != HEAP_POISON_FREE)
             return i;
-        }
-    }
     return to;
 }
 
@@ -307,13 +371,9 @@ static void *hard_alloc(struct heap *h, size_t size, size_t align)
 /* Hardened free of a pointer already accepted by hard_accept(). */
 static void hard_release(struct heap *h, void *ptr, size_t bu, size_t req)
 {
-    struct heap_stats *s = &h->stats;
-
-    heap_hard_poison(ptr, bu < HEAP_POISON_SPAN ? bu : HEAP_POISON_SPAN);
+    fill_pattern(ptr, bu < HEAP_POISON_SPAN ? bu : HEAP_POISON_SPAN, HEAP_POISON_FREE64);
     h->ops->free(h, ptr);
-    s->bytes_in_use -= req;
-    s->live_allocs--;
-    s->total_frees++;
+    note_free(h, req);
 }
 #endif /* KHEAP_HARDENING */
 
@@ -346,10 +406,7 @@ static inline void free_locked(struct heap *h, void *ptr)
     if (hard_accept(h, ptr, &bu, &req))
         hard_release(h, ptr, bu, req);
 #else
-    struct heap_stats *s = &h->stats;
-    s->bytes_in_use -= h->ops->free(h, ptr);
-    s->live_allocs--;
-    s->total_frees++;
+    note_free(h, h->ops->free(h, ptr));
 #endif
 }
 
@@ -397,8 +454,8 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
         h->env = (struct heap_env){0};
     if (h->env.unlock == NULL)
         h->env.lock = NULL; /* a lock that cannot be released is no lock */
-    h->stats = (struct heap_stats){0};
-    h->stats.bytes_mapped = size;
+    h->counts = (struct heap_counters){0};
+    h->counts.bytes_mapped = size;
 #if KHEAP_HARDENING
     h->hard.owner = h;
     h->hard.secret = secret;
@@ -408,31 +465,109 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
     return h;
 }
 
-/* Returns a block of at least size bytes aligned to 16, or NULL. */
-void *heap_alloc_from(struct heap *h, size_t size, const void *caller)
+/*
+ * The allocation and free entry points. Every public allocation and free goes through alloc_entry() /
+ * free_entry(), inlined into each exported function so that a heap_alloc() or kmalloc() is one call
+ * plus the backend's. The common case -- plain mode, no lock installed, an ordinary size -- takes the
+ * fast path: one range check, the backend call, the statistics. Everything else (a lock to take, size
+ * 0, an oversized request, growth, hardened mode) goes to an out-of-line slow path, which keeps the
+ * fast path free of register spills.
+ */
+
+/* Allocation with everything the fast path skips: lock, validation, growth, hardened mode. */
+static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, size_t align, const void *caller)
 {
     unsigned long saved = heap_lock(h);
     void *p;
 
     set_caller(h, caller);
-    p = alloc_locked(h, size, HEAP_MIN_ALIGN);
+    p = alloc_locked(h, size, align);
     heap_unlock(h, saved);
     return p;
+}
+
+#if !KHEAP_HARDENING
+/* The rest of an unlocked plain allocation whose first backend call found nothing: grow and retry. */
+static __attribute__((noinline)) void *alloc_retry(struct heap *h, size_t size, size_t align)
+{
+    size_t usable = 0;
+    void *p = NULL;
+
+    for (int i = 0; i < HEAP_GROW_TRIES && h->env.grow != NULL && p == NULL; i++) {
+        if (!grow(h, size, align))
+            break;
+        p = h->ops->alloc(h, size, align, &usable);
+    }
+    if (p == NULL)
+        return fail(h);
+    note_alloc(h, usable);
+    return p;
+}
+#endif
+
+/* An allocation of size bytes at align (a power of two >= HEAP_MIN_ALIGN). */
+static inline __attribute__((always_inline)) void *alloc_entry(struct heap *h, size_t size, size_t align,
+                                                               const void *caller)
+{
+#if !KHEAP_HARDENING
+    /* 1 <= size and size + align <= HEAP_MAX_REQUEST, in one unsigned comparison (the align test
+     * folds away for the constant HEAP_MIN_ALIGN). */
+    if (heap_likely(h->env.lock == NULL && align < HEAP_MAX_REQUEST && size - 1 < HEAP_MAX_REQUEST - align)) {
+        size_t usable;
+        void *p = h->ops->alloc(h, size, align, &usable);
+        if (heap_unlikely(p == NULL))
+            return alloc_retry(h, size, align);
+        note_alloc(h, usable);
+        return p;
+    }
+#else
+    if (heap_likely(h->env.lock == NULL && align < HEAP_MAX_REQUEST &&
+                    size - 1 < HEAP_MAX_REQUEST - HEAP_HARD_TAIL - align)) {
+        h->hard.caller = caller;
+        return hard_alloc(h, size, align);
+    }
+#endif
+    return alloc_slow(h, size, align, caller);
+}
+
+/* A free with the lock and hardened mode's checks. */
+static __attribute__((noinline)) void free_slow(struct heap *h, void *ptr, const void *caller)
+{
+    unsigned long saved = heap_lock(h);
+
+    set_caller(h, caller);
+    free_locked(h, ptr);
+    heap_unlock(h, saved);
+}
+
+static inline __attribute__((always_inline)) void free_entry(struct heap *h, void *ptr, const void *caller)
+{
+    if (ptr == NULL)
+        return;
+    if (heap_likely(h->env.lock == NULL)) {
+        set_caller(h, caller);
+        free_locked(h, ptr);
+        return;
+    }
+    free_slow(h, ptr, caller);
+}
+
+/* Returns a block of at least size bytes aligned to 16, or NULL. */
+void *heap_alloc_from(struct heap *h, size_t size, const void *caller)
+{
+    return alloc_entry(h, size, HEAP_MIN_ALIGN, caller);
 }
 
 /* Returns a block of at least size bytes aligned to align (power of two), or NULL. */
 void *heap_alloc_aligned_from(struct heap *h, size_t size, size_t align, const void *caller)
 {
-    unsigned long saved = heap_lock(h);
-    void *p;
-
-    set_caller(h, caller);
-    if (!heap_is_pow2(align))
-        p = fail(h);
-    else
-        p = alloc_locked(h, size, align < HEAP_MIN_ALIGN ? HEAP_MIN_ALIGN : align);
-    heap_unlock(h, saved);
-    return p;
+    if (heap_unlikely(!heap_is_pow2(align))) {
+        unsigned long saved = heap_lock(h);
+        void *p = fail(h);
+        heap_unlock(h, saved);
+        return p;
+    }
+    return alloc_entry(h, size, align < HEAP_MIN_ALIGN ? HEAP_MIN_ALIGN : align, caller);
 }
 
 /* Returns a zeroed block of n * size bytes, or NULL on overflow or out of memory. */
@@ -483,9 +618,8 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
             p = fail(h);
             goto out;
         }
-        hard_req(h, ptr, bu, &req, &site);
+        hard_req(block_key(h, ptr), ptr, bu, &req, &site);
         if (h->ops->resize(h, ptr, size + HEAP_HARD_TAIL)) {
-            struct heap_stats *s = &h->stats;
             nbu = h->ops->usable_size(h, ptr);
             /* Keep the bytes the caller had; only the bytes beyond them are "fresh". */
             if (size > req) {
@@ -494,11 +628,10 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
                     __builtin_memset((char *)ptr + req, HEAP_POISON_ALLOC, fresh_end - req);
             }
             /* hard_setup() would refill the user bytes: write canary and trailer only. */
-            canary_write(h, ptr, size, nbu);
-            trailer_write(h, ptr, size, nbu, site);
-            s->bytes_in_use = s->bytes_in_use - req + size;
-            if (s->bytes_in_use > s->peak_in_use)
-                s->peak_in_use = s->bytes_in_use;
+            canary_write(block_key(h, ptr), ptr, size, nbu);
+            trailer_write(block_key(h, ptr), ptr, size, nbu, site);
+            h->counts.bytes_freed += req;
+            note_grown(h, size);
             p = ptr;
             goto out;
         }
@@ -512,10 +645,8 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
 #endif
     old = h->ops->usable_size(h, ptr);
     if (h->ops->resize(h, ptr, size)) {
-        struct heap_stats *s = &h->stats;
-        s->bytes_in_use = s->bytes_in_use - old + h->ops->usable_size(h, ptr);
-        if (s->bytes_in_use > s->peak_in_use)
-            s->peak_in_use = s->bytes_in_use;
+        h->counts.bytes_freed += old;
+        note_grown(h, h->ops->usable_size(h, ptr));
         p = ptr;
         goto out;
     }
@@ -532,21 +663,15 @@ out:
 /* Frees ptr; NULL does nothing. */
 void heap_free_from(struct heap *h, void *ptr, const void *caller)
 {
-    unsigned long saved;
-
-    if (ptr == NULL)
-        return;
-    saved = heap_lock(h);
-    set_caller(h, caller);
-    free_locked(h, ptr);
-    heap_unlock(h, saved);
+    free_entry(h, ptr, caller);
 }
 
 /* The entry points without a caller argument report their own caller. noinline keeps the return
- * address that of the user's call even when the compiler could inline these into each other. */
+ * address that of the user's call even when the compiler could inline these into each other. The two
+ * hot ones inline the entry path themselves rather than calling the _from variant: one call less. */
 __attribute__((noinline)) void *heap_alloc(struct heap *h, size_t size)
 {
-    return heap_alloc_from(h, size, __builtin_return_address(0));
+    return alloc_entry(h, size, HEAP_MIN_ALIGN, __builtin_return_address(0));
 }
 
 __attribute__((noinline)) void *heap_alloc_aligned(struct heap *h, size_t size, size_t align)
@@ -566,7 +691,7 @@ __attribute__((noinline)) void *heap_realloc(struct heap *h, void *ptr, size_t s
 
 __attribute__((noinline)) void heap_free(struct heap *h, void *ptr)
 {
-    heap_free_from(h, ptr, __builtin_return_address(0));
+    free_entry(h, ptr, __builtin_return_address(0));
 }
 
 /* Returns the usable size of ptr's block, 0 for NULL (and, hardened, for a pointer that is not a
@@ -597,7 +722,17 @@ size_t heap_usable_size(struct heap *h, const void *ptr)
 struct heap_stats heap_stats(struct heap *h)
 {
     unsigned long saved = heap_lock(h);
-    struct heap_stats s = h->stats;
+    const struct heap_counters *c = &h->counts;
+    struct heap_stats s = {
+        .bytes_in_use = in_use(h),
+        .bytes_mapped = c->bytes_mapped,
+        .peak_in_use = c->peak_in_use,
+        .live_allocs = (size_t)(c->total_allocs - c->total_frees),
+        .total_allocs = c->total_allocs,
+        .total_frees = c->total_frees,
+        .failed_allocs = c->failed_allocs,
+        .errors_detected = c->errors_detected,
+    };
     heap_unlock(h, saved);
     return s;
 }
@@ -606,16 +741,17 @@ struct heap_stats heap_stats(struct heap *h)
 size_t heap_check(struct heap *h)
 {
     unsigned long saved = heap_lock(h);
-    const struct heap_stats *s = &h->stats;
+    const struct heap_counters *c = &h->counts;
+    size_t bytes = in_use(h), live = (size_t)(c->total_allocs - c->total_frees);
     size_t bad;
 
     set_caller(h, __builtin_return_address(0));
     bad = h->ops->check(h);
-    bad += s->total_allocs - s->total_frees != s->live_allocs;
-    bad += s->peak_in_use < s->bytes_in_use;
-    bad += s->bytes_in_use > s->bytes_mapped;
-    bad += s->live_allocs == 0 && s->bytes_in_use != 0;
-    bad += s->live_allocs != 0 && s->bytes_in_use < s->live_allocs; /* >= 1 byte each */
+    bad += c->total_frees > c->total_allocs; /* more frees than allocations */
+    bad += c->peak_in_use < bytes;
+    bad += bytes > c->bytes_mapped;          /* also catches more bytes freed than allocated */
+    bad += live == 0 && bytes != 0;
+    bad += live != 0 && bytes < live;        /* >= 1 byte each */
     heap_unlock(h, saved);
     return bad;
 }

@@ -28,10 +28,29 @@ struct heap_hard {
 };
 #endif
 
+/*
+ * The front end's counters, from which heap_stats() computes a struct heap_stats. They are kept so
+ * that an alloc/free pair updates each counter once: bytes_in_use is bytes_allocated - bytes_freed and
+ * live_allocs is total_allocs - total_frees (unsigned differences, exact even if a sum wraps). A
+ * counter that both alloc and free modify would form a chain of two dependent read-modify-writes per
+ * pair through memory (store-to-load forwarding, ~5 cycles each), which is most of the front end's
+ * cost on a tight alloc/free loop.
+ */
+struct heap_counters {
+    size_t bytes_allocated; /* usable bytes of every allocation (and in-place growth) so far */
+    size_t peak_in_use;
+    uint64_t total_allocs;
+    size_t bytes_mapped;
+    size_t bytes_freed;     /* usable bytes of every free (and in-place shrink) so far */
+    uint64_t failed_allocs;
+    uint64_t total_frees;
+    uint64_t errors_detected;
+};
+
 struct heap {
     const struct heap_ops *ops;
     struct heap_env env;
-    struct heap_stats stats;
+    struct heap_counters counts;
 #if KHEAP_HARDENING
     struct heap_hard hard;
 #endif
@@ -65,7 +84,7 @@ static inline bool heap_is_pow2(size_t x)
  *
  *   p                      p + req          p + bu - 16        p + bu     (bu = the backend's usable
  *   | user bytes ...       | canary ...     | trailer          |           size, a multiple of 16)
- *                                           { req ^ key(p), alloc_site ^ key(p) }
+ *                                           { req ^ k, alloc_site ^ rotl(k, 32) }, k = key(p)
  *
  * so the backend is asked for req + HEAP_HARD_TAIL bytes. On free the first min(bu, HEAP_POISON_SPAN)
  * bytes are filled with HEAP_POISON_FREE; a backend may then keep HEAP_HARD_LINK bytes of links at

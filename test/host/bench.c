@@ -1,7 +1,10 @@
 /*
  * bench.c - kheap-bench: every backend and the system malloc on the same workloads, in one process.
  *
- * Usage: kheap-bench [reps]          (default 5 timed repetitions after 1 warm-up; median reported)
+ * Usage: kheap-bench [reps] [--plain-only] [--only NAME] [--workload a|b|c]
+ *   reps: timed repetitions after 1 warm-up (default 5; the median is reported). --only runs just the
+ *   allocators whose name starts with NAME (e.g. for `perf stat` of one backend), --workload just one
+ *   workload (the others print 0); both are passed on to the hardened twin.
  *
  * Workloads (sizes and slot choices are pre-generated from fixed seeds, outside the timed region):
  *   a  1,000,000 x { p = alloc(8..64 B); free(p) }                           ops = 2,000,000
@@ -303,10 +306,15 @@ int main(int argc, char **argv)
 
     static char names[8][64];
     int plain_only = 0, has_system = !KHEAP_HARDENING;
+    const char *only = NULL, *workload = NULL;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--plain-only") == 0)
             plain_only = 1;
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
+        else if (strcmp(argv[i], "--workload") == 0 && i + 1 < argc)
+            workload = argv[++i];
         else
             reps = atoi(argv[i]);
     }
@@ -319,18 +327,32 @@ int main(int argc, char **argv)
     }
     if (has_system)
         als[nal++] = (struct allocator){"system", NULL};
+    if (only != NULL) {
+        int kept = 0;
+        for (int i = 0; i < nal; i++)
+            if (strncmp(als[i].name, only, strlen(only)) == 0)
+                als[kept++] = als[i];
+        nal = kept;
+        has_system = has_system && nal > 0 && als[nal - 1].ops == NULL;
+    }
     generate();
 
     printf("# kheap-bench: median of %d repetitions after 1 warm-up; ns_per_op = time / 2,000,000 ops\n",
            reps);
     for (int i = 0; i < nal; i++) {
         size_t failed;
+        failed_c[i] = 0;
         for (int w = 0; w < 3; w++) {
+            if (workload != NULL && workload[0] != 'a' + w) {
+                ns[i][w] = 0;
+                continue;
+            }
             ns[i][w] = time_workload(&als[i], (char)('a' + w), reps, &failed);
             if (w == 2)
                 failed_c[i] = failed;
         }
-        fp[i] = footprint(&als[i], &fp_mapped[i], &fp_peak[i]);
+        fp_mapped[i] = fp_peak[i] = 0;
+        fp[i] = workload == NULL || workload[0] == 'c' ? footprint(&als[i], &fp_mapped[i], &fp_peak[i]) : -1;
         for (int w = 0; w < 3; w++) {
             printf("BENCH allocator=%s workload=%c ns_per_op=%.2f footprint_ratio=", als[i].name, 'a' + w,
                    ns[i][w]);
@@ -366,7 +388,8 @@ int main(int argc, char **argv)
             self[n] = '\0';
             snprintf(cmd, sizeof(cmd), "%s-hardened", self);
             if (access(cmd, X_OK) == 0) {
-                snprintf(cmd, sizeof(cmd), "'%s-hardened' %d", self, reps);
+                snprintf(cmd, sizeof(cmd), "'%s-hardened' %d%s%s%s%s", self, reps, only ? " --only " : "",
+                         only ? only : "", workload ? " --workload " : "", workload ? workload : "");
                 printf("\n");
                 fflush(stdout);
                 if (system(cmd) != 0)

@@ -445,6 +445,7 @@ static size_t bump_check(const struct heap *h)
 const struct heap_ops heap_bump_ops = {
     .name = "bump",
     .grow_overhead = BUMP_HDR_SIZE + 2 * HEAP_MIN_ALIGN,
+    .arena = true,
     .init = bump_init,
     .alloc = bump_alloc,
     .free = bump_free,

@@ -757,6 +757,11 @@ size_t heap_check(struct heap *h)
 }
 
 /* Returns the name of h's backend. */
+bool heap_is_arena(const struct heap *h)
+{
+    return h->ops->arena;
+}
+
 const char *heap_backend_name(const struct heap *h)
 {
     return h->ops->name;

@@ -150,6 +150,10 @@ struct heap_ops {
     /* Extra bytes, beyond size + align, that a fresh non-adjacent region needs so that one allocation
      * of that size and alignment is guaranteed to fit (region and block headers). */
     size_t grow_overhead;
+    /* True for arena-style backends (bump): freed memory is reused only by rolling back the newest
+     * block or when every block is free (reset); other backends reuse any freed block. Tests and
+     * benchmarks adapt to this property, never to a backend's name. */
+    bool arena;
     /* Places the instance at the start of mem and manages the rest. NULL if size is too small, in which
      * case nothing in mem was written. secret: the heap's secret (hardened mode; 0 and unused in
      * plain mode), needed before the common part is filled in because init() builds free lists. */
@@ -228,6 +232,9 @@ const char *heap_error_name(enum heap_error kind);
 
 /* Returns the KHEAP_HARDENING value the library was compiled with (0 plain, 1 hardened). */
 int heap_hardening(void);
+
+/* Returns true if h's backend is arena-style (heap_ops.arena). */
+bool heap_is_arena(const struct heap *h);
 
 /* Returns the backend name of h ("bump", ...). */
 const char *heap_backend_name(const struct heap *h);

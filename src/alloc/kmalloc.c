@@ -57,6 +57,11 @@ size_t kmalloc_check(void)
     return kheap != NULL ? heap_check(kheap) : 0;
 }
 
+bool kmalloc_backend_is_arena(void)
+{
+    return kheap != NULL && heap_is_arena(kheap);
+}
+
 const char *kmalloc_backend_name(void)
 {
     return kheap != NULL ? heap_backend_name(kheap) : "none";

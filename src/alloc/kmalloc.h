@@ -45,5 +45,7 @@ size_t kmalloc_check(void);
 
 /* Returns the backend name of the global heap, or "none". */
 const char *kmalloc_backend_name(void);
+/* Returns true if the global heap's backend is arena-style (heap_ops.arena: bump). */
+bool kmalloc_backend_is_arena(void);
 
 #endif /* KHEAP_ALLOC_KMALLOC_H */

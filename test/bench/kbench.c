@@ -161,8 +161,8 @@ static void bench_pmm(void)
 
 _Noreturn void kernel_main(void)
 {
-    if (strcmp(kmalloc_backend_name(), "bump") == 0 && !heap_hardening())
-        bench_pmm();    /* once per bench-kernel run is enough */
+    if (strcmp(kmalloc_backend_name(), heap_backends[0]->name) == 0 && !heap_hardening())
+        bench_pmm();    /* once per bench-kernel run (the first image) is enough */
     static char name[48];
     ksnprintf(name, sizeof(name), "%s%s", kmalloc_backend_name(), heap_hardening() ? "_hardened" : "");
     uint64_t a[RUNS], b[RUNS], c[RUNS];

@@ -219,7 +219,7 @@ static double time_workload(const struct allocator *al, char w, int reps, size_t
         double t0, t1;
 
         if (al->ops != NULL) {
-            if (w == 'c' && strcmp(al->ops->name, "bump") == 0)
+            if (w == 'c' && al->ops->arena)
                 limit = BUMP_C_LIMIT;
             open_heap(&ah, al->ops, limit);
         }
@@ -262,7 +262,7 @@ static double footprint(const struct allocator *al, size_t *mapped_out, size_t *
 
     if (al->ops != NULL) {
         struct arena_heap ah = {0};
-        open_heap(&ah, al->ops, strcmp(al->ops->name, "bump") == 0 ? BUMP_C_LIMIT : RESERVE);
+        open_heap(&ah, al->ops, al->ops->arena ? BUMP_C_LIMIT : RESERVE);
         work_c_heap(ah.h, &res, 1);
         mapped = heap_stats(ah.h).bytes_mapped;
         host_arena_destroy(&ah.arena);

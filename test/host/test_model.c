@@ -218,7 +218,7 @@ int main(int argc, char **argv)
 
     if (host_arena_init(&arena, ARENA_RESERVE, ARENA_INITIAL) != 0)
         die("mmap");
-    is_bump = strcmp(ops->name, "bump") == 0;
+    is_bump = ops->arena; /* bump and any other arena-style backend */
     arena.limit = is_bump ? BUMP_ARENA_LIMIT : ARENA_LIMIT;
     /* Non-adjacent growth every 7th time; not for bump, which abandons the old region on each one
      * (documented) and would then spend the run out of memory. */

@@ -57,7 +57,7 @@ KTEST(random_stress_keeps_every_block_intact)
        (docs/allocators.md), so it gets the workload in phases that end with
        everything freed, and must then start over at the same address. The
        other backends get one long phase. */
-    bool bump = strcmp(kmalloc_backend_name(), "bump") == 0;
+    bool bump = kmalloc_backend_is_arena();
     uint32_t phase = bump ? 2000 : STRESS_OPS;
     uint8_t *first_block = NULL;
     for (uint32_t op = 0; op < STRESS_OPS; op++) {

@@ -56,7 +56,7 @@ KTEST(clean_random_churn_reports_nothing)
             KASSERT(blocks[i] != NULL);
             heap_fill(blocks[i], sizes[i], (uint32_t)i);
         }
-        if (strcmp(kmalloc_backend_name(), "bump") == 0 && op % 1000 == 999) {
+        if (kmalloc_backend_is_arena() && op % 1000 == 999) {
             for (size_t j = 0; j < 256; j++) {     /* bump: reset phases (docs/allocators.md) */
                 kfree(blocks[j]);
                 blocks[j] = NULL;
@@ -84,9 +84,9 @@ static void deferred_kfree(void *p)
     kfree(p);
 }
 
-static bool is_bump(void)
+static bool is_arena(void)
 {
-    return strcmp(kmalloc_backend_name(), "bump") == 0;
+    return kmalloc_backend_is_arena();
 }
 
 KTEST_EXPECT_PANIC(hardened_double_free_is_caught)
@@ -193,10 +193,7 @@ static void repair_free_list(void *arg)
     (void)arg;
     *corrupted_link = corrupted_saved;
     kfree(corrupt_a);
-    if (is_bump())
-        kfree(corrupt_b);   /* its free was refused */
-    else
-        kfree(corrupt_b);
+    kfree(corrupt_b);       /* arena: its free was refused; others: never freed */
 }
 
 KTEST_EXPECT_PANIC(hardened_corrupted_free_list_is_caught)
@@ -206,8 +203,8 @@ KTEST_EXPECT_PANIC(hardened_corrupted_free_list_is_caught)
     corrupt_b = kmalloc(64);
     KASSERT(corrupt_a != NULL && corrupt_p != NULL && corrupt_b != NULL);
     ktest_defer(repair_free_list, NULL);
-    if (is_bump()) {
-        /* bump has no free list: its link is the header word before the
+    if (is_arena()) {
+        /* bump (an arena) has no free list: its link is the header word before the
            newest block, followed when that block is freed (rollback). */
         kfree(corrupt_p);   /* not the newest: no rollback, nothing to follow */
         corrupted_link = (uintptr_t *)(void *)(corrupt_b - sizeof(uintptr_t));

@@ -352,6 +352,52 @@ static void test_clean_churn(void **state)
     (void)len;
 }
 
+/* A heap created over memory that an earlier heap with the same secret used must not trust the
+ * leftovers. The hardened fuzzer found fixed_size_block taking stale slab magic for a live slab and
+ * reporting an error on a correct free; that exact input is replayed from
+ * fuzz/regressions/fixed_size_block/hardened-stale-slab-magic. This scenario test covers the same
+ * class of bug for every backend, with check() on live blocks in between. */
+static void test_stale_metadata_of_an_earlier_heap(void **state)
+{
+    struct fixture *f = *state;
+    enum { SLOTS = 64, STEPS = 20000 };
+    static unsigned char *slot[SLOTS];
+    uint64_t x = 0x2545f4914f6cdd1dull;
+
+    for (int round = 0; round < 4; round++) {
+        /* The earlier heap: small objects everywhere (slabs for fixed_size_block), never freed. */
+        for (int i = 0; i < 3000; i++)
+            assert_non_null(heap_alloc(f->h, 16 + (size_t)(i * 37) % 500));
+        fresh_heap(f); /* same memory, same secret; nothing cleared in between */
+        memset(slot, 0, sizeof(slot));
+        for (int i = 0; i < STEPS; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            int k = (int)(x % SLOTS);
+            if (g_ops->arena && i % 200 == 199) { /* arenas reuse memory only once all is free */
+                for (int j = 0; j < SLOTS; j++) {
+                    heap_free(f->h, slot[j]);
+                    slot[j] = NULL;
+                }
+            }
+            if (slot[k] != NULL) {
+                heap_free(f->h, slot[k]);
+                slot[k] = NULL;
+            } else {
+                size_t size = (x >> 8) % 2 ? 16 + (x >> 20) % 600 : 2049 + (x >> 20) % 30000;
+                slot[k] = (x >> 40) % 3 == 0 ? heap_calloc(f->h, 1, size) : heap_alloc(f->h, size);
+                assert_non_null(slot[k]);
+            }
+            if (i % 256 == 0)
+                assert_int_equal(heap_check(f->h), 0); /* check() walks live large blocks too */
+        }
+        for (int k = 0; k < SLOTS; k++)
+            heap_free(f->h, slot[k]);
+        assert_int_equal(f->n, 0);
+        assert_int_equal(heap_check(f->h), 0);
+        assert_int_equal(heap_stats(f->h).errors_detected, 0);
+    }
+}
+
 static void test_kfree_names_caller(void **state)
 {
     struct fixture *f = *state;
@@ -399,7 +445,7 @@ static const struct named_test tests_list[] = {
     T(test_names), T(test_double_free), T(test_interior_free), T(test_foreign_free),
     T(test_overflow_one_byte), T(test_overflow_aligned), T(test_use_after_free_write),
     T(test_corrupt_freelist), T(test_fresh_pattern_and_calloc), T(test_clean_churn),
-    T(test_kfree_names_caller), T(test_no_handler_counts),
+    T(test_stale_metadata_of_an_earlier_heap), T(test_kfree_names_caller), T(test_no_handler_counts),
 };
 
 int main(int argc, char **argv)

@@ -313,35 +313,124 @@ static struct ll_free *t_insert(const struct ll *l, struct ll_free *t, struct ll
     return t;
 }
 
-/* Joins subtrees a < b (every address in a below every address in b); returns the root. */
+/* A child of t changed its subtree maximum from cold to cnew: repairs t's maximum. The other child
+ * is read only when t's maximum came from this child and went down. */
+static void child_max_changed(const struct ll *l, struct ll_free *t, size_t cold, size_t cnew)
+{
+    if (cnew >= cold) {
+        if (cnew > t->hdr.prev_size)
+            t->hdr.prev_size = cnew;
+    } else if (cold == t->hdr.prev_size) {
+        fix(l, t);
+    }
+}
+
+/* Joins subtrees a < b (every address in a below every address in b); returns the root. Maxima
+ * only grow along the two spines it walks. */
 static struct ll_free *t_merge(const struct ll *l, struct ll_free *a, struct ll_free *b)
 {
+    size_t m;
+
     if (a == NULL)
         return b;
     if (b == NULL)
         return a;
     if (prio(a) > prio(b)) {
+        m = tmax(b);
         set_link(l, &a->right, t_merge(l, right_of(l, a), b));
-        fix(l, a);
+        if (m > a->hdr.prev_size)
+            a->hdr.prev_size = m;
         return a;
     }
+    m = tmax(a);
     set_link(l, &b->left, t_merge(l, a, left_of(l, b)));
-    fix(l, b);
+    if (m > b->hdr.prev_size)
+        b->hdr.prev_size = m;
     return b;
 }
 
 /* Removes f from subtree t; returns the subtree's new root. */
 static struct ll_free *t_remove(const struct ll *l, struct ll_free *t, struct ll_free *f)
 {
+    struct ll_free *c;
+    size_t cold;
+
     if (t == NULL) /* not in the tree: only if hardened-mode validation was bypassed */
         return NULL;
     if (t == f)
         return t_merge(l, left_of(l, f), right_of(l, f));
-    if (f < t)
-        set_link(l, &t->left, t_remove(l, left_of(l, t), f));
-    else
-        set_link(l, &t->right, t_remove(l, right_of(l, t), f));
-    fix(l, t);
+    if (f < t) {
+        c = left_of(l, t);
+        cold = tmax(c);
+        c = t_remove(l, c, f);
+        set_link(l, &t->left, c);
+    } else {
+        c = right_of(l, t);
+        cold = tmax(c);
+        c = t_remove(l, c, f);
+        set_link(l, &t->right, c);
+    }
+    child_max_changed(l, t, cold, tmax(c));
+    return t;
+}
+
+/* n (priority pn) was put in place of a node whose children L and R it took over: rotates it down
+ * below any child of higher priority; returns the subtree's new root. */
+static struct ll_free *t_sink(const struct ll *l, struct ll_free *n, uint64_t pn, struct ll_free *L, struct ll_free *R)
+{
+    uint64_t pl = L != NULL ? prio(L) : 0, pr = R != NULL ? prio(R) : 0;
+
+    if (L != NULL && pl > pn && (R == NULL || pl >= pr)) {
+        struct ll_free *lr = right_of(l, L);
+        set_link(l, &n->left, lr);
+        set_link(l, &L->right, t_sink(l, n, pn, lr, R));
+        fix(l, L);
+        return L;
+    }
+    if (R != NULL && pr > pn) {
+        struct ll_free *rl = left_of(l, R);
+        set_link(l, &n->right, rl);
+        set_link(l, &R->left, t_sink(l, n, pn, L, rl));
+        fix(l, R);
+        return R;
+    }
+    n->hdr.prev_size = bsize(&n->hdr);
+    child_max_changed(l, n, 0, tmax(L));
+    child_max_changed(l, n, 0, tmax(R));
+    return n;
+}
+
+/* Puts n (priority pn) in place of old in subtree t. Nothing in the tree lies between old and n, so
+ * n takes old's position in address order; old's children were L and R. Returns the new root. */
+static struct ll_free *t_replace(const struct ll *l, struct ll_free *t, struct ll_free *old, struct ll_free *n,
+                                 uint64_t pn, struct ll_free *L, struct ll_free *R)
+{
+    struct ll_free *c;
+    size_t cold;
+
+    if (t == NULL) /* not in the tree: only if hardened-mode validation was bypassed */
+        return NULL;
+    if (t == old) {
+        set_link(l, &n->left, L);
+        set_link(l, &n->right, R);
+        return t_sink(l, n, pn, L, R);
+    }
+    if (old < t) {
+        c = left_of(l, t);
+        cold = tmax(c);
+        c = t_replace(l, c, old, n, pn, L, R);
+        set_link(l, &t->left, c);
+        if (c == n && pn > prio(t))
+            return rotate_right(l, t, c);
+    } else {
+        c = right_of(l, t);
+        cold = tmax(c);
+        c = t_replace(l, c, old, n, pn, L, R);
+        set_link(l, &t->right, c);
+        if (c == n && pn > prio(t))
+            return rotate_left(l, t, c);
+    }
+    child_max_changed(l, t, cold, tmax(c));
     return t;
 }
 
@@ -353,6 +442,15 @@ static void tree_insert(struct ll *l, struct ll_free *f)
 static void tree_remove(struct ll *l, struct ll_free *f)
 {
     set_link(l, &l->root, t_remove(l, get_link(l, &l->root), f));
+}
+
+/* Puts free block n in old's place: n's header is written, old's links are still intact (they do
+ * not overlap n's header), and no other free block lies between them. */
+static void tree_replace(struct ll *l, struct ll_free *old, struct ll_free *n)
+{
+    struct ll_free *L = left_of(l, old), *R = right_of(l, old);
+
+    set_link(l, &l->root, t_replace(l, get_link(l, &l->root), old, n, prio(n), L, R));
 }
 
 /* f (in the tree) grew in place: raises the maxima on the path from the root to f. */
@@ -500,8 +598,9 @@ static bool free_ok(const struct ll *l, const struct ll_block *b)
 }
 #endif
 
-/* Makes [b, b + size) a free block after an in-use block, tells its successor, and inserts it. */
-static void make_free(struct ll *l, struct ll_block *b, size_t size)
+/* Makes [b, b + size) a free block after an in-use block, tells its successor, and puts it in the
+ * tree: in old's place if old is not NULL (see tree_replace), else inserted. */
+static void make_free(struct ll *l, struct ll_block *b, size_t size, struct ll_free *old)
 {
     struct ll_block *n;
 
@@ -512,7 +611,10 @@ static void make_free(struct ll *l, struct ll_block *b, size_t size)
     n = next_of(b);
     n->prev_size = size;
     n->size &= ~LL_PREV_INUSE;
-    tree_insert(l, (struct ll_free *)b);
+    if (old != NULL)
+        tree_replace(l, old, (struct ll_free *)b);
+    else
+        tree_insert(l, (struct ll_free *)b);
 }
 
 #if KHEAP_HARDENING
@@ -540,8 +642,9 @@ static void swallow(struct ll_block *n)
 #endif
 
 /* Frees [b, b + size) whose predecessor is in use, merging with a free successor (whose links the
- * caller validated). clean (hardened): the body of [b, b + size) below this address is poison. */
-static void release_tail(struct ll *l, struct ll_block *b, size_t size, uintptr_t clean)
+ * caller validated). clean (hardened): the body of [b, b + size) below this address is poison.
+ * old: a free block just before b (in the tree, about to leave it) whose place b takes, or NULL. */
+static void release_tail(struct ll *l, struct ll_block *b, size_t size, uintptr_t clean, struct ll_free *old)
 {
     struct ll_block *n = at((uintptr_t)b + size);
 
@@ -550,25 +653,30 @@ static void release_tail(struct ll *l, struct ll_block *b, size_t size, uintptr_
 #else
     (void)clean;
 #endif
-    if (!(n->size & LL_INUSE)) {
-        tree_remove(l, (struct ll_free *)n);
+    if (!(n->size & LL_INUSE)) { /* then old is NULL: b's predecessor was in use */
+        old = (struct ll_free *)n;
         size += bsize(n);
+    }
+    make_free(l, b, size, old);
 #if KHEAP_HARDENING
+    if (old == (struct ll_free *)n)
         swallow(n);
 #endif
-    }
-    make_free(l, b, size);
 }
 
-/* Shrinks in-use block b to asize bytes if the rest can be a free block. clean: as release_tail. */
-static void trim(struct ll *l, struct ll_block *b, size_t asize, uintptr_t clean)
+/* Shrinks in-use block b to asize bytes if the rest can be a free block. clean and old: as
+ * release_tail; old (if not NULL) leaves the tree either way. */
+static void trim(struct ll *l, struct ll_block *b, size_t asize, uintptr_t clean, struct ll_free *old)
 {
     size_t size = bsize(b);
 
-    if (size - asize < LL_MIN_BLOCK)
+    if (size - asize < LL_MIN_BLOCK) {
+        if (old != NULL)
+            tree_remove(l, old);
         return;
+    }
     b->size = asize | (b->size & LL_FLAGS);
-    release_tail(l, at((uintptr_t)b + asize), size - asize, clean);
+    release_tail(l, at((uintptr_t)b + asize), size - asize, clean, old);
 }
 
 /* Block size for a request of size user bytes. */
@@ -598,7 +706,7 @@ static void region_setup(struct ll *l, uintptr_t s, uintptr_t e)
         l->hi = e;
     poison_above((uintptr_t)first + LL_HDR, prefix_end(first, (uintptr_t)sentinel - (uintptr_t)first), 0);
 #endif
-    make_free(l, first, (uintptr_t)sentinel - (uintptr_t)first);
+    make_free(l, first, (uintptr_t)sentinel - (uintptr_t)first, NULL);
 }
 
 #define LL_REGION_MIN (sizeof(struct ll_region) + LL_MIN_BLOCK + LL_HDR)
@@ -675,6 +783,7 @@ static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
     struct ll *l = to_ll(h);
     size_t asize = block_size(size);
     struct ll_free *f = align == HEAP_MIN_ALIGN ? find_fit(l, asize) : find_aligned(l, asize, align);
+    struct ll_free *old;
     struct ll_block *b;
 
     if (f == NULL)
@@ -688,17 +797,19 @@ static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 #else
     uintptr_t clean = 0;
 #endif
-    tree_remove(l, f);
     b = &f->hdr;
+    old = f; /* the remainder, if any, takes f's place in the tree */
     if (align != HEAP_MIN_ALIGN) {
         uintptr_t payload = (uintptr_t)b + LL_HDR;
         uintptr_t p = aligned_payload(b, align);
         if (p != payload) {
             size_t pad = p - payload;
             size_t rest = bsize(b) - pad;
-            /* The padding becomes a free block; its predecessor is in use (b was free). */
+            /* The padding becomes a free block (f, smaller: re-inserted); its predecessor is in use. */
+            tree_remove(l, f);
             b->size = pad | LL_PREV_INUSE;
             tree_insert(l, f);
+            old = NULL;
             b = at((uintptr_t)b + pad);
             b->prev_size = pad;
             b->size = rest; /* PREV_INUSE clear: the padding is free */
@@ -706,7 +817,7 @@ static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
     }
     b->size |= LL_INUSE;
     next_of(b)->size |= LL_PREV_INUSE;
-    trim(l, b, asize, clean);
+    trim(l, b, asize, clean, old);
     *usable = bsize(b) - LL_HDR;
 #if KHEAP_HARDENING
     set_cookie(l, b, LL_USED);
@@ -741,20 +852,20 @@ static size_t ll_free(struct heap *h, void *ptr)
     size_t size = bsize(b);
     size_t usable = size - LL_HDR;
     struct ll_block *n = next_of(b);
+    struct ll_free *old = NULL;
 
 #if KHEAP_HARDENING
     b->site = h->hard.owner->hard.caller;
 #endif
     if (!(n->size & LL_INUSE)) {
-        tree_remove(l, (struct ll_free *)n);
+        old = (struct ll_free *)n; /* b merges with it; b takes its place or it leaves the tree */
         size += bsize(n);
-#if KHEAP_HARDENING
-        swallow(n);
-#endif
     }
     if (!(b->size & LL_PREV_INUSE)) {
         /* The free predecessor grows over b: same address, so it keeps its place in the tree. */
         struct ll_block *p = at((uintptr_t)b - b->prev_size);
+        if (old != NULL)
+            tree_remove(l, old);
 #if KHEAP_HARDENING
         heap_hard_poison(b, LL_HDR); /* b's header becomes body; its links area is poison already */
 #endif
@@ -764,9 +875,13 @@ static size_t ll_free(struct heap *h, void *ptr)
         n->prev_size = size;
         n->size &= ~LL_PREV_INUSE;
         tree_grew(l, (struct ll_free *)p);
-        return usable;
+    } else {
+        make_free(l, b, size, old);
     }
-    make_free(l, b, size);
+#if KHEAP_HARDENING
+    if (old != NULL)
+        swallow(&old->hdr);
+#endif
     return usable;
 }
 
@@ -779,7 +894,7 @@ static bool ll_resize(struct heap *h, void *ptr, size_t size)
     struct ll_block *n;
 
     if (asize <= cur) {
-        trim(l, b, asize, 0);
+        trim(l, b, asize, 0, NULL);
         return true;
     }
     n = next_of(b);
@@ -788,7 +903,7 @@ static bool ll_resize(struct heap *h, void *ptr, size_t size)
     tree_remove(l, (struct ll_free *)n); /* links validated by validate() before any resize */
     b->size += bsize(n);
     next_of(b)->size |= LL_PREV_INUSE;
-    trim(l, b, asize, 0);
+    trim(l, b, asize, 0, NULL);
     return true;
 }
 

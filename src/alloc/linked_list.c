@@ -85,7 +85,7 @@
 #define LL_PREV_INUSE ((size_t)2)
 #define LL_FLAGS (LL_INUSE | LL_PREV_INUSE)
 
-#define LL_ALIGN_TRIES 8     /* blocks tested for an exact aligned fit before the padded fallback */
+#define LL_ALIGN_TRIES 16    /* blocks tested for an exact aligned fit before the padded fallback */
 #define LL_CHECK_DEPTH 256   /* check(): a deeper tree is counted as broken (see the essay) */
 
 struct ll_block {
@@ -760,24 +760,35 @@ static bool aborted(const struct ll *l)
 }
 
 /* Returns a free block that can hold asize bytes at alignment align (> 16), or NULL. Tests the exact
- * placement on the first LL_ALIGN_TRIES blocks of at least asize bytes in address order, then falls
- * back to the first block large enough for any placement (asize + align + LL_MIN_BLOCK). */
+ * placement on the first LL_ALIGN_TRIES blocks of at least asize bytes in address order and takes the
+ * smallest that fits (the lowest among equals; a block that leaves no remainder ends the search),
+ * else falls back to the first block large enough for any placement (asize + align + LL_MIN_BLOCK).
+ * Smallest rather than first: fixed_size_block asks for page- and slab-aligned blocks only, and the
+ * first fit cuts up the aligned windows a later slab needs (its footprint on workload c: 1.25 with
+ * the first exact fit, 1.171 with the smallest of 16, 1.168 with the old size bins). */
 static struct ll_free *find_aligned(struct ll *l, size_t asize, size_t align)
 {
     bool bad = false;
-    struct ll_free *f = find_fit(l, asize);
+    struct ll_free *f = find_fit(l, asize), *best = NULL;
 
     for (int tries = 0; f != NULL && tries < LL_ALIGN_TRIES; tries++) {
         uintptr_t end = (uintptr_t)f + bsize(&f->hdr);
         uintptr_t p = aligned_payload(&f->hdr, align);
-        if (p < end && end - p >= asize - LL_HDR)
-            return f;
+        if (p < end && end - p >= asize - LL_HDR) {
+            if (best == NULL || bsize(&f->hdr) < bsize(&best->hdr))
+                best = f;
+            if (end - p < asize - LL_HDR + LL_MIN_BLOCK)
+                break; /* nothing would be split off after the block */
+        }
         f = fit_after(l, follow(l, NULL, &l->root, &bad), (uintptr_t)f, asize, &bad);
     }
     if (bad || aborted(l))
         return NULL;
+    if (best != NULL)
+        return best;
     return find_fit(l, asize + align + LL_MIN_BLOCK);
 }
+
 static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 {
     struct ll *l = to_ll(h);

@@ -30,13 +30,13 @@
  * carries the largest block size in its subtree. alloc() is true address-ordered first fit in one
  * descent: go left while the left subtree's maximum fits, else take this block if it fits, else go
  * right. Address-ordered first fit packs live blocks towards the start of the heap and keeps the free
- * space at its end in one piece, which is what keeps the footprint low (workload c: 1.11, against
- * 1.17 for the size bins this replaced and 1.2-1.3 for TLSF and glibc). The remainder of a block is
+ * space at its end in one piece, which is what keeps the footprint low (workload c: 1.145, against
+ * 1.168 for the size bins this replaced and 1.2-1.36 for TLSF and glibc). The remainder of a block is
  * split off and returned to the tree when it can hold a free block (>= 32 bytes); otherwise it stays
  * with the allocation and shows up in usable_size. Alignment above 16 carves the front padding off as
  * its own free block (blog_os issue #796 leaked it); such requests test the exact fit (padding
- * included) on the first LL_ALIGN_TRIES blocks large enough in address order, then fall back to the
- * first block of size + align + 32.
+ * included) on the first LL_ALIGN_TRIES blocks large enough in address order and take the smallest
+ * that fits (see find_aligned), else the first block of size + align + 32.
  *
  * Why not one address-ordered list: the blog's allocator keeps a single list in address order, which
  * makes every alloc and free a list walk (about 21x glibc on the benchmark's workload c). Boundary tags

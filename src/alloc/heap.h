@@ -49,11 +49,12 @@
  * Complexity, n = number of blocks (free + used) in the heap:
  *   backend            alloc                      free      resize/usable_size  check
  *   bump               O(1)                       O(1)      O(1)                O(1)
- *   linked_list        O(free blocks in 1 bin)*   O(1)      O(1)                O(n)
+ *   linked_list        O(log f)*                  O(log f)* O(log f)* / O(1)    O(n)
  *   fixed_size_block   O(1) for <= 2048 B, else   O(1) small, O(1)              O(n)
  *                      as linked_list             else ll
- *   (*) segregated bins, first fit inside the request's bin, then any block of a larger bin (bitmap).
- *   Growth adds one grow() call and an O(1) add_memory() per round.
+ *   (*) expected, f = free blocks: address-ordered first fit in a treap of the free blocks keyed by
+ *   address with subtree maxima; aligned requests test up to 16 candidates.
+ *   Growth adds one grow() call and an add_memory() per round (O(1); linked_list O(log f)).
  */
 #ifndef KHEAP_ALLOC_HEAP_H
 #define KHEAP_ALLOC_HEAP_H

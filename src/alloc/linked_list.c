@@ -1,20 +1,21 @@
 /*
- * linked_list.c - the free-list backend: boundary tags, segregated free lists, first fit per bin.
+ * linked_list.c - the free-list backend: boundary tags, address-ordered first fit over a free tree.
  *
  * How it works
  * ------------
  * The heap is a sequence of blocks that tile each region. Every block starts with a 16-byte header;
- * the user's bytes follow it, so free() needs no size. Free blocks additionally hold two list links,
- * and the header of the block after a free block records the free block's size (its "footer"):
+ * the user's bytes follow it, so free() needs no size. The header of the block after a free block
+ * records the free block's size (its "footer"); a free block holds two tree links and, in its own
+ * prev_size word (unused while it is free: its predecessor is always in use), a subtree maximum:
  *
  *   region:  | rhdr | block | block | ... | block | sentinel |
  *
  *   used block                              free block (>= LL_MIN_BLOCK = 32 bytes)
  *   +--------------------------+            +--------------------------+
- *   | prev_size (if prev free) |            | prev_size (if prev free) |
+ *   | prev_size (if prev free) |            | max size in its subtree  |
  *   | size | PREV_INUSE | INUSE |            | size | PREV_INUSE | 0     |
  *   +--------------------------+ <- ptr     +--------------------------+
- *   | user data ...            |            | next free, prev free     |
+ *   | user data ...            |            | left, right (tree links) |
  *   +--------------------------+            | ...                      |
  *                                           +--------------------------+
  *                                           next block's prev_size == this size (boundary tag)
@@ -24,23 +25,24 @@
  * never runs off a region. Because a block's header tells whether the previous block is free and how
  * large it is, free() finds both neighbours in O(1) and merges with either or both.
  *
- * Free blocks are kept in LL_NBINS doubly linked lists ("bins") by size: exact 16-byte steps below
- * 512 bytes, then 8 bins per power of two. A bitmap says which bins are non-empty. alloc() walks the
- * request's own bin for the first block that fits (first fit), and otherwise takes a block of a
- * larger bin, where every block fits: the lowest-addressed among the first LL_PICK_LIMIT + 1 blocks
- * of each of the next LL_PICK_BINS non-empty bins. That approximates address-ordered first fit, which
- * packs live blocks low and keeps the free space at the top in one piece (the heap's footprint), at
- * a bounded cost (at most 64 bitmap steps and 576 links). The remainder of a block is split off and
- * returned to the bins when it can hold a free block (>= 32 bytes); otherwise it stays with the
- * allocation and shows up in usable_size. Alignment above 16 carves the front padding off as its own
- * free block (blog_os issue #796 leaked it); such requests test the exact fit (padding included) on a
- * bounded number of candidates, then fall back to any block of size + align + 32.
+ * The free blocks form one binary search tree keyed by address: a treap whose priority is a hash of
+ * the block's address (nothing stored; expected depth O(log n), about 2 ln n), where every node also
+ * carries the largest block size in its subtree. alloc() is true address-ordered first fit in one
+ * descent: go left while the left subtree's maximum fits, else take this block if it fits, else go
+ * right. Address-ordered first fit packs live blocks towards the start of the heap and keeps the free
+ * space at its end in one piece, which is what keeps the footprint low (workload c: 1.145, against
+ * 1.168 for the size bins this replaced and 1.2-1.36 for TLSF and glibc). The remainder of a block is
+ * split off and returned to the tree when it can hold a free block (>= 32 bytes); otherwise it stays
+ * with the allocation and shows up in usable_size. Alignment above 16 carves the front padding off as
+ * its own free block (blog_os issue #796 leaked it); such requests test the exact fit (padding
+ * included) on the first LL_ALIGN_TRIES blocks large enough in address order and take the smallest
+ * that fits (see find_aligned), else the first block of size + align + 32.
  *
  * Why not one address-ordered list: the blog's allocator keeps a single list in address order, which
  * makes every alloc and free a list walk (about 21x glibc on the benchmark's workload c). Boundary tags
- * already give what address order was for -- finding neighbours to coalesce -- in O(1), and size bins
- * approximate best fit, which keeps fragmentation (the footprint) as low as address-ordered first fit
- * in practice. The price is 4 KiB of bin heads in the instance and a 16-byte header per block.
+ * give what the walk on free was for -- the neighbours to coalesce with -- in O(1); the tree gives the
+ * walk on alloc in O(log n). A block that merges into its free left neighbour keeps that neighbour's
+ * place (same address): only the maxima on its path are raised.
  *
  * Invariants (ll_check verifies all of them):
  *   - blocks tile each region exactly from its first block to its sentinel; sizes are multiples of 16
@@ -48,18 +50,28 @@
  *   - a block's PREV_INUSE bit equals the INUSE bit of the block before it; a free block's size is
  *     stored in the next block's prev_size;
  *   - no two free blocks are adjacent (coalescing is complete);
- *   - every free block is in exactly the bin bin_of(size), the lists are well linked, and bitmap bit b
- *     is set iff bin b is non-empty.
+ *   - every free block is in the tree exactly once and the tree holds nothing else; in-order means
+ *     increasing addresses; a parent's priority is >= its children's; every node's maximum is the
+ *     largest of its size and its children's maxima. check() also counts a tree deeper than
+ *     LL_CHECK_DEPTH as broken (for a random treap of a million nodes that has probability ~0).
  *
- * Complexity: free, resize, usable_size and add_memory are O(1). alloc is O(1) except for the first-
- * fit walk inside one bin (bounded by LL_WALK_LIMIT before larger bins are tried). check is O(blocks).
+ * Complexity: alloc, free, resize and add_memory are O(log f) expected, f = number of free blocks
+ * (one descent plus O(1) expected rotations; an aligned alloc at most LL_ALIGN_TRIES + 2 descents);
+ * usable_size is O(1), check O(blocks). Insert and remove recurse along one path, so the stack depth
+ * is the tree depth.
  *
  * Hardened mode (docs/hardening.md): the header grows to 32 bytes with a cookie (key(block) ^ USED
- * or FREE) and the free site, the minimum block to 48 bytes, and the bin links are stored mangled
- * (heap_hard_mangle, keyed by the slot address). Every link is validated before it is followed or
- * unlinked (16-aligned, inside the heap, pointing at a block whose cookie says FREE and whose back
- * link points here), so a corrupted list is reported instead of followed. validate() finds the
- * region of a pointer before reading its header, so foreign pointers are never dereferenced.
+ * or FREE) and the free site, the minimum block to 48 bytes, and the tree links are stored mangled
+ * (heap_hard_mangle, keyed by the slot address; the root too). Every link is validated before it is
+ * followed (16-aligned, inside the heap, pointing at a block whose cookie says FREE): the first-fit
+ * descent checks each link it takes, and before the tree is changed path_ok() checks both children
+ * of every node the change will read -- the search path of the block and the two spines below it --
+ * and that each lies strictly inside the address interval its ancestors allow. So a corrupted tree
+ * is reported instead of followed; validate() runs the checks a free or resize will need before it
+ * is allowed. validate() finds the region of a pointer before reading its header, so foreign
+ * pointers are never dereferenced. The subtree maxima are not secret: a damaged one can only make
+ * the descent miss (reported as a corrupted free list) or look in vain, never hand out a block that
+ * is too small, since the block's own size is checked.
  * Poison invariant: the first HEAP_POISON_SPAN bytes of every free block's body after its links are
  * HEAP_POISON_FREE. The front end poisons what it frees; here, a header swallowed by coalescing is
  * poisoned, a remainder split off a free block is poisoned where it reaches beyond the poisoned
@@ -73,16 +85,14 @@
 #define LL_PREV_INUSE ((size_t)2)
 #define LL_FLAGS (LL_INUSE | LL_PREV_INUSE)
 
-#define LL_SMALL_LIMIT 512  /* below: one bin per 16-byte size */
-#define LL_SMALL_BINS (LL_SMALL_LIMIT / 16)
-#define LL_SUB_LOG2 3       /* 8 bins per power of two above the limit */
-#define LL_NBINS 512
-#define LL_WALK_LIMIT 32    /* blocks examined in the request's own bin before trying larger bins */
-#define LL_PICK_LIMIT 8     /* extra blocks of each larger bin compared for the lowest address */
-#define LL_PICK_BINS 64     /* larger non-empty bins compared when the request's own bin has no fit */
+#define LL_ALIGN_TRIES 16    /* blocks tested for an exact aligned fit before the padded fallback */
+#define LL_CHECK_DEPTH 256   /* check(): a deeper tree is counted as broken (see the essay) */
 
 struct ll_block {
-    size_t prev_size; /* size of the previous block, valid only when it is free */
+    /* Used block: the size of the previous block, valid only when it is free (boundary tag).
+     * Free block: the largest block size in its subtree of the free tree. A free block's predecessor
+     * is always in use (coalescing is complete), so its prev_size would never be read. */
+    size_t prev_size;
     size_t size;      /* this block's size including the header, | flags */
 #if KHEAP_HARDENING
     uint64_t cookie;  /* key(block) ^ LL_USED or LL_FREE */
@@ -90,10 +100,11 @@ struct ll_block {
 #endif
 };
 
+/* A free block: a node of the free tree, keyed by its address. */
 struct ll_free {
-    struct ll_block hdr;
-    struct ll_free *next; /* in this bin */
-    struct ll_free *prev;
+    struct ll_block hdr;   /* hdr.prev_size is the subtree maximum */
+    struct ll_free *left;  /* lower addresses */
+    struct ll_free *right; /* higher addresses */
 };
 
 struct ll_region {
@@ -106,6 +117,7 @@ struct ll_region {
 
 _Static_assert(sizeof(struct ll_block) == 16 + 16 * KHEAP_HARDENING, "header keeps pointers 16-aligned");
 _Static_assert(sizeof(struct ll_free) == 32 + 16 * KHEAP_HARDENING, "minimum block is 32 (48) bytes");
+_Static_assert(offsetof(struct ll_block, prev_size) == 0, "the subtree maximum reuses prev_size");
 #if KHEAP_HARDENING
 #define LL_USED ((uint64_t)0x55534544) /* "USED" */
 #define LL_FREE ((uint64_t)0x46524545) /* "FREE" */
@@ -113,16 +125,13 @@ _Static_assert(sizeof(struct ll_free) - sizeof(struct ll_block) == HEAP_HARD_LIN
 #endif
 _Static_assert(sizeof(struct ll_region) == 16, "region header must keep blocks 16-aligned");
 _Static_assert(LL_FLAGS < HEAP_MIN_ALIGN, "flags live in the low bits of 16-aligned sizes");
-_Static_assert(LL_SMALL_BINS + (64 - 9) * (1 << LL_SUB_LOG2) <= LL_NBINS, "bins cover all sizes");
-_Static_assert(LL_NBINS % 64 == 0, "bitmap words");
 
 struct ll {
     struct heap common;           /* first member */
     struct ll_region *regions;    /* newest first */
     struct ll_region *top;        /* the region grown by adjacent add_memory() */
     uintptr_t top_end;            /* raw end of top as given: where adjacent memory starts */
-    uint64_t bitmap[LL_NBINS / 64];
-    struct ll_free *bins[LL_NBINS];
+    struct ll_free *root;         /* the free tree (a link: mangled in hardened mode) */
 #if KHEAP_HARDENING
     uintptr_t lo, hi; /* envelope of all regions: a link outside is corrupt without a region walk */
     /* Embedded use (fixed_size_block's fallback): used blocks for which this returns true belong to
@@ -163,18 +172,7 @@ static struct ll_block *block_of(const void *ptr)
     return at((uintptr_t)ptr - LL_HDR);
 }
 
-static unsigned bin_of(size_t size)
-{
-    unsigned fl;
-
-    if (size < LL_SMALL_LIMIT)
-        return (unsigned)(size / 16);
-    fl = 63u - (unsigned)__builtin_clzll((unsigned long long)size);
-    return LL_SMALL_BINS + ((fl - 9) << LL_SUB_LOG2) +
-           (unsigned)((size >> (fl - LL_SUB_LOG2)) & ((1u << LL_SUB_LOG2) - 1));
-}
-
-/* Bin links: plain pointers, or in hardened mode mangled with the slot's address. */
+/* Tree links: plain pointers, or in hardened mode mangled with the slot's address. */
 #if KHEAP_HARDENING
 static struct ll_free *get_link(const struct ll *l, struct ll_free *const *slot)
 {
@@ -227,123 +225,382 @@ static void set_link(const struct ll *l, struct ll_free **slot, struct ll_free *
 }
 #endif
 
-static void bin_insert(struct ll *l, struct ll_free *f)
+/*
+ * The free tree: a treap keyed by block address whose priority is a hash of the address (so no
+ * priority is stored), augmented with the largest block size in each subtree (hdr.prev_size).
+ * Insert and remove are recursive, O(depth) = O(log n) expected; they follow only links that
+ * hardened mode validated beforehand (path_ok) or that they wrote themselves.
+ */
+static uint64_t prio(const struct ll_free *f)
 {
-    unsigned b = bin_of(bsize(&f->hdr));
-    struct ll_free *head = l->bins[b];
+    uint64_t x = (uint64_t)(uintptr_t)f;
 
-    set_link(l, &f->prev, NULL);
-    set_link(l, &f->next, head);
-    if (head != NULL)
-        set_link(l, &head->prev, f);
-    l->bins[b] = f;
-    l->bitmap[b / 64] |= (uint64_t)1 << (b % 64);
+    x = (x ^ (x >> 31)) * 0x9e3779b97f4a7c15ull; /* murmur3-style finaliser: every address bit */
+    x = (x ^ (x >> 29)) * 0xbf58476d1ce4e5b9ull; /* reaches the high bits that decide a comparison */
+    return x ^ (x >> 32);
 }
 
-#if KHEAP_HARDENING
-/* True if f can be unlinked: both links valid and pointing back at f. */
-static bool unlink_ok(const struct ll *l, const struct ll_free *f)
+static size_t tmax(const struct ll_free *f)
 {
-    struct ll_free *next = get_link(l, &f->next), *prev = get_link(l, &f->prev);
-
-    if (!link_ok(l, next) || !link_ok(l, prev))
-        return false;
-    if (next != NULL && get_link(l, &next->prev) != f)
-        return false;
-    if (prev != NULL ? get_link(l, &prev->next) != f : l->bins[bin_of(bsize(&f->hdr))] != f)
-        return false;
-    return true;
-}
-#endif
-
-static void bin_remove(struct ll *l, struct ll_free *f)
-{
-    unsigned b = bin_of(bsize(&f->hdr));
-    struct ll_free *next = get_link(l, &f->next), *prev = get_link(l, &f->prev);
-
-    if (prev != NULL)
-        set_link(l, &prev->next, next);
-    else
-        l->bins[b] = next;
-    if (next != NULL)
-        set_link(l, &next->prev, prev);
-    if (l->bins[b] == NULL)
-        l->bitmap[b / 64] &= ~((uint64_t)1 << (b % 64));
+    return f == NULL ? 0 : f->hdr.prev_size;
 }
 
-/* Returns the first non-empty bin >= b, or LL_NBINS. */
-static unsigned next_bin(const struct ll *l, unsigned b)
+static struct ll_free *left_of(const struct ll *l, const struct ll_free *f)
 {
-    unsigned w = b / 64;
-    uint64_t bits;
+    return get_link(l, &f->left);
+}
 
-    if (b >= LL_NBINS)
-        return LL_NBINS;
-    bits = l->bitmap[w] & (~(uint64_t)0 << (b % 64));
-    while (bits == 0) {
-        if (++w == LL_NBINS / 64)
-            return LL_NBINS;
-        bits = l->bitmap[w];
+static struct ll_free *right_of(const struct ll *l, const struct ll_free *f)
+{
+    return get_link(l, &f->right);
+}
+
+/* Recomputes f's subtree maximum from its size and its children's maxima. */
+static void fix(const struct ll *l, struct ll_free *f)
+{
+    size_t m = bsize(&f->hdr), a = tmax(left_of(l, f)), b = tmax(right_of(l, f));
+
+    if (a > m)
+        m = a;
+    if (b > m)
+        m = b;
+    f->hdr.prev_size = m;
+}
+
+/* Rotations: the child c of t becomes the root of t's subtree; returns c. */
+static struct ll_free *rotate_right(const struct ll *l, struct ll_free *t, struct ll_free *c)
+{
+    set_link(l, &t->left, right_of(l, c));
+    set_link(l, &c->right, t);
+    fix(l, t);
+    fix(l, c);
+    return c;
+}
+
+static struct ll_free *rotate_left(const struct ll *l, struct ll_free *t, struct ll_free *c)
+{
+    set_link(l, &t->right, left_of(l, c));
+    set_link(l, &c->left, t);
+    fix(l, t);
+    fix(l, c);
+    return c;
+}
+
+/* Inserts f (priority pf) into subtree t; returns the subtree's new root. */
+static struct ll_free *t_insert(const struct ll *l, struct ll_free *t, struct ll_free *f, uint64_t pf)
+{
+    struct ll_free *c;
+
+    if (t == NULL) {
+        set_link(l, &f->left, NULL);
+        set_link(l, &f->right, NULL);
+        f->hdr.prev_size = bsize(&f->hdr);
+        return f;
     }
-    return w * 64 + (unsigned)__builtin_ctzll(bits);
+    if (f < t) {
+        c = t_insert(l, left_of(l, t), f, pf);
+        set_link(l, &t->left, c);
+        if (c == f && pf > prio(t)) /* f rises above t */
+            return rotate_right(l, t, c);
+    } else {
+        c = t_insert(l, right_of(l, t), f, pf);
+        set_link(l, &t->right, c);
+        if (c == f && pf > prio(t))
+            return rotate_left(l, t, c);
+    }
+    if (t->hdr.prev_size < bsize(&f->hdr))
+        t->hdr.prev_size = bsize(&f->hdr);
+    return t;
 }
 
-/* Returns a free block of at least need bytes (still in its bin), or NULL. */
-/* Follows f's next link; in hardened mode a link that fails validation is reported and ends the
- * walk with *bad set. */
-static struct ll_free *walk_next(const struct ll *l, const struct ll_free *f, bool *bad)
+/* A child of t changed its subtree maximum from cold to cnew: repairs t's maximum. The other child
+ * is read only when t's maximum came from this child and went down. */
+static void child_max_changed(const struct ll *l, struct ll_free *t, size_t cold, size_t cnew)
 {
-    struct ll_free *g = get_link(l, &f->next);
+    if (cnew >= cold) {
+        if (cnew > t->hdr.prev_size)
+            t->hdr.prev_size = cnew;
+    } else if (cold == t->hdr.prev_size) {
+        fix(l, t);
+    }
+}
+
+/* Joins subtrees a < b (every address in a below every address in b); returns the root. Maxima
+ * only grow along the two spines it walks. */
+static struct ll_free *t_merge(const struct ll *l, struct ll_free *a, struct ll_free *b)
+{
+    size_t m;
+
+    if (a == NULL)
+        return b;
+    if (b == NULL)
+        return a;
+    if (prio(a) > prio(b)) {
+        m = tmax(b);
+        set_link(l, &a->right, t_merge(l, right_of(l, a), b));
+        if (m > a->hdr.prev_size)
+            a->hdr.prev_size = m;
+        return a;
+    }
+    m = tmax(a);
+    set_link(l, &b->left, t_merge(l, a, left_of(l, b)));
+    if (m > b->hdr.prev_size)
+        b->hdr.prev_size = m;
+    return b;
+}
+
+/* Removes f from subtree t; returns the subtree's new root. */
+static struct ll_free *t_remove(const struct ll *l, struct ll_free *t, struct ll_free *f)
+{
+    struct ll_free *c;
+    size_t cold;
+
+    if (t == NULL) /* not in the tree: only if hardened-mode validation was bypassed */
+        return NULL;
+    if (t == f)
+        return t_merge(l, left_of(l, f), right_of(l, f));
+    if (f < t) {
+        c = left_of(l, t);
+        cold = tmax(c);
+        c = t_remove(l, c, f);
+        set_link(l, &t->left, c);
+    } else {
+        c = right_of(l, t);
+        cold = tmax(c);
+        c = t_remove(l, c, f);
+        set_link(l, &t->right, c);
+    }
+    child_max_changed(l, t, cold, tmax(c));
+    return t;
+}
+
+/* n (priority pn) was put in place of a node whose children L and R it took over: rotates it down
+ * below any child of higher priority; returns the subtree's new root. */
+static struct ll_free *t_sink(const struct ll *l, struct ll_free *n, uint64_t pn, struct ll_free *L, struct ll_free *R)
+{
+    uint64_t pl = L != NULL ? prio(L) : 0, pr = R != NULL ? prio(R) : 0;
+
+    if (L != NULL && pl > pn && (R == NULL || pl >= pr)) {
+        struct ll_free *lr = right_of(l, L);
+        set_link(l, &n->left, lr);
+        set_link(l, &L->right, t_sink(l, n, pn, lr, R));
+        fix(l, L);
+        return L;
+    }
+    if (R != NULL && pr > pn) {
+        struct ll_free *rl = left_of(l, R);
+        set_link(l, &n->right, rl);
+        set_link(l, &R->left, t_sink(l, n, pn, L, rl));
+        fix(l, R);
+        return R;
+    }
+    n->hdr.prev_size = bsize(&n->hdr);
+    child_max_changed(l, n, 0, tmax(L));
+    child_max_changed(l, n, 0, tmax(R));
+    return n;
+}
+
+/* Puts n (priority pn) in place of old in subtree t. Nothing in the tree lies between old and n, so
+ * n takes old's position in address order; old's children were L and R. Returns the new root. */
+static struct ll_free *t_replace(const struct ll *l, struct ll_free *t, struct ll_free *old, struct ll_free *n,
+                                 uint64_t pn, struct ll_free *L, struct ll_free *R)
+{
+    struct ll_free *c;
+    size_t cold;
+
+    if (t == NULL) /* not in the tree: only if hardened-mode validation was bypassed */
+        return NULL;
+    if (t == old) {
+        set_link(l, &n->left, L);
+        set_link(l, &n->right, R);
+        return t_sink(l, n, pn, L, R);
+    }
+    if (old < t) {
+        c = left_of(l, t);
+        cold = tmax(c);
+        c = t_replace(l, c, old, n, pn, L, R);
+        set_link(l, &t->left, c);
+        if (c == n && pn > prio(t))
+            return rotate_right(l, t, c);
+    } else {
+        c = right_of(l, t);
+        cold = tmax(c);
+        c = t_replace(l, c, old, n, pn, L, R);
+        set_link(l, &t->right, c);
+        if (c == n && pn > prio(t))
+            return rotate_left(l, t, c);
+    }
+    child_max_changed(l, t, cold, tmax(c));
+    return t;
+}
+
+static void tree_insert(struct ll *l, struct ll_free *f)
+{
+    set_link(l, &l->root, t_insert(l, get_link(l, &l->root), f, prio(f)));
+}
+
+static void tree_remove(struct ll *l, struct ll_free *f)
+{
+    set_link(l, &l->root, t_remove(l, get_link(l, &l->root), f));
+}
+
+/* Puts free block n in old's place: n's header is written, old's links are still intact (they do
+ * not overlap n's header), and no other free block lies between them. */
+static void tree_replace(struct ll *l, struct ll_free *old, struct ll_free *n)
+{
+    struct ll_free *L = left_of(l, old), *R = right_of(l, old);
+
+    set_link(l, &l->root, t_replace(l, get_link(l, &l->root), old, n, prio(n), L, R));
+}
+
+/* f (in the tree) grew in place: raises the maxima on the path from the root to f. */
+static void tree_grew(struct ll *l, struct ll_free *f)
+{
+    size_t s = bsize(&f->hdr);
+
+    for (struct ll_free *t = get_link(l, &l->root); t != NULL; t = f < t ? left_of(l, t) : right_of(l, t)) {
+        if (t->hdr.prev_size < s)
+            t->hdr.prev_size = s;
+        if (t == f)
+            break;
+    }
+}
+
+/* Follows the link in slot (a field of f, or the root when f is NULL). In hardened mode a link that
+ * fails validation is reported (at f) and returns NULL with *bad set. */
+static struct ll_free *follow(const struct ll *l, const struct ll_free *f, struct ll_free *const *slot, bool *bad)
+{
+    struct ll_free *g = get_link(l, slot);
 #if KHEAP_HARDENING
     if (heap_unlikely(!link_ok(l, g))) {
-        freelist_corrupt(l, f);
+        if (f != NULL)
+            freelist_corrupt(l, f);
+        else
+            freelist_corrupt(l, g);
         *bad = true;
         return NULL;
     }
 #else
+    (void)f;
     (void)bad;
 #endif
     return g;
 }
 
-/* Returns a free block of at least need bytes (still in its bin), or NULL. */
+/* Returns the lowest-addressed free block of at least need bytes (still in the tree), or NULL:
+ * address-ordered first fit in one descent, guided by the subtree maxima. */
 static struct ll_free *find_fit(struct ll *l, size_t need)
 {
-    unsigned b = bin_of(need);
-    struct ll_free *f = l->bins[b];
-    unsigned larger;
-    int walked = 0;
     bool bad = false;
+    struct ll_free *t = follow(l, NULL, &l->root, &bad), *c;
 
-    for (; f != NULL && walked < LL_WALK_LIMIT; f = walk_next(l, f, &bad), walked++)
-        if (bsize(&f->hdr) >= need)
-            return f;
-    if (bad)
+    if (t == NULL || tmax(t) < need)
         return NULL;
-    larger = next_bin(l, b + 1);
-    if (larger < LL_NBINS) {
-        /* Any block of a larger bin fits. Take the lowest address among the first LL_PICK_LIMIT + 1
-         * blocks of each of the next LL_PICK_BINS non-empty bins: an approximation of address-ordered
-         * first fit, which packs live blocks towards the start of the heap and leaves the free space
-         * at its end in one piece (footprint on workload c: 1.21 looking at one bin, 1.17 at 64). */
-        struct ll_free *best = l->bins[larger];
-        for (int nb = 0; larger < LL_NBINS && nb < LL_PICK_BINS && !bad; nb++, larger = next_bin(l, larger + 1)) {
-            int n = 0;
-            for (struct ll_free *g = l->bins[larger]; g != NULL && n <= LL_PICK_LIMIT;
-                 g = walk_next(l, g, &bad), n++)
-                if (g < best)
-                    best = g;
+    for (;;) {
+        c = follow(l, t, &t->left, &bad);
+        if (heap_unlikely(bad))
+            return NULL;
+        if (c != NULL && tmax(c) >= need) {
+            t = c;
+            continue;
         }
-        return bad ? NULL : best;
+        if (bsize(&t->hdr) >= need)
+            return t;
+        c = follow(l, t, &t->right, &bad);
+        if (heap_unlikely(bad))
+            return NULL;
+        if (heap_unlikely(c == NULL || tmax(c) < need)) {
+            /* The maxima promised a fit that is not there. */
+#if KHEAP_HARDENING
+            freelist_corrupt(l, t);
+#endif
+            return NULL;
+        }
+        t = c;
     }
-    for (; f != NULL; f = walk_next(l, f, &bad))
-        if (bsize(&f->hdr) >= need)
-            return f;
-    return NULL;
 }
 
-/* Makes [b, b + size) a free block after an in-use block, tells its successor, and bins it. */
-static void make_free(struct ll *l, struct ll_block *b, size_t size)
+/* Returns the lowest-addressed block of subtree t above address x with at least need bytes, or NULL
+ * (in hardened mode also NULL with *bad set when a link fails validation). */
+static struct ll_free *fit_after(struct ll *l, struct ll_free *t, uintptr_t x, size_t need, bool *bad)
+{
+    struct ll_free *r;
+
+    if (t == NULL || tmax(t) < need)
+        return NULL;
+    if ((uintptr_t)t > x) {
+        r = fit_after(l, follow(l, t, &t->left, bad), x, need, bad);
+        if (r != NULL || *bad)
+            return r;
+        if (bsize(&t->hdr) >= need)
+            return t;
+    }
+    return fit_after(l, follow(l, t, &t->right, bad), x, need, bad);
+}
+
+#if KHEAP_HARDENING
+/* True if removing (present) or inserting (!present) key follows only valid links: both children of
+ * every node on key's search path and on the two spines below key (which removal joins), each node
+ * strictly inside the address interval its ancestors allow (so a cycle cannot loop). */
+static bool path_ok(const struct ll *l, const struct ll_free *key, bool present)
+{
+    struct ll_free *t = get_link(l, &l->root), *a, *b;
+    uintptr_t lo = 0, hi = UINTPTR_MAX;
+
+    if (!link_ok(l, t))
+        return false;
+    for (;;) {
+        if (t == NULL)
+            return !present;
+        if ((uintptr_t)t <= lo || (uintptr_t)t >= hi)
+            return false;
+        a = left_of(l, t);
+        b = right_of(l, t);
+        if (!link_ok(l, a) || !link_ok(l, b))
+            return false;
+        if (t == key)
+            break;
+        if (key < t) {
+            hi = (uintptr_t)t;
+            t = a;
+        } else {
+            lo = (uintptr_t)t;
+            t = b;
+        }
+    }
+    if (!present)
+        return false; /* a used block in the tree */
+    for (uintptr_t x = lo, y = (uintptr_t)t; a != NULL; x = (uintptr_t)a, a = right_of(l, a)) {
+        if ((uintptr_t)a <= x || (uintptr_t)a >= y || !link_ok(l, left_of(l, a)) || !link_ok(l, right_of(l, a)))
+            return false;
+    }
+    for (uintptr_t x = (uintptr_t)t, y = hi; b != NULL; y = (uintptr_t)b, b = left_of(l, b)) {
+        if ((uintptr_t)b <= x || (uintptr_t)b >= y || !link_ok(l, left_of(l, b)) || !link_ok(l, right_of(l, b)))
+            return false;
+    }
+    return true;
+}
+
+/* True if freeing (or resizing) used block b follows only valid links: the removal of a free
+ * successor, the growth of a free predecessor, the insertion of b or of a tail cut off b. */
+static bool free_ok(const struct ll *l, const struct ll_block *b)
+{
+    const struct ll_block *n = next_of(b);
+
+    if (!(n->size & LL_INUSE) && !(link_ok(l, (const struct ll_free *)n) && path_ok(l, (const struct ll_free *)n, true)))
+        return false;
+    if (!(b->size & LL_PREV_INUSE)) {
+        const struct ll_free *p = (const struct ll_free *)((uintptr_t)b - b->prev_size);
+        if (b->prev_size < LL_MIN_BLOCK || !link_ok(l, p) || bsize(&p->hdr) != b->prev_size || !path_ok(l, p, true))
+            return false;
+    }
+    return path_ok(l, (const struct ll_free *)b, false);
+}
+#endif
+
+/* Makes [b, b + size) a free block after an in-use block, tells its successor, and puts it in the
+ * tree: in old's place if old is not NULL (see tree_replace), else inserted. */
+static void make_free(struct ll *l, struct ll_block *b, size_t size, struct ll_free *old)
 {
     struct ll_block *n;
 
@@ -354,7 +611,10 @@ static void make_free(struct ll *l, struct ll_block *b, size_t size)
     n = next_of(b);
     n->prev_size = size;
     n->size &= ~LL_PREV_INUSE;
-    bin_insert(l, (struct ll_free *)b);
+    if (old != NULL)
+        tree_replace(l, old, (struct ll_free *)b);
+    else
+        tree_insert(l, (struct ll_free *)b);
 }
 
 #if KHEAP_HARDENING
@@ -382,8 +642,9 @@ static void swallow(struct ll_block *n)
 #endif
 
 /* Frees [b, b + size) whose predecessor is in use, merging with a free successor (whose links the
- * caller validated). clean (hardened): the body of [b, b + size) below this address is poison. */
-static void release_tail(struct ll *l, struct ll_block *b, size_t size, uintptr_t clean)
+ * caller validated). clean (hardened): the body of [b, b + size) below this address is poison.
+ * old: a free block just before b (in the tree, about to leave it) whose place b takes, or NULL. */
+static void release_tail(struct ll *l, struct ll_block *b, size_t size, uintptr_t clean, struct ll_free *old)
 {
     struct ll_block *n = at((uintptr_t)b + size);
 
@@ -392,25 +653,30 @@ static void release_tail(struct ll *l, struct ll_block *b, size_t size, uintptr_
 #else
     (void)clean;
 #endif
-    if (!(n->size & LL_INUSE)) {
-        bin_remove(l, (struct ll_free *)n);
+    if (!(n->size & LL_INUSE)) { /* then old is NULL: b's predecessor was in use */
+        old = (struct ll_free *)n;
         size += bsize(n);
+    }
+    make_free(l, b, size, old);
 #if KHEAP_HARDENING
+    if (old == (struct ll_free *)n)
         swallow(n);
 #endif
-    }
-    make_free(l, b, size);
 }
 
-/* Shrinks in-use block b to asize bytes if the rest can be a free block. clean: as release_tail. */
-static void trim(struct ll *l, struct ll_block *b, size_t asize, uintptr_t clean)
+/* Shrinks in-use block b to asize bytes if the rest can be a free block. clean and old: as
+ * release_tail; old (if not NULL) leaves the tree either way. */
+static void trim(struct ll *l, struct ll_block *b, size_t asize, uintptr_t clean, struct ll_free *old)
 {
     size_t size = bsize(b);
 
-    if (size - asize < LL_MIN_BLOCK)
+    if (size - asize < LL_MIN_BLOCK) {
+        if (old != NULL)
+            tree_remove(l, old);
         return;
+    }
     b->size = asize | (b->size & LL_FLAGS);
-    release_tail(l, at((uintptr_t)b + asize), size - asize, clean);
+    release_tail(l, at((uintptr_t)b + asize), size - asize, clean, old);
 }
 
 /* Block size for a request of size user bytes. */
@@ -440,7 +706,7 @@ static void region_setup(struct ll *l, uintptr_t s, uintptr_t e)
         l->hi = e;
     poison_above((uintptr_t)first + LL_HDR, prefix_end(first, (uintptr_t)sentinel - (uintptr_t)first), 0);
 #endif
-    make_free(l, first, (uintptr_t)sentinel - (uintptr_t)first);
+    make_free(l, first, (uintptr_t)sentinel - (uintptr_t)first, NULL);
 }
 
 #define LL_REGION_MIN (sizeof(struct ll_region) + LL_MIN_BLOCK + LL_HDR)
@@ -463,6 +729,7 @@ static struct heap *ll_init(void *mem, size_t size, uint64_t secret)
 #else
     (void)secret;
 #endif
+    set_link(l, &l->root, NULL);
     region_setup(l, s, e);
     l->top = l->regions;
     l->top_end = (uintptr_t)mem + size;
@@ -481,27 +748,44 @@ static uintptr_t aligned_payload(const struct ll_block *b, size_t align)
     return p;
 }
 
-/* Returns a free block that can hold asize bytes at alignment align (> 16), or NULL. Tries the exact
- * test on up to LL_WALK_LIMIT blocks of the candidate bins, then falls back to a block large enough
- * for any placement (asize + align + LL_MIN_BLOCK). */
+/* True if the current call met corruption (hardened mode) and must fail. */
+static bool aborted(const struct ll *l)
+{
+#if KHEAP_HARDENING
+    return l->common.hard.owner->hard.abort;
+#else
+    (void)l;
+    return false;
+#endif
+}
+
+/* Returns a free block that can hold asize bytes at alignment align (> 16), or NULL. Tests the exact
+ * placement on the first LL_ALIGN_TRIES blocks of at least asize bytes in address order and takes the
+ * smallest that fits (the lowest among equals; a block that leaves no remainder ends the search),
+ * else falls back to the first block large enough for any placement (asize + align + LL_MIN_BLOCK).
+ * Smallest rather than first: fixed_size_block asks for page- and slab-aligned blocks only, and the
+ * first fit cuts up the aligned windows a later slab needs (its footprint on workload c: 1.25 with
+ * the first exact fit, 1.171 with the smallest of 16, 1.168 with the old size bins). */
 static struct ll_free *find_aligned(struct ll *l, size_t asize, size_t align)
 {
-    int walked = 0;
-
     bool bad = false;
+    struct ll_free *f = find_fit(l, asize), *best = NULL;
 
-    for (unsigned b = next_bin(l, bin_of(asize)); b < LL_NBINS && walked < LL_WALK_LIMIT;
-         b = next_bin(l, b + 1)) {
-        for (struct ll_free *f = l->bins[b]; f != NULL && walked < LL_WALK_LIMIT;
-             f = walk_next(l, f, &bad), walked++) {
-            uintptr_t end = (uintptr_t)f + bsize(&f->hdr);
-            uintptr_t p = aligned_payload(&f->hdr, align);
-            if (p < end && end - p >= asize - LL_HDR)
-                return f;
+    for (int tries = 0; f != NULL && tries < LL_ALIGN_TRIES; tries++) {
+        uintptr_t end = (uintptr_t)f + bsize(&f->hdr);
+        uintptr_t p = aligned_payload(&f->hdr, align);
+        if (p < end && end - p >= asize - LL_HDR) {
+            if (best == NULL || bsize(&f->hdr) < bsize(&best->hdr))
+                best = f;
+            if (end - p < asize - LL_HDR + LL_MIN_BLOCK)
+                break; /* nothing would be split off after the block */
         }
-        if (bad)
-            return NULL;
+        f = fit_after(l, follow(l, NULL, &l->root, &bad), (uintptr_t)f, asize, &bad);
     }
+    if (bad || aborted(l))
+        return NULL;
+    if (best != NULL)
+        return best;
     return find_fit(l, asize + align + LL_MIN_BLOCK);
 }
 
@@ -510,12 +794,13 @@ static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
     struct ll *l = to_ll(h);
     size_t asize = block_size(size);
     struct ll_free *f = align == HEAP_MIN_ALIGN ? find_fit(l, asize) : find_aligned(l, asize, align);
+    struct ll_free *old;
     struct ll_block *b;
 
     if (f == NULL)
         return NULL;
 #if KHEAP_HARDENING
-    if (!unlink_ok(l, f)) {
+    if (!path_ok(l, f, true)) {
         freelist_corrupt(l, f);
         return NULL;
     }
@@ -523,17 +808,19 @@ static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 #else
     uintptr_t clean = 0;
 #endif
-    bin_remove(l, f);
     b = &f->hdr;
+    old = f; /* the remainder, if any, takes f's place in the tree */
     if (align != HEAP_MIN_ALIGN) {
         uintptr_t payload = (uintptr_t)b + LL_HDR;
         uintptr_t p = aligned_payload(b, align);
         if (p != payload) {
             size_t pad = p - payload;
             size_t rest = bsize(b) - pad;
-            /* The padding becomes a free block; its predecessor is in use (b was free). */
+            /* The padding becomes a free block (f, smaller: re-inserted); its predecessor is in use. */
+            tree_remove(l, f);
             b->size = pad | LL_PREV_INUSE;
-            bin_insert(l, (struct ll_free *)b);
+            tree_insert(l, f);
+            old = NULL;
             b = at((uintptr_t)b + pad);
             b->prev_size = pad;
             b->size = rest; /* PREV_INUSE clear: the padding is free */
@@ -541,7 +828,7 @@ static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
     }
     b->size |= LL_INUSE;
     next_of(b)->size |= LL_PREV_INUSE;
-    trim(l, b, asize, clean);
+    trim(l, b, asize, clean, old);
     *usable = bsize(b) - LL_HDR;
 #if KHEAP_HARDENING
     set_cookie(l, b, LL_USED);
@@ -576,27 +863,36 @@ static size_t ll_free(struct heap *h, void *ptr)
     size_t size = bsize(b);
     size_t usable = size - LL_HDR;
     struct ll_block *n = next_of(b);
+    struct ll_free *old = NULL;
 
 #if KHEAP_HARDENING
     b->site = h->hard.owner->hard.caller;
 #endif
     if (!(n->size & LL_INUSE)) {
-        bin_remove(l, (struct ll_free *)n);
+        old = (struct ll_free *)n; /* b merges with it; b takes its place or it leaves the tree */
         size += bsize(n);
-#if KHEAP_HARDENING
-        swallow(n);
-#endif
     }
     if (!(b->size & LL_PREV_INUSE)) {
+        /* The free predecessor grows over b: same address, so it keeps its place in the tree. */
         struct ll_block *p = at((uintptr_t)b - b->prev_size);
-        bin_remove(l, (struct ll_free *)p);
-        size += bsize(p);
+        if (old != NULL)
+            tree_remove(l, old);
 #if KHEAP_HARDENING
         heap_hard_poison(b, LL_HDR); /* b's header becomes body; its links area is poison already */
 #endif
-        b = p;
+        size += bsize(p);
+        p->size = size | LL_PREV_INUSE;
+        n = next_of(p);
+        n->prev_size = size;
+        n->size &= ~LL_PREV_INUSE;
+        tree_grew(l, (struct ll_free *)p);
+    } else {
+        make_free(l, b, size, old);
     }
-    make_free(l, b, size);
+#if KHEAP_HARDENING
+    if (old != NULL)
+        swallow(&old->hdr);
+#endif
     return usable;
 }
 
@@ -609,16 +905,16 @@ static bool ll_resize(struct heap *h, void *ptr, size_t size)
     struct ll_block *n;
 
     if (asize <= cur) {
-        trim(l, b, asize, 0);
+        trim(l, b, asize, 0, NULL);
         return true;
     }
     n = next_of(b);
     if ((n->size & LL_INUSE) || cur + bsize(n) < asize)
         return false;
-    bin_remove(l, (struct ll_free *)n); /* links validated by validate() before any resize */
+    tree_remove(l, (struct ll_free *)n); /* links validated by validate() before any resize */
     b->size += bsize(n);
     next_of(b)->size |= LL_PREV_INUSE;
-    trim(l, b, asize, 0);
+    trim(l, b, asize, 0, NULL);
     return true;
 }
 
@@ -656,10 +952,10 @@ static void ll_add_memory(struct heap *h, void *start, size_t len)
         /* Fresh memory enters the free lists poisoned, like memory the front end frees. */
         poison_above((uintptr_t)old + LL_HDR, prefix_end(old, size), 0);
         {
-            /* The predecessor's links are followed by the merge: refuse to touch a damaged list. */
+            /* Freeing old follows tree links: refuse to touch a damaged tree. */
             struct ll_block *p = at((uintptr_t)old - old->prev_size);
-            if (!(old->size & LL_PREV_INUSE) && !unlink_ok(l, (struct ll_free *)p)) {
-                freelist_corrupt(l, (struct ll_free *)p);
+            if (!free_ok(l, old)) {
+                freelist_corrupt(l, (struct ll_free *)(old->size & LL_PREV_INUSE ? old : p));
                 set_cookie(l, old, LL_USED); /* leave the new memory out as a used block */
                 return;
             }
@@ -677,21 +973,6 @@ static void ll_add_memory(struct heap *h, void *start, size_t len)
 }
 
 #if KHEAP_HARDENING
-/* True if freeing used block b would unlink only valid free neighbours. */
-static bool free_ok(const struct ll *l, const struct ll_block *b)
-{
-    const struct ll_block *n = next_of(b);
-
-    if (!(n->size & LL_INUSE) && !(link_ok(l, (const struct ll_free *)n) && unlink_ok(l, (const struct ll_free *)n)))
-        return false;
-    if (!(b->size & LL_PREV_INUSE)) {
-        const struct ll_free *p = (const struct ll_free *)((uintptr_t)b - b->prev_size);
-        if (b->prev_size < LL_MIN_BLOCK || !link_ok(l, p) || bsize(&p->hdr) != b->prev_size || !unlink_ok(l, p))
-            return false;
-    }
-    return true;
-}
-
 /* Finds the region holding user pointer a (without reading anything at a); NULL if none. */
 static const struct ll_region *region_of(const struct ll *l, uintptr_t a)
 {
@@ -771,10 +1052,50 @@ static size_t check_block_hard(const struct ll *l, const struct ll_block *b, boo
 }
 #endif
 
+/* Checks subtree t, whose addresses must lie strictly between lo and hi and whose priorities must
+ * not exceed plimit (its parent's): order, heap order, maxima, and that every node is a free block
+ * with a correct boundary tag. Counts nodes in *count and stops beyond limit (a cycle). */
+static size_t check_tree(const struct ll *l, const struct ll_free *t, uintptr_t lo, uintptr_t hi, uint64_t plimit,
+                         unsigned depth, size_t *count, size_t limit)
+{
+    size_t bad = 0, m;
+    const struct ll_block *n;
+
+    if (t == NULL)
+        return 0;
+#if KHEAP_HARDENING
+    if (!link_ok(l, t)) {
+        heap_hard_report(&l->common, HEAP_ERR_CORRUPT_FREELIST, (const char *)t + LL_HDR, 0, 0, NULL, NULL);
+        return 1;
+    }
+#endif
+    if (++*count > limit || depth > LL_CHECK_DEPTH || (uintptr_t)t <= lo || (uintptr_t)t >= hi ||
+        (uintptr_t)t % HEAP_MIN_ALIGN != 0 || (t->hdr.size & LL_INUSE) || bsize(&t->hdr) < LL_MIN_BLOCK)
+        return 1; /* a cycle, out of order, or not a free block: do not follow its links */
+#if KHEAP_HARDENING
+    if (bsize(&t->hdr) > l->hi - (uintptr_t)t)
+        return 1;
+#endif
+    n = next_of(&t->hdr);
+    bad += n->prev_size != bsize(&t->hdr) || (n->size & LL_PREV_INUSE);
+    bad += prio(t) > plimit;
+    bad += check_tree(l, left_of(l, t), lo, (uintptr_t)t, prio(t), depth + 1, count, limit);
+    bad += check_tree(l, right_of(l, t), (uintptr_t)t, hi, prio(t), depth + 1, count, limit);
+    if (bad == 0) {
+        m = bsize(&t->hdr);
+        if (tmax(left_of(l, t)) > m)
+            m = tmax(left_of(l, t));
+        if (tmax(right_of(l, t)) > m)
+            m = tmax(right_of(l, t));
+        bad += t->hdr.prev_size != m;
+    }
+    return bad;
+}
+
 static size_t ll_check(const struct heap *h)
 {
     const struct ll *l = to_cll(h);
-    size_t bad = 0, free_walk = 0, free_bins = 0, nregions = 0;
+    size_t bad = 0, free_walk = 0, free_tree = 0, nregions = 0;
 
     for (const struct ll_region *r = l->regions; r != NULL && nregions < ((size_t)1 << 40);
          r = r->next, nregions++) {
@@ -812,30 +1133,8 @@ static size_t ll_check(const struct heap *h)
             bad++;
         }
     }
-    for (unsigned i = 0; i < LL_NBINS; i++) {
-        bool nonempty = l->bins[i] != NULL;
-        const struct ll_free *prev = NULL;
-
-        bad += nonempty != !!(l->bitmap[i / 64] & ((uint64_t)1 << (i % 64)));
-        for (const struct ll_free *f = l->bins[i]; f != NULL; prev = f, f = get_link(l, &f->next)) {
-            if (++free_bins > free_walk + 1) { /* a cycle or a stray block */
-                bad++;
-                break;
-            }
-#if KHEAP_HARDENING
-            if (!link_ok(l, f)) {
-                heap_hard_report(&l->common, HEAP_ERR_CORRUPT_FREELIST, prev != NULL ? (const char *)prev + LL_HDR : NULL,
-                                 0, 0, NULL, NULL);
-                bad++;
-                break;
-            }
-#endif
-            bad += get_link(l, &f->prev) != prev;
-            bad += (f->hdr.size & LL_INUSE) != 0;
-            bad += bin_of(bsize(&f->hdr)) != i;
-        }
-    }
-    bad += free_bins != free_walk;
+    bad += check_tree(l, get_link(l, &l->root), 0, UINTPTR_MAX, UINT64_MAX, 0, &free_tree, free_walk + 1);
+    bad += free_tree != free_walk;
     return bad;
 }
 

@@ -85,6 +85,20 @@ const uint64_t kernel_heap_max_config = ${KERNEL_HEAP_MAX}ull;
   endif()
 endfunction()
 
+# kheap_heap_variant(<prefix> <backend> <plain|hardened> <name-var> <flag-var>)
+# Names an image of one heap variant, <prefix>-<backend>[-hardened], and sets
+# <flag-var> to the kheap_kernel_image() option for that mode (HARDENED or "").
+set(KHEAP_HEAP_MODES plain hardened)
+function(kheap_heap_variant prefix backend mode name_var flag_var)
+  if(mode STREQUAL "hardened")
+    set(${name_var} ${prefix}-${backend}-hardened PARENT_SCOPE)
+    set(${flag_var} HARDENED PARENT_SCOPE)
+  else()
+    set(${name_var} ${prefix}-${backend} PARENT_SCOPE)
+    set(${flag_var} "" PARENT_SCOPE)
+  endif()
+endfunction()
+
 # The QEMU settings shared by `run`, `debug` and every kernel test.
 set(KHEAP_QEMU_ARGS
   -DQEMU=${QEMU_SYSTEM_X86_64} -DMEMORY=${QEMU_MEMORY} -DFIRMWARE=${QEMU_FIRMWARE}

@@ -35,13 +35,32 @@
  * fallback, except that one empty slab per class is kept while it is that class's only partial slab,
  * so a tight alloc/free loop does not create and destroy a slab each time.
  *
+ * The large-block cache: a page-aligned request costs the fallback a tree search over up to 16
+ * candidates (it picks the smallest exact fit among them, for footprint) and a free a tree update,
+ * ~1,900 instructions per pair, most of fixed_size_block's time on mixed workloads. So a freed large
+ * block of n <= FSB_CACHE_PAGES (16) whole pages is first kept in cache[n - 1] (up to
+ * FSB_CACHE_DEPTH (4) blocks per page count, 2.2 MiB at most) and handed out again to the next
+ * request of n pages: no tree operation at all. The cache is an array in this instance, not a list
+ * through the blocks: nothing in user-writable memory is ever followed. To the fallback a cached
+ * block stays a used block; to the user it is free (the front end's counters already say so).
+ * To keep the fallback's address order as far as a cache can, an allocation takes the lowest cached
+ * address of its page count, and a free into a full page count keeps the lower of the new block and
+ * the highest cached one, returning the other to the fallback. Memory is never stranded: when the
+ * fallback cannot satisfy a request (a large block or a new slab) -- that is, before the front end
+ * would grow the heap or fail -- the whole cache is flushed into the fallback, where its blocks
+ * coalesce, and the request is retried. Cost: footprint on workload c 1.171 -> 1.200 (over five
+ * seeds 1.177 -> 1.195 on average), for c ~34 -> ~25 ns/op (80% of large requests hit).
+ *
  * Invariants (fsb_check): every slab in a class's lists is 16 KiB aligned and names that class;
  * partial slabs have 0 <= inuse < capacity, full slabs inuse == capacity; free objects lie inside
  * their slab on an object boundary, are not page-aligned and number capacity - inuse - uncarved;
- * list links are consistent; the fallback heap passes its own check.
+ * list links are consistent; cache[n - 1] holds at most FSB_CACHE_DEPTH distinct page-aligned
+ * blocks, each with exactly n pages (usable n * 4096 - header), and ncached counts them all; the
+ * fallback heap passes its own check.
  *
  * Complexity: small alloc/free O(1) (plus an O(1) fallback call when a slab is created or returned);
- * large requests as linked_list; check O(slabs * objects + fallback blocks).
+ * large requests O(1) on a cache hit (O(FSB_CACHE_DEPTH)), else as linked_list (a flush adds up to
+ * 64 fallback frees); check O(slabs * objects + fallback blocks + cached blocks).
  * Trade-offs: fastest for small objects and no per-object header, but up to ~25% internal
  * fragmentation from class rounding, a partly used 16 KiB slab per active class, and large blocks pay
  * a page alignment (the padding returns to the fallback's free lists).
@@ -56,7 +75,14 @@
  * slab, on an object boundary, below the carve pointer, bit clear), and the rest of the object is
  * verified to still hold the poison the front end put there. A slab going back to the fallback is
  * poisoned over its first span, which also destroys its magic. Large blocks are the fallback's, whose
- * own checks apply (it reports through this heap); check() skips the canary test for slabs.
+ * own checks apply (it reports through this heap); check() skips the canary test for slabs and
+ * cached blocks. A cached large block is free: validate() finds it in the cache (by its page count,
+ * read from the fallback's header once the fallback has vouched for it) and reports a double free
+ * with the site of the first free; the free poison the front end wrote over its first
+ * HEAP_POISON_SPAN bytes is verified when it is handed out again, when it is flushed to the
+ * fallback and by check() (no links are kept in it, so the whole span is verified). A disturbed one
+ * is reported as a use-after-free write and quarantined like a poisoned small object. A flushed
+ * block is validated by the fallback before the fallback frees it, and its free site is the user's.
  */
 #include "heap_backend.h"
 
@@ -72,6 +98,8 @@
 #define FSB_MAX_SMALL_ALIGN 64
 #define FSB_NCLASSES 24
 #define FSB_MAX_OBJECTS 1024 /* hardened bitmap: >= objects of the smallest class per slab */
+#define FSB_CACHE_PAGES 16   /* large blocks of 1..16 pages (fallback header included) are cached */
+#define FSB_CACHE_DEPTH 4    /* at most this many per page count (see "The large-block cache") */
 #if KHEAP_HARDENING
 #define FSB_MAGIC ((uint64_t)0x534c4142) /* "SLAB" */
 #endif
@@ -96,12 +124,24 @@ struct fsb_list {
     struct fsb_slab *head;
 };
 
+/* Freed large blocks of one page count, still used blocks of the fallback (see the essay). They are
+ * kept here, in the instance, not linked through their own memory: nothing a user can write. */
+struct fsb_cache {
+    uint32_t count;                   /* entries in block[], oldest first */
+    void *block[FSB_CACHE_DEPTH];     /* user pointers (page-aligned) */
+#if KHEAP_HARDENING
+    const void *site[FSB_CACHE_DEPTH]; /* where each was freed */
+#endif
+};
+
 struct fsb {
     struct heap common;                     /* first member */
     struct heap *fallback;                  /* embedded linked_list heap (memory after this struct) */
     struct fsb_list partial[FSB_NCLASSES];  /* slabs with a free object, allocation order */
     struct fsb_list full[FSB_NCLASSES];     /* slabs without one */
     uint32_t capacity[FSB_NCLASSES];        /* objects per slab per class */
+    uint32_t ncached;                       /* blocks in cache[], so a flush of nothing is one test */
+    struct fsb_cache cache[FSB_CACHE_PAGES]; /* cache[n - 1]: freed large blocks of n pages */
 #if KHEAP_HARDENING
     uint32_t inverse[FSB_NCLASSES];         /* ceil(2^32 / class size): object index by multiply */
 #endif
@@ -232,6 +272,187 @@ static bool free_link_ok(const struct fsb *f, const struct fsb_slab *s, uintptr_
 }
 #endif
 
+/*
+ * The large-block cache (see the essay). cache[n - 1] holds freed blocks of exactly n pages; to the
+ * fallback they are still used blocks, to the user they are free.
+ */
+
+/* The usable size of a cached block of n pages: whole pages including the fallback's header. */
+static size_t pages_usable(size_t n)
+{
+    return n * FSB_PAGE_SIZE - FSB_LL_HDR;
+}
+
+/* The cache index for large blocks of usable size u, or -1 if u is not exactly whole pages (the
+ * fallback may leave a remainder too small to split off with a block) or is above FSB_CACHE_PAGES. */
+static int cache_index(size_t u)
+{
+    size_t n = (u + FSB_LL_HDR) / FSB_PAGE_SIZE;
+
+    if (n == 0 || n > FSB_CACHE_PAGES || u != pages_usable(n))
+        return -1;
+    return (int)n - 1;
+}
+
+/* Position of p in c, or -1. */
+static int cache_find(const struct fsb_cache *c, const void *p)
+{
+    for (uint32_t j = 0; j < c->count && j < FSB_CACHE_DEPTH; j++)
+        if (c->block[j] == p)
+            return (int)j;
+    return -1;
+}
+
+#if KHEAP_HARDENING
+/* True if large block p, a used block of the fallback, is in the cache (free to the user). */
+static bool is_cached(const struct fsb *f, const void *p)
+{
+    int i = cache_index(heap_linked_list_ops.usable_size(f->fallback, p));
+
+    return i >= 0 && cache_find(&f->cache[i], p) >= 0;
+}
+
+/* Offset of the first byte of cached block p (usable u) that lost the free poison, or the end of
+ * the span: the front end's rule for freed memory, over the whole span (no links are kept in p). */
+static size_t cache_unpoisoned(const void *p, size_t u)
+{
+    size_t to = u < HEAP_POISON_SPAN ? u : HEAP_POISON_SPAN;
+    size_t off = heap_hard_find_unpoisoned(p, 0, to);
+
+    return off == to ? u : off;
+}
+
+/* The cached block p (usable u, freed at site) is damaged: report it, keep it out of circulation for
+ * good as a consistent used block, and make the allocation in progress fail. */
+static void cache_reject(struct fsb *f, void *p, size_t u, enum heap_error kind, size_t off, const void *site)
+{
+    heap_hard_report(&f->common, kind, p, 0, off, NULL, site);
+    f->common.hard.abort = true;
+    heap_hard_quarantine(&f->common, p, u);
+}
+#endif
+
+/* Takes the newest block out of cache[i] for an allocation; NULL (hardened mode) if it was written
+ * to after it was freed. */
+static void *cache_take(struct fsb *f, unsigned i, size_t *usable)
+{
+    struct fsb_cache *c = &f->cache[i];
+    size_t u = pages_usable(i + 1);
+    uint32_t lo = 0;
+    void *p;
+
+    /* The lowest address, as the fallback's first fit would choose. */
+    for (uint32_t j = 1; j < c->count; j++)
+        if ((uintptr_t)c->block[j] < (uintptr_t)c->block[lo])
+            lo = j;
+    p = c->block[lo];
+    c->count--;
+    c->block[lo] = c->block[c->count];
+    f->ncached--;
+#if KHEAP_HARDENING
+    const void *site = c->site[lo];
+    c->site[lo] = c->site[c->count];
+    size_t off = cache_unpoisoned(p, u);
+    if (heap_unlikely(off != u)) {
+        cache_reject(f, p, u, HEAP_ERR_USE_AFTER_FREE, off, site);
+        return NULL;
+    }
+#endif
+    *usable = u;
+    return p;
+}
+
+/* Hands cached block p (usable u, freed at site) back to the fallback. */
+static void cache_release(struct fsb *f, void *p, size_t u, const void *site)
+{
+#if KHEAP_HARDENING
+    const void *caller = f->common.hard.caller, *fs;
+    size_t usable, off = cache_unpoisoned(p, u);
+    enum heap_error e;
+
+    if (off != u) {
+        cache_reject(f, p, u, HEAP_ERR_USE_AFTER_FREE, off, site);
+        return;
+    }
+    /* The fallback's free follows tree links around p: they must be validated first. */
+    e = heap_linked_list_ops.validate(f->fallback, p, &usable, &fs);
+    if (e != HEAP_BLOCK_OK) {
+        cache_reject(f, p, u, e == HEAP_ERR_CORRUPT_FREELIST ? e : HEAP_ERR_CORRUPT_METADATA, 0, NULL);
+        return;
+    }
+    /* The fallback records the free site of what it frees: the user's free, not this allocation. */
+    f->common.hard.caller = site;
+    heap_linked_list_ops.free(f->fallback, p);
+    f->common.hard.caller = caller;
+#else
+    (void)u;
+    (void)site;
+    heap_linked_list_ops.free(f->fallback, p);
+#endif
+}
+
+/* Memory pressure: gives every cached block back to the fallback (where it coalesces with its
+ * neighbours). Returns false if the cache was empty, so retrying is pointless. */
+static bool cache_flush(struct fsb *f)
+{
+    if (f->ncached == 0)
+        return false;
+    for (unsigned i = 0; i < FSB_CACHE_PAGES; i++) {
+        struct fsb_cache *c = &f->cache[i];
+        for (uint32_t j = 0; j < c->count; j++) {
+#if KHEAP_HARDENING
+            cache_release(f, c->block[j], pages_usable(i + 1), c->site[j]);
+#else
+            cache_release(f, c->block[j], pages_usable(i + 1), NULL);
+#endif
+        }
+        c->count = 0;
+    }
+    f->ncached = 0;
+    return true;
+}
+
+/* Puts large block ptr (usable u) into the cache if it has room for it; false if not. */
+static bool cache_put(struct fsb *f, void *ptr, size_t u)
+{
+    int i = cache_index(u);
+    struct fsb_cache *c;
+    uint32_t hi = 0;
+
+    if (i < 0)
+        return false;
+    c = &f->cache[i];
+    if (c->count < FSB_CACHE_DEPTH) {
+        f->ncached++;
+        hi = c->count++;
+    } else {
+        /* Full: keep the lower addresses cached, give the highest back to the fallback. */
+        for (uint32_t j = 1; j < c->count; j++)
+            if ((uintptr_t)c->block[j] > (uintptr_t)c->block[hi])
+                hi = j;
+        if (c->count == 0 || (uintptr_t)ptr > (uintptr_t)c->block[hi])
+            return false;
+#if KHEAP_HARDENING
+        cache_release(f, c->block[hi], u, c->site[hi]);
+#else
+        cache_release(f, c->block[hi], u, NULL);
+#endif
+    }
+#if KHEAP_HARDENING
+    c->site[hi] = f->common.hard.caller;
+#endif
+    c->block[hi] = ptr;
+    return true;
+}
+
+#if KHEAP_HARDENING
+/* The fallback's used blocks that carry no front-end canary: slabs and cached large blocks. */
+static bool fallback_internal(const struct heap *owner, const void *p)
+{
+    return is_slab(owner, p) || is_cached(container_of(owner, const struct fsb, common), p);
+}
+#endif
+
 static struct heap *fsb_init(void *mem, size_t size, uint64_t secret)
 {
     uintptr_t base = heap_align_up((uintptr_t)mem, HEAP_MIN_ALIGN);
@@ -253,7 +474,7 @@ static struct heap *fsb_init(void *mem, size_t size, uint64_t secret)
     f->common.hard.owner = &f->common;
     f->common.hard.secret = secret;
     fallback->ops = &heap_linked_list_ops;
-    heap_ll_embed(fallback, &f->common, is_slab);
+    heap_ll_embed(fallback, &f->common, fallback_internal);
     for (unsigned c = 0; c < FSB_NCLASSES; c++)
         f->inverse[c] = (uint32_t)((((uint64_t)1 << 32) + class_size[c] - 1) / class_size[c]);
 #endif
@@ -328,6 +549,23 @@ static inline void *slab_take(struct fsb *f, struct fsb_slab *s, unsigned cls)
     return obj;
 }
 
+/* A large block of size bytes (whole pages with the header) from the fallback, page-aligned or more. */
+static void *large_alloc(struct fsb *f, size_t size, size_t align, size_t *usable)
+{
+#if KHEAP_HARDENING
+    struct fsb_slab *l = heap_linked_list_ops.alloc(f->fallback, size,
+                                                    align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE, usable);
+    /* Memory may still hold a slab's magic (e.g. from an earlier heap over the same memory with
+     * the same secret): a large block must never pass for a slab. */
+    if (l != NULL)
+        l->magic = 0;
+    return l;
+#else
+    return heap_linked_list_ops.alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE,
+                                      usable);
+#endif
+}
+
 /* Smallest class >= cls whose objects are align-aligned, or FSB_NCLASSES. */
 static unsigned aligned_class(unsigned cls, size_t align)
 {
@@ -355,6 +593,8 @@ static __attribute__((noinline)) void *fsb_alloc_slow(struct heap *h, size_t siz
     s = f->partial[cls].head;
     if (heap_unlikely(s == NULL)) {
         s = new_slab(f, cls);
+        if (s == NULL && cache_flush(f))
+            s = new_slab(f, cls);
         if (s == NULL)
             return NULL;
     }
@@ -363,20 +603,15 @@ static __attribute__((noinline)) void *fsb_alloc_slow(struct heap *h, size_t siz
 large:
     /* Whole pages including the fallback's block header, so large blocks and slabs tile pages. */
     size = heap_align_up(size + FSB_LL_HDR, FSB_PAGE_SIZE) - FSB_LL_HDR;
-#if KHEAP_HARDENING
-    {
-        struct fsb_slab *l = heap_linked_list_ops.alloc(f->fallback, size,
-                                                        align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE, usable);
-        /* Memory may still hold a slab's magic (e.g. from an earlier heap over the same memory with
-         * the same secret): a large block must never pass for a slab. */
-        if (l != NULL)
-            l->magic = 0;
-        return l;
+    if (align <= FSB_PAGE_SIZE) {
+        int i = cache_index(size);
+        if (i >= 0 && f->cache[i].count != 0)
+            return cache_take(f, (unsigned)i, usable);
     }
-#else
-    return heap_linked_list_ops.alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE,
-                                      usable);
-#endif
+    void *p = large_alloc(f, size, align, usable);
+    if (p == NULL && cache_flush(f))
+        p = large_alloc(f, size, align, usable);
+    return p;
 }
 
 /*
@@ -411,8 +646,12 @@ static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
     struct fsb_slab *s;
     unsigned cls;
 
-    if (heap_unlikely(is_large(ptr)))
+    if (heap_unlikely(is_large(ptr))) {
+        size_t u = heap_linked_list_ops.usable_size(f->fallback, ptr);
+        if (cache_put(f, ptr, u))
+            return u;
         return heap_linked_list_ops.free(f->fallback, ptr);
+    }
     s = slab_of(ptr);
     cls = s->cls;
 #if KHEAP_HARDENING
@@ -474,6 +713,14 @@ static enum heap_error fsb_validate(struct heap *h, const void *ptr, size_t *usa
     if (is_large(ptr)) {
         /* A slab is a used fallback block too, but never the user's. */
         enum heap_error e = heap_linked_list_ops.validate(f->fallback, ptr, usable, free_site);
+        if (e == HEAP_BLOCK_OK || e == HEAP_ERR_CORRUPT_FREELIST) {
+            /* Its header is sound. A cached block is used to the fallback but free to the user. */
+            int i = cache_index(heap_linked_list_ops.usable_size(f->fallback, ptr)), j;
+            if (i >= 0 && (j = cache_find(&f->cache[i], ptr)) >= 0) {
+                *free_site = f->cache[i].site[j];
+                return HEAP_ERR_DOUBLE_FREE;
+            }
+        }
         if (e == HEAP_BLOCK_OK && is_slab(h, ptr))
             return HEAP_ERR_INVALID_FREE;
         return e;
@@ -601,10 +848,51 @@ static size_t check_list(const struct fsb *f, const struct fsb_list *l, unsigned
     return bad;
 }
 
+/* Checks the large-block cache: bounds, counts, each entry a distinct page-aligned block of the
+ * fallback of its page count; in hardened mode also the free poison of each. */
+static size_t check_cache(const struct fsb *f)
+{
+    size_t bad = 0, total = 0;
+
+    for (unsigned i = 0; i < FSB_CACHE_PAGES; i++) {
+        const struct fsb_cache *c = &f->cache[i];
+        if (c->count > FSB_CACHE_DEPTH) {
+            bad++;
+            continue;
+        }
+        total += c->count;
+        for (uint32_t j = 0; j < c->count; j++) {
+            const void *p = c->block[j];
+#if KHEAP_HARDENING
+            size_t off;
+            if (!is_large(p) || !heap_ll_contains(f->fallback, (uintptr_t)p)) {
+                bad++;
+                continue;
+            }
+#else
+            if (!is_large(p)) {
+                bad++;
+                continue;
+            }
+#endif
+            bad += heap_linked_list_ops.usable_size(f->fallback, p) != pages_usable(i + 1);
+            bad += cache_find(c, p) != (int)j; /* listed twice */
+#if KHEAP_HARDENING
+            off = cache_unpoisoned(p, pages_usable(i + 1));
+            if (off != pages_usable(i + 1)) {
+                heap_hard_report(&f->common, HEAP_ERR_USE_AFTER_FREE, p, 0, off, NULL, c->site[j]);
+                bad++;
+            }
+#endif
+        }
+    }
+    return bad + (total != f->ncached);
+}
+
 static size_t fsb_check(const struct heap *h)
 {
     const struct fsb *f = to_cfsb(h);
-    size_t bad = heap_linked_list_ops.check(f->fallback);
+    size_t bad = heap_linked_list_ops.check(f->fallback) + check_cache(f);
 
     for (unsigned c = 0; c < FSB_NCLASSES; c++) {
         bad += check_list(f, &f->partial[c], c, 0);

@@ -50,8 +50,9 @@
  *   backend            alloc                      free      resize/usable_size  check
  *   bump               O(1)                       O(1)      O(1)                O(1)
  *   linked_list        O(log f)*                  O(log f)* O(log f)* / O(1)    O(n)
- *   fixed_size_block   O(1) for <= 2048 B, else   O(1) small, O(1)              O(n)
- *                      as linked_list             else ll
+ *   fixed_size_block   O(1) for <= 2048 B and     O(1) small, O(1)              O(n)
+ *                      cached large blocks,       cached large,
+ *                      else as linked_list        else ll
  *   (*) expected, f = free blocks: address-ordered first fit in a treap of the free blocks keyed by
  *   address with subtree maxima; aligned requests test up to 16 candidates.
  *   Growth adds one grow() call and an add_memory() per round (O(1); linked_list O(log f)).

@@ -517,6 +517,57 @@ static void test_fsb_slabs_returned(void **state)
     free(p);
 }
 
+/* Freed large blocks are cached by page count (fixed_size_block.c, "The large-block cache"): the
+ * next request of the same page count gets one back, the statistics count them as free, and when
+ * the heap runs out the cache is flushed so that the memory serves other sizes. */
+static void test_fsb_large_cache(void **state)
+{
+    struct fixture *f = *state;
+    enum { MAX = 256 };
+    void **p = calloc(MAX, sizeof(void *));
+    size_t n = 0, m = 0, big = 8 * 4096 - FSB_LL_OVERHEAD, other = 3 * 4096 - FSB_LL_OVERHEAD;
+    struct heap_stats s;
+    void *q;
+
+    fixed_heap(f, 1 << 20); /* no growth: a request the fallback cannot serve must flush the cache */
+    q = heap_alloc(f->h, big);
+    assert_non_null(q);
+    heap_free(f->h, q);
+    s = heap_stats(f->h);
+    assert_int_equal(s.live_allocs, 0); /* cached, but free to the user */
+    assert_int_equal(s.bytes_in_use, 0);
+    assert_ptr_equal(heap_alloc(f->h, big - 100), q); /* same page count: the cached block */
+    heap_free(f->h, q);
+    assert_int_equal(heap_check(f->h), 0);
+
+    while (n < MAX && (p[n] = heap_alloc(f->h, big)) != NULL)
+        n++;
+    assert_true(n >= 20 && n < MAX);
+    for (size_t i = 0; i < n; i++)
+        heap_free(f->h, p[i]); /* four of them stay cached */
+    s = heap_stats(f->h);
+    assert_int_equal(s.live_allocs, 0);
+    assert_int_equal(s.bytes_in_use, 0);
+    assert_int_equal(heap_check(f->h), 0);
+    /* Another page count: once the fallback is out of memory, the cached 8-page blocks must be
+     * flushed and reused, so at least as many bytes fit as before. */
+    while (m < MAX && (p[m] = heap_alloc(f->h, other)) != NULL)
+        m++;
+    assert_true(m * 3 >= n * 8);
+    assert_int_equal(heap_check(f->h), 0);
+    for (size_t i = 0; i < m; i++)
+        heap_free(f->h, p[i]);
+    /* And back: the 3-page blocks cached now are flushed in turn. */
+    m = 0;
+    while (m < MAX && (p[m] = heap_alloc(f->h, big)) != NULL)
+        m++;
+    assert_true(m >= n);
+    for (size_t i = 0; i < m; i++)
+        heap_free(f->h, p[i]);
+    assert_int_equal(heap_stats(f->h).failed_allocs, 3);
+    free(p);
+}
+
 static void test_fsb_aligned_small(void **state)
 {
     struct fixture *f = *state;
@@ -549,7 +600,7 @@ static const struct named_test bump_tests[] = {T(test_bump_rollback_reset)};
 static const struct named_test ll_tests[] = {T(test_ll_coalesce_both), T(test_ll_padding_reuse),
                                              T(test_ll_resize_in_place)};
 static const struct named_test fsb_tests[] = {T(test_fsb_small_and_large), T(test_fsb_slabs_returned),
-                                              T(test_fsb_aligned_small)};
+                                              T(test_fsb_large_cache), T(test_fsb_aligned_small)};
 
 int main(int argc, char **argv)
 {

@@ -67,9 +67,10 @@
  *
  * Hardened mode (docs/hardening.md): objects still have no header (the front end's canary and
  * trailer sit at the end of each object, inside its class size). The slab header grows to 192 bytes:
- * a magic word (key(slab) ^ FSB_MAGIC) that proves a 16 KiB-aligned address really is a live slab,
- * and a bitmap with one "allocated" bit per object. validate() checks envelope, magic, object
- * boundary and the bit, so interior, foreign and double frees are told apart in O(1) without reading
+ * a magic word (secret ^ slab ^ FSB_MAGIC) that proves a 16 KiB-aligned address really is a live
+ * slab, and a bitmap with one "allocated" bit per 16-byte granule (an object's bit is its first
+ * granule's, a shift away). validate() checks the fallback region (the last one found is cached),
+ * magic, object boundary (a divisibility test: one multiply) and the bit, so interior, foreign and double frees are told apart in O(1) without reading
  * outside the heap. A free object holds its slab's next free object mangled with its own address
  * and, in its second word, the free site; the link is validated before it is followed (inside the
  * slab, on an object boundary, below the carve pointer, bit clear), and the rest of the object is
@@ -97,7 +98,7 @@
 #define FSB_MAX_SMALL 2048
 #define FSB_MAX_SMALL_ALIGN 64
 #define FSB_NCLASSES 24
-#define FSB_MAX_OBJECTS 1024 /* hardened bitmap: >= objects of the smallest class per slab */
+#define FSB_MAX_OBJECTS 1024 /* hardened bitmap: >= 16-byte granules (objects of class 16) per slab */
 #define FSB_CACHE_PAGES 16   /* large blocks of 1..16 pages (fallback header included) are cached */
 #define FSB_CACHE_DEPTH 4    /* at most this many per page count (see "The large-block cache") */
 #if KHEAP_HARDENING
@@ -115,8 +116,8 @@ struct fsb_slab {
     uint16_t size;         /* class_size[cls]: the usable size of every object, one load away */
     uint32_t full;         /* 1 if on the full list */
 #if KHEAP_HARDENING
-    uint64_t magic;        /* key(slab) ^ FSB_MAGIC while this is a slab */
-    uint64_t allocated[FSB_MAX_OBJECTS / 64]; /* bit i: object i is allocated */
+    uint64_t magic;        /* secret ^ slab ^ FSB_MAGIC while this is a slab */
+    uint64_t allocated[FSB_MAX_OBJECTS / 64]; /* bit i: the object at granule i is allocated */
 #endif
 };
 
@@ -143,7 +144,8 @@ struct fsb {
     uint32_t ncached;                       /* blocks in cache[], so a flush of nothing is one test */
     struct fsb_cache cache[FSB_CACHE_PAGES]; /* cache[n - 1]: freed large blocks of n pages */
 #if KHEAP_HARDENING
-    uint32_t inverse[FSB_NCLASSES];         /* ceil(2^32 / class size): object index by multiply */
+    uint64_t divides[FSB_NCLASSES];         /* 2^64 / class size + 1: object boundary by one multiply */
+    uintptr_t seen_lo, seen_hi;             /* inside one of the fallback's regions (validate's cache) */
 #endif
 };
 
@@ -153,7 +155,7 @@ _Static_assert(FSB_SLAB_HDR % HEAP_MIN_ALIGN == 0 && FSB_SLAB_HDR % FSB_MAX_SMAL
                "object 0 must be 64-aligned");
 _Static_assert(FSB_SLAB_SIZE % FSB_PAGE_SIZE == 0, "slabs are whole pages");
 _Static_assert(FSB_MAX_SMALL < FSB_PAGE_SIZE, "small and large are told apart by page alignment");
-_Static_assert((FSB_SLAB_USABLE - FSB_SLAB_HDR) / 16 <= FSB_MAX_OBJECTS, "bitmap covers every object");
+_Static_assert((FSB_SLAB_USABLE - FSB_SLAB_HDR) / 16 <= FSB_MAX_OBJECTS, "bitmap covers every granule");
 
 static const uint16_t class_size[FSB_NCLASSES] = {
     16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256,
@@ -224,21 +226,30 @@ static uint32_t count_capacity(unsigned cls)
 }
 
 #if KHEAP_HARDENING
+/* The secret itself, not a hash of it: a slab's magic is one more keyed word (whoever reads one
+ * learns the secret either way, as with the invertible key()), and this costs no multiply. */
 static uint64_t slab_magic(const struct fsb *f, const struct fsb_slab *s)
 {
-    return heap_hard_key(f->common.hard.secret, (uintptr_t)s) ^ FSB_MAGIC;
+    return f->common.hard.secret ^ (uintptr_t)s ^ FSB_MAGIC;
 }
 
-/* Index of the object at offset off from the slab start, or -1 if off is not an object boundary. */
+/* The allocation bitmap has one bit per 16-byte granule after the header (every object starts on
+ * one), so the bit of a known object boundary is a shift, no division. */
+static int granule(uintptr_t off)
+{
+    return (int)((off - FSB_SLAB_HDR) / HEAP_MIN_ALIGN);
+}
+
+/* Bit index of the object at offset off from the slab start, or -1 if off is not an object boundary.
+ * rel is a multiple of d iff rel * (2^64 / d + 1) < 2^64 / d + 1 (mod 2^64) for rel < 2^32 (Lemire,
+ * "Faster remainder by direct computation", 2019): one multiply. */
 static int obj_index(const struct fsb *f, unsigned cls, uintptr_t off)
 {
-    uintptr_t rel, i;
+    uint64_t m = f->divides[cls];
 
-    if (off < FSB_SLAB_HDR)
+    if (off < FSB_SLAB_HDR || off >= FSB_SLAB_SIZE || (uint64_t)(off - FSB_SLAB_HDR) * m >= m)
         return -1;
-    rel = off - FSB_SLAB_HDR;
-    i = (uintptr_t)(((uint64_t)rel * f->inverse[cls]) >> 32);
-    return i * class_size[cls] == rel ? (int)i : -1;
+    return granule(off);
 }
 
 static bool bit_get(const struct fsb_slab *s, int i)
@@ -476,7 +487,7 @@ static struct heap *fsb_init(void *mem, size_t size, uint64_t secret)
     fallback->ops = &heap_linked_list_ops;
     heap_ll_embed(fallback, &f->common, fallback_internal);
     for (unsigned c = 0; c < FSB_NCLASSES; c++)
-        f->inverse[c] = (uint32_t)((((uint64_t)1 << 32) + class_size[c] - 1) / class_size[c]);
+        f->divides[c] = UINT64_MAX / class_size[c] + 1;
 #endif
     return &f->common;
 }
@@ -521,7 +532,7 @@ static inline void *slab_take(struct fsb *f, struct fsb_slab *s, unsigned cls)
         if (heap_unlikely(!heap_hard_verify_free(&f->common, obj, HEAP_HARD_LINK, class_size[cls]))) {
             /* Taken out for good: allocated, never handed out, consistent for check(). */
             heap_hard_quarantine(&f->common, obj, class_size[cls]);
-            bit_flip(s, obj_index(f, cls, (uintptr_t)obj - (uintptr_t)s));
+            bit_flip(s, granule((uintptr_t)obj - (uintptr_t)s));
             if (++s->inuse == s->capacity) {
                 list_remove(&f->partial[cls], s);
                 list_push(&f->full[cls], s);
@@ -539,7 +550,7 @@ static inline void *slab_take(struct fsb *f, struct fsb_slab *s, unsigned cls)
         s->carve += class_size[cls];
     }
 #if KHEAP_HARDENING
-    bit_flip(s, obj_index(f, cls, (uintptr_t)obj - (uintptr_t)s));
+    bit_flip(s, granule((uintptr_t)obj - (uintptr_t)s));
 #endif
     if (++s->inuse == s->capacity) {
         list_remove(&f->partial[cls], s);
@@ -621,9 +632,51 @@ large:
  * dozen instructions without spills; every other case goes to the slow path, which handles the
  * general case completely.
  */
+#if KHEAP_HARDENING
+/* True if the object at o (class size bytes) still holds the free poison after its link: the test
+ * slab_take's heap_hard_verify_free() makes, inline and without locating the bad byte (the slow
+ * path redoes it and reports). */
+static inline bool obj_poisoned(const void *o, size_t size)
+{
+    const unsigned char *b = o;
+    size_t to = size < HEAP_POISON_SPAN ? size : HEAP_POISON_SPAN;
+    uint64_t w0, w1;
+
+    for (size_t i = HEAP_HARD_LINK; i < to; i += 16) {
+        __builtin_memcpy(&w0, b + i, 8);
+        __builtin_memcpy(&w1, b + i + 8, 8);
+        if (((w0 ^ HEAP_POISON_FREE64) | (w1 ^ HEAP_POISON_FREE64)) != 0)
+            return false;
+    }
+    return true;
+}
+#endif
+
 static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 {
-#if !KHEAP_HARDENING
+#if KHEAP_HARDENING
+    /* The same case as the plain fast path, with slab_take's checks: a sound link, the poison intact.
+     * Anything else -- including every error -- is left to the slow path, which reports it. */
+    if (heap_likely(size <= FSB_MAX_SMALL && align == HEAP_MIN_ALIGN)) {
+        struct fsb *f = to_fsb(h);
+        unsigned cls = size_class[(size + 15) / 16];
+        struct fsb_slab *s = f->partial[cls].head;
+        void *obj;
+
+        if (heap_likely(s != NULL && (obj = s->free) != NULL && s->inuse + 1 < s->capacity)) {
+            uintptr_t next = heap_hard_mangle(h, obj, *(uintptr_t *)obj);
+            size_t cs = class_size[cls];
+
+            if (heap_likely(free_link_ok(f, s, next) && obj_poisoned(obj, cs))) {
+                s->free = (void *)next;
+                bit_flip(s, granule((uintptr_t)obj - (uintptr_t)s));
+                s->inuse++;
+                *usable = cs;
+                return obj;
+            }
+        }
+    }
+#else
     if (heap_likely(size <= FSB_MAX_SMALL && align == HEAP_MIN_ALIGN)) {
         unsigned cls = size_class[(size + 15) / 16];
         struct fsb_slab *s = to_fsb(h)->partial[cls].head;
@@ -657,7 +710,7 @@ static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
 #if KHEAP_HARDENING
     *(uintptr_t *)ptr = heap_hard_mangle(h, ptr, (uintptr_t)s->free);
     ((const void **)ptr)[1] = h->hard.caller;
-    bit_flip(s, obj_index(f, cls, (uintptr_t)ptr - (uintptr_t)s));
+    bit_flip(s, granule((uintptr_t)ptr - (uintptr_t)s));
 #else
     *(void **)ptr = s->free;
 #endif
@@ -687,7 +740,23 @@ static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
 
 static size_t fsb_free(struct heap *h, void *ptr)
 {
-#if !KHEAP_HARDENING
+#if KHEAP_HARDENING
+    /* ptr passed fsb_validate(): a live object of a slab. The plain fast path's case, plus the mangled
+     * link, the free site and the bitmap. */
+    if (heap_likely(!is_large(ptr))) {
+        struct fsb_slab *s = slab_of(ptr);
+
+        /* Also the last object of a slab that is its class's only partial one: it stays (essay). */
+        if (heap_likely(!s->full && (s->inuse > 1 || (s->prev == NULL && s->next == NULL)))) {
+            *(uintptr_t *)ptr = heap_hard_mangle(h, ptr, (uintptr_t)s->free);
+            ((const void **)ptr)[1] = h->hard.caller;
+            bit_flip(s, granule((uintptr_t)ptr - (uintptr_t)s));
+            s->free = ptr;
+            s->inuse--;
+            return s->size;
+        }
+    }
+#else
     if (heap_likely(!is_large(ptr))) {
         struct fsb_slab *s = slab_of(ptr);
 
@@ -726,9 +795,14 @@ static enum heap_error fsb_validate(struct heap *h, const void *ptr, size_t *usa
         return e;
     }
     s = slab_of(ptr);
-    /* The slab header must lie inside the fallback's memory before it may be read. */
-    if (a % HEAP_MIN_ALIGN != 0 || !heap_ll_contains(f->fallback, (uintptr_t)s) ||
-        s->magic != slab_magic(f, s) || s->cls >= FSB_NCLASSES)
+    /* The slab header must lie inside the fallback's memory before it may be read. Regions only
+     * grow, so the last region found stays a valid answer: most frees need no region walk. */
+    if (a % HEAP_MIN_ALIGN != 0)
+        return HEAP_ERR_INVALID_FREE;
+    if (heap_unlikely((uintptr_t)s - f->seen_lo >= f->seen_hi - f->seen_lo) &&
+        !heap_ll_region(f->fallback, (uintptr_t)s, &f->seen_lo, &f->seen_hi))
+        return HEAP_ERR_INVALID_FREE;
+    if (s->magic != slab_magic(f, s) || s->cls >= FSB_NCLASSES)
         return HEAP_ERR_INVALID_FREE;
     *free_site = NULL;
     i = obj_index(f, s->cls, a - (uintptr_t)s);

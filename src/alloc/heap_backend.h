@@ -151,6 +151,10 @@ void heap_hard_quarantine(struct heap *h, void *p, size_t bu);
  * one of its regions, so reading the 32 bytes before it and a slab header at it is safe). */
 bool heap_ll_contains(const struct heap *ll, uintptr_t a);
 
+/* linked_list.c: as heap_ll_contains(), and on success stores in [*lo, *hi) the range of user pointers
+ * of a's region. Regions are never removed or shrunk, so the range stays valid for the heap's life. */
+bool heap_ll_region(const struct heap *ll, uintptr_t a, uintptr_t *lo, uintptr_t *hi);
+
 void heap_ll_embed(struct heap *ll, struct heap *owner, bool (*internal)(const struct heap *owner, const void *p));
 #endif
 

@@ -1019,6 +1019,17 @@ bool heap_ll_contains(const struct heap *ll, uintptr_t a)
     return region_of(container_of(ll, const struct ll, common), a) != NULL;
 }
 
+bool heap_ll_region(const struct heap *ll, uintptr_t a, uintptr_t *lo, uintptr_t *hi)
+{
+    const struct ll_region *r = region_of(container_of(ll, const struct ll, common), a);
+
+    if (r == NULL)
+        return false;
+    *lo = (uintptr_t)r + sizeof(*r) + LL_HDR;
+    *hi = r->end;
+    return true;
+}
+
 void heap_ll_embed(struct heap *ll, struct heap *owner, bool (*internal)(const struct heap *owner, const void *p))
 {
     struct ll *l = to_ll(ll);

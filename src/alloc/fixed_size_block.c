@@ -243,7 +243,7 @@ static int granule(uintptr_t off)
 /* Bit index of the object at offset off from the slab start, or -1 if off is not an object boundary.
  * rel is a multiple of d iff rel * (2^64 / d + 1) < 2^64 / d + 1 (mod 2^64) for rel < 2^32 (Lemire,
  * "Faster remainder by direct computation", 2019): one multiply. */
-static int obj_index(const struct fsb *f, unsigned cls, uintptr_t off)
+static inline __attribute__((always_inline)) int obj_index(const struct fsb *f, unsigned cls, uintptr_t off)
 {
     uint64_t m = f->divides[cls];
 
@@ -252,14 +252,17 @@ static int obj_index(const struct fsb *f, unsigned cls, uintptr_t off)
     return granule(off);
 }
 
+/* i >= 0 (unsigned arithmetic: a shift and a mask, no signed-division fix-ups). */
 static bool bit_get(const struct fsb_slab *s, int i)
 {
-    return (s->allocated[i / 64] >> (i % 64)) & 1;
+    unsigned u = (unsigned)i;
+    return (s->allocated[u / 64] >> (u % 64)) & 1;
 }
 
 static void bit_flip(struct fsb_slab *s, int i)
 {
-    s->allocated[i / 64] ^= (uint64_t)1 << (i % 64);
+    unsigned u = (unsigned)i;
+    s->allocated[u / 64] ^= (uint64_t)1 << (u % 64);
 }
 
 /* fixed_size_block's slabs are used blocks of the fallback without a canary (check() skips them). */
@@ -270,7 +273,7 @@ static bool is_slab(const struct heap *owner, const void *p)
 }
 
 /* True if next (a demangled free link of slab s) is NULL or a free object of s. */
-static bool free_link_ok(const struct fsb *f, const struct fsb_slab *s, uintptr_t next)
+static inline __attribute__((always_inline)) bool free_link_ok(const struct fsb *f, const struct fsb_slab *s, uintptr_t next)
 {
     int i;
 
@@ -772,14 +775,12 @@ static size_t fsb_free(struct heap *h, void *ptr)
 }
 
 #if KHEAP_HARDENING
-static enum heap_error fsb_validate(struct heap *h, const void *ptr, size_t *usable, const void **free_site)
+/* fsb_validate() for a page-aligned pointer: out of line, so the small-object case saves no registers. */
+static __attribute__((noinline)) enum heap_error validate_large(struct fsb *f, const void *ptr, size_t *usable,
+                                                                const void **free_site)
 {
-    struct fsb *f = to_fsb(h);
-    uintptr_t a = (uintptr_t)ptr;
-    struct fsb_slab *s;
-    int i;
-
-    if (is_large(ptr)) {
+    struct heap *h = &f->common;
+    {
         /* A slab is a used fallback block too, but never the user's. */
         enum heap_error e = heap_linked_list_ops.validate(f->fallback, ptr, usable, free_site);
         if (e == HEAP_BLOCK_OK || e == HEAP_ERR_CORRUPT_FREELIST) {
@@ -794,14 +795,16 @@ static enum heap_error fsb_validate(struct heap *h, const void *ptr, size_t *usa
             return HEAP_ERR_INVALID_FREE;
         return e;
     }
-    s = slab_of(ptr);
-    /* The slab header must lie inside the fallback's memory before it may be read. Regions only
-     * grow, so the last region found stays a valid answer: most frees need no region walk. */
-    if (a % HEAP_MIN_ALIGN != 0)
-        return HEAP_ERR_INVALID_FREE;
-    if (heap_unlikely((uintptr_t)s - f->seen_lo >= f->seen_hi - f->seen_lo) &&
-        !heap_ll_region(f->fallback, (uintptr_t)s, &f->seen_lo, &f->seen_hi))
-        return HEAP_ERR_INVALID_FREE;
+}
+
+/* fsb_validate() for a small object whose slab header s lies in the fallback's memory (so it may be
+ * read): magic, object boundary, carve pointer, bit. */
+static inline enum heap_error validate_small(struct fsb *f, const void *ptr, const struct fsb_slab *s,
+                                             size_t *usable, const void **free_site)
+{
+    uintptr_t a = (uintptr_t)ptr;
+    int i;
+
     if (s->magic != slab_magic(f, s) || s->cls >= FSB_NCLASSES)
         return HEAP_ERR_INVALID_FREE;
     *free_site = NULL;
@@ -814,6 +817,34 @@ static enum heap_error fsb_validate(struct heap *h, const void *ptr, size_t *usa
     }
     *usable = class_size[s->cls];
     return HEAP_BLOCK_OK;
+}
+
+/* fsb_validate() for a small pointer outside the last region found: looks up the fallback's regions
+ * (and remembers the one found). Out of line, so the common case saves no registers. */
+static __attribute__((noinline)) enum heap_error validate_small_lookup(struct fsb *f, const void *ptr,
+                                                                       size_t *usable, const void **free_site)
+{
+    const struct fsb_slab *s = slab_of(ptr);
+
+    if (!heap_ll_region(f->fallback, (uintptr_t)s, &f->seen_lo, &f->seen_hi))
+        return HEAP_ERR_INVALID_FREE;
+    return validate_small(f, ptr, s, usable, free_site);
+}
+
+static enum heap_error fsb_validate(struct heap *h, const void *ptr, size_t *usable, const void **free_site)
+{
+    struct fsb *f = to_fsb(h);
+    uintptr_t s = (uintptr_t)slab_of(ptr);
+
+    if (is_large(ptr))
+        return validate_large(f, ptr, usable, free_site);
+    if ((uintptr_t)ptr % HEAP_MIN_ALIGN != 0)
+        return HEAP_ERR_INVALID_FREE;
+    /* The slab header must lie inside the fallback's memory before it may be read. Regions only
+     * grow, so the last region found stays a valid answer: most frees need no region walk. */
+    if (heap_unlikely(s - f->seen_lo >= f->seen_hi - f->seen_lo))
+        return validate_small_lookup(f, ptr, usable, free_site);
+    return validate_small(f, ptr, (const struct fsb_slab *)s, usable, free_site);
 }
 #endif
 

@@ -193,7 +193,7 @@ static inline void fill_pattern(void *p, size_t len, uint64_t w)
 /* Mask of the bytes of the word at req & ~7 that belong to the user (the first req % 8). */
 static inline uint64_t user_mask(size_t req)
 {
-    return (req & 7) ? ((uint64_t)1 << (8 * (req & 7))) - 1 : 0;
+    return ~(~(uint64_t)0 << (8 * (req & 7))); /* 0 when req % 8 == 0 */
 }
 
 static inline void canary_write(uint64_t k, void *p, size_t req, size_t bu)
@@ -252,24 +252,48 @@ static inline bool hard_req(uint64_t k, const void *p, size_t bu, size_t *req, c
     return bu >= HEAP_HARD_TAIL && r >= 1 && r <= bu - HEAP_HARD_TAIL;
 }
 
-/* Verifies live block p's trailer and canary; on damage reports an overflow and returns false. On
- * success stores the requested size (and allocation site) in *req / *site. */
-static inline bool hard_check_live(const struct heap *h, const void *p, size_t bu, size_t *req, const void **site)
+/* Reports the damage hard_check_live() found in live block p (key k): out of line, so the check
+ * itself needs no registers saved for the report call. Returns false. */
+static __attribute__((noinline, cold)) bool hard_live_damaged(const struct heap *h, uint64_t k, const void *p,
+                                                              size_t bu)
 {
-    uint64_t k = block_key(h, p);
-    size_t bad;
+    size_t req;
+    const void *site;
 
-    if (heap_unlikely(!hard_req(k, p, bu, req, site))) {
+    if (!hard_req(k, p, bu, &req, &site)) {
         /* The trailer itself was overwritten: a long overflow (or a wild write). */
         heap_hard_report(h, HEAP_ERR_OVERFLOW, p, 0, bu - HEAP_HARD_TRAILER, NULL, NULL);
         return false;
     }
-    bad = canary_find_bad(k, p, *req, bu);
-    if (heap_unlikely(bad != 0)) {
-        heap_hard_report(h, HEAP_ERR_OVERFLOW, p, *req, bad, *site, NULL);
-        return false;
-    }
-    return true;
+    heap_hard_report(h, HEAP_ERR_OVERFLOW, p, req, canary_find_bad(k, p, req, bu), site, NULL);
+    return false;
+}
+
+/* True if live block p's canary (key k, requested size req, usable bu) is intact; the test of
+ * canary_find_bad() without locating the byte. */
+static inline bool canary_intact(uint64_t k, const void *p, size_t req, size_t bu)
+{
+    uint64_t cw = canary_word(k);
+    size_t first = req & ~(size_t)7;
+    const unsigned char *w = (const unsigned char *)p + first;
+    uint64_t diff = (load64(w) ^ cw) & ~user_mask(req);
+
+    if (first + 16 <= bu - HEAP_HARD_TRAILER)
+        diff |= load64(w + 8) ^ cw;
+    return diff == 0;
+}
+
+/* Verifies live block p's trailer and canary and stores its requested size in *req; on damage reports
+ * an overflow and returns false. */
+static inline bool hard_check_live(const struct heap *h, const void *p, size_t bu, size_t *req)
+{
+    uint64_t k = block_key(h, p);
+    uint64_t r = trailer_of(p, bu)->req ^ k;
+
+    *req = (size_t)r;
+    if (heap_likely(bu >= HEAP_HARD_TAIL && r >= 1 && r <= bu - HEAP_HARD_TAIL && canary_intact(k, p, r, bu)))
+        return true;
+    return hard_live_damaged(h, k, p, bu);
 }
 
 void heap_hard_report(const struct heap *h, enum heap_error kind, const void *ptr, size_t size,
@@ -328,8 +352,7 @@ bool heap_hard_verify_free(struct heap *h, void *p, size_t from, size_t bu)
 bool heap_hard_verify_live(const struct heap *h, const void *p, size_t bu)
 {
     size_t req;
-    const void *site;
-    return hard_check_live(h, p, bu, &req, &site);
+    return hard_check_live(h, p, bu, &req);
 }
 
 void heap_hard_quarantine(struct heap *h, void *p, size_t bu)
@@ -339,16 +362,16 @@ void heap_hard_quarantine(struct heap *h, void *p, size_t bu)
 
 /* Classifies ptr and verifies its canary. Returns true with *bu / *req if ptr is a healthy live
  * block; otherwise reports and returns false (the caller then leaves the block alone). */
-static bool hard_accept(struct heap *h, void *ptr, size_t *bu, size_t *req)
+static inline bool hard_accept(struct heap *h, void *ptr, size_t *bu, size_t *req)
 {
-    const void *free_site = NULL, *site;
+    const void *free_site = NULL;
     enum heap_error kind = h->ops->validate(h, ptr, bu, &free_site);
 
-    if (kind != HEAP_BLOCK_OK) {
+    if (heap_unlikely(kind != HEAP_BLOCK_OK)) {
         heap_hard_report(h, kind, ptr, 0, 0, NULL, free_site);
         return false;
     }
-    return hard_check_live(h, ptr, *bu, req, &site);
+    return hard_check_live(h, ptr, *bu, req);
 }
 
 /* Hardened allocation of size user bytes (size >= 1, size + align checked by the caller). */

@@ -641,13 +641,13 @@ large:
  * path redoes it and reports). */
 static inline bool obj_poisoned(const void *o, size_t size)
 {
-    const unsigned char *b = o;
-    size_t to = size < HEAP_POISON_SPAN ? size : HEAP_POISON_SPAN;
+    const unsigned char *b = (const unsigned char *)o + HEAP_HARD_LINK;
+    const unsigned char *end = (const unsigned char *)o + (size < HEAP_POISON_SPAN ? size : HEAP_POISON_SPAN);
     uint64_t w0, w1;
 
-    for (size_t i = HEAP_HARD_LINK; i < to; i += 16) {
-        __builtin_memcpy(&w0, b + i, 8);
-        __builtin_memcpy(&w1, b + i + 8, 8);
+    for (; b < end; b += 16) {
+        __builtin_memcpy(&w0, b, 8);
+        __builtin_memcpy(&w1, b + 8, 8);
         if (((w0 ^ HEAP_POISON_FREE64) | (w1 ^ HEAP_POISON_FREE64)) != 0)
             return false;
     }
@@ -678,6 +678,7 @@ static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable
                 return obj;
             }
         }
+        return fsb_alloc_slow(h, size, HEAP_MIN_ALIGN, usable);
     }
 #else
     if (heap_likely(size <= FSB_MAX_SMALL && align == HEAP_MIN_ALIGN)) {

@@ -374,18 +374,36 @@ static inline bool hard_accept(struct heap *h, void *ptr, size_t *bu, size_t *re
     return hard_check_live(h, ptr, *bu, req);
 }
 
+/* The rest of a hardened allocation whose first backend call found nothing (or met corruption):
+ * grow and retry unless the backend aborted. Out of line, so hard_alloc() saves fewer registers. */
+static __attribute__((noinline)) void *hard_alloc_retry(struct heap *h, size_t size, size_t align, size_t *bu)
+{
+    void *p = NULL;
+
+    for (int i = 0; i < HEAP_GROW_TRIES && h->env.grow != NULL && !h->hard.abort; i++) {
+        if (!grow(h, size + HEAP_HARD_TAIL, align))
+            break;
+        p = h->ops->alloc(h, size + HEAP_HARD_TAIL, align, bu);
+        if (p != NULL)
+            break;
+    }
+    if (p == NULL) {
+        h->hard.abort = false;
+        fail(h);
+    }
+    return p;
+}
+
 /* Hardened allocation of size user bytes (size >= 1, size + align checked by the caller). */
 static void *hard_alloc(struct heap *h, size_t size, size_t align)
 {
-    size_t bu = 0;
+    size_t bu;
     void *p;
 
     h->hard.abort = false;
-    p = backend_alloc(h, size + HEAP_HARD_TAIL, align, &bu);
-    if (p == NULL) {
-        h->hard.abort = false;
-        return fail(h);
-    }
+    p = h->ops->alloc(h, size + HEAP_HARD_TAIL, align, &bu);
+    if (heap_unlikely(p == NULL) && (p = hard_alloc_retry(h, size, align, &bu)) == NULL)
+        return NULL;
     hard_setup(h, p, size, bu, h->hard.caller);
     note_alloc(h, size);
     return p;

@@ -45,11 +45,7 @@ static size_t model_peak;
 
 static uint64_t next_rand(void)
 {
-    /* splitmix64 */
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return host_splitmix64(&rng);
 }
 
 static uint64_t below(uint64_t n)

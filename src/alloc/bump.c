@@ -100,13 +100,16 @@ static struct bump_hdr *hdr_of(const void *ptr)
 /* Places the instance at the start of mem; NULL if fewer than one minimum block remains. */
 static struct heap *bump_init(void *mem, size_t size, uint64_t secret)
 {
-    uintptr_t base = heap_align_up((uintptr_t)mem, HEAP_MIN_ALIGN);
-    uintptr_t start = heap_align_up(base + sizeof(struct bump), HEAP_MIN_ALIGN);
-    uintptr_t end;
+    /* Offsets from mem, compared with size before any address is formed (heap_backend.h). */
+    size_t lead = heap_pad_to((uintptr_t)mem, HEAP_MIN_ALIGN);
+    size_t inst = heap_align_up(sizeof(struct bump), HEAP_MIN_ALIGN);
+    uintptr_t base, start, end;
     struct bump *b;
 
-    if (size < start - (uintptr_t)mem + BUMP_HDR_SIZE + HEAP_MIN_ALIGN)
+    if (size < lead + inst + BUMP_HDR_SIZE + HEAP_MIN_ALIGN)
         return NULL;
+    base = (uintptr_t)mem + lead;
+    start = base + inst;
     end = heap_align_down((uintptr_t)mem + size, HEAP_MIN_ALIGN);
     b = (struct bump *)base;
     __builtin_memset(b, 0, sizeof(*b));
@@ -193,7 +196,7 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
     if (room < BUMP_HDR_SIZE)
         return NULL;
     room -= BUMP_HDR_SIZE;
-    pad = -(b->next + BUMP_HDR_SIZE) & (align - 1);
+    pad = heap_pad_to(b->next + BUMP_HDR_SIZE, align);
     if (pad > room || rsize > room - pad)
         return NULL;
     p = b->next + BUMP_HDR_SIZE + pad;
@@ -359,10 +362,15 @@ static enum heap_error bump_validate(struct heap *h, const void *ptr, size_t *us
         *free_site = hdr->free_site;
         return HEAP_ERR_DOUBLE_FREE;
     }
-    if (hdr->cookie == HEAP_POISON_FREE64) /* rolled back or reset since: it was freed */
-        return HEAP_ERR_DOUBLE_FREE;
-    if (hdr->cookie != cookie(b, p, BUMP_LIVE))
+    if (hdr->cookie != cookie(b, p, BUMP_LIVE)) {
+        /* Not a block. [next, dirty) of the current region was freed by a rollback or a reset: a
+         * pointer whose header lies there is a stale pointer to a freed block. Anything else -- the
+         * inside of a block, the padding in front of one, never-used memory -- is not a block. The
+         * answer depends on the heap's state only, never on bytes a user may have stored. */
+        if (p - BUMP_HDR_SIZE >= b->next && p < b->dirty)
+            return HEAP_ERR_DOUBLE_FREE;
         return HEAP_ERR_INVALID_FREE;
+    }
     if (hdr->size < HEAP_HARD_TAIL || hdr->size > b->hi - p || b->live == 0)
         return HEAP_ERR_CORRUPT_METADATA;
     if (p == b->last) {

@@ -272,6 +272,40 @@ static bool is_slab(const struct heap *owner, const void *p)
     return (uintptr_t)p % FSB_SLAB_SIZE == 0 && ((const struct fsb_slab *)p)->magic == slab_magic(f, p);
 }
 
+/*
+ * A free object's first two words (HEAP_HARD_LINK bytes): its slab's next free object, mangled, and
+ * the free site. The mangling key covers the site word too (key() is a bijection, so any change of
+ * the site changes the key), so a use-after-free write into either word changes the decoded link,
+ * which then fails free_link_ok() when it is followed or checked: everything kept in a free object
+ * is verified, like the poison after it.
+ */
+static inline uintptr_t obj_key(const struct fsb *f, const void *obj, uintptr_t site)
+{
+    return (uintptr_t)heap_hard_key(f->common.hard.secret ^ site, (uintptr_t)obj);
+}
+
+static inline void obj_set_free(const struct fsb *f, void *obj, const void *next, const void *site)
+{
+    uintptr_t *w = obj;
+
+    w[1] = (uintptr_t)site;
+    w[0] = (uintptr_t)next ^ obj_key(f, obj, w[1]);
+}
+
+/* The next free object of free object obj, decoded (validate it with free_link_ok before use). */
+static inline uintptr_t obj_next(const struct fsb *f, const void *obj)
+{
+    const uintptr_t *w = obj;
+
+    return w[0] ^ obj_key(f, obj, w[1]);
+}
+
+/* Where free object obj was freed (as stored; trustworthy once obj_next() validated). */
+static inline const void *obj_free_site(const void *obj)
+{
+    return (const void *)((const uintptr_t *)obj)[1];
+}
+
 /* True if next (a demangled free link of slab s) is NULL or a free object of s. */
 static inline __attribute__((always_inline)) bool free_link_ok(const struct fsb *f, const struct fsb_slab *s, uintptr_t next)
 {
@@ -469,14 +503,16 @@ static bool fallback_internal(const struct heap *owner, const void *p)
 
 static struct heap *fsb_init(void *mem, size_t size, uint64_t secret)
 {
-    uintptr_t base = heap_align_up((uintptr_t)mem, HEAP_MIN_ALIGN);
-    uintptr_t rest = heap_align_up(base + sizeof(struct fsb), HEAP_MIN_ALIGN);
+    /* Offsets from mem, compared with size before any address is formed (heap_backend.h). */
+    size_t lead = heap_pad_to((uintptr_t)mem, HEAP_MIN_ALIGN);
+    size_t inst = heap_align_up(sizeof(struct fsb), HEAP_MIN_ALIGN);
+    uintptr_t base = (uintptr_t)mem + lead;
     struct heap *fallback;
     struct fsb *f;
 
-    if (size < rest - (uintptr_t)mem)
+    if (size < lead + inst)
         return NULL;
-    fallback = heap_linked_list_ops.init((void *)rest, size - (rest - (uintptr_t)mem), secret);
+    fallback = heap_linked_list_ops.init((void *)(base + inst), size - lead - inst, secret);
     if (fallback == NULL)
         return NULL;
     f = (struct fsb *)base;
@@ -525,9 +561,9 @@ static inline void *slab_take(struct fsb *f, struct fsb_slab *s, unsigned cls)
 
     if (obj != NULL) {
 #if KHEAP_HARDENING
-        uintptr_t next = heap_hard_mangle(&f->common, obj, *(uintptr_t *)obj);
+        uintptr_t next = obj_next(f, obj);
         if (heap_unlikely(!free_link_ok(f, s, next))) {
-            heap_hard_report(&f->common, HEAP_ERR_CORRUPT_FREELIST, obj, 0, 0, NULL, ((void **)obj)[1]);
+            heap_hard_report(&f->common, HEAP_ERR_CORRUPT_FREELIST, obj, 0, 0, NULL, NULL);
             f->common.hard.abort = true;
             return NULL;
         }
@@ -667,7 +703,7 @@ static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable
         void *obj;
 
         if (heap_likely(s != NULL && (obj = s->free) != NULL && s->inuse + 1 < s->capacity)) {
-            uintptr_t next = heap_hard_mangle(h, obj, *(uintptr_t *)obj);
+            uintptr_t next = obj_next(f, obj);
             size_t cs = class_size[cls];
 
             if (heap_likely(free_link_ok(f, s, next) && obj_poisoned(obj, cs))) {
@@ -712,8 +748,7 @@ static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
     s = slab_of(ptr);
     cls = s->cls;
 #if KHEAP_HARDENING
-    *(uintptr_t *)ptr = heap_hard_mangle(h, ptr, (uintptr_t)s->free);
-    ((const void **)ptr)[1] = h->hard.caller;
+    obj_set_free(f, ptr, s->free, h->hard.caller);
     bit_flip(s, granule((uintptr_t)ptr - (uintptr_t)s));
 #else
     *(void **)ptr = s->free;
@@ -752,8 +787,7 @@ static size_t fsb_free(struct heap *h, void *ptr)
 
         /* Also the last object of a slab that is its class's only partial one: it stays (essay). */
         if (heap_likely(!s->full && (s->inuse > 1 || (s->prev == NULL && s->next == NULL)))) {
-            *(uintptr_t *)ptr = heap_hard_mangle(h, ptr, (uintptr_t)s->free);
-            ((const void **)ptr)[1] = h->hard.caller;
+            obj_set_free(to_fsb(h), ptr, s->free, h->hard.caller);
             bit_flip(s, granule((uintptr_t)ptr - (uintptr_t)s));
             s->free = ptr;
             s->inuse--;
@@ -813,7 +847,7 @@ static inline enum heap_error validate_small(struct fsb *f, const void *ptr, con
     if (i < 0 || a >= s->carve)
         return HEAP_ERR_INVALID_FREE;
     if (!bit_get(s, i)) {
-        *free_site = ((const void *const *)ptr)[1];
+        *free_site = obj_free_site(ptr);
         return HEAP_ERR_DOUBLE_FREE;
     }
     *usable = class_size[s->cls];
@@ -895,7 +929,7 @@ static size_t check_slab(const struct fsb *f, const struct fsb_slab *s, unsigned
         return bad + 1;
     }
     for (const void *o = s->free; o != NULL;) {
-        uintptr_t next = heap_hard_mangle(&f->common, o, *(const uintptr_t *)o);
+        uintptr_t next = obj_next(f, o);
         size_t off;
         if (++nfree > s->capacity) {
             bad++;
@@ -903,7 +937,7 @@ static size_t check_slab(const struct fsb *f, const struct fsb_slab *s, unsigned
         }
         off = heap_hard_find_unpoisoned(o, HEAP_HARD_LINK, class_size[cls]);
         if (off != class_size[cls]) {
-            heap_hard_report(&f->common, HEAP_ERR_USE_AFTER_FREE, o, 0, off, NULL, ((const void *const *)o)[1]);
+            heap_hard_report(&f->common, HEAP_ERR_USE_AFTER_FREE, o, 0, off, NULL, obj_free_site(o));
             bad++;
         }
         if (!free_link_ok(f, s, next)) {

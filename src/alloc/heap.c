@@ -76,7 +76,10 @@ static bool grow(struct heap *h, size_t size, size_t align)
     if (__builtin_add_overflow(size, align, &want) ||
         __builtin_add_overflow(want, h->ops->grow_overhead, &want))
         return false;
-    if (h->env.grow(h->env.ctx, want, &start, &len) != 0 || start == NULL || len == 0)
+    if (h->env.grow(h->env.ctx, want, &start, &len) != 0 || start == NULL)
+        return false;
+    heap_clamp_range(start, &len);
+    if (len == 0)
         return false;
     h->ops->add_memory(h, start, len);
     h->counts.bytes_mapped += len;
@@ -485,6 +488,7 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
 
     if (ops == NULL || mem == NULL)
         return NULL;
+    heap_clamp_range(mem, &size);
     h = ops->init(mem, size, secret);
     if (h == NULL)
         return NULL;

@@ -74,8 +74,11 @@
 /* Every block is aligned to at least this; smaller requested alignments are raised to it. */
 #define HEAP_MIN_ALIGN ((size_t)16)
 
-/* Largest size + alignment a request may have. Backends may add headers and round up without checking
- * for overflow below this bound (a quarter of the address space, far beyond any real heap). */
+/* Largest size + alignment a request may have. Backends may add headers to sizes and round them up
+ * without checking for overflow below this bound (a quarter of the address space, far beyond any real
+ * heap). Addresses are another matter: a heap may lie anywhere, the kernel's in the higher half, where
+ * rounding an address up to an alignment the front end accepts passes 2^64; backends align pointers
+ * with padding arithmetic that is exact anywhere (heap_pad_to in heap_backend.h). */
 #define HEAP_MAX_REQUEST (SIZE_MAX / 4)
 
 /* How many grow()/add_memory() rounds one allocation may trigger before it fails. */
@@ -187,7 +190,9 @@ struct heap_ops {
 };
 
 /* Creates a heap of backend ops in [mem, mem + size), using env's callbacks (copied; env may be NULL
- * for no lock and no growth). Returns NULL if ops is NULL or size is too small for the backend. */
+ * for no lock and no growth). Returns NULL if ops or mem is NULL or size is too small for the backend.
+ * A heap never uses the last 16 bytes of the address space: a range (here or from env.grow) that
+ * reaches them is shortened, so that no address computation inside the heap wraps past 2^64. */
 struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, const struct heap_env *env);
 
 /* Returns a block of at least size bytes aligned to 16, or NULL (see the guarantees above). */

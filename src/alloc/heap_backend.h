@@ -58,10 +58,42 @@ struct heap {
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
-/* Rounds x up to a multiple of a (a power of two). Callers keep x + a far from overflow. */
+/*
+ * Address arithmetic that cannot wrap. A heap may lie anywhere, the kernel's in the higher half, so
+ * `address + alignment` can pass 2^64 even for requests the front end accepts. Two rules keep every
+ * backend exact there:
+ *   - no heap memory reaches the last HEAP_MIN_ALIGN bytes of the address space: heap_create() and
+ *     growth shorten a range that does (heap_clamp_range), so `start + len` of any region, and the
+ *     end of any block, is at most HEAP_ADDR_END and never wraps;
+ *   - a pointer is aligned by computing the padding to add, heap_pad_to(x, align) (< align, exact for
+ *     any x), and comparing it with the room left in the block, never by rounding the address itself
+ *     up (which wraps to a small value near the top of the address space).
+ * heap_align_up() is for sizes (at most HEAP_MAX_REQUEST plus small constants) and for rounding an
+ * address inside a heap up to HEAP_MIN_ALIGN.
+ */
+#define HEAP_ADDR_END ((uintptr_t)0 - HEAP_MIN_ALIGN)
+
+/* Rounds x up to a multiple of a (a power of two). For sizes; see above for addresses. */
 static inline uintptr_t heap_align_up(uintptr_t x, uintptr_t a)
 {
     return (x + a - 1) & ~(a - 1);
+}
+
+/* Bytes to add to address x to reach a multiple of a (a power of two): 0 <= result < a, for any x. */
+static inline uintptr_t heap_pad_to(uintptr_t x, uintptr_t a)
+{
+    return (0 - x) & (a - 1);
+}
+
+/* Shortens *len so that [start, start + *len) ends at or below HEAP_ADDR_END (0 if start is above it). */
+static inline void heap_clamp_range(const void *start, size_t *len)
+{
+    uintptr_t s = (uintptr_t)start;
+
+    if (s > HEAP_ADDR_END)
+        *len = 0;
+    else if (*len > HEAP_ADDR_END - s)
+        *len = HEAP_ADDR_END - s;
 }
 
 static inline uintptr_t heap_align_down(uintptr_t x, uintptr_t a)

@@ -713,13 +713,16 @@ static void region_setup(struct ll *l, uintptr_t s, uintptr_t e)
 
 static struct heap *ll_init(void *mem, size_t size, uint64_t secret)
 {
-    uintptr_t base = heap_align_up((uintptr_t)mem, HEAP_MIN_ALIGN);
-    uintptr_t s = heap_align_up(base + sizeof(struct ll), HEAP_MIN_ALIGN);
-    uintptr_t e;
+    /* Offsets from mem, compared with size before any address is formed (heap_backend.h). */
+    size_t lead = heap_pad_to((uintptr_t)mem, HEAP_MIN_ALIGN);
+    size_t inst = heap_align_up(sizeof(struct ll), HEAP_MIN_ALIGN);
+    uintptr_t base, s, e;
     struct ll *l;
 
-    if (size < s - (uintptr_t)mem + LL_REGION_MIN + HEAP_MIN_ALIGN)
+    if (size < lead + inst + LL_REGION_MIN + HEAP_MIN_ALIGN)
         return NULL;
+    base = (uintptr_t)mem + lead;
+    s = base + inst;
     e = heap_align_down((uintptr_t)mem + size, HEAP_MIN_ALIGN);
     l = (struct ll *)base;
     __builtin_memset(l, 0, sizeof(*l));
@@ -736,16 +739,17 @@ static struct heap *ll_init(void *mem, size_t size, uint64_t secret)
     return &l->common;
 }
 
-/* Returns where the user pointer of an align-aligned block would start inside free block b: the first
- * aligned address whose padding is 0 or can be a free block of its own. */
-static uintptr_t aligned_payload(const struct ll_block *b, size_t align)
+/* Returns how far past free block b's payload (b + LL_HDR) the user pointer of an align-aligned block
+ * would start: the first aligned address whose padding is 0 or can be a free block of its own. An
+ * offset (< align + LL_MIN_BLOCK), not an address: the caller compares it with the room in b, which is
+ * exact anywhere in the address space (heap_backend.h). */
+static size_t aligned_pad(const struct ll_block *b, size_t align)
 {
-    uintptr_t payload = (uintptr_t)b + LL_HDR;
-    uintptr_t p = heap_align_up(payload, align);
+    size_t pad = heap_pad_to((uintptr_t)b + LL_HDR, align);
 
-    if (p != payload && p - payload < LL_MIN_BLOCK)
-        p += align;
-    return p;
+    if (pad != 0 && pad < LL_MIN_BLOCK)
+        pad += align;
+    return pad;
 }
 
 /* True if the current call met corruption (hardened mode) and must fail. */
@@ -772,12 +776,11 @@ static struct ll_free *find_aligned(struct ll *l, size_t asize, size_t align)
     struct ll_free *f = find_fit(l, asize), *best = NULL;
 
     for (int tries = 0; f != NULL && tries < LL_ALIGN_TRIES; tries++) {
-        uintptr_t end = (uintptr_t)f + bsize(&f->hdr);
-        uintptr_t p = aligned_payload(&f->hdr, align);
-        if (p < end && end - p >= asize - LL_HDR) {
+        size_t body = bsize(&f->hdr) - LL_HDR, pad = aligned_pad(&f->hdr, align);
+        if (pad <= body && body - pad >= asize - LL_HDR) {
             if (best == NULL || bsize(&f->hdr) < bsize(&best->hdr))
                 best = f;
-            if (end - p < asize - LL_HDR + LL_MIN_BLOCK)
+            if (body - pad - (asize - LL_HDR) < LL_MIN_BLOCK)
                 break; /* nothing would be split off after the block */
         }
         f = fit_after(l, follow(l, NULL, &l->root, &bad), (uintptr_t)f, asize, &bad);
@@ -811,10 +814,8 @@ static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
     b = &f->hdr;
     old = f; /* the remainder, if any, takes f's place in the tree */
     if (align != HEAP_MIN_ALIGN) {
-        uintptr_t payload = (uintptr_t)b + LL_HDR;
-        uintptr_t p = aligned_payload(b, align);
-        if (p != payload) {
-            size_t pad = p - payload;
+        size_t pad = aligned_pad(b, align);
+        if (pad != 0) {
             size_t rest = bsize(b) - pad;
             /* The padding becomes a free block (f, smaller: re-inserted); its predecessor is in use. */
             tree_remove(l, f);
@@ -986,6 +987,29 @@ static const struct ll_region *region_of(const struct ll *l, uintptr_t a)
     return NULL;
 }
 
+/* True if address a lies inside a free block (header or body): one descent of the free tree to the
+ * highest free block at or below a, following only validated links inside the interval their
+ * ancestors allow. A damaged tree answers false. */
+static bool in_free_block(const struct ll *l, uintptr_t a)
+{
+    const struct ll_free *t = get_link(l, &l->root), *below = NULL;
+    uintptr_t lo = 0, hi = UINTPTR_MAX;
+
+    while (t != NULL) {
+        if (!link_ok(l, t) || (uintptr_t)t <= lo || (uintptr_t)t >= hi)
+            return false;
+        if ((uintptr_t)t <= a) {
+            below = t;
+            lo = (uintptr_t)t;
+            t = right_of(l, t);
+        } else {
+            hi = (uintptr_t)t;
+            t = left_of(l, t);
+        }
+    }
+    return below != NULL && a - (uintptr_t)below < bsize(&below->hdr);
+}
+
 static enum heap_error ll_validate(struct heap *h, const void *ptr, size_t *usable, const void **free_site)
 {
     struct ll *l = to_ll(h);
@@ -1001,10 +1025,12 @@ static enum heap_error ll_validate(struct heap *h, const void *ptr, size_t *usab
         *free_site = b->site;
         return HEAP_ERR_DOUBLE_FREE;
     }
-    if (b->cookie == HEAP_POISON_FREE64) /* a header swallowed by coalescing: freed before */
-        return HEAP_ERR_DOUBLE_FREE;
-    if (b->cookie != cookie(l, b, LL_USED) || !(b->size & LL_INUSE))
-        return HEAP_ERR_INVALID_FREE;
+    if (b->cookie != cookie(l, b, LL_USED) || !(b->size & LL_INUSE)) {
+        /* Not a block. A header inside a free block is a stale pointer into freed memory (a block
+         * freed and merged into a neighbour); anything else is the inside of a used block. Decided
+         * by the heap's structure, never by bytes a user may have stored. */
+        return in_free_block(l, (uintptr_t)b) ? HEAP_ERR_DOUBLE_FREE : HEAP_ERR_INVALID_FREE;
+    }
     size = bsize(b);
     if (size < LL_MIN_BLOCK || size % HEAP_MIN_ALIGN != 0 || size > r->end - LL_HDR - (uintptr_t)b)
         return HEAP_ERR_CORRUPT_METADATA;
@@ -1066,8 +1092,8 @@ static size_t check_block_hard(const struct ll *l, const struct ll_block *b, boo
 /* Checks subtree t, whose addresses must lie strictly between lo and hi and whose priorities must
  * not exceed plimit (its parent's): order, heap order, maxima, and that every node is a free block
  * with a correct boundary tag. Counts nodes in *count and stops beyond limit (a cycle). */
-static size_t check_tree(const struct ll *l, const struct ll_free *t, uintptr_t lo, uintptr_t hi, uint64_t plimit,
-                         unsigned depth, size_t *count, size_t limit)
+static size_t check_tree(const struct ll *l, const struct ll_free *parent, const struct ll_free *t, uintptr_t lo,
+                         uintptr_t hi, uint64_t plimit, unsigned depth, size_t *count, size_t limit)
 {
     size_t bad = 0, m;
     const struct ll_block *n;
@@ -1076,9 +1102,13 @@ static size_t check_tree(const struct ll *l, const struct ll_free *t, uintptr_t 
         return 0;
 #if KHEAP_HARDENING
     if (!link_ok(l, t)) {
-        heap_hard_report(&l->common, HEAP_ERR_CORRUPT_FREELIST, (const char *)t + LL_HDR, 0, 0, NULL, NULL);
+        /* Name the free block whose link was overwritten (t is garbage), or the root's target. */
+        const struct ll_free *at = parent != NULL ? parent : t;
+        heap_hard_report(&l->common, HEAP_ERR_CORRUPT_FREELIST, (const char *)at + LL_HDR, 0, 0, NULL, NULL);
         return 1;
     }
+#else
+    (void)parent;
 #endif
     if (++*count > limit || depth > LL_CHECK_DEPTH || (uintptr_t)t <= lo || (uintptr_t)t >= hi ||
         (uintptr_t)t % HEAP_MIN_ALIGN != 0 || (t->hdr.size & LL_INUSE) || bsize(&t->hdr) < LL_MIN_BLOCK)
@@ -1090,8 +1120,8 @@ static size_t check_tree(const struct ll *l, const struct ll_free *t, uintptr_t 
     n = next_of(&t->hdr);
     bad += n->prev_size != bsize(&t->hdr) || (n->size & LL_PREV_INUSE);
     bad += prio(t) > plimit;
-    bad += check_tree(l, left_of(l, t), lo, (uintptr_t)t, prio(t), depth + 1, count, limit);
-    bad += check_tree(l, right_of(l, t), (uintptr_t)t, hi, prio(t), depth + 1, count, limit);
+    bad += check_tree(l, t, left_of(l, t), lo, (uintptr_t)t, prio(t), depth + 1, count, limit);
+    bad += check_tree(l, t, right_of(l, t), (uintptr_t)t, hi, prio(t), depth + 1, count, limit);
     if (bad == 0) {
         m = bsize(&t->hdr);
         if (tmax(left_of(l, t)) > m)
@@ -1144,7 +1174,7 @@ static size_t ll_check(const struct heap *h)
             bad++;
         }
     }
-    bad += check_tree(l, get_link(l, &l->root), 0, UINTPTR_MAX, UINT64_MAX, 0, &free_tree, free_walk + 1);
+    bad += check_tree(l, NULL, get_link(l, &l->root), 0, UINTPTR_MAX, UINT64_MAX, 0, &free_tree, free_walk + 1);
     bad += free_tree != free_walk;
     return bad;
 }

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "heap.h"
+#include "heap_backend.h"
 #include "kheap_host.h"
 #include "kmalloc.h"
 
@@ -494,8 +495,82 @@ struct named_test {
     CMUnitTestFunction fn;
 };
 
+/* An interior pointer into a live block is an invalid free whatever the block holds: here the bytes
+ * where a header would be equal the free poison, which used to pass for a header swallowed by
+ * coalescing or a rolled-back bump block ("double free"). docs/edges.md. */
+static void test_interior_free_of_poison_like_data(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t sizes[] = {512, 20000};
+
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        unsigned char *a = heap_alloc(f->h, sizes[i]);
+        static const size_t offs[] = {64, 4096, 8192};
+        assert_non_null(a);
+        memset(a, HEAP_POISON_FREE, sizes[i]);
+        for (size_t j = 0; j < sizeof(offs) / sizeof(offs[0]) && offs[j] < sizes[i]; j++) {
+            size_t n = f->n;
+            heap_free(f->h, a + offs[j]);
+            expect(f, n, HEAP_ERR_INVALID_FREE, a + offs[j]);
+        }
+        heap_free(f->h, a);
+        assert_int_equal(heap_check(f->h), 0);
+    }
+    assert_int_equal(heap_stats(f->h).live_allocs, 0);
+}
+
+/* bump: a pointer into the alignment padding in front of a block is not a block, also after a reset
+ * left the padding holding the free poison. (In the other backends padding is a free block of its
+ * own, so a pointer into it points into free memory: a double free, tested elsewhere.) */
+static void test_free_of_bump_padding(void **state)
+{
+    struct fixture *f = *state;
+    unsigned char *x, *y, *z;
+    size_t n;
+
+    if (!g_ops->arena)
+        return;
+    x = heap_alloc(f->h, 8000);
+    heap_free(f->h, x); /* the reset poisons what x covered */
+    y = heap_alloc(f->h, 16);
+    z = heap_alloc_aligned(f->h, 64, 4096);
+    assert_non_null(y);
+    assert_non_null(z);
+    assert_true(z - 1024 > y + 64);
+    n = f->n;
+    heap_free(f->h, z - 1024);
+    expect(f, n, HEAP_ERR_INVALID_FREE, z - 1024);
+    heap_free(f->h, z);
+    heap_free(f->h, y);
+    assert_int_equal(heap_check(f->h), 0);
+}
+
+/* A use-after-free write into ANY of the first 16 bytes of a freed small block -- where backends keep
+ * their links and the free site -- is found by heap_check(), for every backend. */
+static void test_use_after_free_in_first_words(void **state)
+{
+    struct fixture *f = *state;
+
+    for (size_t off = 0; off < 16; off++) {
+        unsigned char *a, *p, *b;
+        size_t n;
+        fresh_heap(f);
+        a = heap_alloc(f->h, 64);
+        p = heap_alloc(f->h, 64);
+        b = heap_alloc(f->h, 64);
+        assert_non_null(a);
+        assert_non_null(b);
+        heap_free(f->h, p); /* between two live blocks: no coalescing */
+        n = f->n;
+        p[off] ^= 0x20;
+        assert_true(heap_check(f->h) >= 1);
+        assert_true(f->n > n);
+    }
+}
+
 static const struct named_test tests_list[] = {
     T(test_names), T(test_double_free), T(test_interior_free), T(test_foreign_free),
+    T(test_interior_free_of_poison_like_data), T(test_free_of_bump_padding), T(test_use_after_free_in_first_words),
     T(test_overflow_one_byte), T(test_overflow_aligned), T(test_use_after_free_write),
     T(test_freed_large_block), T(test_corrupt_freelist), T(test_fresh_pattern_and_calloc), T(test_clean_churn),
     T(test_stale_metadata_of_an_earlier_heap), T(test_kfree_names_caller), T(test_no_handler_counts),

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "heap.h"
+#include "heap_backend.h"
 #include "kheap_host.h"
 
 #define RESERVE ((size_t)512 << 20)
@@ -130,6 +131,67 @@ static void test_alignment(void **state)
         assert_int_equal((uintptr_t)p % 16, 0);
         heap_free(f->h, p);
     }
+}
+
+/* Every power-of-two alignment the front end accepts, with sizes up to what it lets through: each
+ * request fails cleanly (NULL, counted) or returns a usable block aligned as asked (docs/edges.md). */
+static void test_huge_alignments(void **state)
+{
+    struct fixture *f = *state;
+
+    for (unsigned k = 4; k < 63; k++) {
+        size_t align = (size_t)1 << k;
+        size_t sizes[] = {1, 4096, HEAP_MAX_REQUEST - align - 64};
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+            uint64_t failed = heap_stats(f->h).failed_allocs;
+            unsigned char *p;
+            if (align >= HEAP_MAX_REQUEST || sizes[i] > HEAP_MAX_REQUEST - align)
+                continue;
+            p = heap_alloc_aligned(f->h, sizes[i], align);
+            if (p == NULL) {
+                assert_int_equal(heap_stats(f->h).failed_allocs, failed + 1);
+            } else {
+                assert_int_equal((uintptr_t)p % align, 0);
+                assert_true(host_arena_contains(&f->arena, p, sizes[i]));
+                heap_free(f->h, p);
+            }
+            assert_int_equal(heap_check(f->h), 0);
+        }
+    }
+}
+
+/* The address arithmetic of heap_backend.h at the top of the address space, where the kernel heap's
+ * neighbourhood lies: padding is exact where `x + align` wraps, ranges are shortened below the last
+ * 16 bytes, and a heap placed in the last bytes below 2^64 is refused before anything is written
+ * (the memory there is not even mapped on the host). */
+static void test_top_of_address_space(void **state)
+{
+    const uintptr_t top = UINTPTR_MAX;
+    size_t len;
+
+    (void)state;
+    assert_int_equal(heap_pad_to(top - 4095, 4096), 0);
+    assert_int_equal(heap_pad_to(top - 4095, 1ull << 61), (1ull << 61) - (top - 4095) % (1ull << 61));
+    assert_true(heap_pad_to(top - 15, (uintptr_t)1 << 62) < ((uintptr_t)1 << 62));
+    for (unsigned k = 0; k < 63; k++) {
+        uintptr_t a = (uintptr_t)1 << k, x = top - 4096 * 3 + 16;
+        assert_int_equal((x + heap_pad_to(x, a)) % a, 0);
+    }
+    len = 100;
+    heap_clamp_range((void *)(top - 1000), &len);
+    assert_int_equal(len, 100);
+    len = 1000;
+    heap_clamp_range((void *)(top - 999), &len);
+    assert_int_equal(len, 1000 - 16);
+    len = SIZE_MAX;
+    heap_clamp_range((void *)(top - 4095), &len);
+    assert_int_equal(len, 4096 - 16);
+    len = 64;
+    heap_clamp_range((void *)(top - 7), &len);
+    assert_int_equal(len, 0);
+    /* Too small once shortened: refused without a write (a write would fault here). */
+    assert_null(heap_create(g_ops, (void *)(top - 100), 1000, NULL));
+    assert_null(heap_create(g_ops, (void *)(top - 7), SIZE_MAX, NULL));
 }
 
 static void test_size_zero(void **state)
@@ -591,7 +653,8 @@ struct named_test {
 };
 
 static const struct named_test generic_tests[] = {
-    T(test_create_too_small), T(test_alignment), T(test_size_zero), T(test_overflow_sizes),
+    T(test_create_too_small), T(test_alignment), T(test_huge_alignments), T(test_top_of_address_space),
+    T(test_size_zero), T(test_overflow_sizes),
     T(test_calloc_zero_and_overflow), T(test_realloc_semantics), T(test_oom_recovery), T(test_grow), T(test_grow_nonadjacent),
     T(test_stats_balance), T(test_lock),
 };

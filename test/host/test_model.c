@@ -102,6 +102,8 @@ static size_t random_size(void)
 
 static size_t random_align(void)
 {
+    if (below(50) == 0)
+        return (size_t)1 << (14 + below(48)); /* up to 2^61: served or refused cleanly (docs/edges.md) */
     return (size_t)1 << below(14); /* 1 .. 8192 */
 }
 

@@ -168,7 +168,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             size_t align = 16;
             unsigned char *p;
             if ((op & 7) == 0) {
-                align = (size_t)1 << (data[i + 1] % 14);
+                /* 1 .. 8192 mostly; up to 2^63 now and then (served or refused cleanly). */
+                align = (size_t)1 << (data[i + 1] < 240 ? data[i + 1] % 14 : data[i + 1] % 64);
                 p = heap_alloc_aligned(h, sz, align);
             } else if ((op & 7) == 1) {
                 size_t cnt = 1 + (data[i + 1] & 7);

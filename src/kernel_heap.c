@@ -135,6 +135,6 @@ void kernel_heap_init(void)
     struct heap *h = heap_create(ops, (void *)(uintptr_t)start,
                                  KERNEL_HEAP_INITIAL_PAGES * PAGE_SIZE_4K, &env);
     if (h == NULL)
-        panic("kernel_heap_init: backend %s refused the initial heap", ops->name);
+        panic("kernel_heap_init: backend %s refused the initial heap", kernel_allocator_name);
     kmalloc_init(h);
 }

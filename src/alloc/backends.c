@@ -1,5 +1,5 @@
 /* backends.c - the backend registry, built from backends.def. */
-#include "heap.h"
+#include "heap_backend.h"
 
 #define HEAP_BACKEND(name) &heap_##name##_ops,
 const struct heap_ops *const heap_backends[] = {

@@ -13,6 +13,52 @@
 #include "heap.h"
 
 /*
+ * The backend vtable: one const instance per backend (heap_<name>_ops, listed in backends.def). The front end validates every
+ * argument, so backends may assume: h is theirs, 0 < size, align is a power of two >= HEAP_MIN_ALIGN,
+ * size + align <= HEAP_MAX_REQUEST, and ptr was returned by this heap and is live. Backends never
+ * lock, grow or count: the front end does that.
+ */
+struct heap_ops {
+    const char *name; /* "bump", "linked_list", "fixed_size_block" */
+    /* Extra bytes, beyond size + align, that a fresh non-adjacent region needs so that one allocation
+     * of that size and alignment is guaranteed to fit (region and block headers). */
+    size_t grow_overhead;
+    /* True for arena-style backends (bump): freed memory is reused only by rolling back the newest
+     * block or when every block is free (reset); other backends reuse any freed block. Tests and
+     * benchmarks adapt to this property, never to a backend's name. */
+    bool arena;
+    /* Places the instance at the start of mem and manages the rest. NULL if size is too small, in which
+     * case nothing in mem was written. secret: the heap's secret (hardened mode; 0 and unused in
+     * plain mode), needed before the common part is filled in because init() builds free lists. */
+    struct heap *(*init)(void *mem, size_t size, uint64_t secret);
+    /* Returns a block of at least size bytes aligned to align and stores its usable size in *usable,
+     * or returns NULL if nothing fits. (Reporting the usable size here and from free() spares the
+     * front end a usable_size() call per operation for its statistics.) */
+    void *(*alloc)(struct heap *h, size_t size, size_t align, size_t *usable);
+    /* Returns ptr's block to the heap; returns the usable size the block had. */
+    size_t (*free)(struct heap *h, void *ptr);
+    /* Grows or shrinks ptr's block in place to hold size bytes; false (block unchanged) if impossible. */
+    bool (*resize)(struct heap *h, void *ptr, size_t size);
+    /* Returns how many bytes starting at ptr the caller may use (>= the size it asked for). */
+    size_t (*usable_size)(const struct heap *h, const void *ptr);
+    /* Hands the heap len more bytes at start (from grow()). A region starting at the current end of
+     * the heap must be merged with it. */
+    void (*add_memory)(struct heap *h, void *start, size_t len);
+    /* Walks the heap's structures and returns the number of broken invariants; 0 = healthy. In
+     * hardened mode it also verifies canaries of live blocks and poison of free blocks (reporting). */
+    size_t (*check)(const struct heap *h);
+    /* Hardened mode (never called in plain mode; plain backends may leave it NULL): classifies ptr (any value) without faulting on memory outside the heap.
+     * Returns HEAP_ERR_COUNT (HEAP_BLOCK_OK) if ptr is a live block and stores its usable size in
+     * *usable; else HEAP_ERR_DOUBLE_FREE (a free block; *free_site set if known),
+     * HEAP_ERR_INVALID_FREE, or HEAP_ERR_CORRUPT_FREELIST when freeing ptr would have to follow a
+     * damaged link (the free is then refused). */
+    enum heap_error (*validate)(struct heap *h, const void *ptr, size_t *usable, const void **free_site);
+};
+
+/* validate(): ptr is a live block. */
+#define HEAP_BLOCK_OK HEAP_ERR_COUNT
+
+/*
  * The common part of a heap. Every backend's instance struct has it as its FIRST member, so a
  * struct heap * converts to the backend's type with container_of (a no-op cast). Backends' init()
  * leaves it zeroed; heap_create() fills it in. Backends never touch it afterwards.
@@ -133,7 +179,6 @@ static inline bool heap_is_pow2(size_t x)
 #define HEAP_HARD_TAIL (HEAP_HARD_REDZONE + HEAP_HARD_TRAILER)
 #define HEAP_HARD_CANARY ((size_t)16) /* at most this many canary bytes (two words) follow req */
 #define HEAP_HARD_LINK ((size_t)16)      /* bytes a free block may keep for backend links */
-#define HEAP_BLOCK_OK HEAP_ERR_COUNT     /* validate(): ptr is a live block */
 
 _Static_assert(HEAP_POISON_SPAN % 16 == 0 && HEAP_POISON_SPAN >= 2 * HEAP_HARD_LINK, "poison span");
 _Static_assert(HEAP_POISON_FREE != HEAP_POISON_ALLOC && HEAP_POISON_ALLOC != 0, "distinct patterns");

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "heap.h"
+#include "heap_backend.h"
 #include "kheap_host.h"
 
 #define N_AB 1000000

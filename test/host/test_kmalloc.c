@@ -16,6 +16,7 @@
 
 #include "kbox.h"
 #include "kheap_host.h"
+#include "heap_backend.h"
 #include "kmalloc.h"
 #include "krc.h"
 #include "kvec.h"

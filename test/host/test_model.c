@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "heap.h"
+#include "heap_backend.h"
 #include "kheap_host.h"
 
 #define SLOTS 256

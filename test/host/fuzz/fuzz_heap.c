@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "heap.h"
+#include "heap_backend.h"
 
 #ifndef FUZZ_BACKEND
 #error "define FUZZ_BACKEND"

@@ -155,73 +155,11 @@ static inline bool heap_is_pow2(size_t x)
 #define heap_likely(x) __builtin_expect(!!(x), 1)
 #define heap_unlikely(x) __builtin_expect(!!(x), 0)
 
+/* The hardened layer's shared part (constants, key/mangle, reports, poison) and the front end's
+ * hooks: empty stubs in the plain build. */
+#include "heap_hard.h"
+
 #if KHEAP_HARDENING
-/*
- * Hardened mode, the part shared by every backend (see docs/hardening.md). The front end lays out
- * every block it hands out as
- *
- *   p                      p + req          p + bu - 16        p + bu     (bu = the backend's usable
- *   | user bytes ...       | canary ...     | trailer          |           size, a multiple of 16)
- *                                           { req ^ k, alloc_site ^ rotl(k, 32) }, k = key(p)
- *
- * so the backend is asked for req + HEAP_HARD_TAIL bytes. On free the first min(bu, HEAP_POISON_SPAN)
- * bytes are filled with HEAP_POISON_FREE; a backend may then keep HEAP_HARD_LINK bytes of links at
- * the start of a free block (mangled with heap_hard_mangle) and must verify the rest of that span
- * with heap_hard_verify_free() before handing the memory out again.
- */
-#define HEAP_POISON_FREE ((uint8_t)0x6b)  /* free memory (as Linux POISON_FREE) */
-#define HEAP_POISON_ALLOC ((uint8_t)0xa5) /* fresh, uninitialised allocations */
-#define HEAP_POISON_FREE64 ((uint64_t)0x6b6b6b6b6b6b6b6bull)
-#define HEAP_POISON_ALLOC64 ((uint64_t)0xa5a5a5a5a5a5a5a5ull)
-#define HEAP_POISON_SPAN ((size_t)2048)  /* bytes of a block poisoned on free and verified on reuse */
-#define HEAP_HARD_TRAILER ((size_t)16)   /* requested size and allocation site, at the block's end */
-#define HEAP_HARD_REDZONE ((size_t)8)    /* minimum canary bytes after the requested size */
-#define HEAP_HARD_TAIL (HEAP_HARD_REDZONE + HEAP_HARD_TRAILER)
-#define HEAP_HARD_CANARY ((size_t)16) /* at most this many canary bytes (two words) follow req */
-#define HEAP_HARD_LINK ((size_t)16)      /* bytes a free block may keep for backend links */
-
-_Static_assert(HEAP_POISON_SPAN % 16 == 0 && HEAP_POISON_SPAN >= 2 * HEAP_HARD_LINK, "poison span");
-_Static_assert(HEAP_POISON_FREE != HEAP_POISON_ALLOC && HEAP_POISON_ALLOC != 0, "distinct patterns");
-_Static_assert((HEAP_POISON_FREE64 & 0xff) == HEAP_POISON_FREE, "64-bit free poison");
-_Static_assert((HEAP_POISON_ALLOC64 & 0xff) == HEAP_POISON_ALLOC, "64-bit alloc poison");
-
-/* A keyed hash of an address: distinct per heap (secret) and per location. */
-static inline uint64_t heap_hard_key(uint64_t secret, uintptr_t addr)
-{
-    uint64_t x = ((uint64_t)addr ^ secret) * 0x9e3779b97f4a7c15ull;
-    return x ^ (x >> 29);
-}
-
-/* Encodes (and decodes: it is an involution) pointer value v stored at slot. */
-static inline uintptr_t heap_hard_mangle(const struct heap *h, const void *slot, uintptr_t v)
-{
-    return v ^ (uintptr_t)heap_hard_key(h->hard.secret, (uintptr_t)slot);
-}
-
-/* Reports one error through the owner's env.report (if set) and counts it. */
-void heap_hard_report(const struct heap *h, enum heap_error kind, const void *ptr, size_t size,
-                      size_t offset, const void *alloc_site, const void *free_site);
-
-/* Fills [p, p + len) with the free poison (len a multiple of 8, p 8-aligned). */
-void heap_hard_poison(void *p, size_t len);
-
-/* Returns the offset of the first byte in [p + from, p + to) that is not HEAP_POISON_FREE, or to if
- * there is none (p + from and p + to 8-aligned). */
-size_t heap_hard_find_unpoisoned(const void *p, size_t from, size_t to);
-
-/* Verifies that block p (backend usable size bu, freed earlier) still holds the free poison after its
- * first `from` bytes, within HEAP_POISON_SPAN. On a disturbed byte reports a use-after-free write
- * naming p and the offset, sets the owner's abort flag and returns false. */
-bool heap_hard_verify_free(struct heap *h, void *p, size_t from, size_t bu);
-
-/* Verifies the canary and trailer of live block p (usable size bu); reports an overflow and returns
- * false if they were disturbed. Used by check(). */
-bool heap_hard_verify_live(const struct heap *h, const void *p, size_t bu);
-
-/* Makes block p (usable bu) a consistent live block of size bu - HEAP_HARD_TAIL that no user holds:
- * used by a backend that found p poisoned and keeps it out of circulation for good. */
-void heap_hard_quarantine(struct heap *h, void *p, size_t bu);
-
 /* linked_list.c: makes linked_list heap ll report through owner (an embedding backend), and skip the
  * canary check in check() for used blocks where internal(owner, user pointer) is true. */
 /* linked_list.c: true if a could be the user pointer of a block of linked_list heap ll (it lies in

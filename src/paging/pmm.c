@@ -27,6 +27,8 @@
  */
 #include "pmm.h"
 
+#include <assert.h>
+
 #include "cpu.h"
 #include "kprintf.h"
 #include "kstring.h"
@@ -61,8 +63,15 @@ static uint64_t free_top, free_cap;
 static struct phys_range metadata;
 static struct pmm_stats stats;
 
+static_assert((PMM_PHYS_LIMIT / FRAME_SIZE - 1) <= UINT32_MAX,
+              "a free stack entry (uint32_t) must hold every frame number below PMM_PHYS_LIMIT");
+static_assert(PMM_PHYS_LIMIT % FRAME_SIZE == 0, "PMM_PHYS_LIMIT must be frame aligned");
+
+/* Rounds v up to a frame boundary; v must be at most PMM_PHYS_LIMIT (every
+   caller clips first), so this cannot wrap. */
 static uint64_t align_up(uint64_t v)
 {
+    kassert(v <= PMM_PHYS_LIMIT);
     return (v + FRAME_SIZE - 1) & ~(FRAME_SIZE - 1);
 }
 
@@ -108,8 +117,11 @@ static void range_add(struct range_set *set, uint64_t lo, uint64_t hi)
    reserved frame is not usable). */
 static void range_remove(struct range_set *set, uint64_t lo, uint64_t hi)
 {
+    if (lo >= PMM_PHYS_LIMIT)
+        return;                                 /* nothing usable lies there */
+    hi = hi > PMM_PHYS_LIMIT ? PMM_PHYS_LIMIT : hi;
     lo = align_down(lo);
-    hi = hi > ~0ull - FRAME_SIZE ? ~0ull & ~(FRAME_SIZE - 1) : align_up(hi);
+    hi = align_up(hi);
     if (lo >= hi)
         return;
     for (size_t i = 0; i < set->n; i++) {
@@ -146,28 +158,42 @@ static uint64_t set_frames(const struct range_set *set)
     return frames;
 }
 
-/* Fills set with the available memory of bi minus everything not
-   available, the first 1 MiB, the kernel image, the boot information and
-   withheld[0..n). Returns the frames of available RAM before the last four
-   subtractions (what counts as "total"). */
+/* The end of map entry m, cut at 2^64 if base + length wraps. */
+static uint64_t region_end(const struct mem_region *m)
+{
+    uint64_t end;
+    return __builtin_add_overflow(m->base, m->length, &end) ? UINT64_MAX : end;
+}
+
+/* Fills set with the available memory of bi below PMM_PHYS_LIMIT minus
+   everything not available, the first 1 MiB, the kernel image, the boot
+   information and withheld[0..n). Stores the bytes of available RAM at or
+   above the limit in *ignored. Returns the frames of available RAM before
+   the last four subtractions (what counts as "total"). */
 static uint64_t build_ranges(struct range_set *set, const struct boot_info *bi,
-                             const struct phys_range *withheld, size_t n)
+                             const struct phys_range *withheld, size_t n, uint64_t *ignored)
 {
     set->n = 0;
+    *ignored = 0;
     for (size_t i = 0; i < bi->mmap_count; i++) {
         const struct mem_region *m = &bi->mmap[i];
         if (m->type != MEM_AVAILABLE || m->length == 0)
             continue;
-        uint64_t end = m->base + m->length < m->base ? ~0ull : m->base + m->length;
-        range_add(set, align_up(m->base), align_down(end));
+        uint64_t base = m->base, end = region_end(m);
+        if (end > PMM_PHYS_LIMIT) {
+            uint64_t cut = base > PMM_PHYS_LIMIT ? base : PMM_PHYS_LIMIT;
+            if (__builtin_add_overflow(*ignored, end - cut, ignored))
+                *ignored = UINT64_MAX;
+            end = cut;
+        }
+        if (base < end)
+            range_add(set, align_up(base), align_down(end));
     }
     /* Not-available wins over available where the map overlaps itself. */
     for (size_t i = 0; i < bi->mmap_count; i++) {
         const struct mem_region *m = &bi->mmap[i];
-        if (m->type != MEM_AVAILABLE && m->length > 0) {
-            uint64_t end = m->base + m->length < m->base ? ~0ull : m->base + m->length;
-            range_remove(set, m->base, end);
-        }
+        if (m->type != MEM_AVAILABLE && m->length > 0)
+            range_remove(set, m->base, region_end(m));
     }
     uint64_t total = set_frames(set);
     range_remove(set, 0, LOW_MEMORY_END);
@@ -183,7 +209,8 @@ size_t pmm_usable_ranges(const struct boot_info *bi, const struct phys_range *wi
 {
     static struct range scratch[PMM_MAX_RANGES];
     struct range_set set = { scratch, 0, PMM_MAX_RANGES };
-    build_ranges(&set, bi, withheld, n);
+    uint64_t ignored;
+    build_ranges(&set, bi, withheld, n, &ignored);
     size_t count = set.n < max ? set.n : max;
     for (size_t i = 0; i < count; i++)
         out[i] = (struct phys_range){ set.r[i].lo, set.r[i].hi };
@@ -197,7 +224,9 @@ static uint64_t carve_metadata(struct range_set *set, uint64_t bytes)
     bytes = align_up(bytes);
     for (size_t i = 0; i < set->n; i++) {
         struct range *r = &set->r[i];
-        if (r->hi - r->lo >= bytes && r->lo + bytes <= BOOT_DIRECT_MAP_END) {
+        uint64_t end;
+        if (r->hi - r->lo >= bytes && !__builtin_add_overflow(r->lo, bytes, &end) &&
+            end <= BOOT_DIRECT_MAP_END) {
             uint64_t at = r->lo;
             range_remove(set, at, at + bytes);
             return at;
@@ -210,8 +239,12 @@ static uint64_t carve_metadata(struct range_set *set, uint64_t bytes)
 void pmm_init(const struct boot_info *bi, const struct phys_range *withheld, size_t n)
 {
     struct range_set set = { ranges, 0, PMM_MAX_RANGES };
+    uint64_t ignored;
     memset(&stats, 0, sizeof(stats));
-    stats.total_frames = build_ranges(&set, bi, withheld, n);
+    stats.total_frames = build_ranges(&set, bi, withheld, n, &ignored);
+    if (ignored > 0)
+        kprintf("pmm: ignoring %llu MiB of RAM at or above %llu TiB (frame numbers are 32-bit)\n",
+                (unsigned long long)(ignored >> 20), (unsigned long long)(PMM_PHYS_LIMIT >> 40));
     stats.highest_address = set.n > 0 ? set.r[set.n - 1].hi : 0;
 
     /* Metadata: the allocated-bitmap over [0, highest) and a free stack big
@@ -299,7 +332,9 @@ uint64_t pmm_alloc_contiguous(size_t n)
 {
     unsigned long flags = irq_save();
     uint64_t frame = PMM_NO_FRAME;
-    uint64_t bytes = (uint64_t)n * FRAME_SIZE;
+    uint64_t bytes;
+    if (__builtin_mul_overflow((uint64_t)n, FRAME_SIZE, &bytes))
+        n = 0;                                  /* more than the address space: none fits */
     for (size_t i = nranges; n > 0 && i-- > 0;) {
         if (ranges[i].hi - ranges[i].lo >= bytes) {
             ranges[i].hi -= bytes;

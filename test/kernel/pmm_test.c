@@ -189,3 +189,60 @@ KTEST(odd_memory_maps_are_read_safely)
                        (void *)want[i].end);
     }
 }
+
+KTEST(absurd_contiguous_counts_allocate_nothing)
+{
+    /* n * FRAME_SIZE overflows for all but the first; 2^52 frames are 2^64
+       bytes (wraps to 0), 2^52 + 1 wraps to one frame. */
+    const size_t counts[] = {
+        0, SIZE_MAX, SIZE_MAX / FRAME_SIZE + 1, (size_t)1 << 52, ((size_t)1 << 52) + 1,
+        SIZE_MAX / 2 + 1, (size_t)(PMM_PHYS_LIMIT / FRAME_SIZE) + 1,
+    };
+    size_t ncounts = sizeof(counts) / sizeof(counts[0]);
+    struct pmm_stats before = pmm_stats();
+    for (size_t i = 0; i < ncounts; i++) {
+        uint64_t f = pmm_alloc_contiguous(counts[i]);
+        if (f != PMM_NO_FRAME)
+            ktest_fail(__FILE__, __LINE__, "pmm_alloc_contiguous(%zu) returned %p", counts[i],
+                       (void *)f);
+    }
+    struct pmm_stats after = pmm_stats();
+    KASSERT_EQ(after.free_frames, before.free_frames);
+    KASSERT_EQ(after.failed_allocs, before.failed_allocs + ncounts);
+}
+
+KTEST(memory_map_entries_near_2_to_the_64_are_read_safely)
+{
+    static struct boot_info bi;
+    memset(&bi, 0, sizeof(bi));
+    const uint64_t top_page = 0ull - FRAME_SIZE;
+    const struct mem_region map[] = {
+        { 0x500000, 0x100000, MEM_AVAILABLE },                  /* [5 MiB, 6 MiB): ordinary */
+        { 0x200000000ull, 0x1000, MEM_AVAILABLE },              /* one frame at 8 GiB */
+        { PMM_PHYS_LIMIT - 0x3000, 0x10000, MEM_AVAILABLE },    /* straddles the limit: cut */
+        { 0ull - 0x2000, 0x2000, MEM_AVAILABLE },               /* ends exactly at 2^64 */
+        { top_page + 0x800, 0x1000, MEM_AVAILABLE },            /* unaligned, wraps past 2^64 */
+        { top_page, UINT64_MAX, MEM_AVAILABLE },                /* length wraps */
+        { PMM_PHYS_LIMIT - 0x1000, UINT64_MAX, MEM_RESERVED },  /* reserved, wraps */
+        { top_page, 0x1000, MEM_RESERVED },                     /* the very last page */
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        bi.mmap[i] = map[i];
+    bi.mmap_count = sizeof(map) / sizeof(map[0]);
+    bi.info_phys_start = 0x580000;
+    bi.info_phys_end = 0x580100;
+
+    struct phys_range out[8];
+    size_t n = pmm_usable_ranges(&bi, NULL, 0, out, 8);
+    const struct phys_range want[] = {
+        { 0x500000, 0x580000 }, { 0x581000, 0x600000 },
+        { 0x200000000ull, 0x200001000ull }, { PMM_PHYS_LIMIT - 0x3000, PMM_PHYS_LIMIT - 0x1000 },
+    };
+    KASSERT_EQ(n, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < n && i < 8; i++) {
+        if (out[i].start != want[i].start || out[i].end != want[i].end)
+            ktest_fail(__FILE__, __LINE__, "range %zu is [%p-%p), want [%p-%p)", i,
+                       (void *)out[i].start, (void *)out[i].end, (void *)want[i].start,
+                       (void *)want[i].end);
+    }
+}

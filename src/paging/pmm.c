@@ -9,16 +9,27 @@
  * 16 GiB costs the same as 8 MiB plus one memset of the bitmap.
  *
  * Frames come from two places:
- *   - the free stack: frames that were freed, as an array of 32-bit frame
- *     numbers (so freeing never writes into the freed frame itself, and a
- *     test may allocate and free every frame without touching all of RAM);
+ *   - the free stacks: frames that were freed, as 32-bit frame numbers (so
+ *     freeing never writes into the freed frame itself, and a test may
+ *     allocate and free every frame without touching all of RAM). There are
+ *     two, sharing one array from its two ends: frames at or above 4 GiB
+ *     (growing down from the top) and frames below (growing up from the
+ *     bottom); together they never hold more than every usable frame;
  *   - the frontier of each range: [lo, hi) of never-used memory. Ordinary
  *     allocations take from the top of the highest range (hi moves down),
  *     early page tables from the bottom of the lowest (lo moves up).
- * Both are O(1); skipping an exhausted range is amortized O(1). A freed
- * frame that borders its range's frontier extends the frontier instead of
- * going on the stack (O(log ranges) to find the range), so memory freed in
- * reverse allocation order becomes contiguous, never-used memory again.
+ * pmm_alloc_frame() tries, in order: a freed high frame, the high frontier
+ * (the top of the highest range, when that lies at or above 4 GiB), a freed
+ * low frame, the low frontier. So it returns a frame at or above 4 GiB
+ * whenever one is free, in O(1). Why: memory below 4 GiB is the scarce kind
+ * (the boot direct map, 32-bit DMA, pmm_alloc_frame_low()), and with a
+ * single LIFO stack one freed low frame would be handed out before all the
+ * free high memory, so on big machines page tables and heap pages drifted
+ * below 4 GiB. Both stacks and the frontier moves are O(1); skipping an
+ * exhausted range is amortized O(1). A freed frame that borders its range's
+ * frontier extends the frontier instead of going on a stack (O(log ranges)
+ * to find the range), so memory freed in reverse allocation order becomes
+ * contiguous, never-used memory again.
  *
  * One bit per frame records "allocated", so freeing a frame that is not
  * allocated (a double free, a stray address) panics instead of corrupting
@@ -58,8 +69,10 @@ static size_t low_cursor;   /* ranges[low_cursor..] likewise, seen from below */
 
 static uint64_t *bitmap;        /* bit set = allocated */
 static uint64_t bitmap_frames;  /* frames the bitmap covers: [0, bitmap_frames) */
+/* The two free stacks: low frames in free_stack[0, low_top), high frames in
+   free_stack[high_bottom, free_cap). */
 static uint32_t *free_stack;
-static uint64_t free_top, free_cap;
+static uint64_t low_top, high_bottom, free_cap;
 static struct phys_range metadata;
 static struct pmm_stats stats;
 
@@ -258,7 +271,8 @@ void pmm_init(const struct boot_info *bi, const struct phys_range *withheld, siz
     bitmap = phys_to_virt(meta);
     free_stack = (uint32_t *)((uint8_t *)bitmap + bitmap_bytes);
     free_cap = usable;
-    free_top = 0;
+    low_top = 0;
+    high_bottom = free_cap;
     memset(bitmap, 0, bitmap_bytes);
 
     nranges = set.n;
@@ -288,20 +302,30 @@ static uint64_t finish_alloc(uint64_t frame, unsigned long flags)
     return frame;
 }
 
+/* Takes the top frame of the highest range's frontier if it is at least
+   min, else returns PMM_NO_FRAME. */
+static uint64_t take_top_frontier(uint64_t min)
+{
+    while (high_cursor > 0 && ranges[high_cursor - 1].lo == ranges[high_cursor - 1].hi)
+        high_cursor--;
+    if (high_cursor == 0 || ranges[high_cursor - 1].hi - FRAME_SIZE < min)
+        return PMM_NO_FRAME;
+    ranges[high_cursor - 1].hi -= FRAME_SIZE;
+    return ranges[high_cursor - 1].hi;
+}
+
 uint64_t pmm_alloc_frame(void)
 {
     unsigned long flags = irq_save();
     uint64_t frame = PMM_NO_FRAME;
-    if (free_top > 0) {
-        frame = (uint64_t)free_stack[--free_top] * FRAME_SIZE;
-    } else {
-        while (high_cursor > 0 && ranges[high_cursor - 1].lo == ranges[high_cursor - 1].hi)
-            high_cursor--;
-        if (high_cursor > 0) {
-            ranges[high_cursor - 1].hi -= FRAME_SIZE;
-            frame = ranges[high_cursor - 1].hi;
-        }
-    }
+    if (high_bottom < free_cap)
+        frame = (uint64_t)free_stack[high_bottom++] * FRAME_SIZE;
+    else
+        frame = take_top_frontier(BOOT_DIRECT_MAP_END);
+    if (frame == PMM_NO_FRAME && low_top > 0)
+        frame = (uint64_t)free_stack[--low_top] * FRAME_SIZE;
+    if (frame == PMM_NO_FRAME)
+        frame = take_top_frontier(0);
     return finish_alloc(frame, flags);
 }
 
@@ -314,16 +338,8 @@ uint64_t pmm_alloc_frame_low(void)
     if (low_cursor < nranges && ranges[low_cursor].lo < BOOT_DIRECT_MAP_END) {
         frame = ranges[low_cursor].lo;
         ranges[low_cursor].lo += FRAME_SIZE;
-    } else {
-        /* The low frontier is used up: look for a freed low frame (rare and
-           O(freed frames); only early boot depends on this call). */
-        for (uint64_t i = free_top; i-- > 0;) {
-            if ((uint64_t)free_stack[i] * FRAME_SIZE < BOOT_DIRECT_MAP_END) {
-                frame = (uint64_t)free_stack[i] * FRAME_SIZE;
-                free_stack[i] = free_stack[--free_top];
-                break;
-            }
-        }
+    } else if (low_top > 0) {
+        frame = (uint64_t)free_stack[--low_top] * FRAME_SIZE;
     }
     return finish_alloc(frame, flags);
 }
@@ -397,8 +413,11 @@ void pmm_free_frame(uint64_t frame)
     uint64_t pfn = frame / FRAME_SIZE;
     bitmap[pfn / BITS_PER_WORD] &= ~(1ull << (pfn % BITS_PER_WORD));
     if (!return_to_frontier(frame)) {
-        kassert(free_top < free_cap);
-        free_stack[free_top++] = (uint32_t)pfn;
+        kassert(low_top < high_bottom);     /* never more freed frames than usable ones */
+        if (frame >= BOOT_DIRECT_MAP_END)
+            free_stack[--high_bottom] = (uint32_t)pfn;
+        else
+            free_stack[low_top++] = (uint32_t)pfn;
     }
     stats.free_frames++;
     irq_restore(flags);

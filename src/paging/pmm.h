@@ -53,12 +53,16 @@ void pmm_init(const struct boot_info *bi, const struct phys_range *withheld, siz
 size_t pmm_usable_ranges(const struct boot_info *bi, const struct phys_range *withheld, size_t n,
                          struct phys_range *out, size_t max);
 
-/* Returns a frame (the highest free one first, so large machines hand out
-   memory above 4 GiB), or PMM_NO_FRAME. O(1). Interrupt-safe. */
+/* Returns a frame at or above 4 GiB whenever one is free (freed or never
+   used); otherwise any free frame below 4 GiB; PMM_NO_FRAME (counted in
+   failed_allocs) when none is free. Which high or low frame is not
+   specified (recently freed ones first). Keeps the scarce memory below
+   4 GiB (boot direct map, pmm_alloc_frame_low(), 32-bit devices) for last.
+   O(1). Interrupt-safe. */
 uint64_t pmm_alloc_frame(void);
 /* Returns a frame below 4 GiB, taken from the lowest never-used memory
-   (O(1) amortized) or, once that is used up, from the freed frames (O(freed)),
-   or PMM_NO_FRAME. For tables needed before the full direct map exists. */
+   or, once that is used up, from the freed low frames, or PMM_NO_FRAME.
+   O(1) amortized. For tables needed before the full direct map exists. */
 uint64_t pmm_alloc_frame_low(void);
 /* Returns the first of n physically contiguous frames, or PMM_NO_FRAME
    (counted in failed_allocs) when n is 0, when n frames do not fit in the

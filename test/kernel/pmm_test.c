@@ -127,6 +127,38 @@ KTEST(big_machines_hand_out_memory_above_4g_first)
     pmm_free_frame(f);
 }
 
+KTEST(a_freed_low_frame_does_not_displace_free_high_memory)
+{
+    struct pmm_stats before = pmm_stats();
+    /* pmm.h: a frame at or above 4 GiB comes back whenever one is free, so
+       the first answer tells whether any high frame is free. */
+    uint64_t probe = pmm_alloc_frame();
+    KASSERT(probe != PMM_NO_FRAME);
+    bool high_free = probe >= 4 * GIB;
+    pmm_free_frame(probe);
+    /* Two low frames; freeing the first while holding the second keeps it
+       off the never-used frontier, so it lands among the freed frames. */
+    uint64_t a = pmm_alloc_frame_low(), b = pmm_alloc_frame_low();
+    KASSERT(a != PMM_NO_FRAME && b != PMM_NO_FRAME);
+    KASSERT(a < 4 * GIB && b < 4 * GIB && !forbidden(a) && !forbidden(b));
+    pmm_free_frame(a);
+    uint64_t next = pmm_alloc_frame();
+    ktest_log("high memory free: %s; freed low frame %p, then got %p", high_free ? "yes" : "no",
+              (void *)a, (void *)next);
+    KASSERT(next != PMM_NO_FRAME && !forbidden(next));
+    if (high_free)
+        KASSERT(next >= 4 * GIB);
+    else
+        KASSERT(next < 4 * GIB);
+    pmm_free_frame(next);
+    pmm_free_frame(b);
+    KASSERT_EQ(pmm_stats().free_frames, before.free_frames);
+    /* The low frame is still there for pmm_alloc_frame_low(). */
+    uint64_t low = pmm_alloc_frame_low();
+    KASSERT(low != PMM_NO_FRAME && low < 4 * GIB);
+    pmm_free_frame(low);
+}
+
 KTEST_EXPECT_PANIC(double_free_of_a_frame_panics)
 {
     uint64_t f = pmm_alloc_frame();

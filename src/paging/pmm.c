@@ -38,8 +38,6 @@
  */
 #include "pmm.h"
 
-#include <assert.h>
-
 #include "cpu.h"
 #include "kprintf.h"
 #include "kstring.h"
@@ -76,9 +74,11 @@ static uint64_t low_top, high_bottom, free_cap;
 static struct phys_range metadata;
 static struct pmm_stats stats;
 
-static_assert((PMM_PHYS_LIMIT / FRAME_SIZE - 1) <= UINT32_MAX,
-              "a free stack entry (uint32_t) must hold every frame number below PMM_PHYS_LIMIT");
-static_assert(PMM_PHYS_LIMIT % FRAME_SIZE == 0, "PMM_PHYS_LIMIT must be frame aligned");
+_Static_assert(PMM_PHYS_LIMIT / FRAME_SIZE - 1 <= UINT32_MAX,
+               "a free stack entry (uint32_t) must hold every frame number below PMM_PHYS_LIMIT");
+_Static_assert(PMM_PHYS_LIMIT % FRAME_SIZE == 0, "PMM_PHYS_LIMIT must be frame aligned");
+_Static_assert(PMM_PHYS_LIMIT < DIRECT_MAP_SPAN,
+               "the direct map reaches every frame and stays below the kernel heap's guard page");
 
 /* Rounds v up to a frame boundary; v must be at most PMM_PHYS_LIMIT (every
    caller clips first), so this cannot wrap. */

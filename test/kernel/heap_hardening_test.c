@@ -127,7 +127,7 @@ KTEST_EXPECT_PANIC(hardened_free_of_a_global_is_caught)
 KTEST_EXPECT_PANIC(hardened_free_outside_the_heap_is_caught)
 {
     /* Past the mapped end of the heap region: must be rejected unread. */
-    void *past = (void *)(uintptr_t)(heap_region_end() + 4096);
+    void *past = (void *)(uintptr_t)(heap_region_end(kernel_heap_region()) + 4096);
     expect_report("invalid free", past);
     kfree(past);
 }

@@ -61,6 +61,11 @@ enum paging_status heap_region_grow(struct heap_region *r, size_t pages, uint64_
     if (__builtin_mul_overflow((uint64_t)pages, PAGE_SIZE_4K, &bytes) ||
         __builtin_add_overflow(heap_region_mapped(r), bytes, &mapped) || mapped > r->limit)
         return PAGING_ERR_NO_MEMORY;
+    /* Refuse up front what cannot be finished: a failure half-way would be
+       rolled back, but the page tables it created would stay. */
+    uint64_t free = pmm_stats().free_frames;
+    if (pages > free || paging_tables_needed(r->end, pages) > free - pages)
+        return PAGING_ERR_NO_MEMORY;
     uint64_t old_end = r->end;
     for (size_t i = 0; i < pages; i++) {
         uint64_t frame = pmm_alloc_frame();

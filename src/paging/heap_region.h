@@ -53,10 +53,12 @@ uint64_t heap_region_limit(const struct heap_region *r);
    mapped now, nor above the span). Returns the new cap. */
 uint64_t heap_region_set_limit(struct heap_region *r, uint64_t max_bytes);
 /* Maps pages more fresh, zeroed frames at the end and stores the old end
-   (the start of the new memory) in *start. All or nothing: on failure the
-   pages mapped so far are unmapped and their frames freed, the end is
-   unchanged and PAGING_ERR_NO_MEMORY is returned (cap reached or no
-   frames). */
+   (the start of the new memory) in *start. Returns PAGING_ERR_NO_MEMORY,
+   changing nothing (end, mapped pages and free frames as before), when the
+   cap would be passed or fewer frames are free than the pages plus the page
+   tables they need (paging_tables_needed()). If frames still run out
+   half-way (an interrupt took some after that check), the pages mapped so
+   far are unmapped and freed: only page tables created on the way stay. */
 enum paging_status heap_region_grow(struct heap_region *r, size_t pages, uint64_t *start);
 /* Unmaps up to pages pages from the end and frees their frames; returns how
    many were unmapped. Page tables stay (for the next growth). */

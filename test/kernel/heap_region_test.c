@@ -1,9 +1,11 @@
 /* Heap regions: growth at the end with fresh frames, shrinking, caps, the
    guard pages on both sides, and windows up to the top of the address
-   space. The tests use a region of their own in private window 0, except
-   for the kernel heap's guard pages. */
+   space. The tests use regions of their own (private window 0, the last
+   private window, the top window), except for the kernel heap's guard
+   pages. */
 #include "ktest.h"
 
+#include "kframes_test.h"
 #include "kernel_heap.h"
 #include "memlayout.h"
 #include "paging/heap_region.h"
@@ -131,4 +133,35 @@ KTEST_EXPECT_PANIC(the_last_page_of_the_address_space_faults)
 {
     ktest_expect_page_fault(ADDRESS_SPACE_LAST_PAGE + 16);
     (void)*(volatile uint64_t *)(ADDRESS_SPACE_LAST_PAGE + 16);
+}
+
+KTEST(heap_region_growth_without_enough_frames_changes_nothing)
+{
+    /* A window nothing else uses: its first pages need a new PDPT, PD and
+       PT. With frames for the pages but not for the tables, or one frame
+       short, growth must fail leaving the end and the free frames as they
+       were (no page, no table kept). */
+    const size_t pages = 4;
+    struct heap_region r;
+    KASSERT(heap_region_init(&r, KERNEL_PRIVATE_HEAP_WINDOW_BASE(KERNEL_PRIVATE_HEAP_WINDOWS - 1),
+                             KERNEL_PRIVATE_HEAP_WINDOW_SPAN, KERNEL_PRIVATE_HEAP_WINDOW_SPAN));
+    uint64_t tables = paging_tables_needed(heap_region_end(&r), pages);
+    KASSERT_EQ(tables, 3);
+    static struct frame_hoard hoard;
+    const uint64_t keeps[] = { 0, pages, pages + tables - 1 };
+    for (size_t i = 0; i < sizeof(keeps) / sizeof(keeps[0]); i++) {
+        frame_hoard_take(&hoard, keeps[i]);
+        ktest_defer(frame_hoard_release_deferred, &hoard);
+        KASSERT_EQ(pmm_stats().free_frames, keeps[i]);
+        uint64_t start = 0;
+        KASSERT_EQ(heap_region_grow(&r, pages, &start), PAGING_ERR_NO_MEMORY);
+        KASSERT_EQ(heap_region_end(&r), heap_region_start(&r));
+        KASSERT_EQ(pmm_stats().free_frames, keeps[i]);
+        KASSERT_EQ(paging_tables_needed(heap_region_end(&r), pages), tables);
+        frame_hoard_release(&hoard);
+    }
+    uint64_t free0 = pmm_stats().free_frames, start;
+    KASSERT_EQ(heap_region_grow(&r, pages, &start), PAGING_OK);
+    KASSERT_EQ(free0 - pmm_stats().free_frames, pages + tables);
+    KASSERT_EQ(heap_region_shrink(&r, pages), pages);
 }

@@ -109,9 +109,9 @@ _Noreturn void kernel_entry(uint32_t magic, uint64_t info_phys)
 
     kernel_heap_init();
     char cap[32];
-    format_size(cap, sizeof(cap), heap_region_limit());
+    format_size(cap, sizeof(cap), heap_region_limit(kernel_heap_region()));
     kprintf("heap: backend %s, %d KiB at %p, grows on demand up to %s\n", kmalloc_backend_name(),
-            KERNEL_HEAP_INITIAL_PAGES * 4, (void *)heap_region_start(), cap);
+            KERNEL_HEAP_INITIAL_PAGES * 4, (void *)heap_region_start(kernel_heap_region()), cap);
 
     kernel_main();
 }

@@ -6,15 +6,22 @@
 #include "alloc/kmalloc.h"
 #include "cpu.h"
 #include "kprintf.h"
+#include "memlayout.h"
 #include "paging/heap_region.h"
 #include "paging/pmm.h"
 #include "panic.h"
 
-static uint64_t grow_calls;
+/* The kernel heap, behind kmalloc(). */
+static struct kernel_heap kernel_heap;
 
 uint64_t kernel_heap_grow_calls(void)
 {
-    return grow_calls;
+    return kernel_heap.grow_calls;
+}
+
+struct heap_region *kernel_heap_region(void)
+{
+    return &kernel_heap.region;
 }
 
 static unsigned long heap_lock(void *ctx)
@@ -23,22 +30,21 @@ static unsigned long heap_lock(void *ctx)
     return irq_save();
 }
 
-
-
-/* The allocator's "more memory" callback: maps fresh pages at the end of
-   the heap region. Asks for KERNEL_HEAP_GROW_MIN_PAGES at least, and for
-   exactly what is needed if that much is not available. */
+/* The allocator's "more memory" callback (ctx: the struct kernel_heap):
+   maps fresh pages at the end of the heap's region. Asks for
+   KERNEL_HEAP_GROW_MIN_PAGES at least, and for exactly what is needed if
+   that much is not available. */
 static int heap_grow(void *ctx, size_t min_bytes, void **start, size_t *len)
 {
-    (void)ctx;
+    struct kernel_heap *kh = ctx;
     if (min_bytes > SIZE_MAX - PAGE_SIZE_4K)
         return -1;
     size_t needed = (min_bytes + PAGE_SIZE_4K - 1) / PAGE_SIZE_4K;
     size_t pages = needed < KERNEL_HEAP_GROW_MIN_PAGES ? KERNEL_HEAP_GROW_MIN_PAGES : needed;
     uint64_t at;
-    grow_calls++;
-    if (heap_region_grow(pages, &at) != PAGING_OK) {
-        if (pages == needed || heap_region_grow(needed, &at) != PAGING_OK)
+    kh->grow_calls++;
+    if (heap_region_grow(&kh->region, pages, &at) != PAGING_OK) {
+        if (pages == needed || heap_region_grow(&kh->region, needed, &at) != PAGING_OK)
             return -1;
         pages = needed;
     }
@@ -110,6 +116,28 @@ static uint64_t boot_secret(void)
     return secret | 1;
 }
 
+static uint64_t secret;
+
+/* Maps initial_pages at the start of kh->region and creates a heap of ops
+   there with the kernel's lock, growth, report and secret. Returns the
+   heap, or NULL with nothing mapped. */
+static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_ops *ops,
+                                     size_t initial_pages)
+{
+    uint64_t start;
+    if (heap_region_grow(&kh->region, initial_pages, &start) != PAGING_OK)
+        return NULL;
+    struct heap_env env = {
+        .ctx = kh, .lock = heap_lock, .unlock = heap_unlock, .grow = heap_grow,
+        .report = heap_report, .secret = secret,
+    };
+    kh->grow_calls = 0;
+    kh->heap = heap_create(ops, (void *)(uintptr_t)start, initial_pages * PAGE_SIZE_4K, &env);
+    if (kh->heap == NULL)
+        heap_region_shrink(&kh->region, initial_pages);
+    return kh->heap;
+}
+
 void kernel_heap_init(void)
 {
     const struct heap_ops *ops = heap_backend_find(kernel_allocator_name);
@@ -119,22 +147,34 @@ void kernel_heap_init(void)
     uint64_t cap = kernel_heap_max_config;
     if (cap == 0)
         cap = pmm_stats().free_frames * FRAME_SIZE / 8 * 7;
-    heap_region_init(cap);
+    if (!heap_region_init(&kernel_heap.region, KERNEL_HEAP_BASE, KERNEL_HEAP_SPAN, cap))
+        panic("kernel_heap_init: heap_region_init refused the kernel heap window");
 
-    uint64_t start;
-    enum paging_status st = heap_region_grow(KERNEL_HEAP_INITIAL_PAGES, &start);
-    if (st != PAGING_OK)
-        panic("kernel_heap_init: cannot map the initial %d heap pages: %s",
-              KERNEL_HEAP_INITIAL_PAGES, paging_strerror(st));
+    secret = boot_secret();
+    if (create_in_region(&kernel_heap, ops, KERNEL_HEAP_INITIAL_PAGES) == NULL)
+        panic("kernel_heap_init: cannot map the initial %d heap pages or backend %s refused them",
+              KERNEL_HEAP_INITIAL_PAGES, kernel_allocator_name);
+    kmalloc_init(kernel_heap.heap);
+}
 
-    static struct heap_env env = {
-        .ctx = NULL, .lock = heap_lock, .unlock = heap_unlock, .grow = heap_grow,
-        .report = heap_report,
-    };
-    env.secret = boot_secret();
-    struct heap *h = heap_create(ops, (void *)(uintptr_t)start,
-                                 KERNEL_HEAP_INITIAL_PAGES * PAGE_SIZE_4K, &env);
-    if (h == NULL)
-        panic("kernel_heap_init: backend %s refused the initial heap", kernel_allocator_name);
-    kmalloc_init(h);
+struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *backend,
+                                        uint64_t base, uint64_t span, size_t initial_pages)
+{
+    kh->heap = NULL;
+    kh->grow_calls = 0;
+    const struct heap_ops *ops = heap_backend_find(backend != NULL ? backend : kernel_allocator_name);
+    if (ops == NULL || !heap_region_init(&kh->region, base, span, span))
+        return NULL;
+    return create_in_region(kh, ops, initial_pages);
+}
+
+void kernel_heap_private_destroy(struct kernel_heap *kh)
+{
+    if (kh->heap == NULL)
+        return;
+    kassert(kh != &kernel_heap);
+    unsigned long flags = irq_save();   /* no heap call may be half-way through it */
+    heap_region_shrink(&kh->region, (size_t)(heap_region_mapped(&kh->region) / PAGE_SIZE_4K));
+    kh->heap = NULL;
+    irq_restore(flags);
 }

@@ -1,12 +1,19 @@
 /*
- * The kernel heap: wires src/alloc/ (which knows nothing of the kernel) to
- * the heap region of src/paging/ (which knows nothing of allocators).
+ * Kernel heaps: wire src/alloc/ (which knows nothing of the kernel) to a
+ * heap region of src/paging/ (which knows nothing of allocators).
  *
- * The heap starts with KERNEL_HEAP_INITIAL_PAGES mapped at HEAP_REGION_BASE
- * and grows at its end, at least KERNEL_HEAP_GROW_MIN_PAGES at a time, up
- * to a cap: KERNEL_HEAP_MAX from CMake, or by default 7/8 of the RAM that
- * was free at boot. The heap lock disables interrupts and restores the
- * previous state, so kmalloc() may be called from interrupt handlers.
+ * The kernel heap, behind kmalloc(), starts with KERNEL_HEAP_INITIAL_PAGES
+ * mapped at KERNEL_HEAP_BASE and grows at its end, at least
+ * KERNEL_HEAP_GROW_MIN_PAGES at a time, up to a cap: KERNEL_HEAP_MAX from
+ * CMake, or by default 7/8 of the RAM that was free at boot. The heap lock
+ * disables interrupts and restores the previous state, so kmalloc() may be
+ * called from interrupt handlers.
+ *
+ * Private heaps (kernel_heap_private_create()) are more of the same in a
+ * window of their own (src/memlayout.h): same lock, same hardened-mode
+ * report (a panic raised at unlock), same secret, same growth policy. A
+ * test that damages a heap on purpose uses one, so the kernel heap stays
+ * healthy whatever order the tests run in.
  *
  * This file is compiled per image (like src/alloc/), so each image may be
  * built with or without KHEAP_HARDENING.
@@ -14,7 +21,12 @@
 #ifndef KHEAP_KERNEL_HEAP_H
 #define KHEAP_KERNEL_HEAP_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "paging/heap_region.h"
+
+struct heap;
 
 #define KERNEL_HEAP_INITIAL_PAGES   64      /* 256 KiB */
 #define KERNEL_HEAP_GROW_MIN_PAGES  16      /* 64 KiB */
@@ -37,7 +49,36 @@ extern const uint64_t kernel_heap_max_config;
    report and panic. Panics if the backend is unknown or the initial pages
    cannot be mapped. */
 void kernel_heap_init(void);
-/* Number of times the heap asked the heap region for more memory. */
+/* Number of times the kernel heap asked its heap region for more memory. */
 uint64_t kernel_heap_grow_calls(void);
+/* The kernel heap's region (KERNEL_HEAP_BASE): its end, mapped bytes, cap. */
+struct heap_region *kernel_heap_region(void);
+
+/* A heap of src/alloc/ wired to a heap region of its own. */
+struct kernel_heap {
+    struct heap_region region;
+    struct heap *heap;          /* NULL unless created */
+    uint64_t grow_calls;        /* times the heap asked the region for more memory */
+};
+
+/* Creates a private heap in kh: a heap of backend (NULL: the image's,
+   kernel_allocator_name) over the window [base, base + span), which only
+   this heap may use (a KERNEL_PRIVATE_HEAP_WINDOW_BASE(i) window with
+   KERNEL_PRIVATE_HEAP_WINDOW_SPAN, or the TOP_OF_ADDRESS_SPACE_HEAP window);
+   initial_pages are mapped now and the heap grows on demand up to the span.
+   It shares the kernel heap's lock, hardened-mode report (panic at unlock)
+   and secret. Returns kh->heap, or NULL with nothing mapped if the backend
+   is unknown, heap_region_init() refuses the window, initial_pages cannot
+   be mapped or the backend refuses them. Use it with heap.h's heap_*()
+   calls; kmalloc() is unaffected. */
+struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *backend,
+                                        uint64_t base, uint64_t span, size_t initial_pages);
+/* Destroys a private heap: unmaps every page of its region and frees their
+   frames (blocks still allocated simply vanish). The page tables that
+   mapped them stay, as after any heap_region_shrink(), so free frames come
+   back to their value before create minus at most the tables the window
+   needed. The window's pages fault afterwards. kh->heap becomes NULL;
+   destroying a heap that is not created does nothing. */
+void kernel_heap_private_destroy(struct kernel_heap *kh);
 
 #endif

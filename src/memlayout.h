@@ -1,17 +1,72 @@
 /*
- * The kernel's virtual memory layout (see docs/memory.md for the full table).
+ * The kernel's virtual memory layout, the one home of every fixed virtual
+ * address (docs/memory.md has the full table):
  *
- *   0xffff800000000000  DIRECT_MAP_BASE: physical memory at a fixed offset
- *   0xffffffff80000000  KERNEL_VMA: the kernel image (-mcmodel=kernel)
+ *   0x0000000000000000  lower half: nothing mapped (tests borrow scratch addresses)
+ *   0xffff800000000000  DIRECT_MAP_BASE: physical memory at a fixed offset (up to 64 TiB)
+ *   0xffffc00000000000  KERNEL_HEAP_BASE: the kernel heap's region (1 TiB)
+ *   0xffffd00000000000  KERNEL_PRIVATE_HEAP_BASE: 1024 windows of 1 GiB for private heaps
+ *   0xffffe00000000000  KTEST_UNMAPPED_ADDR: never mapped (fault tests)
+ *   0xffffffff80000000  KERNEL_VMA: the kernel image (-mcmodel=kernel, top 2 GiB)
+ *   0xffffffffff000000  TOP_OF_ADDRESS_SPACE_HEAP_BASE: a heap window ending at the last page
+ *   0xfffffffffffff000  ADDRESS_SPACE_LAST_PAGE: never mapped
+ *
+ * Every heap region (src/paging/heap_region.h) keeps the page below its base
+ * and the page past its end unmapped; the windows below are laid out so that
+ * these guard pages are never anything else's memory.
  */
 #ifndef KHEAP_MEMLAYOUT_H
 #define KHEAP_MEMLAYOUT_H
 
 #include <stdint.h>
 
-#define KERNEL_VMA          0xffffffff80000000ull
-#define DIRECT_MAP_BASE     0xffff800000000000ull
 #define PAGE_SIZE           4096ull
+
+#define DIRECT_MAP_BASE     0xffff800000000000ull
+#define DIRECT_MAP_SPAN     (1ull << 46)            /* 64 TiB reserved for it */
+
+#define KERNEL_HEAP_BASE    0xffffc00000000000ull
+#define KERNEL_HEAP_SPAN    (1ull << 40)            /* 1 TiB of virtual space reserved */
+
+/* Windows for private kernel heaps (kernel_heap_private_create()): window i
+   starts at KERNEL_PRIVATE_HEAP_WINDOW_BASE(i); a heap in it may use up to
+   KERNEL_PRIVATE_HEAP_WINDOW_SPAN bytes, so the window's last page stays
+   unmapped and guards both this window's end and the next one's start. */
+#define KERNEL_PRIVATE_HEAP_BASE        0xffffd00000000000ull
+#define KERNEL_PRIVATE_HEAP_WINDOW      (1ull << 30)    /* 1 GiB per window */
+#define KERNEL_PRIVATE_HEAP_WINDOWS     1024
+#define KERNEL_PRIVATE_HEAP_WINDOW_SPAN (KERNEL_PRIVATE_HEAP_WINDOW - PAGE_SIZE)
+#define KERNEL_PRIVATE_HEAP_WINDOW_BASE(i) \
+    (KERNEL_PRIVATE_HEAP_BASE + (uint64_t)(i) * KERNEL_PRIVATE_HEAP_WINDOW)
+
+/* A canonical higher-half address the kernel never maps (fault tests). */
+#define KTEST_UNMAPPED_ADDR 0xffffe00000000000ull
+
+#define KERNEL_VMA          0xffffffff80000000ull
+/* boot/kernel.ld asserts the image ends below 4 MiB physical, so it ends
+   below KERNEL_VMA + KERNEL_IMAGE_MAX. */
+#define KERNEL_IMAGE_MAX    0x400000ull
+
+/* The last page of the address space: never mapped, so no heap region may
+   reach into it (heap_region_init() refuses base + span above it) and
+   running off the top of a heap faults instead of wrapping to 0. */
+#define ADDRESS_SPACE_LAST_PAGE         (0ull - PAGE_SIZE)
+/* A heap window right below that page (16 MiB - 4 KiB), for heaps placed at
+   the very top of the address space. */
+#define TOP_OF_ADDRESS_SPACE_HEAP_BASE  0xffffffffff000000ull
+#define TOP_OF_ADDRESS_SPACE_HEAP_SPAN  (ADDRESS_SPACE_LAST_PAGE - TOP_OF_ADDRESS_SPACE_HEAP_BASE)
+
+/* The direct map really ends at the end of RAM, below PMM_PHYS_LIMIT (16 TiB,
+   pmm.h), so the page below KERNEL_HEAP_BASE is never mapped. */
+_Static_assert(DIRECT_MAP_BASE + DIRECT_MAP_SPAN <= KERNEL_HEAP_BASE,
+               "the direct map's window ends at or below the kernel heap");
+_Static_assert(KERNEL_HEAP_BASE + KERNEL_HEAP_SPAN + PAGE_SIZE <= KERNEL_PRIVATE_HEAP_BASE,
+               "the kernel heap ends below the first private window's guard page");
+_Static_assert(KERNEL_PRIVATE_HEAP_WINDOW_BASE(KERNEL_PRIVATE_HEAP_WINDOWS) <= KTEST_UNMAPPED_ADDR,
+               "the private heap windows end below KTEST_UNMAPPED_ADDR");
+_Static_assert(KTEST_UNMAPPED_ADDR < KERNEL_VMA, "KTEST_UNMAPPED_ADDR is below the kernel image");
+_Static_assert(KERNEL_VMA + KERNEL_IMAGE_MAX + PAGE_SIZE <= TOP_OF_ADDRESS_SPACE_HEAP_BASE,
+               "the kernel image ends below the top window's guard page");
 
 /* Linker-script symbols: take their address, never their value. */
 extern char __kernel_phys_start[], __kernel_phys_end[];

@@ -5,52 +5,68 @@
 #include "panic.h"
 #include "pmm.h"
 
-static uint64_t region_end = HEAP_REGION_BASE;
-static uint64_t region_limit;
+#define PAGE_MASK (PAGE_SIZE_4K - 1)
 
-void heap_region_init(uint64_t max_bytes)
+bool heap_region_init(struct heap_region *r, uint64_t base, uint64_t span, uint64_t max_bytes)
 {
-    kassert(region_end == HEAP_REGION_BASE);    /* nothing mapped yet */
-    if (max_bytes > HEAP_REGION_SPAN)
-        max_bytes = HEAP_REGION_SPAN;
-    region_limit = max_bytes & ~(PAGE_SIZE_4K - 1);
+    memset(r, 0, sizeof(*r));
+    uint64_t top;
+    if ((base & PAGE_MASK) != 0 || (span & PAGE_MASK) != 0 || span == 0 ||
+        __builtin_add_overflow(base, span, &top) || top > ADDRESS_SPACE_LAST_PAGE)
+        return false;
+    /* Both ends canonical and in the same half: no non-canonical hole inside. */
+    uint64_t last = top - 1;
+    if (!paging_is_canonical(base) || !paging_is_canonical(last) || ((base ^ last) >> 63) != 0)
+        return false;
+    r->base = r->end = base;
+    r->span = span;
+    r->limit = (max_bytes > span ? span : max_bytes) & ~PAGE_MASK;
+    return true;
 }
 
-uint64_t heap_region_start(void)
+uint64_t heap_region_start(const struct heap_region *r)
 {
-    return HEAP_REGION_BASE;
+    return r->base;
 }
 
-uint64_t heap_region_end(void)
+uint64_t heap_region_end(const struct heap_region *r)
 {
-    return region_end;
+    return r->end;
 }
 
-uint64_t heap_region_mapped(void)
+uint64_t heap_region_mapped(const struct heap_region *r)
 {
-    return region_end - HEAP_REGION_BASE;
+    return r->end - r->base;
 }
 
-uint64_t heap_region_set_limit(uint64_t max_bytes)
+uint64_t heap_region_limit(const struct heap_region *r)
 {
-    if (max_bytes > HEAP_REGION_SPAN)
-        max_bytes = HEAP_REGION_SPAN;
-    max_bytes &= ~(PAGE_SIZE_4K - 1);
-    region_limit = max_bytes < heap_region_mapped() ? heap_region_mapped() : max_bytes;
-    return region_limit;
+    return r->limit;
 }
 
-uint64_t heap_region_limit(void)
+uint64_t heap_region_set_limit(struct heap_region *r, uint64_t max_bytes)
 {
-    return region_limit;
+    if (max_bytes > r->span)
+        max_bytes = r->span;
+    max_bytes &= ~PAGE_MASK;
+    r->limit = max_bytes < heap_region_mapped(r) ? heap_region_mapped(r) : max_bytes;
+    return r->limit;
 }
 
-enum paging_status heap_region_grow(size_t pages, uint64_t *start)
+enum paging_status heap_region_grow(struct heap_region *r, size_t pages, uint64_t *start)
 {
-    uint64_t bytes = (uint64_t)pages * PAGE_SIZE_4K;
-    if (pages > region_limit / PAGE_SIZE_4K || heap_region_mapped() + bytes > region_limit)
+    /* mapped + bytes <= limit <= span, so end + bytes <= base + span:
+       nothing below wraps, even for a region at the top of the address space. */
+    uint64_t bytes, mapped;
+    if (__builtin_mul_overflow((uint64_t)pages, PAGE_SIZE_4K, &bytes) ||
+        __builtin_add_overflow(heap_region_mapped(r), bytes, &mapped) || mapped > r->limit)
         return PAGING_ERR_NO_MEMORY;
-    uint64_t old_end = region_end;
+    /* Refuse up front what cannot be finished: a failure half-way would be
+       rolled back, but the page tables it created would stay. */
+    uint64_t free = pmm_stats().free_frames;
+    if (pages > free || paging_tables_needed(r->end, pages) > free - pages)
+        return PAGING_ERR_NO_MEMORY;
+    uint64_t old_end = r->end;
     for (size_t i = 0; i < pages; i++) {
         uint64_t frame = pmm_alloc_frame();
         enum paging_status st = PAGING_ERR_NO_MEMORY;
@@ -60,27 +76,27 @@ enum paging_status heap_region_grow(size_t pages, uint64_t *start)
         if (frame != PMM_NO_FRAME)
             memset(phys_to_virt(frame), 0, PAGE_SIZE_4K);
         if (frame != PMM_NO_FRAME)
-            st = paging_map(region_end, frame, PTE_WRITABLE | PTE_NO_EXECUTE | PTE_GLOBAL);
+            st = paging_map(r->end, frame, PTE_WRITABLE | PTE_NO_EXECUTE | PTE_GLOBAL);
         if (st != PAGING_OK) {
             if (frame != PMM_NO_FRAME)
                 pmm_free_frame(frame);
-            heap_region_shrink(i);
+            heap_region_shrink(r, i);
             return st;
         }
-        region_end += PAGE_SIZE_4K;
+        r->end += PAGE_SIZE_4K;
     }
     *start = old_end;
     return PAGING_OK;
 }
 
-size_t heap_region_shrink(size_t pages)
+size_t heap_region_shrink(struct heap_region *r, size_t pages)
 {
     size_t done = 0;
-    while (done < pages && region_end > HEAP_REGION_BASE) {
+    while (done < pages && r->end > r->base) {
         uint64_t frame;
-        region_end -= PAGE_SIZE_4K;
-        if (paging_unmap(region_end, &frame) != PAGING_OK)
-            panic("heap_region_shrink: heap page %p was not mapped", (void *)region_end);
+        r->end -= PAGE_SIZE_4K;
+        if (paging_unmap(r->end, &frame) != PAGING_OK)
+            panic("heap_region_shrink: heap page %p was not mapped", (void *)r->end);
         pmm_free_frame(frame);
         done++;
     }

@@ -11,6 +11,7 @@
 #include "pmm.h"
 
 #define ENTRIES_PER_TABLE   512
+#define PAGING_LEVELS       4       /* PML4, PDPT, PD, PT */
 #define MSR_EFER            0xc0000080
 #define EFER_NXE            (1ull << 11)
 #define CPUID_EXT_FEATURES  0x80000001
@@ -144,28 +145,83 @@ enum paging_status paging_map_page(uint64_t virt, uint64_t phys, uint64_t flags,
     if (!paging_has_nx())
         flags &= ~PTE_NO_EXECUTE;
 
-    /* Intermediate entries allow everything; the leaf decides. */
-    uint64_t inner = PTE_PRESENT | PTE_WRITABLE | (flags & PTE_USER);
+    /* 1. Walk without writing, so that every refusal leaves the tables as
+       they were: stop at the first missing entry (every table below it is
+       missing too), refuse a huge page on the way or a present leaf. */
     uint64_t table = paging_root();
-    for (int level = 3; level > leaf_level; level--) {
-        uint64_t *entry = &table_at(table)[table_index(virt, level)];
-        if (*entry & PTE_PRESENT) {
-            if (level <= 2 && (*entry & PTE_HUGE))
-                return PAGING_ERR_HUGE_PAGE;
-            *entry |= inner;
-        } else {
-            uint64_t frame = new_table();
-            if (frame == PMM_NO_FRAME)
-                return PAGING_ERR_NO_MEMORY;
-            *entry = frame | inner;
+    int level = 3;
+    for (; level > leaf_level; level--) {
+        uint64_t entry = table_at(table)[table_index(virt, level)];
+        if (!(entry & PTE_PRESENT))
+            break;
+        if (level <= 2 && (entry & PTE_HUGE))
+            return PAGING_ERR_HUGE_PAGE;
+        table = entry & PTE_ADDR_MASK;
+    }
+    if (level == leaf_level && (table_at(table)[table_index(virt, leaf_level)] & PTE_PRESENT))
+        return PAGING_ERR_ALREADY_MAPPED;   /* a page, or (for a huge leaf) a table, is there */
+
+    /* 2. Take every missing table up front; if one is missing, give the
+       others back: nothing was linked yet. */
+    int missing = level - leaf_level;
+    uint64_t fresh[PAGING_LEVELS - 1];
+    for (int i = 0; i < missing; i++) {
+        fresh[i] = new_table();
+        if (fresh[i] == PMM_NO_FRAME) {
+            while (i-- > 0)
+                pmm_free_frame(fresh[i]);
+            return PAGING_ERR_NO_MEMORY;
         }
+    }
+
+    /* 3. Nothing can fail now: link the new tables and widen the existing
+       intermediate entries (they allow everything; the leaf decides). */
+    uint64_t inner = PTE_PRESENT | PTE_WRITABLE | (flags & PTE_USER);
+    table = paging_root();
+    for (int l = 3, next = 0; l > leaf_level; l--) {
+        uint64_t *entry = &table_at(table)[table_index(virt, l)];
+        if (*entry & PTE_PRESENT)
+            *entry |= inner;
+        else
+            *entry = fresh[next++] | inner;
         table = *entry & PTE_ADDR_MASK;
     }
     uint64_t *leaf = &table_at(table)[table_index(virt, leaf_level)];
-    if (*leaf & PTE_PRESENT)
-        return (leaf_level > 0 || !(*leaf & PTE_HUGE)) ? PAGING_ERR_ALREADY_MAPPED : PAGING_ERR_HUGE_PAGE;
     *leaf = phys | flags | PTE_PRESENT | (leaf_level > 0 ? PTE_HUGE : 0);
     return PAGING_OK;
+}
+
+uint64_t paging_tables_needed(uint64_t virt, size_t pages)
+{
+    uint64_t bytes, last;
+    if (pages == 0 || !paging_is_canonical(virt) ||
+        __builtin_mul_overflow((uint64_t)pages, PAGE_SIZE_4K, &bytes) ||
+        __builtin_add_overflow(virt & ~(PAGE_SIZE_4K - 1), bytes - 1, &last))
+        return 0;
+    /* One walk per page table (2 MiB of address space); a missing PD or
+       PDPT is counted once, at the first page table it would hold. */
+    uint64_t first_slot = virt / PAGE_SIZE_2M, slots = last / PAGE_SIZE_2M - first_slot + 1;
+    uint64_t needed = 0;
+    for (uint64_t i = 0; i < slots; i++) {
+        uint64_t v = (first_slot + i) * PAGE_SIZE_2M;
+        uint64_t table = paging_root();
+        int level = 3;
+        for (; level > 0; level--) {
+            uint64_t entry = table_at(table)[table_index(v, level)];
+            if (!(entry & PTE_PRESENT) || (level <= 2 && (entry & PTE_HUGE)))
+                break;
+            table = entry & PTE_ADDR_MASK;
+        }
+        uint64_t entry = level > 0 ? table_at(table)[table_index(v, level)] : 0;
+        if (level == 0 || (entry & PTE_PRESENT))
+            continue;                       /* the page table exists (or a huge page is there) */
+        needed++;                                           /* the PT */
+        if (level >= 2 && (i == 0 || v % PAGE_SIZE_1G == 0))
+            needed++;                                       /* its PD */
+        if (level == 3 && (i == 0 || v % (PAGE_SIZE_1G * ENTRIES_PER_TABLE) == 0))
+            needed++;                                       /* its PDPT */
+    }
+    return needed;
 }
 
 enum paging_status paging_map(uint64_t virt, uint64_t phys, uint64_t flags)

@@ -79,15 +79,25 @@ bool paging_walk(uint64_t virt, struct paging_walk *walk);
    present implied). page_size is 4 KiB, 2 MiB or 1 GiB (1 GiB needs
    CPU support). Missing intermediate tables are allocated zeroed from the
    frame allocator. Never overwrites: an existing mapping gives
-   PAGING_ERR_ALREADY_MAPPED, an enclosing huge page PAGING_ERR_HUGE_PAGE. */
+   PAGING_ERR_ALREADY_MAPPED, an enclosing huge page PAGING_ERR_HUGE_PAGE.
+   Every refusal changes nothing: no entry is written and no frame stays
+   allocated (the tables are checked first, then every missing table is
+   allocated, then they are linked), so PAGING_ERR_NO_MEMORY leaves the
+   frame allocator's free count as it was. */
 enum paging_status paging_map_page(uint64_t virt, uint64_t phys, uint64_t flags, uint64_t page_size);
+/* Returns how many page-table frames mapping the 4 KiB pages [virt, virt +
+   pages * 4 KiB) with paging_map() would allocate now (0 when every table
+   exists, or for pages == 0, a non-canonical virt or a range past 2^64).
+   O(pages / 512). For callers that must not start what they cannot finish. */
+uint64_t paging_tables_needed(uint64_t virt, size_t pages);
 /* paging_map_page() for a 4 KiB page. */
 enum paging_status paging_map(uint64_t virt, uint64_t phys, uint64_t flags);
 /* Removes the mapping of the page starting at virt (4 KiB, or a whole
    2 MiB / 1 GiB page when virt is its first address), invalidates its TLB
    entry and stores the physical address it mapped in *phys (if not NULL):
    the caller decides what happens to the frame. PAGING_ERR_HUGE_PAGE for an
-   address inside a huge page. Intermediate tables stay. */
+   address inside a huge page. Intermediate tables stay. A refusal changes
+   nothing. */
 enum paging_status paging_unmap(uint64_t virt, uint64_t *phys);
 
 /* While on, new page tables come from below 4 GiB (pmm_alloc_frame_low()):

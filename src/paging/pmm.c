@@ -9,16 +9,27 @@
  * 16 GiB costs the same as 8 MiB plus one memset of the bitmap.
  *
  * Frames come from two places:
- *   - the free stack: frames that were freed, as an array of 32-bit frame
- *     numbers (so freeing never writes into the freed frame itself, and a
- *     test may allocate and free every frame without touching all of RAM);
+ *   - the free stacks: frames that were freed, as 32-bit frame numbers (so
+ *     freeing never writes into the freed frame itself, and a test may
+ *     allocate and free every frame without touching all of RAM). There are
+ *     two, sharing one array from its two ends: frames at or above 4 GiB
+ *     (growing down from the top) and frames below (growing up from the
+ *     bottom); together they never hold more than every usable frame;
  *   - the frontier of each range: [lo, hi) of never-used memory. Ordinary
  *     allocations take from the top of the highest range (hi moves down),
  *     early page tables from the bottom of the lowest (lo moves up).
- * Both are O(1); skipping an exhausted range is amortized O(1). A freed
- * frame that borders its range's frontier extends the frontier instead of
- * going on the stack (O(log ranges) to find the range), so memory freed in
- * reverse allocation order becomes contiguous, never-used memory again.
+ * pmm_alloc_frame() tries, in order: a freed high frame, the high frontier
+ * (the top of the highest range, when that lies at or above 4 GiB), a freed
+ * low frame, the low frontier. So it returns a frame at or above 4 GiB
+ * whenever one is free, in O(1). Why: memory below 4 GiB is the scarce kind
+ * (the boot direct map, 32-bit DMA, pmm_alloc_frame_low()), and with a
+ * single LIFO stack one freed low frame would be handed out before all the
+ * free high memory, so on big machines page tables and heap pages drifted
+ * below 4 GiB. Both stacks and the frontier moves are O(1); skipping an
+ * exhausted range is amortized O(1). A freed frame that borders its range's
+ * frontier extends the frontier instead of going on a stack (O(log ranges)
+ * to find the range), so memory freed in reverse allocation order becomes
+ * contiguous, never-used memory again.
  *
  * One bit per frame records "allocated", so freeing a frame that is not
  * allocated (a double free, a stray address) panics instead of corrupting
@@ -56,13 +67,24 @@ static size_t low_cursor;   /* ranges[low_cursor..] likewise, seen from below */
 
 static uint64_t *bitmap;        /* bit set = allocated */
 static uint64_t bitmap_frames;  /* frames the bitmap covers: [0, bitmap_frames) */
+/* The two free stacks: low frames in free_stack[0, low_top), high frames in
+   free_stack[high_bottom, free_cap). */
 static uint32_t *free_stack;
-static uint64_t free_top, free_cap;
+static uint64_t low_top, high_bottom, free_cap;
 static struct phys_range metadata;
 static struct pmm_stats stats;
 
+_Static_assert(PMM_PHYS_LIMIT / FRAME_SIZE - 1 <= UINT32_MAX,
+               "a free stack entry (uint32_t) must hold every frame number below PMM_PHYS_LIMIT");
+_Static_assert(PMM_PHYS_LIMIT % FRAME_SIZE == 0, "PMM_PHYS_LIMIT must be frame aligned");
+_Static_assert(PMM_PHYS_LIMIT < DIRECT_MAP_SPAN,
+               "the direct map reaches every frame and stays below the kernel heap's guard page");
+
+/* Rounds v up to a frame boundary; v must be at most PMM_PHYS_LIMIT (every
+   caller clips first), so this cannot wrap. */
 static uint64_t align_up(uint64_t v)
 {
+    kassert(v <= PMM_PHYS_LIMIT);
     return (v + FRAME_SIZE - 1) & ~(FRAME_SIZE - 1);
 }
 
@@ -108,8 +130,11 @@ static void range_add(struct range_set *set, uint64_t lo, uint64_t hi)
    reserved frame is not usable). */
 static void range_remove(struct range_set *set, uint64_t lo, uint64_t hi)
 {
+    if (lo >= PMM_PHYS_LIMIT)
+        return;                                 /* nothing usable lies there */
+    hi = hi > PMM_PHYS_LIMIT ? PMM_PHYS_LIMIT : hi;
     lo = align_down(lo);
-    hi = hi > ~0ull - FRAME_SIZE ? ~0ull & ~(FRAME_SIZE - 1) : align_up(hi);
+    hi = align_up(hi);
     if (lo >= hi)
         return;
     for (size_t i = 0; i < set->n; i++) {
@@ -146,28 +171,42 @@ static uint64_t set_frames(const struct range_set *set)
     return frames;
 }
 
-/* Fills set with the available memory of bi minus everything not
-   available, the first 1 MiB, the kernel image, the boot information and
-   withheld[0..n). Returns the frames of available RAM before the last four
-   subtractions (what counts as "total"). */
+/* The end of map entry m, cut at 2^64 if base + length wraps. */
+static uint64_t region_end(const struct mem_region *m)
+{
+    uint64_t end;
+    return __builtin_add_overflow(m->base, m->length, &end) ? UINT64_MAX : end;
+}
+
+/* Fills set with the available memory of bi below PMM_PHYS_LIMIT minus
+   everything not available, the first 1 MiB, the kernel image, the boot
+   information and withheld[0..n). Stores the bytes of available RAM at or
+   above the limit in *ignored. Returns the frames of available RAM before
+   the last four subtractions (what counts as "total"). */
 static uint64_t build_ranges(struct range_set *set, const struct boot_info *bi,
-                             const struct phys_range *withheld, size_t n)
+                             const struct phys_range *withheld, size_t n, uint64_t *ignored)
 {
     set->n = 0;
+    *ignored = 0;
     for (size_t i = 0; i < bi->mmap_count; i++) {
         const struct mem_region *m = &bi->mmap[i];
         if (m->type != MEM_AVAILABLE || m->length == 0)
             continue;
-        uint64_t end = m->base + m->length < m->base ? ~0ull : m->base + m->length;
-        range_add(set, align_up(m->base), align_down(end));
+        uint64_t base = m->base, end = region_end(m);
+        if (end > PMM_PHYS_LIMIT) {
+            uint64_t cut = base > PMM_PHYS_LIMIT ? base : PMM_PHYS_LIMIT;
+            if (__builtin_add_overflow(*ignored, end - cut, ignored))
+                *ignored = UINT64_MAX;
+            end = cut;
+        }
+        if (base < end)
+            range_add(set, align_up(base), align_down(end));
     }
     /* Not-available wins over available where the map overlaps itself. */
     for (size_t i = 0; i < bi->mmap_count; i++) {
         const struct mem_region *m = &bi->mmap[i];
-        if (m->type != MEM_AVAILABLE && m->length > 0) {
-            uint64_t end = m->base + m->length < m->base ? ~0ull : m->base + m->length;
-            range_remove(set, m->base, end);
-        }
+        if (m->type != MEM_AVAILABLE && m->length > 0)
+            range_remove(set, m->base, region_end(m));
     }
     uint64_t total = set_frames(set);
     range_remove(set, 0, LOW_MEMORY_END);
@@ -183,7 +222,8 @@ size_t pmm_usable_ranges(const struct boot_info *bi, const struct phys_range *wi
 {
     static struct range scratch[PMM_MAX_RANGES];
     struct range_set set = { scratch, 0, PMM_MAX_RANGES };
-    build_ranges(&set, bi, withheld, n);
+    uint64_t ignored;
+    build_ranges(&set, bi, withheld, n, &ignored);
     size_t count = set.n < max ? set.n : max;
     for (size_t i = 0; i < count; i++)
         out[i] = (struct phys_range){ set.r[i].lo, set.r[i].hi };
@@ -197,7 +237,9 @@ static uint64_t carve_metadata(struct range_set *set, uint64_t bytes)
     bytes = align_up(bytes);
     for (size_t i = 0; i < set->n; i++) {
         struct range *r = &set->r[i];
-        if (r->hi - r->lo >= bytes && r->lo + bytes <= BOOT_DIRECT_MAP_END) {
+        uint64_t end;
+        if (r->hi - r->lo >= bytes && !__builtin_add_overflow(r->lo, bytes, &end) &&
+            end <= BOOT_DIRECT_MAP_END) {
             uint64_t at = r->lo;
             range_remove(set, at, at + bytes);
             return at;
@@ -210,8 +252,12 @@ static uint64_t carve_metadata(struct range_set *set, uint64_t bytes)
 void pmm_init(const struct boot_info *bi, const struct phys_range *withheld, size_t n)
 {
     struct range_set set = { ranges, 0, PMM_MAX_RANGES };
+    uint64_t ignored;
     memset(&stats, 0, sizeof(stats));
-    stats.total_frames = build_ranges(&set, bi, withheld, n);
+    stats.total_frames = build_ranges(&set, bi, withheld, n, &ignored);
+    if (ignored > 0)
+        kprintf("pmm: ignoring %llu MiB of RAM at or above %llu TiB (frame numbers are 32-bit)\n",
+                (unsigned long long)(ignored >> 20), (unsigned long long)(PMM_PHYS_LIMIT >> 40));
     stats.highest_address = set.n > 0 ? set.r[set.n - 1].hi : 0;
 
     /* Metadata: the allocated-bitmap over [0, highest) and a free stack big
@@ -225,7 +271,8 @@ void pmm_init(const struct boot_info *bi, const struct phys_range *withheld, siz
     bitmap = phys_to_virt(meta);
     free_stack = (uint32_t *)((uint8_t *)bitmap + bitmap_bytes);
     free_cap = usable;
-    free_top = 0;
+    low_top = 0;
+    high_bottom = free_cap;
     memset(bitmap, 0, bitmap_bytes);
 
     nranges = set.n;
@@ -255,20 +302,30 @@ static uint64_t finish_alloc(uint64_t frame, unsigned long flags)
     return frame;
 }
 
+/* Takes the top frame of the highest range's frontier if it is at least
+   min, else returns PMM_NO_FRAME. */
+static uint64_t take_top_frontier(uint64_t min)
+{
+    while (high_cursor > 0 && ranges[high_cursor - 1].lo == ranges[high_cursor - 1].hi)
+        high_cursor--;
+    if (high_cursor == 0 || ranges[high_cursor - 1].hi - FRAME_SIZE < min)
+        return PMM_NO_FRAME;
+    ranges[high_cursor - 1].hi -= FRAME_SIZE;
+    return ranges[high_cursor - 1].hi;
+}
+
 uint64_t pmm_alloc_frame(void)
 {
     unsigned long flags = irq_save();
     uint64_t frame = PMM_NO_FRAME;
-    if (free_top > 0) {
-        frame = (uint64_t)free_stack[--free_top] * FRAME_SIZE;
-    } else {
-        while (high_cursor > 0 && ranges[high_cursor - 1].lo == ranges[high_cursor - 1].hi)
-            high_cursor--;
-        if (high_cursor > 0) {
-            ranges[high_cursor - 1].hi -= FRAME_SIZE;
-            frame = ranges[high_cursor - 1].hi;
-        }
-    }
+    if (high_bottom < free_cap)
+        frame = (uint64_t)free_stack[high_bottom++] * FRAME_SIZE;
+    else
+        frame = take_top_frontier(BOOT_DIRECT_MAP_END);
+    if (frame == PMM_NO_FRAME && low_top > 0)
+        frame = (uint64_t)free_stack[--low_top] * FRAME_SIZE;
+    if (frame == PMM_NO_FRAME)
+        frame = take_top_frontier(0);
     return finish_alloc(frame, flags);
 }
 
@@ -281,16 +338,8 @@ uint64_t pmm_alloc_frame_low(void)
     if (low_cursor < nranges && ranges[low_cursor].lo < BOOT_DIRECT_MAP_END) {
         frame = ranges[low_cursor].lo;
         ranges[low_cursor].lo += FRAME_SIZE;
-    } else {
-        /* The low frontier is used up: look for a freed low frame (rare and
-           O(freed frames); only early boot depends on this call). */
-        for (uint64_t i = free_top; i-- > 0;) {
-            if ((uint64_t)free_stack[i] * FRAME_SIZE < BOOT_DIRECT_MAP_END) {
-                frame = (uint64_t)free_stack[i] * FRAME_SIZE;
-                free_stack[i] = free_stack[--free_top];
-                break;
-            }
-        }
+    } else if (low_top > 0) {
+        frame = (uint64_t)free_stack[--low_top] * FRAME_SIZE;
     }
     return finish_alloc(frame, flags);
 }
@@ -299,7 +348,9 @@ uint64_t pmm_alloc_contiguous(size_t n)
 {
     unsigned long flags = irq_save();
     uint64_t frame = PMM_NO_FRAME;
-    uint64_t bytes = (uint64_t)n * FRAME_SIZE;
+    uint64_t bytes;
+    if (__builtin_mul_overflow((uint64_t)n, FRAME_SIZE, &bytes))
+        n = 0;                                  /* more than the address space: none fits */
     for (size_t i = nranges; n > 0 && i-- > 0;) {
         if (ranges[i].hi - ranges[i].lo >= bytes) {
             ranges[i].hi -= bytes;
@@ -362,8 +413,11 @@ void pmm_free_frame(uint64_t frame)
     uint64_t pfn = frame / FRAME_SIZE;
     bitmap[pfn / BITS_PER_WORD] &= ~(1ull << (pfn % BITS_PER_WORD));
     if (!return_to_frontier(frame)) {
-        kassert(free_top < free_cap);
-        free_stack[free_top++] = (uint32_t)pfn;
+        kassert(low_top < high_bottom);     /* never more freed frames than usable ones */
+        if (frame >= BOOT_DIRECT_MAP_END)
+            free_stack[--high_bottom] = (uint32_t)pfn;
+        else
+            free_stack[low_top++] = (uint32_t)pfn;
     }
     stats.free_frames++;
     irq_restore(flags);

@@ -15,6 +15,10 @@
 /* Returned when no frame is available. Physical page 0 is never handed out
    (the first 1 MiB is withheld), so 0 cannot be a real frame. */
 #define PMM_NO_FRAME    0ull
+/* Physical memory at or above this address is ignored (pmm_init() prints
+   one line saying how much): the free stacks hold 32-bit frame numbers, so
+   2^44 bytes (16 TiB) is the most they can name. */
+#define PMM_PHYS_LIMIT  (1ull << 44)
 
 struct pmm_stats {
     uint64_t total_frames;      /* frames of available RAM, after page-aligning regions inward */
@@ -36,7 +40,9 @@ struct phys_range {
  * fine, and anything not available wins where it overlaps available memory.
  * The first 1 MiB, the kernel image, the boot information and each range in
  * withheld[0..n) are never handed out, nor is the allocator's own metadata
- * (placed below 4 GiB, where the boot direct map reaches). Panics if no
+ * (placed below 4 GiB, where the boot direct map reaches). RAM at or above
+ * PMM_PHYS_LIMIT is ignored (not counted in total_frames), with a one-line
+ * message. Map entries reaching past 2^64 are cut at 2^64. Panics if no
  * memory is left for the metadata.
  */
 void pmm_init(const struct boot_info *bi, const struct phys_range *withheld, size_t n);
@@ -47,15 +53,21 @@ void pmm_init(const struct boot_info *bi, const struct phys_range *withheld, siz
 size_t pmm_usable_ranges(const struct boot_info *bi, const struct phys_range *withheld, size_t n,
                          struct phys_range *out, size_t max);
 
-/* Returns a frame (the highest free one first, so large machines hand out
-   memory above 4 GiB), or PMM_NO_FRAME. O(1). Interrupt-safe. */
+/* Returns a frame at or above 4 GiB whenever one is free (freed or never
+   used); otherwise any free frame below 4 GiB; PMM_NO_FRAME (counted in
+   failed_allocs) when none is free. Which high or low frame is not
+   specified (recently freed ones first). Keeps the scarce memory below
+   4 GiB (boot direct map, pmm_alloc_frame_low(), 32-bit devices) for last.
+   O(1). Interrupt-safe. */
 uint64_t pmm_alloc_frame(void);
 /* Returns a frame below 4 GiB, taken from the lowest never-used memory
-   (O(1) amortized) or, once that is used up, from the freed frames (O(freed)),
-   or PMM_NO_FRAME. For tables needed before the full direct map exists. */
+   or, once that is used up, from the freed low frames, or PMM_NO_FRAME.
+   O(1) amortized. For tables needed before the full direct map exists. */
 uint64_t pmm_alloc_frame_low(void);
-/* Returns the first of n physically contiguous frames, or PMM_NO_FRAME.
-   O(regions). Contiguous runs come only from never-used memory. */
+/* Returns the first of n physically contiguous frames, or PMM_NO_FRAME
+   (counted in failed_allocs) when n is 0, when n frames do not fit in the
+   address space (n * FRAME_SIZE overflows) or when no never-used run of n
+   frames is left. Nothing is allocated on failure. O(regions). */
 uint64_t pmm_alloc_contiguous(size_t n);
 /* Gives frame back. Panics (naming the frame) if it is misaligned, outside
    RAM, or not currently allocated: a double free is caught. O(1). */

@@ -5,6 +5,7 @@
 #include "kheap_test.h"
 
 #include "kstring.h"
+#include "kernel_heap.h"
 #include "paging/heap_region.h"
 
 #define MIB (1024ull * 1024)
@@ -142,8 +143,9 @@ KTEST(out_of_memory_returns_null_and_the_heap_recovers)
     HEAP_TEST_BEGIN();
     /* Lower the heap's cap to 4 MiB above what is mapped, so running out is
        quick at any QEMU_MEMORY and leaves room for the tests after this one. */
-    uint64_t cap = heap_region_limit();
-    heap_region_set_limit(heap_region_mapped() + 4 * MIB);
+    struct heap_region *region = kernel_heap_region();
+    uint64_t cap = heap_region_limit(region);
+    heap_region_set_limit(region, heap_region_mapped(region) + 4 * MIB);
     static void *blocks[4096];
     size_t n = 0, last_failed = 0;
     uint64_t failed = kmalloc_stats().failed_allocs;
@@ -161,9 +163,9 @@ KTEST(out_of_memory_returns_null_and_the_heap_recovers)
     KASSERT(n < 4096);
     KASSERT(kmalloc_stats().failed_allocs > failed);
     KASSERT(kmalloc(last_failed) == NULL);      /* still NULL, never a panic */
-    KASSERT(heap_region_mapped() <= heap_region_limit());
+    KASSERT(heap_region_mapped(region) <= heap_region_limit(region));
     ktest_log("%s: %zu blocks filled the heap; %llu KiB mapped at the lowered cap",
-              kmalloc_backend_name(), n, (unsigned long long)(heap_region_mapped() / 1024));
+              kmalloc_backend_name(), n, (unsigned long long)(heap_region_mapped(region) / 1024));
     for (size_t i = n; i-- > 0;)
         kfree(blocks[i]);
     KASSERT_EQ(kmalloc_check(), 0);
@@ -171,7 +173,7 @@ KTEST(out_of_memory_returns_null_and_the_heap_recovers)
     void *again = kmalloc(256 * 1024);
     KASSERT(again != NULL);
     kfree(again);
-    heap_region_set_limit(cap);
+    heap_region_set_limit(region, cap);
     HEAP_TEST_END();
 }
 
@@ -181,9 +183,10 @@ KTEST(large_allocation_grows_the_heap)
     /* 64 MiB when the heap may grow that far (QEMU_MEMORY >= 128M);
        otherwise a quarter of the cap, and 64 MiB must fail cleanly. */
     size_t size = 64 * MIB;
-    if (heap_region_limit() < 80 * MIB) {
+    uint64_t cap = heap_region_limit(kernel_heap_region());
+    if (cap < 80 * MIB) {
         KASSERT(kmalloc(size) == NULL);
-        size = (size_t)(heap_region_limit() / 4);
+        size = (size_t)(cap / 4);
     }
     uint8_t *p = kmalloc(size);
     KASSERT(p != NULL);

@@ -129,6 +129,6 @@ KTEST(rc_last_release_frees)
 KTEST(heap_stats_agree_with_the_heap_region)
 {
     /* Every byte the allocator says it has mapped came from the heap region. */
-    KASSERT_EQ(kmalloc_stats().bytes_mapped, heap_region_mapped());
-    KASSERT(heap_region_mapped() >= HEAP_SIZE);
+    KASSERT_EQ(kmalloc_stats().bytes_mapped, heap_region_mapped(kernel_heap_region()));
+    KASSERT(heap_region_mapped(kernel_heap_region()) >= HEAP_SIZE);
 }

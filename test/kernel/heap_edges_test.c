@@ -43,3 +43,50 @@ KTEST(huge_alignments_are_served_or_refused_cleanly)
     kfree(q);
     HEAP_TEST_END();
 }
+
+#if KERNEL_HEAP_HARDENED
+
+#define EDGES_WINDOW     5      /* private heap window (memlayout.h) */
+#define EDGES_HEAP_PAGES 16
+
+static struct kernel_heap edges_heap;
+
+/* Expects kernel_heap.c's report panic naming ptr ("heap: <kind> of <ptr> (...").
+   With kind NULL any kind is accepted. */
+static void expect_report_on(const char *kind, const void *ptr)
+{
+    static char text[96];
+    if (kind != NULL)
+        ksnprintf(text, sizeof(text), "heap: %s of %p (", kind, ptr);
+    else
+        ksnprintf(text, sizeof(text), " of %p (", ptr);
+    ktest_expect_panic_containing(text);
+}
+
+/* An interior pointer into a live block is an invalid free, also when the
+   block's bytes equal the free poison (which used to pass for a header
+   swallowed by coalescing or a rolled-back bump block: "double free"). */
+KTEST_EXPECT_PANIC(interior_free_of_poison_like_data_is_an_invalid_free)
+{
+    struct heap *h = heap_test_private(&edges_heap, EDGES_WINDOW, EDGES_HEAP_PAGES);
+    unsigned char *a = heap_alloc(h, 512);
+    KASSERT(a != NULL);
+    memset(a, HEAP_POISON_FREE, 512);
+    expect_report_on("invalid free", a + 64);
+    heap_free(h, a + 64);
+}
+
+/* A use-after-free write into the words a backend keeps in a freed block
+   (its links, the free site) is found by the check, naming that block. */
+KTEST_EXPECT_PANIC(use_after_free_write_into_the_first_words_is_found)
+{
+    struct heap *h = heap_test_private(&edges_heap, EDGES_WINDOW, EDGES_HEAP_PAGES);
+    unsigned char *a = heap_alloc(h, 64), *p = heap_alloc(h, 64), *b = heap_alloc(h, 64);
+    KASSERT(a != NULL && p != NULL && b != NULL);
+    heap_free(h, p);                /* between two live blocks: no merging */
+    p[8] ^= 0x20;
+    expect_report_on(NULL, p);
+    heap_check(h);
+}
+
+#endif

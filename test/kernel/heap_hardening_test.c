@@ -2,16 +2,12 @@
  * The hardened heap (KHEAP_HARDENING, docs/hardening.md), in the kernel:
  * one expected-panic test per kind of error, run for every backend by the
  * ktest-<backend>-hardened images. Each asserts the kind of error AND the
- * pointer in the panic message. Cleanups registered with ktest_defer()
- * undo the damage after the panic, so the tests after these still see a
- * healthy heap (HEAP_TEST_END checks it). In the plain images this file
- * only checks that nothing is reported.
- *
- * Order matters for bump: a block quarantined by the use-after-free test
- * stays allocated for good (a dangling pointer may still write to it), so
- * the bump heap can no longer reset. The clean churn runs first in this
- * file, and this file sorts after heap_churn_test.c, whose stress relies on
- * bump resets.
+ * pointer in the panic message. Each damages a private heap of its own
+ * (heap_test_private(): same lock, report handler and secret as the kernel
+ * heap), destroyed by ktest_defer() after the panic, so the kernel heap
+ * behind kmalloc() never sees the damage and no test depends on the order
+ * of tests or files. In the plain images this file only checks that
+ * nothing is reported.
  */
 #include "kheap_test.h"
 
@@ -19,6 +15,10 @@
 #include "kernel_heap.h"
 #include "kstring.h"
 #include "paging/heap_region.h"
+
+/* The private window these tests damage heaps in (one at a time). */
+#define HARDENING_WINDOW        2
+#define HARDENING_HEAP_PAGES    16
 
 KTEST(heap_mode_matches_the_image)
 {
@@ -79,148 +79,114 @@ static void expect_report(const char *kind, const void *ptr)
     ktest_expect_panic_containing(text);
 }
 
-static void deferred_kfree(void *p)
-{
-    kfree(p);
-}
+static struct kernel_heap private_heap;
 
-static bool is_arena(void)
+/* This test's own heap, destroyed when the test ends. */
+static struct heap *own_heap(void)
 {
-    return kmalloc_backend_is_arena();
+    return heap_test_private(&private_heap, HARDENING_WINDOW, HARDENING_HEAP_PAGES);
 }
 
 KTEST_EXPECT_PANIC(hardened_double_free_is_caught)
 {
-    void *keep = kmalloc(10);   /* bump: the first free is a rollback, not a reset */
-    uint8_t *p = kmalloc(100);
+    struct heap *h = own_heap();
+    void *keep = heap_alloc(h, 10);     /* bump: the first free is a rollback, not a reset */
+    uint8_t *p = heap_alloc(h, 100);
     KASSERT(keep != NULL && p != NULL);
-    ktest_defer(deferred_kfree, keep);
-    kfree(p);
+    heap_free(h, p);
     expect_report("double free", p);
-    kfree(p);
+    heap_free(h, p);
 }
 
 KTEST_EXPECT_PANIC(hardened_interior_free_is_caught)
 {
-    uint8_t *p = kmalloc(200);
+    struct heap *h = own_heap();
+    uint8_t *p = heap_alloc(h, 200);
     KASSERT(p != NULL);
-    ktest_defer(deferred_kfree, p);
     expect_report("invalid free", p + 16);
-    kfree(p + 16);
+    heap_free(h, p + 16);
 }
 
 KTEST_EXPECT_PANIC(hardened_free_of_a_stack_address_is_caught)
 {
+    struct heap *h = own_heap();
     int local[4] = { 0 };
     expect_report("invalid free", local);
-    kfree(local);
+    heap_free(h, local);
 }
 
 static int global_object[8];
 
 KTEST_EXPECT_PANIC(hardened_free_of_a_global_is_caught)
 {
+    struct heap *h = own_heap();
     expect_report("invalid free", global_object);
-    kfree(global_object);
+    heap_free(h, global_object);
 }
 
 KTEST_EXPECT_PANIC(hardened_free_outside_the_heap_is_caught)
 {
     /* Past the mapped end of the heap region: must be rejected unread. */
-    void *past = (void *)(uintptr_t)(heap_region_end() + 4096);
+    struct heap *h = own_heap();
+    void *past = (void *)(uintptr_t)(heap_region_end(&private_heap.region) + 4096);
     expect_report("invalid free", past);
-    kfree(past);
+    heap_free(h, past);
 }
 
-/* One byte written past the requested size, undone after the panic. */
-static uint8_t *overflowed;
-static uint8_t overflowed_saved;
-static size_t overflowed_size;
-
-static void repair_overflow(void *arg)
-{
-    (void)arg;
-    overflowed[overflowed_size] = overflowed_saved;
-    kfree(overflowed);
-}
-
+/* One byte written past the requested size. */
 KTEST_EXPECT_PANIC(hardened_overflow_by_one_byte_is_caught)
 {
-    overflowed_size = 37;
-    overflowed = kmalloc(overflowed_size);
+    struct heap *h = own_heap();
+    size_t size = 37;
+    uint8_t *overflowed = heap_alloc(h, size);
     KASSERT(overflowed != NULL);
-    KASSERT_EQ(kmalloc_usable_size(overflowed), overflowed_size);  /* the canary follows */
-    memset(overflowed, 'x', overflowed_size);                       /* all of it is ours */
-    overflowed_saved = overflowed[overflowed_size];
-    ktest_defer(repair_overflow, NULL);
-    overflowed[overflowed_size] = (uint8_t)~overflowed_saved;      /* off by one */
+    KASSERT_EQ(heap_usable_size(h, overflowed), size);     /* the canary follows */
+    memset(overflowed, 'x', size);                          /* all of it is ours */
+    overflowed[size] = (uint8_t)~overflowed[size];          /* off by one */
     expect_report("heap overflow", overflowed);
-    kfree(overflowed);
+    heap_free(h, overflowed);
 }
 
 /* A write through a dangling pointer, caught when the block is reused. */
-static uint8_t *dangling;
-static void *dangling_keep;
-
-static void repair_use_after_free(void *arg)
-{
-    (void)arg;
-    dangling[20] = HEAP_POISON_FREE;
-    kfree(dangling_keep);
-}
-
 KTEST_EXPECT_PANIC(hardened_use_after_free_write_is_caught_on_reuse)
 {
-    dangling_keep = kmalloc(10);
-    dangling = kmalloc(64);
-    KASSERT(dangling_keep != NULL && dangling != NULL);
-    kfree(dangling);
+    struct heap *h = own_heap();
+    void *keep = heap_alloc(h, 10);
+    uint8_t *dangling = heap_alloc(h, 64);
+    KASSERT(keep != NULL && dangling != NULL);
+    heap_free(h, dangling);
     KASSERT_EQ(dangling[20], HEAP_POISON_FREE);     /* freed memory is poisoned */
-    ktest_defer(repair_use_after_free, NULL);
     dangling[20] = 'u';
     expect_report("use-after-free write", dangling);
-    void *again = kmalloc(64);                      /* reuses the block: reported */
-    kfree(again);
+    void *again = heap_alloc(h, 64);                /* reuses the block: reported */
+    heap_free(h, again);
 }
 
 /* A free-list link overwritten, caught before it is followed. */
-static uintptr_t *corrupted_link;
-static uintptr_t corrupted_saved;
-static uint8_t *corrupt_a, *corrupt_p, *corrupt_b;
-
-static void repair_free_list(void *arg)
-{
-    (void)arg;
-    *corrupted_link = corrupted_saved;
-    kfree(corrupt_a);
-    kfree(corrupt_b);       /* arena: its free was refused; others: never freed */
-}
-
 KTEST_EXPECT_PANIC(hardened_corrupted_free_list_is_caught)
 {
-    corrupt_a = kmalloc(64);
-    corrupt_p = kmalloc(64);
-    corrupt_b = kmalloc(64);
+    struct heap *h = own_heap();
+    uint8_t *corrupt_a = heap_alloc(h, 64);
+    uint8_t *corrupt_p = heap_alloc(h, 64);
+    uint8_t *corrupt_b = heap_alloc(h, 64);
     KASSERT(corrupt_a != NULL && corrupt_p != NULL && corrupt_b != NULL);
-    ktest_defer(repair_free_list, NULL);
-    if (is_arena()) {
+    uintptr_t *corrupted_link;
+    if (heap_is_arena(h)) {
         /* bump (an arena) has no free list: its link is the header word before the
            newest block, followed when that block is freed (rollback). */
-        kfree(corrupt_p);   /* not the newest: no rollback, nothing to follow */
+        heap_free(h, corrupt_p);    /* not the newest: no rollback, nothing to follow */
         corrupted_link = (uintptr_t *)(void *)(corrupt_b - sizeof(uintptr_t));
-        corrupted_saved = *corrupted_link;
         *corrupted_link ^= 0x40;
         expect_report("corrupted free list", corrupt_b);
-        kfree(corrupt_b);
+        heap_free(h, corrupt_b);
     } else {
-        kfree(corrupt_p);   /* between two used blocks: its links are its first words */
+        heap_free(h, corrupt_p);    /* between two used blocks: its links are its first words */
         corrupted_link = (uintptr_t *)(void *)corrupt_p;
-        corrupted_saved = *corrupted_link;
-        KASSERT(corrupted_saved != 0);                      /* stored mangled */
+        KASSERT(*corrupted_link != 0);                      /* stored mangled */
         *corrupted_link = (uintptr_t)(corrupt_a + 16);      /* an attacker's plain pointer */
         expect_report("corrupted free list", corrupt_p);
-        void *again = kmalloc(64);
-        kfree(again);
+        void *again = heap_alloc(h, 64);
+        heap_free(h, again);
     }
 }
 
@@ -237,6 +203,15 @@ KTEST(hardened_fresh_blocks_are_filled_calloc_is_zero)
     kfree(p);
     kfree(z);
     HEAP_TEST_END();
+}
+
+KTEST(hardened_damage_stayed_in_the_private_heaps)
+{
+    /* Every error above was raised by a private heap: the kernel heap saw
+       none, and is healthy, whatever runs after this file. */
+    KASSERT_EQ(kmalloc_stats().errors_detected, 0);
+    KASSERT_EQ(kmalloc_check(), 0);
+    KASSERT(private_heap.heap == NULL);     /* each test's heap was destroyed */
 }
 
 #endif /* KERNEL_HEAP_HARDENED */

@@ -4,6 +4,7 @@
  */
 #include "ktest.h"
 
+#include "kframes_test.h"
 #include "kstring.h"
 #include "memlayout.h"
 #include "paging/paging.h"
@@ -16,7 +17,50 @@
 #define TEST_VIRT       0x0000444444440000ull
 #define TEST_VIRT_2M    0x0000444400000000ull
 
+/* Far from every other mapping: mapping it needs a new PDPT, PD and PT. */
+#define TEST_VIRT_FRESH 0x0000600000000000ull
+
 extern char boot_stack_guard[], df_stack_guard[];
+
+/* The table entries on the way to virt, and the free frame count: what a
+   refused map or unmap must leave exactly as it was. */
+struct walk_snapshot {
+    int levels;
+    uint64_t table[4], entry[4];
+    uint64_t free_frames;
+};
+
+static struct walk_snapshot snapshot(uint64_t virt)
+{
+    struct walk_snapshot s;
+    struct paging_walk w;
+    memset(&s, 0, sizeof(s));
+    paging_walk(virt, &w);
+    s.levels = w.levels;
+    for (int i = 0; i < w.levels; i++) {
+        const uint64_t *table = phys_to_virt(w.table_phys[i]);
+        s.table[i] = w.table_phys[i];
+        s.entry[i] = table[(virt >> (39 - 9 * i)) & 511];
+    }
+    s.free_frames = pmm_stats().free_frames;
+    return s;
+}
+
+/* Fails the test, naming the first difference, unless a and b are equal. */
+static void assert_unchanged(const struct walk_snapshot *a, const struct walk_snapshot *b, int line)
+{
+    if (a->levels != b->levels)
+        ktest_fail(__FILE__, line, "walk depth %d became %d", a->levels, b->levels);
+    for (int i = 0; i < a->levels; i++) {
+        if (a->table[i] != b->table[i] || a->entry[i] != b->entry[i])
+            ktest_fail(__FILE__, line, "level %d entry %p (table %p) became %p (table %p)", i,
+                       (void *)a->entry[i], (void *)a->table[i], (void *)b->entry[i],
+                       (void *)b->table[i]);
+    }
+    if (a->free_frames != b->free_frames)
+        ktest_fail(__FILE__, line, "free frames %llu became %llu",
+                   (unsigned long long)a->free_frames, (unsigned long long)b->free_frames);
+}
 
 static int kernel_data_word = 42;
 static const int kernel_rodata_word = 7;
@@ -198,4 +242,87 @@ KTEST(stack_guard_pages_and_identity_map_are_gone)
     KASSERT(!paging_translate((uint64_t)(uintptr_t)df_stack_guard, &phys, NULL));
     KASSERT(!paging_translate(0x100000, &phys, NULL));    /* old identity map */
     KASSERT(!paging_translate(0, &phys, NULL));
+}
+
+KTEST(refused_map_over_a_mapping_changes_nothing)
+{
+    uint64_t a = pmm_alloc_frame(), b = pmm_alloc_frame();
+    KASSERT(a != PMM_NO_FRAME && b != PMM_NO_FRAME);
+    KASSERT_EQ(paging_map(TEST_VIRT, a, PTE_WRITABLE | PTE_NO_EXECUTE), PAGING_OK);
+    struct walk_snapshot before = snapshot(TEST_VIRT);
+    KASSERT_EQ(before.levels, 4);
+    KASSERT(!(before.entry[0] & PTE_USER));     /* so a refused PTE_USER map would show */
+    /* Different flags (PTE_USER would widen the upper entries), a 2 MiB page
+       over the page table, the same mapping again. */
+    KASSERT_EQ(paging_map(TEST_VIRT, b, PTE_USER | PTE_WRITABLE), PAGING_ERR_ALREADY_MAPPED);
+    struct walk_snapshot after = snapshot(TEST_VIRT);
+    assert_unchanged(&before, &after, __LINE__);
+    KASSERT_EQ(paging_map_page(TEST_VIRT & ~(PAGE_SIZE_2M - 1), 0, PTE_USER, PAGE_SIZE_2M),
+               PAGING_ERR_ALREADY_MAPPED);
+    after = snapshot(TEST_VIRT);
+    assert_unchanged(&before, &after, __LINE__);
+    KASSERT_EQ(paging_map(TEST_VIRT, a, PTE_WRITABLE | PTE_NO_EXECUTE), PAGING_ERR_ALREADY_MAPPED);
+    after = snapshot(TEST_VIRT);
+    assert_unchanged(&before, &after, __LINE__);
+    KASSERT_EQ(paging_unmap(TEST_VIRT, NULL), PAGING_OK);
+    pmm_free_frame(a);
+    pmm_free_frame(b);
+}
+
+KTEST(refused_map_inside_a_huge_page_changes_nothing)
+{
+    uint64_t inside = (uint64_t)(uintptr_t)phys_to_virt(0x200000);
+    uint64_t f = pmm_alloc_frame();
+    KASSERT(f != PMM_NO_FRAME);
+    struct walk_snapshot before = snapshot(inside);
+    KASSERT(before.levels <= 3);                /* a 1 GiB or 2 MiB leaf */
+    KASSERT(!(before.entry[0] & PTE_USER));
+    KASSERT_EQ(paging_map(inside, f, PTE_USER | PTE_WRITABLE), PAGING_ERR_HUGE_PAGE);
+    struct walk_snapshot after = snapshot(inside);
+    assert_unchanged(&before, &after, __LINE__);
+    KASSERT_EQ(paging_map_page(inside, 0x200000, PTE_USER, PAGE_SIZE_2M),
+               before.levels == 2 ? PAGING_ERR_HUGE_PAGE : PAGING_ERR_ALREADY_MAPPED);
+    after = snapshot(inside);
+    assert_unchanged(&before, &after, __LINE__);
+    pmm_free_frame(f);
+}
+
+KTEST(refused_unmaps_change_nothing)
+{
+    uint64_t inside = (uint64_t)(uintptr_t)phys_to_virt(0x200000) + PAGE_SIZE_4K;
+    struct walk_snapshot before = snapshot(inside);
+    KASSERT_EQ(paging_unmap(inside, NULL), PAGING_ERR_HUGE_PAGE);
+    KASSERT_EQ(paging_unmap(inside + 8, NULL), PAGING_ERR_MISALIGNED);
+    struct walk_snapshot after = snapshot(inside);
+    assert_unchanged(&before, &after, __LINE__);
+    before = snapshot(TEST_VIRT_FRESH);
+    KASSERT_EQ(paging_unmap(TEST_VIRT_FRESH, NULL), PAGING_ERR_NOT_MAPPED);
+    after = snapshot(TEST_VIRT_FRESH);
+    assert_unchanged(&before, &after, __LINE__);
+}
+
+KTEST(map_out_of_frames_part_way_changes_nothing)
+{
+    /* The fresh address needs three new tables; with one or two frames left
+       the map must fail without linking (or keeping) any of them. */
+    KASSERT_EQ(paging_tables_needed(TEST_VIRT_FRESH, 1), 3);
+    static struct frame_hoard hoard;
+    for (uint64_t keep = 0; keep <= 2; keep++) {
+        frame_hoard_take(&hoard, keep);
+        ktest_defer(frame_hoard_release_deferred, &hoard);
+        struct walk_snapshot before = snapshot(TEST_VIRT_FRESH);
+        KASSERT_EQ(before.free_frames, keep);
+        KASSERT_EQ(paging_map(TEST_VIRT_FRESH, 0x200000, PTE_WRITABLE | PTE_NO_EXECUTE),
+                   PAGING_ERR_NO_MEMORY);
+        struct walk_snapshot after = snapshot(TEST_VIRT_FRESH);
+        assert_unchanged(&before, &after, __LINE__);
+        frame_hoard_release(&hoard);
+    }
+    /* With frames back it works, and takes exactly the predicted tables. */
+    uint64_t free0 = pmm_stats().free_frames;
+    KASSERT_EQ(paging_map(TEST_VIRT_FRESH, 0x200000, PTE_NO_EXECUTE), PAGING_OK);
+    KASSERT_EQ(free0 - pmm_stats().free_frames, 3);
+    KASSERT_EQ(paging_tables_needed(TEST_VIRT_FRESH, 512), 0);
+    KASSERT_EQ(paging_tables_needed(TEST_VIRT_FRESH, 513), 1);      /* the next page table */
+    KASSERT_EQ(paging_unmap(TEST_VIRT_FRESH, NULL), PAGING_OK);
 }

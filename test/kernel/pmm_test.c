@@ -127,6 +127,38 @@ KTEST(big_machines_hand_out_memory_above_4g_first)
     pmm_free_frame(f);
 }
 
+KTEST(a_freed_low_frame_does_not_displace_free_high_memory)
+{
+    struct pmm_stats before = pmm_stats();
+    /* pmm.h: a frame at or above 4 GiB comes back whenever one is free, so
+       the first answer tells whether any high frame is free. */
+    uint64_t probe = pmm_alloc_frame();
+    KASSERT(probe != PMM_NO_FRAME);
+    bool high_free = probe >= 4 * GIB;
+    pmm_free_frame(probe);
+    /* Two low frames; freeing the first while holding the second keeps it
+       off the never-used frontier, so it lands among the freed frames. */
+    uint64_t a = pmm_alloc_frame_low(), b = pmm_alloc_frame_low();
+    KASSERT(a != PMM_NO_FRAME && b != PMM_NO_FRAME);
+    KASSERT(a < 4 * GIB && b < 4 * GIB && !forbidden(a) && !forbidden(b));
+    pmm_free_frame(a);
+    uint64_t next = pmm_alloc_frame();
+    ktest_log("high memory free: %s; freed low frame %p, then got %p", high_free ? "yes" : "no",
+              (void *)a, (void *)next);
+    KASSERT(next != PMM_NO_FRAME && !forbidden(next));
+    if (high_free)
+        KASSERT(next >= 4 * GIB);
+    else
+        KASSERT(next < 4 * GIB);
+    pmm_free_frame(next);
+    pmm_free_frame(b);
+    KASSERT_EQ(pmm_stats().free_frames, before.free_frames);
+    /* The low frame is still there for pmm_alloc_frame_low(). */
+    uint64_t low = pmm_alloc_frame_low();
+    KASSERT(low != PMM_NO_FRAME && low < 4 * GIB);
+    pmm_free_frame(low);
+}
+
 KTEST_EXPECT_PANIC(double_free_of_a_frame_panics)
 {
     uint64_t f = pmm_alloc_frame();
@@ -183,6 +215,63 @@ KTEST(odd_memory_maps_are_read_safely)
     };
     KASSERT_EQ(n, sizeof(want) / sizeof(want[0]));
     for (size_t i = 0; i < n; i++) {
+        if (out[i].start != want[i].start || out[i].end != want[i].end)
+            ktest_fail(__FILE__, __LINE__, "range %zu is [%p-%p), want [%p-%p)", i,
+                       (void *)out[i].start, (void *)out[i].end, (void *)want[i].start,
+                       (void *)want[i].end);
+    }
+}
+
+KTEST(absurd_contiguous_counts_allocate_nothing)
+{
+    /* n * FRAME_SIZE overflows for all but the first; 2^52 frames are 2^64
+       bytes (wraps to 0), 2^52 + 1 wraps to one frame. */
+    const size_t counts[] = {
+        0, SIZE_MAX, SIZE_MAX / FRAME_SIZE + 1, (size_t)1 << 52, ((size_t)1 << 52) + 1,
+        SIZE_MAX / 2 + 1, (size_t)(PMM_PHYS_LIMIT / FRAME_SIZE) + 1,
+    };
+    size_t ncounts = sizeof(counts) / sizeof(counts[0]);
+    struct pmm_stats before = pmm_stats();
+    for (size_t i = 0; i < ncounts; i++) {
+        uint64_t f = pmm_alloc_contiguous(counts[i]);
+        if (f != PMM_NO_FRAME)
+            ktest_fail(__FILE__, __LINE__, "pmm_alloc_contiguous(%zu) returned %p", counts[i],
+                       (void *)f);
+    }
+    struct pmm_stats after = pmm_stats();
+    KASSERT_EQ(after.free_frames, before.free_frames);
+    KASSERT_EQ(after.failed_allocs, before.failed_allocs + ncounts);
+}
+
+KTEST(memory_map_entries_near_2_to_the_64_are_read_safely)
+{
+    static struct boot_info bi;
+    memset(&bi, 0, sizeof(bi));
+    const uint64_t top_page = 0ull - FRAME_SIZE;
+    const struct mem_region map[] = {
+        { 0x500000, 0x100000, MEM_AVAILABLE },                  /* [5 MiB, 6 MiB): ordinary */
+        { 0x200000000ull, 0x1000, MEM_AVAILABLE },              /* one frame at 8 GiB */
+        { PMM_PHYS_LIMIT - 0x3000, 0x10000, MEM_AVAILABLE },    /* straddles the limit: cut */
+        { 0ull - 0x2000, 0x2000, MEM_AVAILABLE },               /* ends exactly at 2^64 */
+        { top_page + 0x800, 0x1000, MEM_AVAILABLE },            /* unaligned, wraps past 2^64 */
+        { top_page, UINT64_MAX, MEM_AVAILABLE },                /* length wraps */
+        { PMM_PHYS_LIMIT - 0x1000, UINT64_MAX, MEM_RESERVED },  /* reserved, wraps */
+        { top_page, 0x1000, MEM_RESERVED },                     /* the very last page */
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        bi.mmap[i] = map[i];
+    bi.mmap_count = sizeof(map) / sizeof(map[0]);
+    bi.info_phys_start = 0x580000;
+    bi.info_phys_end = 0x580100;
+
+    struct phys_range out[8];
+    size_t n = pmm_usable_ranges(&bi, NULL, 0, out, 8);
+    const struct phys_range want[] = {
+        { 0x500000, 0x580000 }, { 0x581000, 0x600000 },
+        { 0x200000000ull, 0x200001000ull }, { PMM_PHYS_LIMIT - 0x3000, PMM_PHYS_LIMIT - 0x1000 },
+    };
+    KASSERT_EQ(n, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < n && i < 8; i++) {
         if (out[i].start != want[i].start || out[i].end != want[i].end)
             ktest_fail(__FILE__, __LINE__, "range %zu is [%p-%p), want [%p-%p)", i,
                        (void *)out[i].start, (void *)out[i].end, (void *)want[i].start,

@@ -25,9 +25,7 @@
 #include <stdint.h>
 
 #include "kprintf.h"
-
-/* A canonical higher-half address the kernel never maps (docs/memory.md). */
-#define KTEST_UNMAPPED_ADDR 0xffffe00000000000ull
+#include "memlayout.h"      /* KTEST_UNMAPPED_ADDR */
 
 struct ktest {
     const char *name;

@@ -22,8 +22,12 @@
  *                faults instead of silently corrupting .bss.
  * src/paging/ replaces all of this with the kernel's own tables.
  */
-#define KERNEL_VMA          0xffffffff80000000
+#include "memlayout.h"
+
 #define V2P(a)              ((a) - KERNEL_VMA)
+/* The table slots of the boot mappings, from the addresses in memlayout.h. */
+#define PML4_INDEX(a)       (((a) >> 39) & 511)
+#define PDPT_INDEX(a)       (((a) >> 30) & 511)
 
 #define MB2_BOOT_MAGIC      0x36d76289
 #define CPUID_EXT_MAX       0x80000000
@@ -157,11 +161,11 @@ build_boot_page_tables:
     mov     %eax, V2P(boot_pd_kernel)
     add     $4096, %eax
     mov     %eax, V2P(boot_pd_kernel) + 8
-    movl    $(V2P(boot_pd_kernel) + (PTE_P | PTE_W)), V2P(boot_pdpt_kernel) + 510 * 8
+    movl    $(V2P(boot_pd_kernel) + (PTE_P | PTE_W)), V2P(boot_pdpt_kernel) + PDPT_INDEX(KERNEL_VMA) * 8
 
     movl    $(V2P(boot_pdpt_low) + (PTE_P | PTE_W)), V2P(boot_pml4)
-    movl    $(V2P(boot_pdpt_low) + (PTE_P | PTE_W)), V2P(boot_pml4) + 256 * 8
-    movl    $(V2P(boot_pdpt_kernel) + (PTE_P | PTE_W)), V2P(boot_pml4) + 511 * 8
+    movl    $(V2P(boot_pdpt_low) + (PTE_P | PTE_W)), V2P(boot_pml4) + PML4_INDEX(DIRECT_MAP_BASE) * 8
+    movl    $(V2P(boot_pdpt_kernel) + (PTE_P | PTE_W)), V2P(boot_pml4) + PML4_INDEX(KERNEL_VMA) * 8
     ret
 
 .Lno_multiboot2:

@@ -19,23 +19,49 @@ set(KHEAP_KERNEL_C_FLAGS
   -fmacro-prefix-map=${PROJECT_SOURCE_DIR}/=
   -O2 -g -Wall -Wextra -Werror)
 
-set(KHEAP_KERNEL_LINKER_SCRIPT ${PROJECT_SOURCE_DIR}/boot/kernel.ld)
+# Every kernel object is built with these: an INTERFACE target carries the
+# flags and the include path; kheap_kernel_flags() links it and sets the C
+# standard (a target property, which an INTERFACE target cannot carry).
+add_library(kheap_kernel_flags INTERFACE)
+target_compile_options(kheap_kernel_flags INTERFACE ${KHEAP_KERNEL_C_FLAGS})
+target_include_directories(kheap_kernel_flags INTERFACE ${PROJECT_SOURCE_DIR}/src)
 
-# Applies the kernel compile flags and include paths to target.
 function(kheap_kernel_flags target)
-  target_compile_options(${target} PRIVATE ${KHEAP_KERNEL_C_FLAGS})
-  target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(${target} PRIVATE kheap_kernel_flags)
   set_target_properties(${target} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
 endfunction()
 
+# The linker script takes its addresses from src/memlayout.h: boot/kernel.ld.S
+# is run through the C preprocessor into the build tree.
+set(KHEAP_KERNEL_LINKER_SCRIPT ${CMAKE_BINARY_DIR}/kernel.ld)
+add_custom_command(OUTPUT ${KHEAP_KERNEL_LINKER_SCRIPT}
+  COMMAND ${CMAKE_C_COMPILER} -E -P -x assembler-with-cpp -I${PROJECT_SOURCE_DIR}/src
+          ${PROJECT_SOURCE_DIR}/boot/kernel.ld.S -o ${KHEAP_KERNEL_LINKER_SCRIPT}
+  DEPENDS ${PROJECT_SOURCE_DIR}/boot/kernel.ld.S ${PROJECT_SOURCE_DIR}/src/memlayout.h
+  COMMENT "Preprocessing the linker script" VERBATIM)
+add_custom_target(kernel-ld DEPENDS ${KHEAP_KERNEL_LINKER_SCRIPT})
+
+# The heap -- src/alloc/ and its kernel wiring src/kernel_heap.c -- is
+# compiled once per heap mode (kalloc-plain, kalloc-hardened) and linked into
+# every image of that mode; the backend is chosen per image at run time by
+# name (kernel_allocator_name, generated below).
+set(KHEAP_HEAP_MODES plain hardened)
+file(GLOB KHEAP_ALLOC_KERNEL_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/alloc/*.c)
+foreach(mode IN LISTS KHEAP_HEAP_MODES)
+  add_library(kalloc-${mode} OBJECT ${KHEAP_ALLOC_KERNEL_SOURCES} ${PROJECT_SOURCE_DIR}/src/kernel_heap.c)
+  kheap_kernel_flags(kalloc-${mode})
+  if(mode STREQUAL "hardened")
+    target_compile_definitions(kalloc-${mode} PRIVATE KHEAP_HARDENING=1)
+  endif()
+endforeach()
+
 # kheap_kernel_image(<name> ALLOCATOR <backend> [HARDENED] [ON_DEMAND] SOURCES <src>...
 #                    [INCLUDES <dir>...] [DEFINITIONS <def>...] [CMDLINE <string>])
-# Builds <name>.elf from the kernel core, the heap (src/alloc/ and
-# src/kernel_heap.c, compiled for this image, so each image may differ in
-# backend and hardening; HARDENED defines KHEAP_HARDENING=1 for the whole
-# image) and SOURCES, and
-# the bootable hybrid (BIOS + UEFI) ISO <name>.iso; the target <name>-iso
-# builds both.
+# Builds <name>.elf from the kernel core (kcore), the heap of its mode
+# (kalloc-plain, or kalloc-hardened with HARDENED, which also defines
+# KHEAP_HARDENING=1 for SOURCES), the image's configuration (backend name,
+# heap cap) and SOURCES, and the bootable hybrid (BIOS + UEFI) ISO
+# <name>.iso; the target <name>-iso builds both.
 function(kheap_kernel_image name)
   cmake_parse_arguments(PARSE_ARGV 1 ARG "HARDENED;ON_DEMAND" "CMDLINE;ALLOCATOR" "SOURCES;INCLUDES;DEFINITIONS")
   if(NOT ARG_ALLOCATOR IN_LIST KHEAP_BACKENDS)
@@ -49,7 +75,13 @@ function(kheap_kernel_image name)
 const char kernel_allocator_name[] = \"${ARG_ALLOCATOR}\";
 const uint64_t kernel_heap_max_config = ${KERNEL_HEAP_MAX}ull;
 ")
-  add_executable(${name} $<TARGET_OBJECTS:kcore> ${KHEAP_HEAP_KERNEL_SOURCES} ${config} ${ARG_SOURCES})
+  if(ARG_HARDENED)
+    set(heap kalloc-hardened)
+  else()
+    set(heap kalloc-plain)
+  endif()
+  add_executable(${name} $<TARGET_OBJECTS:kcore> $<TARGET_OBJECTS:${heap}> ${config} ${ARG_SOURCES})
+  add_dependencies(${name} kernel-ld)
   set_target_properties(${name} PROPERTIES OUTPUT_NAME ${name}.elf LINK_DEPENDS ${KHEAP_KERNEL_LINKER_SCRIPT})
   kheap_kernel_flags(${name})
   target_include_directories(${name} PRIVATE ${ARG_INCLUDES})
@@ -88,7 +120,6 @@ endfunction()
 # kheap_heap_variant(<prefix> <backend> <plain|hardened> <name-var> <flag-var>)
 # Names an image of one heap variant, <prefix>-<backend>[-hardened], and sets
 # <flag-var> to the kheap_kernel_image() option for that mode (HARDENED or "").
-set(KHEAP_HEAP_MODES plain hardened)
 function(kheap_heap_variant prefix backend mode name_var flag_var)
   if(mode STREQUAL "hardened")
     set(${name_var} ${prefix}-${backend}-hardened PARENT_SCOPE)

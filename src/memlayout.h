@@ -14,47 +14,64 @@
  * Every heap region (src/paging/heap_region.h) keeps the page below its base
  * and the page past its end unmapped; the windows below are laid out so that
  * these guard pages are never anything else's memory.
+ *
+ * C, boot/entry.S and the linker script (boot/kernel.ld.S, run through the C
+ * preprocessor) all include this file, so every address has one definition:
+ * constants are written with MEMLAYOUT_U64(), which adds the C suffix only
+ * for C; the C-only part is at the end.
  */
 #ifndef KHEAP_MEMLAYOUT_H
 #define KHEAP_MEMLAYOUT_H
 
-#include <stdint.h>
+#ifdef __ASSEMBLER__
+#define MEMLAYOUT_U64(x)    x
+#else
+#define MEMLAYOUT_U64(x)    x##ull
+#endif
 
-#define PAGE_SIZE           4096ull
+/* The size of a page, and of a physical frame: the one name for it. */
+#define PAGE_SIZE           MEMLAYOUT_U64(4096)
 
-#define DIRECT_MAP_BASE     0xffff800000000000ull
-#define DIRECT_MAP_SPAN     (1ull << 46)            /* 64 TiB reserved for it */
+/* Where GRUB loads the kernel image (physical); the image runs at
+   KERNEL_VMA + its physical address. */
+#define KERNEL_LOAD_PHYS    MEMLAYOUT_U64(0x100000)
 
-#define KERNEL_HEAP_BASE    0xffffc00000000000ull
-#define KERNEL_HEAP_SPAN    (1ull << 40)            /* 1 TiB of virtual space reserved */
+#define DIRECT_MAP_BASE     MEMLAYOUT_U64(0xffff800000000000)
+#define DIRECT_MAP_SPAN     (MEMLAYOUT_U64(1) << 46)            /* 64 TiB reserved for it */
+
+#define KERNEL_HEAP_BASE    MEMLAYOUT_U64(0xffffc00000000000)
+#define KERNEL_HEAP_SPAN    (MEMLAYOUT_U64(1) << 40)            /* 1 TiB of virtual space reserved */
 
 /* Windows for private kernel heaps (kernel_heap_private_create()): window i
    starts at KERNEL_PRIVATE_HEAP_WINDOW_BASE(i); a heap in it may use up to
    KERNEL_PRIVATE_HEAP_WINDOW_SPAN bytes, so the window's last page stays
    unmapped and guards both this window's end and the next one's start. */
-#define KERNEL_PRIVATE_HEAP_BASE        0xffffd00000000000ull
-#define KERNEL_PRIVATE_HEAP_WINDOW      (1ull << 30)    /* 1 GiB per window */
+#define KERNEL_PRIVATE_HEAP_BASE        MEMLAYOUT_U64(0xffffd00000000000)
+#define KERNEL_PRIVATE_HEAP_WINDOW      (MEMLAYOUT_U64(1) << 30)    /* 1 GiB per window */
 #define KERNEL_PRIVATE_HEAP_WINDOWS     1024
 #define KERNEL_PRIVATE_HEAP_WINDOW_SPAN (KERNEL_PRIVATE_HEAP_WINDOW - PAGE_SIZE)
 #define KERNEL_PRIVATE_HEAP_WINDOW_BASE(i) \
-    (KERNEL_PRIVATE_HEAP_BASE + (uint64_t)(i) * KERNEL_PRIVATE_HEAP_WINDOW)
+    (KERNEL_PRIVATE_HEAP_BASE + (i) * KERNEL_PRIVATE_HEAP_WINDOW)
 
 /* A canonical higher-half address the kernel never maps (fault tests). */
-#define KTEST_UNMAPPED_ADDR 0xffffe00000000000ull
+#define KTEST_UNMAPPED_ADDR MEMLAYOUT_U64(0xffffe00000000000)
 
-#define KERNEL_VMA          0xffffffff80000000ull
+#define KERNEL_VMA          MEMLAYOUT_U64(0xffffffff80000000)
 /* boot/kernel.ld asserts the image ends below 4 MiB physical, so it ends
    below KERNEL_VMA + KERNEL_IMAGE_MAX. */
-#define KERNEL_IMAGE_MAX    0x400000ull
+#define KERNEL_IMAGE_MAX    MEMLAYOUT_U64(0x400000)
 
 /* The last page of the address space: never mapped, so no heap region may
    reach into it (heap_region_init() refuses base + span above it) and
    running off the top of a heap faults instead of wrapping to 0. */
-#define ADDRESS_SPACE_LAST_PAGE         (0ull - PAGE_SIZE)
+#define ADDRESS_SPACE_LAST_PAGE         (MEMLAYOUT_U64(0) - PAGE_SIZE)
 /* A heap window right below that page (16 MiB - 4 KiB), for heaps placed at
    the very top of the address space. */
-#define TOP_OF_ADDRESS_SPACE_HEAP_BASE  0xffffffffff000000ull
+#define TOP_OF_ADDRESS_SPACE_HEAP_BASE  MEMLAYOUT_U64(0xffffffffff000000)
 #define TOP_OF_ADDRESS_SPACE_HEAP_SPAN  (ADDRESS_SPACE_LAST_PAGE - TOP_OF_ADDRESS_SPACE_HEAP_BASE)
+
+#ifndef __ASSEMBLER__
+#include <stdint.h>
 
 /* The direct map really ends at the end of RAM, below PMM_PHYS_LIMIT (16 TiB,
    pmm.h), so the page below KERNEL_HEAP_BASE is never mapped. */
@@ -91,5 +108,7 @@ static inline uint64_t kernel_virt_to_phys(const void *virt)
 {
     return (uint64_t)(uintptr_t)virt - KERNEL_VMA;
 }
+
+#endif /* !__ASSEMBLER__ */
 
 #endif

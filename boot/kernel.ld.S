@@ -6,15 +6,17 @@
  * KERNEL_VMA + physical address (the -mcmodel=kernel window, top 2 GiB) and
  * loaded right after the boot code. Sections start on page boundaries so the
  * paging code can give text, rodata and data/bss different permissions.
+ *
+ * The addresses come from src/memlayout.h: CMake runs this file through the
+ * C preprocessor (with __ASSEMBLER__ defined) into the build's kernel.ld.
  */
-ENTRY(_start)
+#include "memlayout.h"
 
-KERNEL_VMA = 0xffffffff80000000;
-KERNEL_PHYS = 0x100000;
+ENTRY(_start)
 
 SECTIONS
 {
-    . = KERNEL_PHYS;
+    . = KERNEL_LOAD_PHYS;
     __kernel_phys_start = .;
 
     .boot : {
@@ -23,16 +25,16 @@ SECTIONS
         *(.boot.rodata)
     }
 
-    . = ALIGN(4096);
+    . = ALIGN(PAGE_SIZE);
     . += KERNEL_VMA;
 
-    .text ALIGN(4096) : AT(ADDR(.text) - KERNEL_VMA) {
+    .text ALIGN(PAGE_SIZE) : AT(ADDR(.text) - KERNEL_VMA) {
         __text_start = .;
         *(.text .text.*)
         __text_end = .;
     }
 
-    .rodata ALIGN(4096) : AT(ADDR(.rodata) - KERNEL_VMA) {
+    .rodata ALIGN(PAGE_SIZE) : AT(ADDR(.rodata) - KERNEL_VMA) {
         __rodata_start = .;
         *(.rodata .rodata.*)
         . = ALIGN(8);
@@ -42,18 +44,18 @@ SECTIONS
         __rodata_end = .;
     }
 
-    .data ALIGN(4096) : AT(ADDR(.data) - KERNEL_VMA) {
+    .data ALIGN(PAGE_SIZE) : AT(ADDR(.data) - KERNEL_VMA) {
         __data_start = .;
         *(.data .data.*)
     }
 
-    .bss ALIGN(4096) : AT(ADDR(.bss) - KERNEL_VMA) {
+    .bss ALIGN(PAGE_SIZE) : AT(ADDR(.bss) - KERNEL_VMA) {
         __bss_start = .;
         *(.bss.pagetables)
         *(.bss.stacks)
         *(COMMON)
         *(.bss .bss.*)
-        . = ALIGN(4096);
+        . = ALIGN(PAGE_SIZE);
         __bss_end = .;
     }
 
@@ -68,4 +70,4 @@ SECTIONS
 }
 
 /* boot/entry.S maps the kernel with 4 KiB pages over physical 0..4 MiB. */
-ASSERT(__kernel_phys_end <= 0x400000, "kernel image exceeds the 4 MiB boot mapping")
+ASSERT(__kernel_phys_end <= KERNEL_IMAGE_MAX, "kernel image exceeds the 4 MiB boot mapping")

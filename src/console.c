@@ -18,11 +18,6 @@ void console_enable_vga(void)
     vga_enabled = true;
 }
 
-bool console_vga_enabled(void)
-{
-    return vga_enabled;
-}
-
 void console_write(const char *s, size_t n)
 {
     serial_write(s, n);

@@ -20,7 +20,5 @@ void console_write(const char *s, size_t n);
 void console_capture_begin(char *buf, size_t size);
 /* Stops capturing; returns the number of bytes captured (excluding NUL). */
 size_t console_capture_end(void);
-/* Returns true while the VGA mirror is active. */
-bool console_vga_enabled(void);
 
 #endif

@@ -66,9 +66,9 @@ static void print_memory_summary(uint64_t pmm_us, uint64_t vmm_us)
 {
     struct pmm_stats s = pmm_stats();
     char total[32], reserved[32], free[32], dm[32];
-    format_size(total, sizeof(total), s.total_frames * FRAME_SIZE);
-    format_size(reserved, sizeof(reserved), s.reserved_frames * FRAME_SIZE);
-    format_size(free, sizeof(free), s.free_frames * FRAME_SIZE);
+    format_size(total, sizeof(total), s.total_frames * PAGE_SIZE);
+    format_size(reserved, sizeof(reserved), s.reserved_frames * PAGE_SIZE);
+    format_size(free, sizeof(free), s.free_frames * PAGE_SIZE);
     format_size(dm, sizeof(dm), vmm_direct_map_end());
     kprintf("frames: %llu total (%s), %llu reserved (%s), %llu free (%s) in %zu ranges\n",
             (unsigned long long)s.total_frames, total, (unsigned long long)s.reserved_frames,

@@ -37,9 +37,9 @@ static unsigned long heap_lock(void *ctx)
 static int heap_grow(void *ctx, size_t min_bytes, void **start, size_t *len)
 {
     struct kernel_heap *kh = ctx;
-    if (min_bytes > SIZE_MAX - PAGE_SIZE_4K)
+    if (min_bytes > SIZE_MAX - PAGE_SIZE)
         return -1;
-    size_t needed = (min_bytes + PAGE_SIZE_4K - 1) / PAGE_SIZE_4K;
+    size_t needed = (min_bytes + PAGE_SIZE - 1) / PAGE_SIZE;
     size_t pages = needed < KERNEL_HEAP_GROW_MIN_PAGES ? KERNEL_HEAP_GROW_MIN_PAGES : needed;
     uint64_t at;
     kh->grow_calls++;
@@ -49,7 +49,7 @@ static int heap_grow(void *ctx, size_t min_bytes, void **start, size_t *len)
         pages = needed;
     }
     *start = (void *)(uintptr_t)at;
-    *len = pages * PAGE_SIZE_4K;
+    *len = pages * PAGE_SIZE;
     return 0;
 }
 
@@ -132,7 +132,7 @@ static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_o
         .report = heap_report, .secret = secret,
     };
     kh->grow_calls = 0;
-    kh->heap = heap_create(ops, (void *)(uintptr_t)start, initial_pages * PAGE_SIZE_4K, &env);
+    kh->heap = heap_create(ops, (void *)(uintptr_t)start, initial_pages * PAGE_SIZE, &env);
     if (kh->heap == NULL)
         heap_region_shrink(&kh->region, initial_pages);
     return kh->heap;
@@ -146,7 +146,7 @@ void kernel_heap_init(void)
 
     uint64_t cap = kernel_heap_max_config;
     if (cap == 0)
-        cap = pmm_stats().free_frames * FRAME_SIZE / 8 * 7;
+        cap = pmm_stats().free_frames * PAGE_SIZE / 8 * 7;
     if (!heap_region_init(&kernel_heap.region, KERNEL_HEAP_BASE, KERNEL_HEAP_SPAN, cap))
         panic("kernel_heap_init: heap_region_init refused the kernel heap window");
 
@@ -174,7 +174,7 @@ void kernel_heap_private_destroy(struct kernel_heap *kh)
         return;
     kassert(kh != &kernel_heap);
     unsigned long flags = irq_save();   /* no heap call may be half-way through it */
-    heap_region_shrink(&kh->region, (size_t)(heap_region_mapped(&kh->region) / PAGE_SIZE_4K));
+    heap_region_shrink(&kh->region, (size_t)(heap_region_mapped(&kh->region) / PAGE_SIZE));
     kh->heap = NULL;
     irq_restore(flags);
 }

@@ -5,7 +5,7 @@
 #include "panic.h"
 #include "pmm.h"
 
-#define PAGE_MASK (PAGE_SIZE_4K - 1)
+#define PAGE_MASK (PAGE_SIZE - 1)
 
 bool heap_region_init(struct heap_region *r, uint64_t base, uint64_t span, uint64_t max_bytes)
 {
@@ -58,7 +58,7 @@ enum paging_status heap_region_grow(struct heap_region *r, size_t pages, uint64_
     /* mapped + bytes <= limit <= span, so end + bytes <= base + span:
        nothing below wraps, even for a region at the top of the address space. */
     uint64_t bytes, mapped;
-    if (__builtin_mul_overflow((uint64_t)pages, PAGE_SIZE_4K, &bytes) ||
+    if (__builtin_mul_overflow((uint64_t)pages, PAGE_SIZE, &bytes) ||
         __builtin_add_overflow(heap_region_mapped(r), bytes, &mapped) || mapped > r->limit)
         return PAGING_ERR_NO_MEMORY;
     /* Refuse up front what cannot be finished: a failure half-way would be
@@ -74,7 +74,7 @@ enum paging_status heap_region_grow(struct heap_region *r, size_t pages, uint64_
            (Under QEMU TCG this also drops code the firmware or GRUB ran from
            the frame, which would otherwise make every write to it slow.) */
         if (frame != PMM_NO_FRAME)
-            memset(phys_to_virt(frame), 0, PAGE_SIZE_4K);
+            memset(phys_to_virt(frame), 0, PAGE_SIZE);
         if (frame != PMM_NO_FRAME)
             st = paging_map(r->end, frame, PTE_WRITABLE | PTE_NO_EXECUTE | PTE_GLOBAL);
         if (st != PAGING_OK) {
@@ -83,7 +83,7 @@ enum paging_status heap_region_grow(struct heap_region *r, size_t pages, uint64_
             heap_region_shrink(r, i);
             return st;
         }
-        r->end += PAGE_SIZE_4K;
+        r->end += PAGE_SIZE;
     }
     *start = old_end;
     return PAGING_OK;
@@ -94,7 +94,7 @@ size_t heap_region_shrink(struct heap_region *r, size_t pages)
     size_t done = 0;
     while (done < pages && r->end > r->base) {
         uint64_t frame;
-        r->end -= PAGE_SIZE_4K;
+        r->end -= PAGE_SIZE;
         if (paging_unmap(r->end, &frame) != PAGING_OK)
             panic("heap_region_shrink: heap page %p was not mapped", (void *)r->end);
         pmm_free_frame(frame);

@@ -121,14 +121,14 @@ static uint64_t new_table(void)
 {
     uint64_t frame = low_frames_only ? pmm_alloc_frame_low() : pmm_alloc_frame();
     if (frame != PMM_NO_FRAME)
-        memset(phys_to_virt(frame), 0, FRAME_SIZE);
+        memset(phys_to_virt(frame), 0, PAGE_SIZE);
     return frame;
 }
 
 enum paging_status paging_map_page(uint64_t virt, uint64_t phys, uint64_t flags, uint64_t page_size)
 {
     int leaf_level;
-    if (page_size == PAGE_SIZE_4K)
+    if (page_size == PAGE_SIZE)
         leaf_level = 0;
     else if (page_size == PAGE_SIZE_2M)
         leaf_level = 1;
@@ -195,8 +195,8 @@ uint64_t paging_tables_needed(uint64_t virt, size_t pages)
 {
     uint64_t bytes, last;
     if (pages == 0 || !paging_is_canonical(virt) ||
-        __builtin_mul_overflow((uint64_t)pages, PAGE_SIZE_4K, &bytes) ||
-        __builtin_add_overflow(virt & ~(PAGE_SIZE_4K - 1), bytes - 1, &last))
+        __builtin_mul_overflow((uint64_t)pages, PAGE_SIZE, &bytes) ||
+        __builtin_add_overflow(virt & ~(PAGE_SIZE - 1), bytes - 1, &last))
         return 0;
     /* One walk per page table (2 MiB of address space); a missing PD or
        PDPT is counted once, at the first page table it would hold. */
@@ -226,14 +226,14 @@ uint64_t paging_tables_needed(uint64_t virt, size_t pages)
 
 enum paging_status paging_map(uint64_t virt, uint64_t phys, uint64_t flags)
 {
-    return paging_map_page(virt, phys, flags, PAGE_SIZE_4K);
+    return paging_map_page(virt, phys, flags, PAGE_SIZE);
 }
 
 enum paging_status paging_unmap(uint64_t virt, uint64_t *phys)
 {
     if (!paging_is_canonical(virt))
         return PAGING_ERR_NON_CANONICAL;
-    if (virt % PAGE_SIZE_4K != 0)
+    if (virt % PAGE_SIZE != 0)
         return PAGING_ERR_MISALIGNED;
     uint64_t table = paging_root();
     for (int level = 3; level >= 0; level--) {

@@ -19,7 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PAGE_SIZE_4K    0x1000ull
+#include "memlayout.h"     /* PAGE_SIZE, the 4 KiB page */
+
 #define PAGE_SIZE_2M    0x200000ull
 #define PAGE_SIZE_1G    0x40000000ull
 

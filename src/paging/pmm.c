@@ -74,9 +74,9 @@ static uint64_t low_top, high_bottom, free_cap;
 static struct phys_range metadata;
 static struct pmm_stats stats;
 
-_Static_assert(PMM_PHYS_LIMIT / FRAME_SIZE - 1 <= UINT32_MAX,
+_Static_assert(PMM_PHYS_LIMIT / PAGE_SIZE - 1 <= UINT32_MAX,
                "a free stack entry (uint32_t) must hold every frame number below PMM_PHYS_LIMIT");
-_Static_assert(PMM_PHYS_LIMIT % FRAME_SIZE == 0, "PMM_PHYS_LIMIT must be frame aligned");
+_Static_assert(PMM_PHYS_LIMIT % PAGE_SIZE == 0, "PMM_PHYS_LIMIT must be frame aligned");
 _Static_assert(PMM_PHYS_LIMIT < DIRECT_MAP_SPAN,
                "the direct map reaches every frame and stays below the kernel heap's guard page");
 
@@ -85,12 +85,12 @@ _Static_assert(PMM_PHYS_LIMIT < DIRECT_MAP_SPAN,
 static uint64_t align_up(uint64_t v)
 {
     kassert(v <= PMM_PHYS_LIMIT);
-    return (v + FRAME_SIZE - 1) & ~(FRAME_SIZE - 1);
+    return (v + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
 }
 
 static uint64_t align_down(uint64_t v)
 {
-    return v & ~(FRAME_SIZE - 1);
+    return v & ~(PAGE_SIZE - 1);
 }
 
 /* Inserts [lo, hi) keeping the set sorted and disjoint (merging overlaps). */
@@ -167,7 +167,7 @@ static uint64_t set_frames(const struct range_set *set)
 {
     uint64_t frames = 0;
     for (size_t i = 0; i < set->n; i++)
-        frames += (set->r[i].hi - set->r[i].lo) / FRAME_SIZE;
+        frames += (set->r[i].hi - set->r[i].lo) / PAGE_SIZE;
     return frames;
 }
 
@@ -263,7 +263,7 @@ void pmm_init(const struct boot_info *bi, const struct phys_range *withheld, siz
     /* Metadata: the allocated-bitmap over [0, highest) and a free stack big
        enough to hold every usable frame at once. */
     uint64_t usable = set_frames(&set);
-    bitmap_frames = stats.highest_address / FRAME_SIZE;
+    bitmap_frames = stats.highest_address / PAGE_SIZE;
     uint64_t bitmap_bytes = (bitmap_frames + BITS_PER_WORD - 1) / BITS_PER_WORD * sizeof(uint64_t);
     uint64_t stack_bytes = usable * sizeof(uint32_t);
     uint64_t meta = carve_metadata(&set, bitmap_bytes + stack_bytes);
@@ -285,7 +285,7 @@ void pmm_init(const struct boot_info *bi, const struct phys_range *withheld, siz
 
 static void mark_allocated(uint64_t frame)
 {
-    uint64_t pfn = frame / FRAME_SIZE;
+    uint64_t pfn = frame / PAGE_SIZE;
     bitmap[pfn / BITS_PER_WORD] |= 1ull << (pfn % BITS_PER_WORD);
     stats.free_frames--;
 }
@@ -308,9 +308,9 @@ static uint64_t take_top_frontier(uint64_t min)
 {
     while (high_cursor > 0 && ranges[high_cursor - 1].lo == ranges[high_cursor - 1].hi)
         high_cursor--;
-    if (high_cursor == 0 || ranges[high_cursor - 1].hi - FRAME_SIZE < min)
+    if (high_cursor == 0 || ranges[high_cursor - 1].hi - PAGE_SIZE < min)
         return PMM_NO_FRAME;
-    ranges[high_cursor - 1].hi -= FRAME_SIZE;
+    ranges[high_cursor - 1].hi -= PAGE_SIZE;
     return ranges[high_cursor - 1].hi;
 }
 
@@ -319,11 +319,11 @@ uint64_t pmm_alloc_frame(void)
     unsigned long flags = irq_save();
     uint64_t frame = PMM_NO_FRAME;
     if (high_bottom < free_cap)
-        frame = (uint64_t)free_stack[high_bottom++] * FRAME_SIZE;
+        frame = (uint64_t)free_stack[high_bottom++] * PAGE_SIZE;
     else
         frame = take_top_frontier(BOOT_DIRECT_MAP_END);
     if (frame == PMM_NO_FRAME && low_top > 0)
-        frame = (uint64_t)free_stack[--low_top] * FRAME_SIZE;
+        frame = (uint64_t)free_stack[--low_top] * PAGE_SIZE;
     if (frame == PMM_NO_FRAME)
         frame = take_top_frontier(0);
     return finish_alloc(frame, flags);
@@ -337,9 +337,9 @@ uint64_t pmm_alloc_frame_low(void)
         low_cursor++;
     if (low_cursor < nranges && ranges[low_cursor].lo < BOOT_DIRECT_MAP_END) {
         frame = ranges[low_cursor].lo;
-        ranges[low_cursor].lo += FRAME_SIZE;
+        ranges[low_cursor].lo += PAGE_SIZE;
     } else if (low_top > 0) {
-        frame = (uint64_t)free_stack[--low_top] * FRAME_SIZE;
+        frame = (uint64_t)free_stack[--low_top] * PAGE_SIZE;
     }
     return finish_alloc(frame, flags);
 }
@@ -349,13 +349,13 @@ uint64_t pmm_alloc_contiguous(size_t n)
     unsigned long flags = irq_save();
     uint64_t frame = PMM_NO_FRAME;
     uint64_t bytes;
-    if (__builtin_mul_overflow((uint64_t)n, FRAME_SIZE, &bytes))
+    if (__builtin_mul_overflow((uint64_t)n, PAGE_SIZE, &bytes))
         n = 0;                                  /* more than the address space: none fits */
     for (size_t i = nranges; n > 0 && i-- > 0;) {
         if (ranges[i].hi - ranges[i].lo >= bytes) {
             ranges[i].hi -= bytes;
             frame = ranges[i].hi;
-            for (uint64_t f = frame; f < frame + bytes; f += FRAME_SIZE)
+            for (uint64_t f = frame; f < frame + bytes; f += PAGE_SIZE)
                 mark_allocated(f);
             break;
         }
@@ -368,8 +368,8 @@ uint64_t pmm_alloc_contiguous(size_t n)
 
 bool pmm_frame_allocated(uint64_t frame)
 {
-    uint64_t pfn = frame / FRAME_SIZE;
-    if (frame % FRAME_SIZE != 0 || pfn >= bitmap_frames)
+    uint64_t pfn = frame / PAGE_SIZE;
+    if (frame % PAGE_SIZE != 0 || pfn >= bitmap_frames)
         return false;
     return (bitmap[pfn / BITS_PER_WORD] >> (pfn % BITS_PER_WORD)) & 1;
 }
@@ -389,9 +389,9 @@ static bool return_to_frontier(uint64_t frame)
         else {
             struct range *r = &ranges[mid];
             if (frame == r->hi)
-                r->hi += FRAME_SIZE;
-            else if (frame + FRAME_SIZE == r->lo)
-                r->lo -= FRAME_SIZE;
+                r->hi += PAGE_SIZE;
+            else if (frame + PAGE_SIZE == r->lo)
+                r->lo -= PAGE_SIZE;
             else
                 return false;
             if (high_cursor < mid + 1)
@@ -410,7 +410,7 @@ void pmm_free_frame(uint64_t frame)
     if (!pmm_frame_allocated(frame))
         panic("pmm_free_frame: %p is not an allocated frame (double free or bad address)",
               (void *)frame);
-    uint64_t pfn = frame / FRAME_SIZE;
+    uint64_t pfn = frame / PAGE_SIZE;
     bitmap[pfn / BITS_PER_WORD] &= ~(1ull << (pfn % BITS_PER_WORD));
     if (!return_to_frontier(frame)) {
         kassert(low_top < high_bottom);     /* never more freed frames than usable ones */

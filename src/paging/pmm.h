@@ -9,9 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "memlayout.h"     /* PAGE_SIZE: a frame is one page */
 #include "multiboot2.h"
 
-#define FRAME_SIZE      4096ull
 /* Returned when no frame is available. Physical page 0 is never handed out
    (the first 1 MiB is withheld), so 0 cannot be a real frame. */
 #define PMM_NO_FRAME    0ull
@@ -66,7 +66,7 @@ uint64_t pmm_alloc_frame(void);
 uint64_t pmm_alloc_frame_low(void);
 /* Returns the first of n physically contiguous frames, or PMM_NO_FRAME
    (counted in failed_allocs) when n is 0, when n frames do not fit in the
-   address space (n * FRAME_SIZE overflows) or when no never-used run of n
+   address space (n * PAGE_SIZE overflows) or when no never-used run of n
    frames is left. Nothing is allocated on failure. O(regions). */
 uint64_t pmm_alloc_contiguous(size_t n);
 /* Gives frame back. Panics (naming the frame) if it is misaligned, outside

@@ -34,10 +34,10 @@ static void map_or_panic(uint64_t virt, uint64_t phys, uint64_t flags, uint64_t 
 /* Maps the kernel pages [start, end) with flags, skipping the guard pages. */
 static void map_kernel_range(const char *start, const char *end, uint64_t flags)
 {
-    for (uint64_t v = (uint64_t)(uintptr_t)start; v < (uint64_t)(uintptr_t)end; v += PAGE_SIZE_4K) {
+    for (uint64_t v = (uint64_t)(uintptr_t)start; v < (uint64_t)(uintptr_t)end; v += PAGE_SIZE) {
         if (v == (uint64_t)(uintptr_t)boot_stack_guard || v == (uint64_t)(uintptr_t)df_stack_guard)
             continue;
-        map_or_panic(v, kernel_virt_to_phys((const void *)(uintptr_t)v), flags, PAGE_SIZE_4K);
+        map_or_panic(v, kernel_virt_to_phys((const void *)(uintptr_t)v), flags, PAGE_SIZE);
     }
 }
 
@@ -54,7 +54,7 @@ void vmm_init(void)
     uint64_t pml4 = pmm_alloc_frame_low();
     if (pml4 == PMM_NO_FRAME)
         panic("vmm_init: no frame for the PML4");
-    memset(phys_to_virt(pml4), 0, PAGE_SIZE_4K);
+    memset(phys_to_virt(pml4), 0, PAGE_SIZE);
     paging_set_root(pml4);
 
     direct_map_page = paging_has_1g_pages() ? PAGE_SIZE_1G : PAGE_SIZE_2M;

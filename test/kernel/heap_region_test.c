@@ -16,20 +16,20 @@
 KTEST(heap_region_grows_and_shrinks_by_pages)
 {
     struct heap_region r;
-    KASSERT(heap_region_init(&r, TEST_WINDOW, KERNEL_PRIVATE_HEAP_WINDOW_SPAN, 64 * PAGE_SIZE_4K));
+    KASSERT(heap_region_init(&r, TEST_WINDOW, KERNEL_PRIVATE_HEAP_WINDOW_SPAN, 64 * PAGE_SIZE));
     uint64_t end0 = heap_region_end(&r);
     KASSERT_EQ(end0, TEST_WINDOW);
     uint64_t free0 = pmm_stats().free_frames;
     uint64_t start;
     KASSERT_EQ(heap_region_grow(&r, 8, &start), PAGING_OK);
     KASSERT_EQ(start, end0);
-    KASSERT_EQ(heap_region_end(&r), end0 + 8 * PAGE_SIZE_4K);
-    KASSERT_EQ(heap_region_mapped(&r), 8 * PAGE_SIZE_4K);
+    KASSERT_EQ(heap_region_end(&r), end0 + 8 * PAGE_SIZE);
+    KASSERT_EQ(heap_region_mapped(&r), 8 * PAGE_SIZE);
     /* 8 frames for the pages, up to 3 more for the first PDPT/PD/PT there. */
     uint64_t tables = free0 - 8 - pmm_stats().free_frames;
     KASSERT(tables <= 3);
     for (int i = 0; i < 8; i++) {
-        volatile uint64_t *p = (volatile uint64_t *)(start + (uint64_t)i * PAGE_SIZE_4K);
+        volatile uint64_t *p = (volatile uint64_t *)(start + (uint64_t)i * PAGE_SIZE);
         KASSERT_EQ(*p, 0);                      /* fresh frames are zeroed */
         *p = (uint64_t)i * 3;
         uint64_t phys;
@@ -38,7 +38,7 @@ KTEST(heap_region_grows_and_shrinks_by_pages)
     }
     uint64_t phys;
     KASSERT(!paging_translate(heap_region_end(&r), &phys, NULL));
-    KASSERT(!paging_translate(TEST_WINDOW - PAGE_SIZE_4K, &phys, NULL));
+    KASSERT(!paging_translate(TEST_WINDOW - PAGE_SIZE, &phys, NULL));
 
     KASSERT_EQ(heap_region_shrink(&r, 100), 8);     /* no more than is mapped */
     KASSERT_EQ(heap_region_end(&r), end0);
@@ -49,25 +49,25 @@ KTEST(heap_region_grows_and_shrinks_by_pages)
 KTEST(heap_region_refuses_growth_past_its_cap)
 {
     struct heap_region r;
-    KASSERT(heap_region_init(&r, TEST_WINDOW, KERNEL_PRIVATE_HEAP_WINDOW_SPAN, 4 * PAGE_SIZE_4K + 123));
-    KASSERT_EQ(heap_region_limit(&r), 4 * PAGE_SIZE_4K);
+    KASSERT(heap_region_init(&r, TEST_WINDOW, KERNEL_PRIVATE_HEAP_WINDOW_SPAN, 4 * PAGE_SIZE + 123));
+    KASSERT_EQ(heap_region_limit(&r), 4 * PAGE_SIZE);
     uint64_t start = 0;
     KASSERT_EQ(heap_region_grow(&r, 3, &start), PAGING_OK);
     uint64_t end0 = heap_region_end(&r);
     uint64_t free0 = pmm_stats().free_frames;
     /* Past the cap, and counts whose byte size overflows. */
-    const size_t too_many[] = { 2, SIZE_MAX, SIZE_MAX / PAGE_SIZE_4K + 1, (size_t)1 << 52 };
+    const size_t too_many[] = { 2, SIZE_MAX, SIZE_MAX / PAGE_SIZE + 1, (size_t)1 << 52 };
     for (size_t i = 0; i < sizeof(too_many) / sizeof(too_many[0]); i++) {
         KASSERT_EQ(heap_region_grow(&r, too_many[i], &start), PAGING_ERR_NO_MEMORY);
         KASSERT_EQ(heap_region_end(&r), end0);
         KASSERT_EQ(pmm_stats().free_frames, free0);
     }
     /* The cap never drops below what is mapped, nor rises above the span. */
-    KASSERT_EQ(heap_region_set_limit(&r, 0), 3 * PAGE_SIZE_4K);
+    KASSERT_EQ(heap_region_set_limit(&r, 0), 3 * PAGE_SIZE);
     KASSERT_EQ(heap_region_set_limit(&r, UINT64_MAX), KERNEL_PRIVATE_HEAP_WINDOW_SPAN);
     KASSERT_EQ(heap_region_shrink(&r, 3), 3);
     /* The kernel heap's cap is real memory. */
-    KASSERT(heap_region_limit(kernel_heap_region()) <= pmm_stats().total_frames * FRAME_SIZE);
+    KASSERT(heap_region_limit(kernel_heap_region()) <= pmm_stats().total_frames * PAGE_SIZE);
 }
 
 KTEST(heap_region_windows_past_the_top_or_across_the_hole_are_refused)
@@ -77,15 +77,15 @@ KTEST(heap_region_windows_past_the_top_or_across_the_hole_are_refused)
     KASSERT(heap_region_init(&r, top, top_span, UINT64_MAX));
     KASSERT_EQ(heap_region_limit(&r), top_span);
     KASSERT_EQ(top + top_span, ADDRESS_SPACE_LAST_PAGE);
-    KASSERT(!heap_region_init(&r, top, top_span + PAGE_SIZE_4K, 0));        /* the last page */
-    KASSERT(!heap_region_init(&r, ADDRESS_SPACE_LAST_PAGE, PAGE_SIZE_4K, 0));
+    KASSERT(!heap_region_init(&r, top, top_span + PAGE_SIZE, 0));        /* the last page */
+    KASSERT(!heap_region_init(&r, ADDRESS_SPACE_LAST_PAGE, PAGE_SIZE, 0));
     KASSERT(!heap_region_init(&r, top, 0ull - top, 0));                     /* ends at 2^64 */
-    KASSERT(!heap_region_init(&r, top, UINT64_MAX & ~(PAGE_SIZE_4K - 1), 0)); /* wraps */
-    KASSERT(!heap_region_init(&r, top + 8, PAGE_SIZE_4K, 0));               /* misaligned */
+    KASSERT(!heap_region_init(&r, top, UINT64_MAX & ~(PAGE_SIZE - 1), 0)); /* wraps */
+    KASSERT(!heap_region_init(&r, top + 8, PAGE_SIZE, 0));               /* misaligned */
     KASSERT(!heap_region_init(&r, top, 100, 0));
     KASSERT(!heap_region_init(&r, top, 0, 0));
-    KASSERT(!heap_region_init(&r, 0x0000800000000000ull, PAGE_SIZE_4K, 0)); /* non-canonical */
-    KASSERT(!heap_region_init(&r, 0x00007ffffffff000ull, PAGE_SIZE_4K * 2, 0)); /* into the hole */
+    KASSERT(!heap_region_init(&r, 0x0000800000000000ull, PAGE_SIZE, 0)); /* non-canonical */
+    KASSERT(!heap_region_init(&r, 0x00007ffffffff000ull, PAGE_SIZE * 2, 0)); /* into the hole */
     KASSERT(!heap_region_init(&r, 0x0000700000000000ull, 0xffff900000000000ull, 0)); /* across it */
     KASSERT_EQ(r.base, 0);          /* a refused init leaves the region empty */
     KASSERT_EQ(r.limit, 0);
@@ -94,13 +94,13 @@ KTEST(heap_region_windows_past_the_top_or_across_the_hole_are_refused)
 KTEST(heap_region_at_the_top_grows_to_the_last_page_and_no_further)
 {
     /* The last 64 pages below ADDRESS_SPACE_LAST_PAGE. */
-    const uint64_t span = 64 * PAGE_SIZE_4K, base = ADDRESS_SPACE_LAST_PAGE - span;
+    const uint64_t span = 64 * PAGE_SIZE, base = ADDRESS_SPACE_LAST_PAGE - span;
     struct heap_region r;
     KASSERT(heap_region_init(&r, base, span, span));
     uint64_t start;
     KASSERT_EQ(heap_region_grow(&r, 60, &start), PAGING_OK);
     KASSERT_EQ(heap_region_grow(&r, 4, &start), PAGING_OK);
-    KASSERT_EQ(start, base + 60 * PAGE_SIZE_4K);
+    KASSERT_EQ(start, base + 60 * PAGE_SIZE);
     KASSERT_EQ(heap_region_end(&r), ADDRESS_SPACE_LAST_PAGE);
     *(volatile uint64_t *)(ADDRESS_SPACE_LAST_PAGE - 8) = 0x70b;           /* the last word */
     KASSERT_EQ(*(volatile uint64_t *)(ADDRESS_SPACE_LAST_PAGE - 8), 0x70b);

@@ -48,7 +48,7 @@ KTEST_EXPECT_PANIC(private_heap_grows_is_destroyed_and_then_faults)
         KASSERT(heap_verify(blocks[i], BLOCK_SIZE, (uint32_t)i));
     KASSERT_EQ(heap_check(h), 0);
     KASSERT(private_heap.grow_calls >= 3);              /* 288 KB from a 16 KiB start */
-    KASSERT(heap_region_mapped(&private_heap.region) <= 256 * PAGE_SIZE_4K);
+    KASSERT(heap_region_mapped(&private_heap.region) <= 256 * PAGE_SIZE);
     ktest_log("%s: %llu grow calls, %llu KiB mapped", heap_backend_name(h),
               (unsigned long long)private_heap.grow_calls,
               (unsigned long long)(heap_region_mapped(&private_heap.region) / 1024));
@@ -72,13 +72,13 @@ KTEST_EXPECT_PANIC(private_heap_grows_is_destroyed_and_then_faults)
 }
 
 /* A private heap whose region ends exactly at ADDRESS_SPACE_LAST_PAGE. */
-#define TOP_SPAN (64 * PAGE_SIZE_4K)
+#define TOP_SPAN (64 * PAGE_SIZE)
 #define TOP_BASE (ADDRESS_SPACE_LAST_PAGE - TOP_SPAN)
 #define TOP_SLOTS 512
 /* How far below the last page the highest block may end: one page the
    backend may keep for itself at a region's end, plus less than the
    smallest request. */
-#define TOP_SLACK (2 * PAGE_SIZE_4K)
+#define TOP_SLACK (2 * PAGE_SIZE)
 
 static void *top_blocks[TOP_SLOTS];
 static size_t top_count;
@@ -114,7 +114,7 @@ KTEST(private_heap_at_the_top_serves_its_last_page)
     /* The whole window mapped at creation: the backend itself must hand out
        the bytes right below the last page. */
     struct heap *h = kernel_heap_private_create(&private_heap, NULL, TOP_BASE, TOP_SPAN,
-                                                TOP_SPAN / PAGE_SIZE_4K);
+                                                TOP_SPAN / PAGE_SIZE);
     KASSERT(h != NULL);
     ktest_defer(heap_test_destroy_private, &private_heap);
     KASSERT_EQ(heap_region_end(&private_heap.region), ADDRESS_SPACE_LAST_PAGE);
@@ -155,7 +155,7 @@ KTEST(private_heap_at_the_top_grows_up_to_the_last_page)
               (unsigned long long)(ADDRESS_SPACE_LAST_PAGE - highest));
     KASSERT(private_heap.grow_calls > 0);
     KASSERT(end <= ADDRESS_SPACE_LAST_PAGE && highest <= end);
-    KASSERT(ADDRESS_SPACE_LAST_PAGE - end < ops->grow_overhead + 2 * 1024 + PAGE_SIZE_4K);
+    KASSERT(ADDRESS_SPACE_LAST_PAGE - end < ops->grow_overhead + 2 * 1024 + PAGE_SIZE);
     KASSERT_EQ(heap_check(h), 0);
     for (size_t i = top_count; i-- > 0;)
         heap_free(h, top_blocks[i]);
@@ -166,7 +166,7 @@ KTEST(private_heap_at_the_top_grows_up_to_the_last_page)
 KTEST_EXPECT_PANIC(private_heap_at_the_top_guard_page_faults)
 {
     struct heap *h = kernel_heap_private_create(&private_heap, NULL, TOP_BASE, TOP_SPAN,
-                                                TOP_SPAN / PAGE_SIZE_4K);
+                                                TOP_SPAN / PAGE_SIZE);
     KASSERT(h != NULL);
     ktest_defer(heap_test_destroy_private, &private_heap);
     fill_top_heap(h);
@@ -181,7 +181,7 @@ KTEST(private_heap_creation_refuses_bad_windows_and_backends)
     KASSERT(kernel_heap_private_create(&private_heap, "no_such_backend",
                                        KERNEL_PRIVATE_HEAP_WINDOW_BASE(GROW_WINDOW),
                                        KERNEL_PRIVATE_HEAP_WINDOW_SPAN, 4) == NULL);
-    KASSERT(kernel_heap_private_create(&private_heap, NULL, TOP_BASE, TOP_SPAN + PAGE_SIZE_4K, 4) == NULL);
+    KASSERT(kernel_heap_private_create(&private_heap, NULL, TOP_BASE, TOP_SPAN + PAGE_SIZE, 4) == NULL);
     KASSERT(kernel_heap_private_create(&private_heap, NULL, TOP_BASE, TOP_SPAN, 65) == NULL);
     KASSERT(kernel_heap_private_create(&private_heap, NULL, TOP_BASE, TOP_SPAN, 0) == NULL);
     KASSERT(private_heap.heap == NULL);

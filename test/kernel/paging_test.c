@@ -71,7 +71,7 @@ KTEST(translate_kernel_symbols)
     uint64_t phys, size;
     KASSERT(paging_translate((uint64_t)(uintptr_t)&kernel_data_word, &phys, &size));
     KASSERT_EQ(phys, kernel_virt_to_phys(&kernel_data_word));
-    KASSERT_EQ(size, PAGE_SIZE_4K);
+    KASSERT_EQ(size, PAGE_SIZE);
     KASSERT(paging_translate((uint64_t)(uintptr_t)paging_walk, &phys, &size));
     KASSERT_EQ(phys, kernel_virt_to_phys((const void *)paging_walk));
 }
@@ -87,7 +87,7 @@ KTEST(translate_direct_map_uses_large_leaves)
     KASSERT_EQ(size, vmm_direct_map_page_size());
 
     /* The direct map reaches the highest available frame. */
-    uint64_t top = pmm_stats().highest_address - FRAME_SIZE;
+    uint64_t top = pmm_stats().highest_address - PAGE_SIZE;
     KASSERT(paging_translate((uint64_t)(uintptr_t)phys_to_virt(top), &phys, NULL));
     KASSERT_EQ(phys, top);
     ktest_log("direct map leaves: %llu KiB", (unsigned long long)(size / 1024));
@@ -196,7 +196,7 @@ KTEST(page_tables_come_from_high_memory_on_big_machines)
     uint64_t pt = w.table_phys[3];
     uint64_t highest = pmm_stats().highest_address;
     ktest_log("frame %p, page table %p, RAM ends at %p", (void *)f, (void *)pt, (void *)highest);
-    if (highest > 0x100000000ull + 64 * FRAME_SIZE) {
+    if (highest > 0x100000000ull + 64 * PAGE_SIZE) {
         KASSERT(f >= 0x100000000ull);
         KASSERT(pt >= 0x100000000ull);
     }
@@ -289,7 +289,7 @@ KTEST(refused_map_inside_a_huge_page_changes_nothing)
 
 KTEST(refused_unmaps_change_nothing)
 {
-    uint64_t inside = (uint64_t)(uintptr_t)phys_to_virt(0x200000) + PAGE_SIZE_4K;
+    uint64_t inside = (uint64_t)(uintptr_t)phys_to_virt(0x200000) + PAGE_SIZE;
     struct walk_snapshot before = snapshot(inside);
     KASSERT_EQ(paging_unmap(inside, NULL), PAGING_ERR_HUGE_PAGE);
     KASSERT_EQ(paging_unmap(inside + 8, NULL), PAGING_ERR_MISALIGNED);

@@ -13,7 +13,7 @@
 
 static bool overlaps(uint64_t frame, uint64_t start, uint64_t end)
 {
-    return frame + FRAME_SIZE > start && frame < end;
+    return frame + PAGE_SIZE > start && frame < end;
 }
 
 /* True if frame must never have been handed out. */
@@ -40,7 +40,7 @@ static bool in_available_ram(uint64_t frame)
             continue;
         if (r->type != MEM_AVAILABLE)
             return false;
-        if (frame >= r->base && frame + FRAME_SIZE <= r->base + r->length)
+        if (frame >= r->base && frame + PAGE_SIZE <= r->base + r->length)
             available = true;
     }
     return available;
@@ -51,18 +51,18 @@ KTEST(every_frame_allocated_then_freed_restores_counters)
     struct pmm_stats before = pmm_stats();
     /* The list of allocated frames needs 4 bytes per frame: take it from
        the allocator itself, contiguous, through the direct map. */
-    size_t list_pages = (size_t)((before.free_frames * sizeof(uint32_t) + FRAME_SIZE - 1) / FRAME_SIZE);
+    size_t list_pages = (size_t)((before.free_frames * sizeof(uint32_t) + PAGE_SIZE - 1) / PAGE_SIZE);
     uint64_t list_phys = pmm_alloc_contiguous(list_pages);
     KASSERT(list_phys != PMM_NO_FRAME);
     uint32_t *list = phys_to_virt(list_phys);
 
     uint64_t n = 0, bad = 0, above_4g = 0;
     for (uint64_t f; (f = pmm_alloc_frame()) != PMM_NO_FRAME;) {
-        if (forbidden(f) || !in_available_ram(f) || f % FRAME_SIZE != 0)
+        if (forbidden(f) || !in_available_ram(f) || f % PAGE_SIZE != 0)
             bad++;
         if (f >= 4 * GIB)
             above_4g++;
-        list[n++] = (uint32_t)(f / FRAME_SIZE);
+        list[n++] = (uint32_t)(f / PAGE_SIZE);
     }
     struct pmm_stats empty = pmm_stats();
     ktest_log("allocated %llu frames (%llu above 4 GiB) before running out",
@@ -77,9 +77,9 @@ KTEST(every_frame_allocated_then_freed_restores_counters)
     /* Freed in reverse order, frames flow back into never-used memory, so
        contiguous allocations work again afterwards. */
     while (n > 0)
-        pmm_free_frame((uint64_t)list[--n] * FRAME_SIZE);
+        pmm_free_frame((uint64_t)list[--n] * PAGE_SIZE);
     for (size_t i = list_pages; i-- > 0;)
-        pmm_free_frame(list_phys + i * FRAME_SIZE);
+        pmm_free_frame(list_phys + i * PAGE_SIZE);
 
     struct pmm_stats after = pmm_stats();
     KASSERT_EQ(after.free_frames, before.free_frames);
@@ -88,7 +88,7 @@ KTEST(every_frame_allocated_then_freed_restores_counters)
     uint64_t run = pmm_alloc_contiguous(list_pages);
     KASSERT(run != PMM_NO_FRAME);
     for (size_t i = list_pages; i-- > 0;)
-        pmm_free_frame(run + i * FRAME_SIZE);
+        pmm_free_frame(run + i * PAGE_SIZE);
 
     /* Freed frames are handed out again. */
     uint64_t again = pmm_alloc_frame();
@@ -108,11 +108,11 @@ KTEST(low_and_contiguous_allocations)
     uint64_t run = pmm_alloc_contiguous(16);
     KASSERT(run != PMM_NO_FRAME);
     for (int i = 0; i < 16; i++) {
-        KASSERT(pmm_frame_allocated(run + (uint64_t)i * FRAME_SIZE));
-        KASSERT(!forbidden(run + (uint64_t)i * FRAME_SIZE));
+        KASSERT(pmm_frame_allocated(run + (uint64_t)i * PAGE_SIZE));
+        KASSERT(!forbidden(run + (uint64_t)i * PAGE_SIZE));
     }
     for (int i = 0; i < 16; i++)
-        pmm_free_frame(run + (uint64_t)i * FRAME_SIZE);
+        pmm_free_frame(run + (uint64_t)i * PAGE_SIZE);
 }
 
 KTEST(big_machines_hand_out_memory_above_4g_first)
@@ -120,7 +120,7 @@ KTEST(big_machines_hand_out_memory_above_4g_first)
     struct pmm_stats s = pmm_stats();
     uint64_t f = pmm_alloc_frame();
     KASSERT(f != PMM_NO_FRAME);
-    if (s.highest_address > 4 * GIB + 64 * FRAME_SIZE)
+    if (s.highest_address > 4 * GIB + 64 * PAGE_SIZE)
         KASSERT(f >= 4 * GIB);
     else
         KASSERT(f < s.highest_address);
@@ -208,7 +208,7 @@ KTEST(odd_memory_maps_are_read_safely)
     size_t n = pmm_usable_ranges(&bi, &withheld, 1, out, 8);
     /* Expected: [1M+4K, 4M) [8M, 9M) [9M+4K, 11M) [11M+4K, 12M) [12M+4K, 13M) [13M+8K, 14M)
        minus the kernel image, which lives at 1 MiB. */
-    uint64_t kernel_end = ((uint64_t)(uintptr_t)__kernel_phys_end + FRAME_SIZE - 1) & ~(FRAME_SIZE - 1);
+    uint64_t kernel_end = ((uint64_t)(uintptr_t)__kernel_phys_end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
     const struct phys_range want[] = {
         { kernel_end, 0x400000 }, { 0x800000, 0x900000 }, { 0x901000, 0xb00000 },
         { 0xb01000, 0xc00000 }, { 0xc01000, 0xd00000 }, { 0xd02000, 0xe00000 },
@@ -224,11 +224,11 @@ KTEST(odd_memory_maps_are_read_safely)
 
 KTEST(absurd_contiguous_counts_allocate_nothing)
 {
-    /* n * FRAME_SIZE overflows for all but the first; 2^52 frames are 2^64
+    /* n * PAGE_SIZE overflows for all but the first; 2^52 frames are 2^64
        bytes (wraps to 0), 2^52 + 1 wraps to one frame. */
     const size_t counts[] = {
-        0, SIZE_MAX, SIZE_MAX / FRAME_SIZE + 1, (size_t)1 << 52, ((size_t)1 << 52) + 1,
-        SIZE_MAX / 2 + 1, (size_t)(PMM_PHYS_LIMIT / FRAME_SIZE) + 1,
+        0, SIZE_MAX, SIZE_MAX / PAGE_SIZE + 1, (size_t)1 << 52, ((size_t)1 << 52) + 1,
+        SIZE_MAX / 2 + 1, (size_t)(PMM_PHYS_LIMIT / PAGE_SIZE) + 1,
     };
     size_t ncounts = sizeof(counts) / sizeof(counts[0]);
     struct pmm_stats before = pmm_stats();
@@ -247,7 +247,7 @@ KTEST(memory_map_entries_near_2_to_the_64_are_read_safely)
 {
     static struct boot_info bi;
     memset(&bi, 0, sizeof(bi));
-    const uint64_t top_page = 0ull - FRAME_SIZE;
+    const uint64_t top_page = 0ull - PAGE_SIZE;
     const struct mem_region map[] = {
         { 0x500000, 0x100000, MEM_AVAILABLE },                  /* [5 MiB, 6 MiB): ordinary */
         { 0x200000000ull, 0x1000, MEM_AVAILABLE },              /* one frame at 8 GiB */

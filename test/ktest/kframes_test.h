@@ -55,7 +55,7 @@ static inline void frame_hoard_release(struct frame_hoard *h)
         const uint64_t *link = phys_to_virt(run);
         uint64_t next = link[0], n = link[1];
         for (uint64_t i = 0; i < n; i++)      /* runs come off the top of a frontier */
-            pmm_free_frame(run + i * FRAME_SIZE);
+            pmm_free_frame(run + i * PAGE_SIZE);
         h->head = next;
         h->frames -= n;
     }

@@ -56,7 +56,7 @@ static uint64_t rng_state;
 
 static uint64_t rnd(void)
 {
-    return host_splitmix64(&rng_state);
+    return heap_rand(&rng_state);
 }
 
 static void generate(void)

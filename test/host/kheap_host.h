@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "heap.h"
+#include "heap_test_util.h" /* heap_rand, heap_fill, heap_verify: shared with the kernel tests */
 
 struct host_arena {
     unsigned char *base; /* start of the reservation */
@@ -45,15 +46,5 @@ bool host_arena_contains(const struct host_arena *a, const void *p, size_t n);
 /* Formats a hardened-mode report as one line (the host's equivalent of the kernel's panic message)
  * into buf; returns buf. */
 char *host_report_format(const struct heap_report *r, char *buf, size_t len);
-
-/* splitmix64: the deterministic generator the model tests and the benchmark share. Advances *state
- * and returns the next 64 random bits. */
-static inline uint64_t host_splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 #endif /* KHEAP_HOST_H */

@@ -81,20 +81,6 @@ static struct heap *fixed_heap(struct fixture *f, size_t size)
     return f->h;
 }
 
-static void fill(void *p, size_t n, unsigned char seed)
-{
-    for (size_t i = 0; i < n; i++)
-        ((unsigned char *)p)[i] = (unsigned char)(seed + i * 7);
-}
-
-static int same(const void *p, size_t n, unsigned char seed)
-{
-    for (size_t i = 0; i < n; i++)
-        if (((const unsigned char *)p)[i] != (unsigned char)(seed + i * 7))
-            return 0;
-    return 1;
-}
-
 /* ---- generic tests ---- */
 
 static void test_create_too_small(void **state)
@@ -119,7 +105,7 @@ static void test_alignment(void **state)
             assert_non_null(p);
             assert_int_equal((uintptr_t)p % (align < 16 ? 16 : align), 0);
             assert_true(heap_usable_size(f->h, p) >= sizes[i]);
-            fill(p, sizes[i], (unsigned char)i);
+            heap_fill(p, sizes[i], (unsigned char)i);
             assert_true(host_arena_contains(&f->arena, p, sizes[i]));
             assert_int_equal(heap_check(f->h), 0);
             heap_free(f->h, p);
@@ -268,30 +254,30 @@ static void test_realloc_semantics(void **state)
     unsigned char *p = heap_realloc(f->h, NULL, 50), *q;
 
     assert_non_null(p);
-    fill(p, 50, 3);
+    heap_fill(p, 50, 3);
     p = heap_realloc(f->h, p, 10);
     assert_non_null(p);
-    assert_true(same(p, 10, 3));
+    assert_true(heap_verify(p, 10, 3));
     p = heap_realloc(f->h, p, 5000);
     assert_non_null(p);
-    assert_true(same(p, 10, 3));
-    fill(p, 5000, 9);
+    assert_true(heap_verify(p, 10, 3));
+    heap_fill(p, 5000, 9);
     q = heap_realloc(f->h, p, SIZE_MAX - 100);
     assert_null(q);
-    assert_true(same(p, 5000, 9));
+    assert_true(heap_verify(p, 5000, 9));
     q = heap_realloc(f->h, p, 100000);
     assert_non_null(q);
-    assert_true(same(q, 5000, 9));
+    assert_true(heap_verify(q, 5000, 9));
     heap_free(f->h, q);
 
     /* Failure through out-of-memory keeps the old block. */
     fixed_heap(f, 64 << 10);
     p = heap_alloc(f->h, 1000);
     assert_non_null(p);
-    fill(p, 1000, 5);
+    heap_fill(p, 1000, 5);
     q = heap_realloc(f->h, p, 1 << 20);
     assert_null(q);
-    assert_true(same(p, 1000, 5));
+    assert_true(heap_verify(p, 1000, 5));
     assert_int_equal(heap_stats(f->h).failed_allocs, 1);
     assert_int_equal(heap_stats(f->h).live_allocs, 1);
     heap_free(f->h, p);
@@ -507,11 +493,11 @@ static void test_ll_resize_in_place(void **state)
     struct fixture *f = *state;
     char *a = heap_alloc(f->h, 100), *b = heap_alloc(f->h, 1000), *c = heap_alloc(f->h, 100), *p;
 
-    fill(a, 100, 1);
+    heap_fill(a, 100, 1);
     heap_free(f->h, b);
     p = heap_realloc(f->h, a, 900); /* grows into the free block after it */
     assert_ptr_equal(p, a);
-    assert_true(same(p, 100, 1));
+    assert_true(heap_verify(p, 100, 1));
     p = heap_realloc(f->h, p, 50); /* shrink gives the tail back */
     assert_ptr_equal(p, a);
     b = heap_alloc(f->h, 800);

@@ -46,7 +46,7 @@ static size_t model_peak;
 
 static uint64_t next_rand(void)
 {
-    return host_splitmix64(&rng);
+    return heap_rand(&rng);
 }
 
 static uint64_t below(uint64_t n)

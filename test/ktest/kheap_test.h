@@ -12,6 +12,7 @@
 #include "alloc/heap.h"
 #include "alloc/kmalloc.h"
 #include "kernel_heap.h"
+#include "heap_test_util.h"    /* heap_rand, heap_fill, heap_verify */
 #include "ktest.h"
 #include "memlayout.h"
 
@@ -43,36 +44,6 @@ static inline struct heap *heap_test_private(struct kernel_heap *kh, unsigned wi
         ktest_fail(__FILE__, __LINE__, "kernel_heap_private_create in window %u failed", window);
     ktest_defer(heap_test_destroy_private, kh);
     return h;
-}
-
-/* Fills n bytes at p with a pattern derived from seed. */
-static inline void heap_fill(void *p, size_t n, uint32_t seed)
-{
-    uint8_t *b = p;
-    for (size_t i = 0; i < n; i++)
-        b[i] = (uint8_t)(seed * 31 + i * 7 + (i >> 8));
-}
-
-/* Returns true if the n bytes at p still hold heap_fill(p, n, seed). */
-static inline bool heap_verify(const void *p, size_t n, uint32_t seed)
-{
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) {
-        if (b[i] != (uint8_t)(seed * 31 + i * 7 + (i >> 8)))
-            return false;
-    }
-    return true;
-}
-
-/* A small deterministic PRNG (xorshift64*). */
-static inline uint64_t heap_rand(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * 0x2545f4914f6cdd1dull;
 }
 
 #endif

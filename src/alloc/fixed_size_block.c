@@ -86,6 +86,7 @@
  * block is validated by the fallback before the fallback frees it, and its free site is the user's.
  */
 #include "heap_backend.h"
+#include "linked_list.h"
 
 #define FSB_SLAB_SIZE ((uintptr_t)16384)
 #define FSB_PAGE_SIZE ((uintptr_t)4096)

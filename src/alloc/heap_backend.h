@@ -159,18 +159,5 @@ static inline bool heap_is_pow2(size_t x)
  * hooks: empty stubs in the plain build. */
 #include "heap_hard.h"
 
-#if KHEAP_HARDENING
-/* linked_list.c: makes linked_list heap ll report through owner (an embedding backend), and skip the
- * canary check in check() for used blocks where internal(owner, user pointer) is true. */
-/* linked_list.c: true if a could be the user pointer of a block of linked_list heap ll (it lies in
- * one of its regions, so reading the 32 bytes before it and a slab header at it is safe). */
-bool heap_ll_contains(const struct heap *ll, uintptr_t a);
-
-/* linked_list.c: as heap_ll_contains(), and on success stores in [*lo, *hi) the range of user pointers
- * of a's region. Regions are never removed or shrunk, so the range stays valid for the heap's life. */
-bool heap_ll_region(const struct heap *ll, uintptr_t a, uintptr_t *lo, uintptr_t *hi);
-
-void heap_ll_embed(struct heap *ll, struct heap *owner, bool (*internal)(const struct heap *owner, const void *p));
-#endif
 
 #endif /* KHEAP_ALLOC_HEAP_BACKEND_H */

@@ -1,0 +1,132 @@
+/*
+ * ll_tree.c - the free tree's descents that are not on every alloc and free: the search above an
+ * address (aligned allocations), the validation of a path before a change (hardened mode), the
+ * containment query (hardened validate) and the invariant checker. The tree itself and its hot
+ * operations: ll_tree.h.
+ */
+#include "ll_tree.h"
+
+/* ll_tree_fit_after() within subtree t. */
+static struct ll_free *fit_after_below(const struct ll_tree *tree, struct ll_free *t, uintptr_t x, size_t need,
+                                       bool *bad)
+{
+    struct ll_free *r;
+
+    if (t == NULL || ll_tree_subtree_max(t) < need)
+        return NULL;
+    if ((uintptr_t)t > x) {
+        r = fit_after_below(tree, ll_tree_follow_link(tree, t, &t->left, bad), x, need, bad);
+        if (r != NULL || *bad)
+            return r;
+        if (ll_block_size(&t->hdr) >= need)
+            return t;
+    }
+    return fit_after_below(tree, ll_tree_follow_link(tree, t, &t->right, bad), x, need, bad);
+}
+
+struct ll_free *ll_tree_fit_after(const struct ll_tree *tree, uintptr_t x, size_t need, bool *bad)
+{
+    return fit_after_below(tree, ll_tree_follow_link(tree, NULL, &tree->root, bad), x, need, bad);
+}
+
+bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool present)
+{
+    struct ll_free *t = ll_tree_get_link(tree, &tree->root), *a, *b;
+    uintptr_t lo = 0, hi = UINTPTR_MAX;
+
+    if (!ll_tree_link_ok(tree, t))
+        return false;
+    for (;;) {
+        if (t == NULL)
+            return !present;
+        if ((uintptr_t)t <= lo || (uintptr_t)t >= hi)
+            return false;
+        a = ll_tree_left(tree, t);
+        b = ll_tree_right(tree, t);
+        if (!ll_tree_link_ok(tree, a) || !ll_tree_link_ok(tree, b))
+            return false;
+        if (t == key)
+            break;
+        if (key < t) {
+            hi = (uintptr_t)t;
+            t = a;
+        } else {
+            lo = (uintptr_t)t;
+            t = b;
+        }
+    }
+    if (!present)
+        return false; /* a used block in the tree */
+    for (uintptr_t x = lo, y = (uintptr_t)t; a != NULL; x = (uintptr_t)a, a = ll_tree_right(tree, a)) {
+        if ((uintptr_t)a <= x || (uintptr_t)a >= y || !ll_tree_link_ok(tree, ll_tree_left(tree, a)) ||
+            !ll_tree_link_ok(tree, ll_tree_right(tree, a)))
+            return false;
+    }
+    for (uintptr_t x = (uintptr_t)t, y = hi; b != NULL; y = (uintptr_t)b, b = ll_tree_left(tree, b)) {
+        if ((uintptr_t)b <= x || (uintptr_t)b >= y || !ll_tree_link_ok(tree, ll_tree_left(tree, b)) ||
+            !ll_tree_link_ok(tree, ll_tree_right(tree, b)))
+            return false;
+    }
+    return true;
+}
+
+bool ll_tree_in_free_block(const struct ll_tree *tree, uintptr_t a)
+{
+    const struct ll_free *t = ll_tree_get_link(tree, &tree->root), *below = NULL;
+    uintptr_t lo = 0, hi = UINTPTR_MAX;
+
+    while (t != NULL) {
+        if (!ll_tree_link_ok(tree, t) || (uintptr_t)t <= lo || (uintptr_t)t >= hi)
+            return false;
+        if ((uintptr_t)t <= a) {
+            below = t;
+            lo = (uintptr_t)t;
+            t = ll_tree_right(tree, t);
+        } else {
+            hi = (uintptr_t)t;
+            t = ll_tree_left(tree, t);
+        }
+    }
+    return below != NULL && a - (uintptr_t)below < ll_block_size(&below->hdr);
+}
+
+/* Checks subtree t (the link held by parent, NULL for the root), whose addresses must lie strictly
+ * between lo and hi and whose priorities must not exceed plimit (its parent's). */
+static size_t check_below(const struct ll_tree *tree, const struct ll_free *parent, const struct ll_free *t,
+                          uintptr_t lo, uintptr_t hi, uint64_t plimit, unsigned depth, size_t *count, size_t limit)
+{
+    size_t bad = 0, m;
+    const struct ll_block *next;
+
+    if (t == NULL)
+        return 0;
+    if (!ll_tree_link_ok(tree, t)) {
+        /* Name the free block whose link was overwritten (t is garbage), or the root's target. */
+        ll_tree_report_corrupt(tree, parent != NULL ? parent : t);
+        return 1;
+    }
+    if (++*count > limit || depth > LL_TREE_CHECK_DEPTH || (uintptr_t)t <= lo || (uintptr_t)t >= hi ||
+        (uintptr_t)t % HEAP_MIN_ALIGN != 0 || (t->hdr.size & LL_INUSE) || ll_block_size(&t->hdr) < LL_MIN_BLOCK)
+        return 1; /* a cycle, out of order, or not a free block: do not follow its links */
+    if (!ll_tree_block_inside(tree, t))
+        return 1;
+    next = ll_next_block(&t->hdr);
+    bad += next->prev_size != ll_block_size(&t->hdr) || (next->size & LL_PREV_INUSE);
+    bad += ll_tree_priority(t) > plimit;
+    bad += check_below(tree, t, ll_tree_left(tree, t), lo, (uintptr_t)t, ll_tree_priority(t), depth + 1, count, limit);
+    bad += check_below(tree, t, ll_tree_right(tree, t), (uintptr_t)t, hi, ll_tree_priority(t), depth + 1, count, limit);
+    if (bad == 0) {
+        m = ll_block_size(&t->hdr);
+        if (ll_tree_subtree_max(ll_tree_left(tree, t)) > m)
+            m = ll_tree_subtree_max(ll_tree_left(tree, t));
+        if (ll_tree_subtree_max(ll_tree_right(tree, t)) > m)
+            m = ll_tree_subtree_max(ll_tree_right(tree, t));
+        bad += t->hdr.prev_size != m;
+    }
+    return bad;
+}
+
+size_t ll_tree_check(const struct ll_tree *tree, size_t *count, size_t limit)
+{
+    return check_below(tree, NULL, ll_tree_get_link(tree, &tree->root), 0, UINTPTR_MAX, UINT64_MAX, 0, count, limit);
+}

@@ -1,0 +1,489 @@
+/*
+ * ll_tree.h - the free tree of the linked_list backend: every free block, in one binary search tree
+ * keyed by address, for address-ordered first fit in one descent.
+ *
+ * A treap: a node's priority is a hash of its address (nothing stored; expected depth O(log n),
+ * about 2 ln n), and every node also carries the largest block size in its subtree, in its header's
+ * prev_size word (see ll_block.h). Insert, remove and replace recurse along one path, so they are
+ * O(depth) time and stack; they rotate O(1) times in expectation. Why a tree and why first fit: the
+ * essay at the top of linked_list.c.
+ *
+ * The tree only links blocks the caller owns; it never allocates. The caller keeps every node a
+ * free block (INUSE clear, a FREE cookie in hardened mode) with its size set before it is inserted,
+ * and changes a node's size only through ll_tree_grow() (or by removing and reinserting it).
+ *
+ * Hardened mode: links (the root too) are stored mangled with a key of the slot's address
+ * (ll_tree_get_link/ll_tree_set_link). The descents (ll_tree_find_fit, ll_tree_fit_after,
+ * ll_tree_in_free_block, ll_tree_check) validate each link before following it (ll_tree_link_ok);
+ * insert, remove, replace and grow follow links without validation, so a caller first runs
+ * ll_tree_path_ok() on the path a change will take.
+ *
+ * The operations used on every alloc and free are static inline here, so linked_list.c compiles
+ * them as it did when they were its own static functions (recursion included); the rest live in
+ * ll_tree.c.
+ */
+#ifndef KHEAP_ALLOC_LL_TREE_H
+#define KHEAP_ALLOC_LL_TREE_H
+
+#include "ll_block.h"
+
+struct ll_tree {
+    struct ll_free *root; /* a link: mangled in hardened mode */
+#if KHEAP_HARDENING
+    /* A copy of the heap's secret, which keys the links and the cookies. Read for every link, so
+     * kept next to the root rather than behind the heap pointer. */
+    uint64_t secret;
+    const struct heap *heap; /* the heap whose corruption reports this tree makes */
+    uintptr_t lo, hi;        /* envelope of every node's block: a link outside is corrupt */
+#endif
+};
+
+#if KHEAP_HARDENING
+/* The link hook: returns the link stored in slot (a node's left or right, or the root). */
+static inline struct ll_free *ll_tree_get_link(const struct ll_tree *tree, struct ll_free *const *slot)
+{
+    return (struct ll_free *)((uintptr_t)*slot ^ (uintptr_t)heap_hard_key(tree->secret, (uintptr_t)slot));
+}
+
+/* The link hook: stores link v in slot, mangled with a key of the slot's address. */
+static inline void ll_tree_set_link(const struct ll_tree *tree, struct ll_free **slot, struct ll_free *v)
+{
+    *slot = (struct ll_free *)((uintptr_t)v ^ (uintptr_t)heap_hard_key(tree->secret, (uintptr_t)slot));
+}
+
+/* True if link f is NULL or a plausible node: aligned, inside the envelope, FREE cookie. */
+static inline bool ll_tree_link_ok(const struct ll_tree *tree, const struct ll_free *f)
+{
+    uintptr_t a = (uintptr_t)f;
+
+    if (f == NULL)
+        return true;
+    return a % HEAP_MIN_ALIGN == 0 && a >= tree->lo && a < tree->hi && tree->hi - a >= LL_MIN_BLOCK &&
+           f->hdr.cookie == ll_cookie(tree->secret, &f->hdr, LL_FREE) && !(f->hdr.size & LL_INUSE);
+}
+
+/* True if node t's block ends inside the envelope (t itself passed ll_tree_link_ok), so the block
+ * after it may be read. */
+static inline bool ll_tree_block_inside(const struct ll_tree *tree, const struct ll_free *t)
+{
+    return ll_block_size(&t->hdr) <= tree->hi - (uintptr_t)t;
+}
+
+/* Reports a corrupted free list at node f (named by its user pointer). */
+static inline void ll_tree_report_corrupt(const struct ll_tree *tree, const struct ll_free *f)
+{
+    heap_hard_report(tree->heap, HEAP_ERR_CORRUPT_FREELIST, (const char *)f + LL_HDR, 0, 0, NULL, NULL);
+}
+
+/* Reports a corrupted free list at node f and makes the current public call fail. */
+static inline void ll_tree_report_and_abort(const struct ll_tree *tree, const struct ll_free *f)
+{
+    ll_tree_report_corrupt(tree, f);
+    tree->heap->hard.owner->hard.abort = true;
+}
+
+/* Widens the envelope to cover [start, end). */
+static inline void ll_tree_cover(struct ll_tree *tree, uintptr_t start, uintptr_t end)
+{
+    if (start < tree->lo || tree->lo == 0)
+        tree->lo = start;
+    if (end > tree->hi)
+        tree->hi = end;
+}
+
+static inline void ll_tree_hard_init(struct ll_tree *tree, const struct heap *heap, uint64_t secret)
+{
+    tree->secret = secret;
+    tree->heap = heap;
+    tree->lo = 0;
+    tree->hi = 0;
+}
+#else
+static inline struct ll_free *ll_tree_get_link(const struct ll_tree *tree, struct ll_free *const *slot)
+{
+    (void)tree;
+    return *slot;
+}
+
+static inline void ll_tree_set_link(const struct ll_tree *tree, struct ll_free **slot, struct ll_free *v)
+{
+    (void)tree;
+    *slot = v;
+}
+
+static inline bool ll_tree_link_ok(const struct ll_tree *tree, const struct ll_free *f)
+{
+    (void)tree;
+    (void)f;
+    return true;
+}
+
+static inline bool ll_tree_block_inside(const struct ll_tree *tree, const struct ll_free *t)
+{
+    (void)tree;
+    (void)t;
+    return true;
+}
+
+static inline void ll_tree_report_corrupt(const struct ll_tree *tree, const struct ll_free *f)
+{
+    (void)tree;
+    (void)f;
+}
+
+static inline void ll_tree_report_and_abort(const struct ll_tree *tree, const struct ll_free *f)
+{
+    (void)tree;
+    (void)f;
+}
+
+static inline void ll_tree_cover(struct ll_tree *tree, uintptr_t start, uintptr_t end)
+{
+    (void)tree;
+    (void)start;
+    (void)end;
+}
+
+static inline void ll_tree_hard_init(struct ll_tree *tree, const struct heap *heap, uint64_t secret)
+{
+    (void)tree;
+    (void)heap;
+    (void)secret;
+}
+#endif
+
+/* Makes tree empty. heap and secret (hardened mode; unused in plain mode): the heap that reports
+ * corruption found in the tree, and the secret that keys its links and cookies. The envelope starts
+ * empty: ll_tree_cover() every range nodes will lie in. */
+static inline void ll_tree_init(struct ll_tree *tree, const struct heap *heap, uint64_t secret)
+{
+    ll_tree_hard_init(tree, heap, secret);
+    ll_tree_set_link(tree, &tree->root, NULL);
+}
+
+/* A node's priority: a hash of its address (a parent's priority is >= its children's). */
+static inline uint64_t ll_tree_priority(const struct ll_free *f)
+{
+    uint64_t x = (uint64_t)(uintptr_t)f;
+
+    x = (x ^ (x >> 31)) * 0x9e3779b97f4a7c15ull; /* murmur3-style finaliser: every address bit */
+    x = (x ^ (x >> 29)) * 0xbf58476d1ce4e5b9ull; /* reaches the high bits that decide a comparison */
+    return x ^ (x >> 32);
+}
+
+/* The largest block size in subtree t (0 for an empty one). */
+static inline size_t ll_tree_subtree_max(const struct ll_free *t)
+{
+    return t == NULL ? 0 : t->hdr.prev_size;
+}
+
+static inline struct ll_free *ll_tree_left(const struct ll_tree *tree, const struct ll_free *f)
+{
+    return ll_tree_get_link(tree, &f->left);
+}
+
+static inline struct ll_free *ll_tree_right(const struct ll_tree *tree, const struct ll_free *f)
+{
+    return ll_tree_get_link(tree, &f->right);
+}
+
+/* Recomputes f's subtree maximum from its size and its children's maxima. */
+static inline void ll_tree_fix_max(const struct ll_tree *tree, struct ll_free *f)
+{
+    size_t m = ll_block_size(&f->hdr);
+    size_t lmax = ll_tree_subtree_max(ll_tree_left(tree, f)), rmax = ll_tree_subtree_max(ll_tree_right(tree, f));
+
+    if (lmax > m)
+        m = lmax;
+    if (rmax > m)
+        m = rmax;
+    f->hdr.prev_size = m;
+}
+
+/* Rotations: the child c of t becomes the root of t's subtree; returns c. */
+static inline struct ll_free *ll_tree_rotate_right(const struct ll_tree *tree, struct ll_free *t, struct ll_free *c)
+{
+    ll_tree_set_link(tree, &t->left, ll_tree_right(tree, c));
+    ll_tree_set_link(tree, &c->right, t);
+    ll_tree_fix_max(tree, t);
+    ll_tree_fix_max(tree, c);
+    return c;
+}
+
+static inline struct ll_free *ll_tree_rotate_left(const struct ll_tree *tree, struct ll_free *t, struct ll_free *c)
+{
+    ll_tree_set_link(tree, &t->right, ll_tree_left(tree, c));
+    ll_tree_set_link(tree, &c->left, t);
+    ll_tree_fix_max(tree, t);
+    ll_tree_fix_max(tree, c);
+    return c;
+}
+
+/* Inserts f (priority pf) into subtree t; returns the subtree's new root. */
+static inline struct ll_free *ll_tree_insert_below(const struct ll_tree *tree, struct ll_free *t, struct ll_free *f,
+                                                   uint64_t pf)
+{
+    struct ll_free *c;
+
+    if (t == NULL) {
+        ll_tree_set_link(tree, &f->left, NULL);
+        ll_tree_set_link(tree, &f->right, NULL);
+        f->hdr.prev_size = ll_block_size(&f->hdr);
+        return f;
+    }
+    if (f < t) {
+        c = ll_tree_insert_below(tree, ll_tree_left(tree, t), f, pf);
+        ll_tree_set_link(tree, &t->left, c);
+        if (c == f && pf > ll_tree_priority(t)) /* f rises above t */
+            return ll_tree_rotate_right(tree, t, c);
+    } else {
+        c = ll_tree_insert_below(tree, ll_tree_right(tree, t), f, pf);
+        ll_tree_set_link(tree, &t->right, c);
+        if (c == f && pf > ll_tree_priority(t))
+            return ll_tree_rotate_left(tree, t, c);
+    }
+    if (t->hdr.prev_size < ll_block_size(&f->hdr))
+        t->hdr.prev_size = ll_block_size(&f->hdr);
+    return t;
+}
+
+/* A child of t changed its subtree maximum from was to now: repairs t's maximum. The other child
+ * is read only when t's maximum came from this child and went down. */
+static inline void ll_tree_child_max_changed(const struct ll_tree *tree, struct ll_free *t, size_t was, size_t now)
+{
+    if (now >= was) {
+        if (now > t->hdr.prev_size)
+            t->hdr.prev_size = now;
+    } else if (was == t->hdr.prev_size) {
+        ll_tree_fix_max(tree, t);
+    }
+}
+
+/* Joins subtrees a < b (every address in a below every address in b); returns the root. Maxima
+ * only grow along the two spines it walks. */
+static inline struct ll_free *ll_tree_join(const struct ll_tree *tree, struct ll_free *a, struct ll_free *b)
+{
+    size_t m;
+
+    if (a == NULL)
+        return b;
+    if (b == NULL)
+        return a;
+    if (ll_tree_priority(a) > ll_tree_priority(b)) {
+        m = ll_tree_subtree_max(b);
+        ll_tree_set_link(tree, &a->right, ll_tree_join(tree, ll_tree_right(tree, a), b));
+        if (m > a->hdr.prev_size)
+            a->hdr.prev_size = m;
+        return a;
+    }
+    m = ll_tree_subtree_max(a);
+    ll_tree_set_link(tree, &b->left, ll_tree_join(tree, a, ll_tree_left(tree, b)));
+    if (m > b->hdr.prev_size)
+        b->hdr.prev_size = m;
+    return b;
+}
+
+/* Removes f from subtree t; returns the subtree's new root. */
+static inline struct ll_free *ll_tree_remove_below(const struct ll_tree *tree, struct ll_free *t, struct ll_free *f)
+{
+    struct ll_free *c;
+    size_t was;
+
+    if (t == NULL) /* not in the tree: only if hardened-mode validation was bypassed */
+        return NULL;
+    if (t == f)
+        return ll_tree_join(tree, ll_tree_left(tree, f), ll_tree_right(tree, f));
+    if (f < t) {
+        c = ll_tree_left(tree, t);
+        was = ll_tree_subtree_max(c);
+        c = ll_tree_remove_below(tree, c, f);
+        ll_tree_set_link(tree, &t->left, c);
+    } else {
+        c = ll_tree_right(tree, t);
+        was = ll_tree_subtree_max(c);
+        c = ll_tree_remove_below(tree, c, f);
+        ll_tree_set_link(tree, &t->right, c);
+    }
+    ll_tree_child_max_changed(tree, t, was, ll_tree_subtree_max(c));
+    return t;
+}
+
+/* n (priority pn) was put in place of a node whose children L and R it took over: rotates it down
+ * below any child of higher priority; returns the subtree's new root. */
+static inline struct ll_free *ll_tree_sink(const struct ll_tree *tree, struct ll_free *n, uint64_t pn, struct ll_free *L,
+                                           struct ll_free *R)
+{
+    uint64_t pl = L != NULL ? ll_tree_priority(L) : 0, pr = R != NULL ? ll_tree_priority(R) : 0;
+
+    if (L != NULL && pl > pn && (R == NULL || pl >= pr)) {
+        struct ll_free *lr = ll_tree_right(tree, L);
+        ll_tree_set_link(tree, &n->left, lr);
+        ll_tree_set_link(tree, &L->right, ll_tree_sink(tree, n, pn, lr, R));
+        ll_tree_fix_max(tree, L);
+        return L;
+    }
+    if (R != NULL && pr > pn) {
+        struct ll_free *rl = ll_tree_left(tree, R);
+        ll_tree_set_link(tree, &n->right, rl);
+        ll_tree_set_link(tree, &R->left, ll_tree_sink(tree, n, pn, L, rl));
+        ll_tree_fix_max(tree, R);
+        return R;
+    }
+    n->hdr.prev_size = ll_block_size(&n->hdr);
+    ll_tree_child_max_changed(tree, n, 0, ll_tree_subtree_max(L));
+    ll_tree_child_max_changed(tree, n, 0, ll_tree_subtree_max(R));
+    return n;
+}
+
+/* Puts n (priority pn) in place of leaving in subtree t. Nothing in the tree lies between leaving
+ * and n, so n takes leaving's position in address order; leaving's children were L and R. Returns
+ * the subtree's new root. */
+static inline struct ll_free *ll_tree_replace_below(const struct ll_tree *tree, struct ll_free *t,
+                                                    struct ll_free *leaving, struct ll_free *n, uint64_t pn,
+                                                    struct ll_free *L, struct ll_free *R)
+{
+    struct ll_free *c;
+    size_t was;
+
+    if (t == NULL) /* not in the tree: only if hardened-mode validation was bypassed */
+        return NULL;
+    if (t == leaving) {
+        ll_tree_set_link(tree, &n->left, L);
+        ll_tree_set_link(tree, &n->right, R);
+        return ll_tree_sink(tree, n, pn, L, R);
+    }
+    if (leaving < t) {
+        c = ll_tree_left(tree, t);
+        was = ll_tree_subtree_max(c);
+        c = ll_tree_replace_below(tree, c, leaving, n, pn, L, R);
+        ll_tree_set_link(tree, &t->left, c);
+        if (c == n && pn > ll_tree_priority(t))
+            return ll_tree_rotate_right(tree, t, c);
+    } else {
+        c = ll_tree_right(tree, t);
+        was = ll_tree_subtree_max(c);
+        c = ll_tree_replace_below(tree, c, leaving, n, pn, L, R);
+        ll_tree_set_link(tree, &t->right, c);
+        if (c == n && pn > ll_tree_priority(t))
+            return ll_tree_rotate_left(tree, t, c);
+    }
+    ll_tree_child_max_changed(tree, t, was, ll_tree_subtree_max(c));
+    return t;
+}
+
+/* Inserts free block f (size set, not in the tree). */
+static inline void ll_tree_insert(struct ll_tree *tree, struct ll_free *f)
+{
+    ll_tree_set_link(tree, &tree->root,
+                     ll_tree_insert_below(tree, ll_tree_get_link(tree, &tree->root), f, ll_tree_priority(f)));
+}
+
+/* Removes f, which is in the tree. */
+static inline void ll_tree_remove(struct ll_tree *tree, struct ll_free *f)
+{
+    ll_tree_set_link(tree, &tree->root, ll_tree_remove_below(tree, ll_tree_get_link(tree, &tree->root), f));
+}
+
+/* Puts free block entering in the place of leaving (in the tree), in one descent: entering's header
+ * is written, leaving's links are still intact (they do not overlap entering's header), and no other
+ * free block lies between the two addresses. */
+static inline void ll_tree_replace(struct ll_tree *tree, struct ll_free *leaving, struct ll_free *entering)
+{
+    struct ll_free *L = ll_tree_left(tree, leaving), *R = ll_tree_right(tree, leaving);
+
+    ll_tree_set_link(tree, &tree->root,
+                     ll_tree_replace_below(tree, ll_tree_get_link(tree, &tree->root), leaving, entering,
+                                           ll_tree_priority(entering), L, R));
+}
+
+/* f (in the tree) grew in place: raises the maxima on the path from the root to f. */
+static inline void ll_tree_grow(struct ll_tree *tree, struct ll_free *f)
+{
+    size_t s = ll_block_size(&f->hdr);
+
+    for (struct ll_free *t = ll_tree_get_link(tree, &tree->root); t != NULL;
+         t = f < t ? ll_tree_left(tree, t) : ll_tree_right(tree, t)) {
+        if (t->hdr.prev_size < s)
+            t->hdr.prev_size = s;
+        if (t == f)
+            break;
+    }
+}
+
+/* Follows the link in slot (a field of node f, or the root when f is NULL). A link that fails
+ * validation (hardened mode) is reported (at f, or at the root's target) and returns NULL with *bad
+ * set. */
+static inline struct ll_free *ll_tree_follow_link(const struct ll_tree *tree, const struct ll_free *f,
+                                                  struct ll_free *const *slot, bool *bad)
+{
+    struct ll_free *g = ll_tree_get_link(tree, slot);
+
+    if (heap_unlikely(!ll_tree_link_ok(tree, g))) {
+        ll_tree_report_and_abort(tree, f != NULL ? f : g);
+        *bad = true;
+        return NULL;
+    }
+    return g;
+}
+
+/* Returns the lowest-addressed free block of at least need bytes (still in the tree), or NULL:
+ * address-ordered first fit in one descent, guided by the subtree maxima. A damaged link, or maxima
+ * that promise a fit that is not there, are reported (hardened mode) and answer NULL. */
+static inline struct ll_free *ll_tree_find_fit(const struct ll_tree *tree, size_t need)
+{
+    bool bad = false;
+    struct ll_free *t = ll_tree_follow_link(tree, NULL, &tree->root, &bad), *c;
+
+    if (t == NULL || ll_tree_subtree_max(t) < need)
+        return NULL;
+    for (;;) {
+        c = ll_tree_follow_link(tree, t, &t->left, &bad);
+        if (heap_unlikely(bad))
+            return NULL;
+        if (c != NULL && ll_tree_subtree_max(c) >= need) {
+            t = c;
+            continue;
+        }
+        if (ll_block_size(&t->hdr) >= need)
+            return t;
+        c = ll_tree_follow_link(tree, t, &t->right, &bad);
+        if (heap_unlikely(bad))
+            return NULL;
+        if (heap_unlikely(c == NULL || ll_tree_subtree_max(c) < need)) {
+            ll_tree_report_and_abort(tree, t); /* the maxima promised a fit that is not there */
+            return NULL;
+        }
+        t = c;
+    }
+}
+
+/* Returns the lowest-addressed free block above address x with at least need bytes, or NULL (also
+ * NULL with *bad set when a link fails validation, which is reported). */
+struct ll_free *ll_tree_fit_after(const struct ll_tree *tree, uintptr_t x, size_t need, bool *bad);
+
+/* True if inserting key (!present) or removing it (present) follows only valid links: both children
+ * of every node on key's search path and on the two spines below key (which removal joins), each
+ * node strictly inside the address interval its ancestors allow (so a cycle cannot loop). Also false
+ * if key is present but expected absent, or the reverse. Reads only validated links: safe on a
+ * damaged tree. (In plain mode every link counts as valid; hardened mode calls this.) */
+bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool present);
+
+/* True if address a lies inside a node's block (header or body): one descent to the highest node at
+ * or below a, following only validated links inside the interval their ancestors allow. A damaged
+ * tree answers false. */
+bool ll_tree_in_free_block(const struct ll_tree *tree, uintptr_t a);
+
+/* Walks the whole tree and returns the number of broken invariants (0 = healthy): in-order is
+ * increasing addresses, a parent's priority is >= its children's, every maximum is right, every node
+ * is a free block (INUSE clear, size >= LL_MIN_BLOCK, 16-aligned) whose successor's header carries
+ * its size as prev_size with PREV_INUSE clear, and no path is deeper than LL_TREE_CHECK_DEPTH.
+ * Counts nodes in *count and stops beyond limit nodes (a cycle). Hardened: a link that fails
+ * validation is reported, naming the node that holds it. Never follows a link out of a broken
+ * node. */
+size_t ll_tree_check(const struct ll_tree *tree, size_t *count, size_t limit);
+
+/* ll_tree_check(): a deeper tree is counted as broken (for a random treap of a million nodes that
+ * has probability ~0). */
+#define LL_TREE_CHECK_DEPTH 256
+
+#endif /* KHEAP_ALLOC_LL_TREE_H */

@@ -31,40 +31,30 @@
  * (allocate a lot, free it all), but a single long-lived block pins the whole region forever and
  * random free patterns never reuse memory. usable_size needs the 16-byte header.
  *
- * Hardened mode (docs/hardening.md): the header grows to 48 bytes and gains a cookie (key(ptr) ^
- * LIVE or DEAD), a `chain` link to the previous block placed since the last reset and the free site;
- * prev_next and chain are stored mangled. The cookie tells a live block from a dead one (double
- * free) and from anything else (invalid free); `lo`/`hi` bound every region ever used, so a pointer
- * outside is rejected without being read. Memory becomes reusable only by rollback or reset, and
- * that is where it is poisoned: rollback poisons the whole rolled-back range, a reset first verifies
- * the poison of every dead block on the chain (use-after-free writes) and then poisons [start, next).
- * [next, dirty) is therefore all poison, and alloc verifies the part of it a new block covers.
- * check() walks the chain: canaries of live blocks, poison of dead ones, and the first span of
- * [next, dirty).
+ * Hardened mode (docs/hardening.md; the code is the hardened section below, which the allocator
+ * reaches only through hard_* hooks): the header grows to 48 bytes, 32 of them in front of the plain
+ * header (struct bump_hard_hdr): a cookie (key(ptr) ^ LIVE or DEAD), a `chain` link to the previous
+ * block placed since the last reset and the free site; prev_next and chain are stored mangled. The
+ * cookie tells a live block from a dead one (double free) and from anything else (invalid free);
+ * `lo`/`hi` bound every region ever used, so a pointer outside is rejected without being read.
+ * Memory becomes reusable only by rollback or reset, and that is where it is poisoned: rollback
+ * poisons the whole rolled-back range, a reset first verifies the poison of every dead block on the
+ * chain (use-after-free writes) and then poisons [start, next). [next, dirty) is therefore all
+ * poison, and alloc verifies the part of it a new block covers. check() walks the chain: canaries
+ * of live blocks, poison of dead ones, and the first span of [next, dirty).
  */
 #include "heap_backend.h"
 
+/* The last 16 of the BUMP_HDR_SIZE bytes in front of every user pointer (hardened mode puts more in
+ * front of it), so hdr_of() is the same in both modes. */
 struct bump_hdr {
-#if KHEAP_HARDENING
-    uint64_t cookie;       /* key(ptr) ^ BUMP_LIVE or BUMP_DEAD */
-    uintptr_t chain;       /* user pointer of the previous block since the reset, or 0 (mangled) */
-    const void *free_site; /* caller of the free, once dead */
-    uint64_t pad;
-#endif
     size_t size;         /* usable bytes of the block */
-    uintptr_t prev_next; /* next before this block was placed: where a rollback returns (mangled
-                          * in hardened mode) */
+    uintptr_t prev_next; /* next before this block was placed: where a rollback returns (a link:
+                          * read and written with link_get/link_set, mangled in hardened mode) */
 };
 
-#define BUMP_HDR_SIZE sizeof(struct bump_hdr)
-_Static_assert(sizeof(struct bump_hdr) == 16 + 32 * KHEAP_HARDENING, "bump header layout");
-_Static_assert(BUMP_HDR_SIZE % HEAP_MIN_ALIGN == 0, "header size must be a multiple of the alignment");
-
-#if KHEAP_HARDENING
-#define BUMP_LIVE ((uint64_t)0x4c495645) /* "LIVE" */
-#define BUMP_DEAD ((uint64_t)0x44454144) /* "DEAD" */
-#endif
-
+/* The instance, at the start of the memory given to init() (hardened mode wraps it in a struct
+ * bump_hard and keeps its own state after it). */
 struct bump {
     struct heap common; /* first member: struct heap * == struct bump * */
     uintptr_t start;    /* first usable byte of the current region */
@@ -72,14 +62,9 @@ struct bump {
     uintptr_t end;      /* one past the last byte of the current region */
     uintptr_t last;     /* user pointer of the most recent live block, or 0 */
     size_t live;        /* live allocations, in every region */
-#if KHEAP_HARDENING
-    uintptr_t chain;    /* user pointer of the newest block placed since the last reset, or 0 */
-    size_t nchain;      /* blocks on the chain (bounds walks over a damaged chain) */
-    uintptr_t dirty;    /* [next, dirty) was used before and is all poison */
-    uintptr_t lo, hi;   /* envelope of every region this heap was given */
-#endif
 };
 
+_Static_assert(sizeof(struct bump_hdr) == 16, "bump header layout");
 _Static_assert(offsetof(struct bump, common) == 0, "struct heap must be the first member");
 
 static struct bump *to_bump(struct heap *h)
@@ -94,47 +79,62 @@ static const struct bump *to_cbump(const struct heap *h)
 
 static struct bump_hdr *hdr_of(const void *ptr)
 {
-    return (struct bump_hdr *)((uintptr_t)ptr - BUMP_HDR_SIZE);
+    return (struct bump_hdr *)((uintptr_t)ptr - sizeof(struct bump_hdr));
 }
 
-/* Places the instance at the start of mem; NULL if fewer than one minimum block remains. */
-static struct heap *bump_init(void *mem, size_t size, uint64_t secret)
-{
-    /* Offsets from mem, compared with size before any address is formed (heap_backend.h). */
-    size_t lead = heap_pad_to((uintptr_t)mem, HEAP_MIN_ALIGN);
-    size_t inst = heap_align_up(sizeof(struct bump), HEAP_MIN_ALIGN);
-    uintptr_t base, start, end;
-    struct bump *b;
-
-    if (size < lead + inst + BUMP_HDR_SIZE + HEAP_MIN_ALIGN)
-        return NULL;
-    base = (uintptr_t)mem + lead;
-    start = base + inst;
-    end = heap_align_down((uintptr_t)mem + size, HEAP_MIN_ALIGN);
-    b = (struct bump *)base;
-    __builtin_memset(b, 0, sizeof(*b));
-    b->start = start;
-    b->next = start;
-    b->end = end;
+/*
+ * Hardened mode: everything it adds to bump, in one section (see the essay's last paragraph). The
+ * allocator below calls these hooks at fixed points; in plain mode they are the empty stubs after
+ * #else, and the plain build compiles as if they were not there.
+ */
 #if KHEAP_HARDENING
-    b->common.hard.owner = &b->common;
-    b->common.hard.secret = secret;
-    b->dirty = start;
-    b->lo = start;
-    b->hi = end;
-#else
-    (void)secret;
-#endif
-    return &b->common;
-}
+#define BUMP_LIVE ((uint64_t)0x4c495645) /* "LIVE" */
+#define BUMP_DEAD ((uint64_t)0x44454144) /* "DEAD" */
 
-#if KHEAP_HARDENING
-static uint64_t cookie(const struct bump *b, uintptr_t p, uint64_t state)
+/* The hardened header: 32 bytes in front of the plain one, which still ends at the user pointer. */
+struct bump_hard_hdr {
+    uint64_t cookie;       /* key(ptr) ^ BUMP_LIVE or BUMP_DEAD */
+    uintptr_t chain;       /* user pointer of the previous block since the reset, or 0 (a link) */
+    const void *free_site; /* caller of the free, once dead */
+    uint64_t pad;
+    struct bump_hdr hdr;   /* last member: ends at the user pointer */
+};
+
+/* The hardened instance: the plain one, then the state only hardened mode keeps. */
+struct bump_hard {
+    struct bump b;    /* first member: struct bump * == struct bump_hard * */
+    uintptr_t chain;  /* user pointer of the newest block placed since the last reset, or 0 */
+    size_t nchain;    /* blocks on the chain (bounds walks over a damaged chain) */
+    uintptr_t dirty;  /* [next, dirty) was used before and is all poison */
+    uintptr_t lo, hi; /* envelope of every region this heap was given */
+};
+
+#define BUMP_HDR_SIZE sizeof(struct bump_hard_hdr)
+#define BUMP_INST_SIZE sizeof(struct bump_hard)
+#define BUMP_OPS_VALIDATE bump_validate
+
+_Static_assert(offsetof(struct bump_hard_hdr, hdr) + sizeof(struct bump_hdr) == sizeof(struct bump_hard_hdr),
+               "the plain header ends at the user pointer");
+_Static_assert(offsetof(struct bump_hard, b) == 0, "struct bump must be the first member");
+
+static struct bump_hard *to_hard(struct bump *b)
 {
-    return heap_hard_key(b->common.hard.secret, p) ^ state;
+    return container_of(b, struct bump_hard, b);
 }
 
-static uintptr_t link_get(const struct bump *b, const uint64_t *slot)
+static const struct bump_hard *to_chard(const struct bump *b)
+{
+    return container_of(b, const struct bump_hard, b);
+}
+
+static struct bump_hard_hdr *hard_hdr_of(const void *ptr)
+{
+    return container_of(hdr_of(ptr), struct bump_hard_hdr, hdr);
+}
+
+/* Links (prev_next, chain) are stored mangled with their slot's address, so that an overwritten or
+ * forged link decodes to a value validate() and check() reject. */
+static uintptr_t link_get(const struct bump *b, const uintptr_t *slot)
 {
     return heap_hard_mangle(&b->common, slot, *slot);
 }
@@ -144,41 +144,349 @@ static void link_set(const struct bump *b, uintptr_t *slot, uintptr_t v)
     *slot = heap_hard_mangle(&b->common, slot, v);
 }
 
-/* True if p could be a block's user pointer: aligned, header and one byte inside the envelope. */
-static bool plausible(const struct bump *b, uintptr_t p)
+static uint64_t hard_cookie(const struct bump *b, uintptr_t p, uint64_t state)
 {
-    return p % HEAP_MIN_ALIGN == 0 && p >= b->lo + BUMP_HDR_SIZE && p < b->hi;
+    return heap_hard_key(b->common.hard.secret, p) ^ state;
 }
 
-/* Verifies the dead blocks on the chain (their poison) and poisons [start, next): called when the
- * last live block is freed, before the region is reused from its start. */
-static void bump_reset(struct bump *b)
+/* True if p could be a block's user pointer: aligned, header and one byte inside the envelope. */
+static bool hard_plausible(const struct bump *b, uintptr_t p)
 {
-    uintptr_t p = b->chain;
+    const struct bump_hard *hb = to_chard(b);
 
-    for (size_t n = 0; p != 0 && n < b->nchain; n++) {
-        struct bump_hdr *hdr;
-        if (!plausible(b, p))
+    return p % HEAP_MIN_ALIGN == 0 && p >= hb->lo + BUMP_HDR_SIZE && p < hb->hi;
+}
+
+/* init(): the heap reports through itself; nothing was used yet, the envelope is the first region. */
+static void hard_init(struct bump *b, uint64_t secret)
+{
+    struct bump_hard *hb = to_hard(b);
+
+    b->common.hard.owner = &b->common;
+    b->common.hard.secret = secret;
+    hb->dirty = b->start;
+    hb->lo = b->start;
+    hb->hi = b->end;
+}
+
+/* alloc(), before block p (usable rsize) is written at next: memory below dirty was freed by a
+ * rollback or a reset and must still hold its poison. Returns false after reporting a disturbed byte
+ * as a use-after-free write and failing the call (abort); the caller then quarantines p. */
+static bool hard_check_reused(struct bump *b, uintptr_t p, size_t rsize)
+{
+    const struct bump_hard *hb = to_chard(b);
+
+    if (hb->dirty > b->next) {
+        uintptr_t to = p + (rsize < HEAP_POISON_SPAN ? rsize : HEAP_POISON_SPAN);
+        if (to > hb->dirty)
+            to = hb->dirty;
+        size_t bad = heap_hard_find_unpoisoned((void *)b->next, 0, to - b->next);
+        if (bad != to - b->next) {
+            uintptr_t at = b->next + bad;
+            heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)(at >= p ? p : at), 0,
+                             at >= p ? at - p : 0, NULL, NULL);
+            b->common.hard.abort = true;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* alloc(): block p gets a LIVE cookie and becomes the newest block on the chain. */
+static void hard_mark_live(struct bump *b, uintptr_t p)
+{
+    struct bump_hard *hb = to_hard(b);
+    struct bump_hard_hdr *hh = hard_hdr_of((void *)p);
+
+    hh->cookie = hard_cookie(b, p, BUMP_LIVE);
+    link_set(b, &hh->chain, hb->chain);
+    hh->free_site = NULL;
+    hh->pad = 0;
+    hb->chain = p;
+    hb->nchain++;
+}
+
+/* alloc(), after hard_check_reused() failed: block p stays placed and live for good, so the region is
+ * not reset again and the next allocation moves past the bad bytes; it is never rolled back. */
+static void hard_quarantine(struct bump *b, uintptr_t p, size_t rsize)
+{
+    heap_hard_quarantine(&b->common, (void *)p, rsize);
+    b->last = 0;
+}
+
+/* free(): ptr gets a DEAD cookie and remembers who freed it (double-free reports name the site). */
+static void hard_mark_dead(struct bump *b, void *ptr)
+{
+    struct bump_hard_hdr *hh = hard_hdr_of(ptr);
+
+    hh->cookie = hard_cookie(b, (uintptr_t)ptr, BUMP_DEAD);
+    hh->free_site = b->common.hard.owner->hard.caller;
+}
+
+/* free() of the last live block, before next returns to start: verifies the poison of the dead blocks
+ * on the chain (reporting use-after-free writes), poisons [start, next) and empties the chain. */
+static void hard_before_reset(struct bump *b)
+{
+    struct bump_hard *hb = to_hard(b);
+    uintptr_t p = hb->chain;
+
+    for (size_t n = 0; p != 0 && n < hb->nchain; n++) {
+        struct bump_hard_hdr *hh;
+        if (!hard_plausible(b, p))
             break;
-        hdr = hdr_of((void *)p);
-        if (hdr->cookie != cookie(b, p, BUMP_DEAD))
+        hh = hard_hdr_of((void *)p);
+        if (hh->cookie != hard_cookie(b, p, BUMP_DEAD))
             break;
-        if (hdr->size >= b->hi - p)
+        if (hh->hdr.size >= hb->hi - p)
             break;
-        size_t span = hdr->size < HEAP_POISON_SPAN ? hdr->size : HEAP_POISON_SPAN;
+        size_t span = hh->hdr.size < HEAP_POISON_SPAN ? hh->hdr.size : HEAP_POISON_SPAN;
         size_t bad = heap_hard_find_unpoisoned((void *)p, 0, span);
         if (bad != span)
-            heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)p, 0, bad, NULL, hdr->free_site);
-        p = link_get(b, &hdr->chain);
+            heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)p, 0, bad, NULL, hh->free_site);
+        p = link_get(b, &hh->chain);
     }
     if (b->next > b->start)
         heap_hard_poison((void *)b->start, b->next - b->start);
-    if (b->next > b->dirty)
-        b->dirty = b->next;
-    b->chain = 0;
-    b->nchain = 0;
+    if (b->next > hb->dirty)
+        hb->dirty = b->next;
+    hb->chain = 0;
+    hb->nchain = 0;
+}
+
+/* free() of the last block, after next rolled back from end: ptr leaves the chain and the rolled-back
+ * range [next, end) is poisoned, joining [next, dirty). validate() checked ptr's links. */
+static void hard_after_rollback(struct bump *b, void *ptr, uintptr_t end)
+{
+    struct bump_hard *hb = to_hard(b);
+
+    hb->chain = link_get(b, &hard_hdr_of(ptr)->chain);
+    hb->nchain--;
+    heap_hard_poison((void *)b->next, end - b->next);
+    if (end > hb->dirty)
+        hb->dirty = end;
+}
+
+/* resize() of the last block ptr to rsize, before next moves: a tail it gives back joins [next, dirty),
+ * so it is poisoned like the rest. */
+static void hard_poison_tail(struct bump *b, void *ptr, size_t rsize)
+{
+    struct bump_hard *hb = to_hard(b);
+    size_t size = hdr_of(ptr)->size;
+
+    if (rsize < size) {
+        heap_hard_poison((void *)((uintptr_t)ptr + rsize), size - rsize);
+        if (b->next > hb->dirty)
+            hb->dirty = b->next;
+    }
+}
+
+/* add_memory(), after the region grew in place to end: the envelope grows with it. */
+static void hard_after_extend(struct bump *b)
+{
+    struct bump_hard *hb = to_hard(b);
+
+    if (b->end > hb->hi)
+        hb->hi = b->end;
+}
+
+/* add_memory(), after switching to the new region [start, end): the envelope covers it; the chain goes
+ * on into it (old dead blocks are verified at the next reset); [next, dirty) restarts empty. */
+static void hard_after_new_region(struct bump *b)
+{
+    struct bump_hard *hb = to_hard(b);
+
+    hb->dirty = b->start;
+    if (b->start < hb->lo)
+        hb->lo = b->start;
+    if (b->end > hb->hi)
+        hb->hi = b->end;
+}
+
+/* The validate() operation (heap_backend.h): classifies any ptr from the heap's state, reading only
+ * memory inside the envelope. */
+static enum heap_error bump_validate(struct heap *h, const void *ptr, size_t *usable, const void **free_site)
+{
+    const struct bump *b = to_bump(h);
+    const struct bump_hard *hb = to_chard(b);
+    uintptr_t p = (uintptr_t)ptr;
+    const struct bump_hard_hdr *hh;
+
+    if (!hard_plausible(b, p))
+        return HEAP_ERR_INVALID_FREE;
+    hh = hard_hdr_of(ptr);
+    if (hh->cookie == hard_cookie(b, p, BUMP_DEAD)) {
+        *free_site = hh->free_site;
+        return HEAP_ERR_DOUBLE_FREE;
+    }
+    if (hh->cookie != hard_cookie(b, p, BUMP_LIVE)) {
+        /* Not a block. [next, dirty) of the current region was freed by a rollback or a reset: a
+         * pointer whose header lies there is a stale pointer to a freed block. Anything else -- the
+         * inside of a block, the padding in front of one, never-used memory -- is not a block. The
+         * answer depends on the heap's state only, never on bytes a user may have stored. */
+        if (p - BUMP_HDR_SIZE >= b->next && p < hb->dirty)
+            return HEAP_ERR_DOUBLE_FREE;
+        return HEAP_ERR_INVALID_FREE;
+    }
+    if (hh->hdr.size < HEAP_HARD_TAIL || hh->hdr.size > hb->hi - p || b->live == 0)
+        return HEAP_ERR_CORRUPT_METADATA;
+    if (p == b->last) {
+        uintptr_t prev = link_get(b, &hh->hdr.prev_next);
+        if (prev % HEAP_MIN_ALIGN != 0 || prev < b->start || prev > p - BUMP_HDR_SIZE ||
+            p + hh->hdr.size != b->next)
+            return HEAP_ERR_CORRUPT_FREELIST;
+    }
+    *usable = hh->hdr.size;
+    return HEAP_BLOCK_OK;
+}
+
+/* check(), once the plain invariants hold: walks the chain (canaries of live blocks, poison of dead
+ * ones), then verifies the start of [next, dirty). Returns the number of problems, each reported. */
+static size_t hard_check(const struct bump *b)
+{
+    const struct bump_hard *hb = to_chard(b);
+    size_t bad = 0, n = 0;
+    uintptr_t p = hb->chain;
+
+    for (; p != 0 && n < hb->nchain; n++) {
+        const struct bump_hard_hdr *hh;
+        if (!hard_plausible(b, p)) {
+            heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
+            return bad + 1;
+        }
+        hh = hard_hdr_of((void *)p);
+        if (hh->hdr.size > hb->hi - p) {
+            heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
+            return bad + 1;
+        }
+        if (hh->cookie == hard_cookie(b, p, BUMP_LIVE)) {
+            bad += !heap_hard_verify_live(&b->common, (void *)p, hh->hdr.size);
+        } else if (hh->cookie == hard_cookie(b, p, BUMP_DEAD)) {
+            size_t span = hh->hdr.size < HEAP_POISON_SPAN ? hh->hdr.size : HEAP_POISON_SPAN;
+            size_t off = heap_hard_find_unpoisoned((void *)p, 0, span);
+            if (off != span) {
+                heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)p, 0, off, NULL,
+                                 hh->free_site);
+                bad++;
+            }
+        } else {
+            heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
+            return bad + 1;
+        }
+        p = link_get(b, &hh->chain);
+    }
+    bad += p != 0; /* the chain is longer than nchain: a cycle or a forged link */
+    if (hb->dirty > b->next) {
+        size_t len = hb->dirty - b->next < HEAP_POISON_SPAN ? hb->dirty - b->next : HEAP_POISON_SPAN;
+        size_t off = heap_hard_find_unpoisoned((void *)b->next, 0, len);
+        if (off != len) {
+            heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)(b->next + off), 0, 0, NULL, NULL);
+            bad++;
+        }
+    }
+    return bad;
+}
+#else
+/* Plain mode: the header and the instance are the plain structs, links are stored as they are,
+ * there is no validate() (the front end never asks), and every hook does nothing. */
+#define BUMP_HDR_SIZE sizeof(struct bump_hdr)
+#define BUMP_INST_SIZE sizeof(struct bump)
+#define BUMP_OPS_VALIDATE NULL
+
+static inline uintptr_t link_get(const struct bump *b, const uintptr_t *slot)
+{
+    (void)b;
+    return *slot;
+}
+
+static inline void link_set(const struct bump *b, uintptr_t *slot, uintptr_t v)
+{
+    (void)b;
+    *slot = v;
+}
+
+static inline void hard_init(struct bump *b, uint64_t secret)
+{
+    (void)b, (void)secret;
+}
+
+static inline bool hard_check_reused(struct bump *b, uintptr_t p, size_t rsize)
+{
+    (void)b, (void)p, (void)rsize;
+    return true;
+}
+
+static inline void hard_mark_live(struct bump *b, uintptr_t p)
+{
+    (void)b, (void)p;
+}
+
+static inline void hard_quarantine(struct bump *b, uintptr_t p, size_t rsize)
+{
+    (void)b, (void)p, (void)rsize;
+}
+
+static inline void hard_mark_dead(struct bump *b, void *ptr)
+{
+    (void)b, (void)ptr;
+}
+
+static inline void hard_before_reset(struct bump *b)
+{
+    (void)b;
+}
+
+static inline void hard_after_rollback(struct bump *b, void *ptr, uintptr_t end)
+{
+    (void)b, (void)ptr, (void)end;
+}
+
+static inline void hard_poison_tail(struct bump *b, void *ptr, size_t rsize)
+{
+    (void)b, (void)ptr, (void)rsize;
+}
+
+static inline void hard_after_extend(struct bump *b)
+{
+    (void)b;
+}
+
+static inline void hard_after_new_region(struct bump *b)
+{
+    (void)b;
+}
+
+static inline size_t hard_check(const struct bump *b)
+{
+    (void)b;
+    return 0;
 }
 #endif
+
+_Static_assert(BUMP_HDR_SIZE == 16 + 32 * KHEAP_HARDENING, "bump header layout");
+_Static_assert(BUMP_HDR_SIZE % HEAP_MIN_ALIGN == 0, "header size must be a multiple of the alignment");
+
+/* Places the instance at the start of mem; NULL if fewer than one minimum block remains. */
+static struct heap *bump_init(void *mem, size_t size, uint64_t secret)
+{
+    /* Offsets from mem, compared with size before any address is formed (heap_backend.h). */
+    size_t lead = heap_pad_to((uintptr_t)mem, HEAP_MIN_ALIGN);
+    size_t inst = heap_align_up(BUMP_INST_SIZE, HEAP_MIN_ALIGN);
+    uintptr_t base, start, end;
+    struct bump *b;
+
+    if (size < lead + inst + BUMP_HDR_SIZE + HEAP_MIN_ALIGN)
+        return NULL;
+    base = (uintptr_t)mem + lead;
+    start = base + inst;
+    end = heap_align_down((uintptr_t)mem + size, HEAP_MIN_ALIGN);
+    b = (struct bump *)base;
+    __builtin_memset(b, 0, BUMP_INST_SIZE);
+    b->start = start;
+    b->next = start;
+    b->end = end;
+    hard_init(b, secret);
+    return &b->common;
+}
 
 /* Returns size bytes aligned to align after next, or NULL if the region's tail is too small. */
 static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
@@ -189,9 +497,7 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
     size_t pad;
     uintptr_t p;
     struct bump_hdr *hdr;
-#if KHEAP_HARDENING
-    bool quarantine = false;
-#endif
+    bool intact;
 
     if (room < BUMP_HDR_SIZE)
         return NULL;
@@ -200,46 +506,19 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
     if (pad > room || rsize > room - pad)
         return NULL;
     p = b->next + BUMP_HDR_SIZE + pad;
+    intact = hard_check_reused(b, p, rsize); /* before the header is written over reused memory */
     hdr = hdr_of((void *)p);
-#if KHEAP_HARDENING
-    if (b->dirty > b->next) {
-        /* Reused memory: it must still hold the poison it got at the rollback or reset. */
-        uintptr_t to = p + (rsize < HEAP_POISON_SPAN ? rsize : HEAP_POISON_SPAN);
-        if (to > b->dirty)
-            to = b->dirty;
-        size_t bad = heap_hard_find_unpoisoned((void *)b->next, 0, to - b->next);
-        if (bad != to - b->next) {
-            /* Place the block anyway and keep it out of circulation for good (it stays live, so
-             * the region is not reset again), so that the next allocation moves past it. */
-            uintptr_t at = b->next + bad;
-            heap_hard_report(h, HEAP_ERR_USE_AFTER_FREE, (void *)(at >= p ? p : at), 0,
-                             at >= p ? at - p : 0, NULL, NULL);
-            h->hard.abort = true;
-            quarantine = true;
-        }
-    }
-    hdr->cookie = cookie(b, p, BUMP_LIVE);
-    link_set(b, &hdr->chain, b->chain);
-    hdr->free_site = NULL;
-    hdr->pad = 0;
-    b->chain = p;
-    b->nchain++;
+    hard_mark_live(b, p);
     link_set(b, &hdr->prev_next, b->next);
-#else
-    hdr->prev_next = b->next;
-#endif
     hdr->size = rsize;
     b->next = p + rsize;
     b->last = p;
     b->live++;
     *usable = rsize;
-#if KHEAP_HARDENING
-    if (quarantine) {
-        heap_hard_quarantine(h, (void *)p, rsize);
-        b->last = 0; /* never rolled back */
+    if (!intact) {
+        hard_quarantine(b, p, rsize);
         return NULL;
     }
-#endif
     return (void *)p;
 }
 
@@ -247,39 +526,21 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
 static size_t bump_free(struct heap *h, void *ptr)
 {
     struct bump *b = to_bump(h);
-    size_t size = hdr_of(ptr)->size;
-
-#if KHEAP_HARDENING
     struct bump_hdr *hdr = hdr_of(ptr);
-    hdr->cookie = cookie(b, (uintptr_t)ptr, BUMP_DEAD);
-    hdr->free_site = h->hard.owner->hard.caller;
+    size_t size = hdr->size;
+
+    hard_mark_dead(b, ptr);
     b->live--;
     if (b->live == 0) {
-        bump_reset(b);
+        hard_before_reset(b);
         b->next = b->start;
         b->last = 0;
     } else if ((uintptr_t)ptr == b->last) {
-        uintptr_t prev = link_get(b, &hdr->prev_next);
         uintptr_t end = b->next;
-        /* validate() checked prev_next; roll back and poison what becomes free again. */
-        b->chain = link_get(b, &hdr->chain);
-        b->nchain--;
-        b->next = prev;
+        b->next = link_get(b, &hdr->prev_next);
         b->last = 0;
-        heap_hard_poison((void *)prev, end - prev);
-        if (end > b->dirty)
-            b->dirty = end;
+        hard_after_rollback(b, ptr, end);
     }
-#else
-    b->live--;
-    if (b->live == 0) {
-        b->next = b->start;
-        b->last = 0;
-    } else if ((uintptr_t)ptr == b->last) {
-        b->next = hdr_of(ptr)->prev_next;
-        b->last = 0;
-    }
-#endif
     return size;
 }
 
@@ -293,14 +554,7 @@ static bool bump_resize(struct heap *h, void *ptr, size_t size)
     if ((uintptr_t)ptr == b->last) {
         if (rsize > b->end - (uintptr_t)ptr)
             return false;
-#if KHEAP_HARDENING
-        if (rsize < hdr->size) {
-            /* The tail joins [next, dirty): it must be poison like the rest. */
-            heap_hard_poison((void *)((uintptr_t)ptr + rsize), hdr->size - rsize);
-            if (b->next > b->dirty)
-                b->dirty = b->next;
-        }
-#endif
+        hard_poison_tail(b, ptr, rsize);
         hdr->size = rsize;
         b->next = (uintptr_t)ptr + rsize;
         return true;
@@ -326,10 +580,7 @@ static void bump_add_memory(struct heap *h, void *start, size_t len)
 
     if ((uintptr_t)start == b->end) {
         b->end = e;
-#if KHEAP_HARDENING
-        if (e > b->hi)
-            b->hi = e;
-#endif
+        hard_after_extend(b);
         return;
     }
     if (e <= s)
@@ -338,96 +589,8 @@ static void bump_add_memory(struct heap *h, void *start, size_t len)
     b->next = s;
     b->end = e;
     b->last = 0;
-#if KHEAP_HARDENING
-    /* The chain goes on into the new region; [next, dirty) restarts empty. */
-    b->dirty = s;
-    if (s < b->lo)
-        b->lo = s;
-    if (e > b->hi)
-        b->hi = e;
-#endif
+    hard_after_new_region(b);
 }
-
-#if KHEAP_HARDENING
-static enum heap_error bump_validate(struct heap *h, const void *ptr, size_t *usable, const void **free_site)
-{
-    struct bump *b = to_bump(h);
-    uintptr_t p = (uintptr_t)ptr;
-    struct bump_hdr *hdr;
-
-    if (!plausible(b, p))
-        return HEAP_ERR_INVALID_FREE;
-    hdr = hdr_of(ptr);
-    if (hdr->cookie == cookie(b, p, BUMP_DEAD)) {
-        *free_site = hdr->free_site;
-        return HEAP_ERR_DOUBLE_FREE;
-    }
-    if (hdr->cookie != cookie(b, p, BUMP_LIVE)) {
-        /* Not a block. [next, dirty) of the current region was freed by a rollback or a reset: a
-         * pointer whose header lies there is a stale pointer to a freed block. Anything else -- the
-         * inside of a block, the padding in front of one, never-used memory -- is not a block. The
-         * answer depends on the heap's state only, never on bytes a user may have stored. */
-        if (p - BUMP_HDR_SIZE >= b->next && p < b->dirty)
-            return HEAP_ERR_DOUBLE_FREE;
-        return HEAP_ERR_INVALID_FREE;
-    }
-    if (hdr->size < HEAP_HARD_TAIL || hdr->size > b->hi - p || b->live == 0)
-        return HEAP_ERR_CORRUPT_METADATA;
-    if (p == b->last) {
-        uintptr_t prev = link_get(b, &hdr->prev_next);
-        if (prev % HEAP_MIN_ALIGN != 0 || prev < b->start || prev > p - BUMP_HDR_SIZE ||
-            p + hdr->size != b->next)
-            return HEAP_ERR_CORRUPT_FREELIST;
-    }
-    *usable = hdr->size;
-    return HEAP_BLOCK_OK;
-}
-
-/* Walks the chain: canaries of live blocks, poison of dead ones; then the start of [next, dirty). */
-static size_t bump_check_hard(const struct bump *b)
-{
-    size_t bad = 0, n = 0;
-    uintptr_t p = b->chain;
-
-    for (; p != 0 && n < b->nchain; n++) {
-        const struct bump_hdr *hdr;
-        if (!plausible(b, p)) {
-            heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
-            return bad + 1;
-        }
-        hdr = hdr_of((void *)p);
-        if (hdr->size > b->hi - p) {
-            heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
-            return bad + 1;
-        }
-        if (hdr->cookie == cookie(b, p, BUMP_LIVE)) {
-            bad += !heap_hard_verify_live(&b->common, (void *)p, hdr->size);
-        } else if (hdr->cookie == cookie(b, p, BUMP_DEAD)) {
-            size_t span = hdr->size < HEAP_POISON_SPAN ? hdr->size : HEAP_POISON_SPAN;
-            size_t off = heap_hard_find_unpoisoned((void *)p, 0, span);
-            if (off != span) {
-                heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)p, 0, off, NULL,
-                                 hdr->free_site);
-                bad++;
-            }
-        } else {
-            heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
-            return bad + 1;
-        }
-        p = link_get(b, &hdr->chain);
-    }
-    bad += p != 0; /* the chain is longer than nchain: a cycle or a forged link */
-    if (b->dirty > b->next) {
-        size_t len = b->dirty - b->next < HEAP_POISON_SPAN ? b->dirty - b->next : HEAP_POISON_SPAN;
-        size_t off = heap_hard_find_unpoisoned((void *)b->next, 0, len);
-        if (off != len) {
-            heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)(b->next + off), 0, 0, NULL, NULL);
-            bad++;
-        }
-    }
-    return bad;
-}
-#endif
 
 static size_t bump_check(const struct heap *h)
 {
@@ -443,10 +606,8 @@ static size_t bump_check(const struct heap *h)
         if (bad == 0)
             bad += b->last + hdr_of((void *)b->last)->size != b->next;
     }
-#if KHEAP_HARDENING
     if (bad == 0)
-        bad += bump_check_hard(b);
-#endif
+        bad += hard_check(b);
     return bad;
 }
 
@@ -461,7 +622,5 @@ const struct heap_ops heap_bump_ops = {
     .usable_size = bump_usable_size,
     .add_memory = bump_add_memory,
     .check = bump_check,
-#if KHEAP_HARDENING
-    .validate = bump_validate,
-#endif
+    .validate = BUMP_OPS_VALIDATE,
 };

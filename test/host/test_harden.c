@@ -568,12 +568,183 @@ static void test_use_after_free_in_first_words(void **state)
     }
 }
 
+/* True if site is a return address inside fn (a call made from fn's body). */
+static bool site_in(const void *site, void (*fn)(void **))
+{
+    return (uintptr_t)site > (uintptr_t)fn && (uintptr_t)site < (uintptr_t)fn + 16384;
+}
+
+/* bump: a block freed while not the newest stays in place, dead. Freeing it again is a double free
+ * that names the first free's site. */
+static void test_bump_double_free_of_dead_block(void **state)
+{
+    struct fixture *f = *state;
+    unsigned char *a, *p, *b;
+    const struct heap_report *r;
+    size_t n;
+
+    if (!g_ops->arena)
+        return;
+    a = heap_alloc(f->h, 64);
+    p = heap_alloc(f->h, 64);
+    b = heap_alloc(f->h, 64);
+    assert_non_null(a);
+    assert_non_null(p);
+    assert_non_null(b);
+    heap_free(f->h, p); /* not the newest: no rollback */
+    n = f->n;
+    heap_free(f->h, p);
+    r = expect(f, n, HEAP_ERR_DOUBLE_FREE, p);
+    assert_true(site_in(r->free_site, test_bump_double_free_of_dead_block));
+    heap_free(f->h, a);
+    heap_free(f->h, b);
+    assert_int_equal(f->n, n + 1);
+    assert_int_equal(heap_check(f->h), 0);
+    assert_int_equal(heap_stats(f->h).live_allocs, 0);
+}
+
+/* bump: a write into a dead block is found when the last live block is freed and the region is reset
+ * (before the reset poisons the region again), naming the block, the offset and the free site. The
+ * region is then reused from its start without further reports. */
+static void test_bump_reset_finds_write_to_dead_block(void **state)
+{
+    struct fixture *f = *state;
+    unsigned char *a, *p, *b;
+    const struct heap_report *r;
+    size_t n;
+
+    if (!g_ops->arena)
+        return;
+    a = heap_alloc(f->h, 64);
+    p = heap_alloc(f->h, 300);
+    b = heap_alloc(f->h, 64);
+    assert_non_null(a);
+    assert_non_null(p);
+    assert_non_null(b);
+    heap_free(f->h, p); /* dead, not the newest */
+    p[40] ^= 0x20;      /* write through the dangling pointer */
+    n = f->n;
+    heap_free(f->h, a);
+    assert_int_equal(f->n, n);
+    heap_free(f->h, b); /* the last live block: reset */
+    r = expect(f, n, HEAP_ERR_USE_AFTER_FREE, p);
+    assert_int_equal(r->offset, 40);
+    assert_true(site_in(r->free_site, test_bump_reset_finds_write_to_dead_block));
+    assert_int_equal(heap_check(f->h), 0);
+    assert_ptr_equal(heap_alloc(f->h, 64), a); /* the reset returned to the region's start */
+    heap_free(f->h, a);
+    assert_int_equal(f->n, n + 1);
+    assert_int_equal(heap_stats(f->h).live_allocs, 0);
+}
+
+/* bump: shrinking the newest block in place gives its tail back to the free part of the region, so
+ * the tail is poisoned: check() stays clean, a later write into the tail is found by check() and by
+ * the allocation that would cover it (which fails), and the heap goes on. */
+static void test_bump_shrink_poisons_tail(void **state)
+{
+    struct fixture *f = *state;
+    unsigned char *keep, *p, *q;
+    const struct heap_report *r;
+    size_t n;
+
+    if (!g_ops->arena)
+        return;
+    keep = heap_alloc(f->h, 10); /* so that no free below resets the region */
+    p = heap_alloc(f->h, 3000);
+    assert_non_null(keep);
+    assert_non_null(p);
+    assert_ptr_equal(heap_realloc(f->h, p, 100), p); /* in place: p is the newest block */
+    assert_int_equal(heap_check(f->h), 0);
+    n = f->n;
+    p[1000] = 'u'; /* into the tail given back */
+    assert_int_equal(heap_check(f->h), 1);
+    r = expect(f, n, HEAP_ERR_USE_AFTER_FREE, f->r[n].ptr);
+    assert_ptr_equal((const unsigned char *)r->ptr + r->offset, p + 1000);
+    assert_null(heap_alloc(f->h, 2000)); /* would cover p + 1000 */
+    r = expect(f, n + 1, HEAP_ERR_USE_AFTER_FREE, f->r[n + 1].ptr);
+    assert_ptr_equal((const unsigned char *)r->ptr + r->offset, p + 1000);
+    q = heap_alloc(f->h, 2000);
+    assert_non_null(q);
+    assert_true(q > p + 1000);
+    assert_int_equal(heap_check(f->h), 0);
+    heap_free(f->h, q);
+    heap_free(f->h, p);
+    heap_free(f->h, keep);
+    assert_int_equal(f->n, n + 2);
+}
+
+/* bump: after growth switched to a non-adjacent region, blocks of both regions are still blocks (the
+ * envelope covers both) and a rollback in the new region poisons what it frees. */
+static void test_bump_nonadjacent_region(void **state)
+{
+    struct fixture *f = *state;
+    unsigned char *old, *p, *q;
+    const struct heap_report *r;
+    size_t n;
+
+    if (!g_ops->arena)
+        return;
+    f->arena.gap_every = 1; /* every growth leaves a hole: add_memory() switches regions */
+    old = heap_alloc(f->h, 64);
+    p = heap_alloc(f->h, INITIAL); /* does not fit in the first region */
+    assert_non_null(old);
+    assert_non_null(p);
+    assert_true(f->arena.gap_bytes > 0);
+    q = heap_alloc(f->h, 64);
+    assert_non_null(q);
+    heap_free(f->h, q); /* rollback in the new region */
+    n = f->n;
+    q[8] ^= 1;
+    assert_int_equal(heap_check(f->h), 1);
+    r = expect(f, n, HEAP_ERR_USE_AFTER_FREE, f->r[n].ptr);
+    assert_ptr_equal((const unsigned char *)r->ptr + r->offset, q + 8);
+    q[8] ^= 1; /* undo the write */
+    assert_int_equal(heap_check(f->h), 0);
+    heap_free(f->h, old); /* in the first region */
+    heap_free(f->h, p);   /* the reset */
+    assert_int_equal(f->n, n + 1);
+    assert_int_equal(heap_check(f->h), 0);
+    assert_int_equal(heap_stats(f->h).live_allocs, 0);
+}
+
+/* bump: a reset poisons everything the region handed out, so a write through a pointer into it after
+ * the reset is found by check() and by the allocation that would cover it (which fails). */
+static void test_bump_write_after_reset(void **state)
+{
+    struct fixture *f = *state;
+    unsigned char *p, *q;
+    const struct heap_report *r;
+    size_t n;
+
+    if (!g_ops->arena)
+        return;
+    p = heap_alloc(f->h, 500);
+    assert_non_null(p);
+    heap_free(f->h, p); /* the reset */
+    n = f->n;
+    p[100] ^= 0x20;
+    assert_int_equal(heap_check(f->h), 1);
+    r = expect(f, n, HEAP_ERR_USE_AFTER_FREE, f->r[n].ptr);
+    assert_ptr_equal((const unsigned char *)r->ptr + r->offset, p + 100);
+    assert_null(heap_alloc(f->h, 500));
+    r = expect(f, n + 1, HEAP_ERR_USE_AFTER_FREE, p);
+    assert_int_equal(r->offset, 100);
+    q = heap_alloc(f->h, 500);
+    assert_non_null(q);
+    assert_true(q > p + 100);
+    assert_int_equal(heap_check(f->h), 0);
+    heap_free(f->h, q);
+    assert_int_equal(f->n, n + 2);
+}
+
 static const struct named_test tests_list[] = {
     T(test_names), T(test_double_free), T(test_interior_free), T(test_foreign_free),
     T(test_interior_free_of_poison_like_data), T(test_free_of_bump_padding), T(test_use_after_free_in_first_words),
     T(test_overflow_one_byte), T(test_overflow_aligned), T(test_use_after_free_write),
     T(test_freed_large_block), T(test_corrupt_freelist), T(test_fresh_pattern_and_calloc), T(test_clean_churn),
     T(test_stale_metadata_of_an_earlier_heap), T(test_kfree_names_caller), T(test_no_handler_counts),
+    T(test_bump_double_free_of_dead_block), T(test_bump_reset_finds_write_to_dead_block),
+    T(test_bump_shrink_poisons_tail), T(test_bump_nonadjacent_region), T(test_bump_write_after_reset),
 };
 
 int main(int argc, char **argv)

@@ -21,11 +21,11 @@
  * slab header.
  *
  * Small or large? Larger requests (and alignments above 64) go to an embedded linked_list heap, always
- * with at least 4 KiB alignment, so a large block's pointer is always page-aligned. Small objects are
- * never page-aligned: the header occupies offset 0 of the slab, and while carving, the rare slot that
- * would start at a page boundary inside the slab is skipped. So free() tells the two apart from the
- * pointer's bits alone (ptr % 4096 == 0 means large) and never reads user-writable memory to decide;
- * no magic number can be forged.
+ * with at least page alignment (FSB_PAGE_SIZE, 4 KiB), so a large block's pointer is always
+ * page-aligned. Small objects are never page-aligned: the header occupies offset 0 of the slab, and
+ * while carving, the rare slot that would start at a page boundary inside the slab is skipped. So
+ * free() tells the two apart from the pointer's bits alone (ptr % FSB_PAGE_SIZE == 0 means large) and
+ * never reads user-writable memory to decide; no magic number can be forged.
  *
  * Alignment: slabs are 16 KiB aligned and objects start at offset 64 + i*c, so objects of a class
  * whose size is a multiple of 64 (32) are 64 (32) aligned; aligned requests up to 64 pick the smallest
@@ -35,10 +35,10 @@
  * fallback, except that one empty slab per class is kept while it is that class's only partial slab,
  * so a tight alloc/free loop does not create and destroy a slab each time.
  *
- * The large-block cache: a page-aligned request costs the fallback a tree search over up to 16
- * candidates (it picks the smallest exact fit among them, for footprint) and a free a tree update,
- * ~1,900 instructions per pair, most of fixed_size_block's time on mixed workloads. So a freed large
- * block of n <= FSB_CACHE_PAGES (16) whole pages is first kept in cache[n - 1] (up to
+ * The large-block cache (fsb_cache.c): a page-aligned request costs the fallback a tree search over
+ * up to 16 candidates (it picks the smallest exact fit among them, for footprint) and a free a tree
+ * update, most of fixed_size_block's time on mixed workloads. So a freed large block of
+ * n <= FSB_CACHE_PAGES (16) whole pages is first kept in bin n - 1 of the cache (up to
  * FSB_CACHE_DEPTH (4) blocks per page count, 2.2 MiB at most) and handed out again to the next
  * request of n pages: no tree operation at all. The cache is an array in this instance, not a list
  * through the blocks: nothing in user-writable memory is ever followed. To the fallback a cached
@@ -48,15 +48,15 @@
  * the highest cached one, returning the other to the fallback. Memory is never stranded: when the
  * fallback cannot satisfy a request (a large block or a new slab) -- that is, before the front end
  * would grow the heap or fail -- the whole cache is flushed into the fallback, where its blocks
- * coalesce, and the request is retried. Cost: footprint on workload c 1.171 -> 1.200 (over five
- * seeds 1.177 -> 1.195 on average), for c ~34 -> ~25 ns/op (80% of large requests hit).
+ * coalesce, and the request is retried. What it costs in footprint and gains in time is measured in
+ * docs/allocators.md.
  *
  * Invariants (fsb_check): every slab in a class's lists is 16 KiB aligned and names that class;
  * partial slabs have 0 <= inuse < capacity, full slabs inuse == capacity; free objects lie inside
  * their slab on an object boundary, are not page-aligned and number capacity - inuse - uncarved;
- * list links are consistent; cache[n - 1] holds at most FSB_CACHE_DEPTH distinct page-aligned
- * blocks, each with exactly n pages (usable n * 4096 - header), and ncached counts them all; the
- * fallback heap passes its own check.
+ * list links are consistent; bin n - 1 of the cache holds at most FSB_CACHE_DEPTH distinct
+ * page-aligned blocks, each with exactly n pages (usable fsb_cache_usable(n)), and ncached counts
+ * them all (fsb_cache_check); the fallback heap passes its own check.
  *
  * Complexity: small alloc/free O(1) (plus an O(1) fallback call when a slab is created or returned);
  * large requests O(1) on a cache hit (O(FSB_CACHE_DEPTH)), else as linked_list (a flush adds up to
@@ -70,29 +70,31 @@
  * a magic word (secret ^ slab ^ FSB_MAGIC) that proves a 16 KiB-aligned address really is a live
  * slab, and a bitmap with one "allocated" bit per 16-byte granule (an object's bit is its first
  * granule's, a shift away). validate() checks the fallback region (the last one found is cached),
- * magic, object boundary (a divisibility test: one multiply) and the bit, so interior, foreign and double frees are told apart in O(1) without reading
- * outside the heap. A free object holds its slab's next free object mangled with its own address
- * and, in its second word, the free site; the link is validated before it is followed (inside the
- * slab, on an object boundary, below the carve pointer, bit clear), and the rest of the object is
- * verified to still hold the poison the front end put there. A slab going back to the fallback is
- * poisoned over its first span, which also destroys its magic. Large blocks are the fallback's, whose
- * own checks apply (it reports through this heap); check() skips the canary test for slabs and
- * cached blocks. A cached large block is free: validate() finds it in the cache (by its page count,
- * read from the fallback's header once the fallback has vouched for it) and reports a double free
- * with the site of the first free; the free poison the front end wrote over its first
- * HEAP_POISON_SPAN bytes is verified when it is handed out again, when it is flushed to the
- * fallback and by check() (no links are kept in it, so the whole span is verified). A disturbed one
- * is reported as a use-after-free write and quarantined like a poisoned small object. A flushed
- * block is validated by the fallback before the fallback frees it, and its free site is the user's.
+ * magic, object boundary (a divisibility test: one multiply) and the bit, so interior, foreign and
+ * double frees are told apart in O(1) without reading outside the heap. A free object holds its
+ * slab's next free object mangled with its own address and, in its second word, the free site; the
+ * link is validated before it is followed (inside the slab, on an object boundary, below the carve
+ * pointer, bit clear), and the rest of the object is verified to still hold the poison the front end
+ * put there. A slab going back to the fallback is poisoned over its first span, which also destroys
+ * its magic. Large blocks are the fallback's, whose own checks apply (it reports through this heap);
+ * check() skips the canary test for slabs and cached blocks. A cached large block is free:
+ * validate() finds it in the cache (by its page count, read from the fallback's header once the
+ * fallback has vouched for it) and reports a double free with the site of the first free; the free
+ * poison the front end wrote over its first HEAP_POISON_SPAN bytes is verified when it is handed out
+ * again, when it is flushed to the fallback and by check() (no links are kept in it, so the whole
+ * span is verified). A disturbed one is reported as a use-after-free write and quarantined like a
+ * poisoned small object. A flushed block is validated by the fallback before the fallback frees it,
+ * and its free site is the user's.
+ * All of this is one section of hooks below ("Hardened mode"), empty inline stubs in plain mode, and
+ * the hardened part of fsb_cache.c; the allocator itself reads the same in both modes.
  */
 #include "heap_backend.h"
+#include "fsb_cache.h"
 #include "linked_list.h"
 
+/* FSB_PAGE_SIZE and FSB_LL_HDR (the fallback's block header) are fsb_cache.h's, shared with the cache. */
 #define FSB_SLAB_SIZE ((uintptr_t)16384)
-#define FSB_PAGE_SIZE ((uintptr_t)4096)
 #define FSB_SLAB_HDR ((uintptr_t)(64 + 128 * KHEAP_HARDENING))
-/* The fallback's block header: 16 bytes (32 in hardened mode). */
-#define FSB_LL_HDR ((uintptr_t)(16 + 16 * KHEAP_HARDENING))
 /* The fallback puts its block header in front of every block, so a slab leaves its last bytes to the
  * next slab's header: consecutive slabs then tile memory with no padding between. */
 #define FSB_SLAB_USABLE (FSB_SLAB_SIZE - FSB_LL_HDR)
@@ -100,11 +102,12 @@
 #define FSB_MAX_SMALL_ALIGN 64
 #define FSB_NCLASSES 24
 #define FSB_MAX_OBJECTS 1024 /* hardened bitmap: >= 16-byte granules (objects of class 16) per slab */
-#define FSB_CACHE_PAGES 16   /* large blocks of 1..16 pages (fallback header included) are cached */
-#define FSB_CACHE_DEPTH 4    /* at most this many per page count (see "The large-block cache") */
-#if KHEAP_HARDENING
-#define FSB_MAGIC ((uint64_t)0x534c4142) /* "SLAB" */
-#endif
+
+/* Hardened mode's part of a slab header (see the essay); it follows struct fsb_slab. */
+struct fsb_slab_hard {
+    uint64_t magic;                           /* secret ^ slab ^ FSB_MAGIC while this is a slab */
+    uint64_t allocated[FSB_MAX_OBJECTS / 64]; /* bit i: the object at granule i is allocated */
+};
 
 struct fsb_slab {
     struct fsb_slab *next; /* in the class's partial or full list */
@@ -116,24 +119,19 @@ struct fsb_slab {
     uint16_t cls;          /* size class index */
     uint16_t size;         /* class_size[cls]: the usable size of every object, one load away */
     uint32_t full;         /* 1 if on the full list */
-#if KHEAP_HARDENING
-    uint64_t magic;        /* secret ^ slab ^ FSB_MAGIC while this is a slab */
-    uint64_t allocated[FSB_MAX_OBJECTS / 64]; /* bit i: the object at granule i is allocated */
-#endif
+    /* Hardened mode only: one struct fsb_slab_hard, inside FSB_SLAB_HDR. A flexible array member, so
+     * plain mode's header has no such bytes and the struct is the same in both modes. */
+    struct fsb_slab_hard hard[];
 };
 
 struct fsb_list {
     struct fsb_slab *head;
 };
 
-/* Freed large blocks of one page count, still used blocks of the fallback (see the essay). They are
- * kept here, in the instance, not linked through their own memory: nothing a user can write. */
-struct fsb_cache {
-    uint32_t count;                   /* entries in block[], oldest first */
-    void *block[FSB_CACHE_DEPTH];     /* user pointers (page-aligned) */
-#if KHEAP_HARDENING
-    const void *site[FSB_CACHE_DEPTH]; /* where each was freed */
-#endif
+/* Hardened mode's part of the instance; it follows struct fsb. */
+struct fsb_hard {
+    uint64_t divides[FSB_NCLASSES]; /* 2^64 / class size + 1: object boundary by one multiply */
+    uintptr_t seen_lo, seen_hi;     /* inside one of the fallback's regions (validate's cache) */
 };
 
 struct fsb {
@@ -142,16 +140,16 @@ struct fsb {
     struct fsb_list partial[FSB_NCLASSES];  /* slabs with a free object, allocation order */
     struct fsb_list full[FSB_NCLASSES];     /* slabs without one */
     uint32_t capacity[FSB_NCLASSES];        /* objects per slab per class */
-    uint32_t ncached;                       /* blocks in cache[], so a flush of nothing is one test */
-    struct fsb_cache cache[FSB_CACHE_PAGES]; /* cache[n - 1]: freed large blocks of n pages */
-#if KHEAP_HARDENING
-    uint64_t divides[FSB_NCLASSES];         /* 2^64 / class size + 1: object boundary by one multiply */
-    uintptr_t seen_lo, seen_hi;             /* inside one of the fallback's regions (validate's cache) */
-#endif
+    struct fsb_cache cache;                 /* freed large blocks (fsb_cache.h) */
+    struct fsb_hard hard[];                 /* hardened mode only: one struct fsb_hard (as in a slab) */
 };
 
+/* The instance's bytes: struct fsb, and in hardened mode its struct fsb_hard. */
+#define FSB_INSTANCE_SIZE (sizeof(struct fsb) + KHEAP_HARDENING * sizeof(struct fsb_hard))
+
 _Static_assert(offsetof(struct fsb, common) == 0, "struct heap must be the first member");
-_Static_assert(sizeof(struct fsb_slab) <= FSB_SLAB_HDR, "slab header must fit before object 0");
+_Static_assert(sizeof(struct fsb_slab) + KHEAP_HARDENING * sizeof(struct fsb_slab_hard) <= FSB_SLAB_HDR,
+               "slab header must fit before object 0");
 _Static_assert(FSB_SLAB_HDR % HEAP_MIN_ALIGN == 0 && FSB_SLAB_HDR % FSB_MAX_SMALL_ALIGN == 0,
                "object 0 must be 64-aligned");
 _Static_assert(FSB_SLAB_SIZE % FSB_PAGE_SIZE == 0, "slabs are whole pages");
@@ -187,11 +185,13 @@ static const struct fsb *to_cfsb(const struct heap *h)
     return container_of(h, const struct fsb, common);
 }
 
+/* True for a large block's pointer (page-aligned), false for a small object's (never page-aligned). */
 static bool is_large(const void *ptr)
 {
     return ((uintptr_t)ptr & (FSB_PAGE_SIZE - 1)) == 0;
 }
 
+/* The slab holding small object ptr. */
 static struct fsb_slab *slab_of(const void *ptr)
 {
     return (struct fsb_slab *)heap_align_down((uintptr_t)ptr, FSB_SLAB_SIZE);
@@ -226,7 +226,14 @@ static uint32_t count_capacity(unsigned cls)
     return n;
 }
 
+/*
+ * Hardened mode: every check of the essay's "Hardened mode" paragraph, as the hooks the allocator
+ * below calls. In plain mode (after #else) they are empty inline stubs, or the plain form of the
+ * free-object link (obj_next, obj_set_free), and compile away.
+ */
 #if KHEAP_HARDENING
+#define FSB_MAGIC ((uint64_t)0x534c4142) /* "SLAB" */
+
 /* The secret itself, not a hash of it: a slab's magic is one more keyed word (whoever reads one
  * learns the secret either way, as with the invertible key()), and this costs no multiply. */
 static uint64_t slab_magic(const struct fsb *f, const struct fsb_slab *s)
@@ -246,7 +253,7 @@ static int granule(uintptr_t off)
  * "Faster remainder by direct computation", 2019): one multiply. */
 static inline __attribute__((always_inline)) int obj_index(const struct fsb *f, unsigned cls, uintptr_t off)
 {
-    uint64_t m = f->divides[cls];
+    uint64_t m = f->hard->divides[cls];
 
     if (off < FSB_SLAB_HDR || off >= FSB_SLAB_SIZE || (uint64_t)(off - FSB_SLAB_HDR) * m >= m)
         return -1;
@@ -257,20 +264,51 @@ static inline __attribute__((always_inline)) int obj_index(const struct fsb *f, 
 static bool bit_get(const struct fsb_slab *s, int i)
 {
     unsigned u = (unsigned)i;
-    return (s->allocated[u / 64] >> (u % 64)) & 1;
+    return (s->hard->allocated[u / 64] >> (u % 64)) & 1;
 }
 
 static void bit_flip(struct fsb_slab *s, int i)
 {
     unsigned u = (unsigned)i;
-    s->allocated[u / 64] ^= (uint64_t)1 << (u % 64);
+    s->hard->allocated[u / 64] ^= (uint64_t)1 << (u % 64);
 }
 
 /* fixed_size_block's slabs are used blocks of the fallback without a canary (check() skips them). */
 static bool is_slab(const struct heap *owner, const void *p)
 {
     const struct fsb *f = container_of(owner, const struct fsb, common);
-    return (uintptr_t)p % FSB_SLAB_SIZE == 0 && ((const struct fsb_slab *)p)->magic == slab_magic(f, p);
+    return (uintptr_t)p % FSB_SLAB_SIZE == 0 && ((const struct fsb_slab *)p)->hard->magic == slab_magic(f, p);
+}
+
+/* The fallback's used blocks that carry no front-end canary: slabs and cached large blocks. */
+static bool fallback_internal(const struct heap *owner, const void *p)
+{
+    const struct fsb *f = container_of(owner, const struct fsb, common);
+    return is_slab(owner, p) || fsb_cache_holds(&f->cache, f->fallback, p, NULL);
+}
+
+/* fsb_init(): the hardened state of instance f, whose fallback reports through it. */
+static void init_hard(struct fsb *f, struct heap *fallback, uint64_t secret)
+{
+    f->common.hard.owner = &f->common;
+    f->common.hard.secret = secret;
+    fallback->ops = &heap_linked_list_ops;
+    heap_ll_embed(fallback, &f->common, fallback_internal);
+    for (unsigned c = 0; c < FSB_NCLASSES; c++)
+        f->hard->divides[c] = UINT64_MAX / class_size[c] + 1;
+}
+
+/* Reports kind at ptr through this heap. */
+static void report(const struct fsb *f, enum heap_error kind, const void *ptr)
+{
+    heap_hard_report(&f->common, kind, ptr, 0, 0, NULL, NULL);
+}
+
+/* Reports kind at ptr and makes the allocation in progress fail. */
+static void report_and_abort(struct fsb *f, enum heap_error kind, const void *ptr)
+{
+    report(f, kind, ptr);
+    f->common.hard.abort = true;
 }
 
 /*
@@ -285,11 +323,12 @@ static inline uintptr_t obj_key(const struct fsb *f, const void *obj, uintptr_t 
     return (uintptr_t)heap_hard_key(f->common.hard.secret ^ site, (uintptr_t)obj);
 }
 
-static inline void obj_set_free(const struct fsb *f, void *obj, const void *next, const void *site)
+/* Makes obj a free object whose next free object is next; its free site is the public call's. */
+static inline void obj_set_free(const struct fsb *f, void *obj, const void *next)
 {
     uintptr_t *w = obj;
 
-    w[1] = (uintptr_t)site;
+    w[1] = (uintptr_t)f->common.hard.caller;
     w[0] = (uintptr_t)next ^ obj_key(f, obj, w[1]);
 }
 
@@ -319,363 +358,16 @@ static inline __attribute__((always_inline)) bool free_link_ok(const struct fsb 
     i = obj_index(f, s->cls, next - (uintptr_t)s);
     return i >= 0 && !bit_get(s, i);
 }
-#endif
 
-/*
- * The large-block cache (see the essay). cache[n - 1] holds freed blocks of exactly n pages; to the
- * fallback they are still used blocks, to the user they are free.
- */
-
-/* The usable size of a cached block of n pages: whole pages including the fallback's header. */
-static size_t pages_usable(size_t n)
+/* Object obj of slab s is handed out or freed: flips its allocated bit. */
+static inline void obj_flip_allocated(struct fsb_slab *s, const void *obj)
 {
-    return n * FSB_PAGE_SIZE - FSB_LL_HDR;
-}
-
-/* The cache index for large blocks of usable size u, or -1 if u is not exactly whole pages (the
- * fallback may leave a remainder too small to split off with a block) or is above FSB_CACHE_PAGES. */
-static int cache_index(size_t u)
-{
-    size_t n = (u + FSB_LL_HDR) / FSB_PAGE_SIZE;
-
-    if (n == 0 || n > FSB_CACHE_PAGES || u != pages_usable(n))
-        return -1;
-    return (int)n - 1;
-}
-
-/* Position of p in c, or -1. */
-static int cache_find(const struct fsb_cache *c, const void *p)
-{
-    for (uint32_t j = 0; j < c->count && j < FSB_CACHE_DEPTH; j++)
-        if (c->block[j] == p)
-            return (int)j;
-    return -1;
-}
-
-#if KHEAP_HARDENING
-/* True if large block p, a used block of the fallback, is in the cache (free to the user). */
-static bool is_cached(const struct fsb *f, const void *p)
-{
-    int i = cache_index(heap_linked_list_ops.usable_size(f->fallback, p));
-
-    return i >= 0 && cache_find(&f->cache[i], p) >= 0;
-}
-
-/* Offset of the first byte of cached block p (usable u) that lost the free poison, or the end of
- * the span: the front end's rule for freed memory, over the whole span (no links are kept in p). */
-static size_t cache_unpoisoned(const void *p, size_t u)
-{
-    size_t to = u < HEAP_POISON_SPAN ? u : HEAP_POISON_SPAN;
-    size_t off = heap_hard_find_unpoisoned(p, 0, to);
-
-    return off == to ? u : off;
-}
-
-/* The cached block p (usable u, freed at site) is damaged: report it, keep it out of circulation for
- * good as a consistent used block, and make the allocation in progress fail. */
-static void cache_reject(struct fsb *f, void *p, size_t u, enum heap_error kind, size_t off, const void *site)
-{
-    heap_hard_report(&f->common, kind, p, 0, off, NULL, site);
-    f->common.hard.abort = true;
-    heap_hard_quarantine(&f->common, p, u);
-}
-#endif
-
-/* Takes the newest block out of cache[i] for an allocation; NULL (hardened mode) if it was written
- * to after it was freed. */
-static void *cache_take(struct fsb *f, unsigned i, size_t *usable)
-{
-    struct fsb_cache *c = &f->cache[i];
-    size_t u = pages_usable(i + 1);
-    uint32_t lo = 0;
-    void *p;
-
-    /* The lowest address, as the fallback's first fit would choose. */
-    for (uint32_t j = 1; j < c->count; j++)
-        if ((uintptr_t)c->block[j] < (uintptr_t)c->block[lo])
-            lo = j;
-    p = c->block[lo];
-    c->count--;
-    c->block[lo] = c->block[c->count];
-    f->ncached--;
-#if KHEAP_HARDENING
-    const void *site = c->site[lo];
-    c->site[lo] = c->site[c->count];
-    size_t off = cache_unpoisoned(p, u);
-    if (heap_unlikely(off != u)) {
-        cache_reject(f, p, u, HEAP_ERR_USE_AFTER_FREE, off, site);
-        return NULL;
-    }
-#endif
-    *usable = u;
-    return p;
-}
-
-/* Hands cached block p (usable u, freed at site) back to the fallback. */
-static void cache_release(struct fsb *f, void *p, size_t u, const void *site)
-{
-#if KHEAP_HARDENING
-    const void *caller = f->common.hard.caller, *fs;
-    size_t usable, off = cache_unpoisoned(p, u);
-    enum heap_error e;
-
-    if (off != u) {
-        cache_reject(f, p, u, HEAP_ERR_USE_AFTER_FREE, off, site);
-        return;
-    }
-    /* The fallback's free follows tree links around p: they must be validated first. */
-    e = heap_linked_list_ops.validate(f->fallback, p, &usable, &fs);
-    if (e != HEAP_BLOCK_OK) {
-        cache_reject(f, p, u, e == HEAP_ERR_CORRUPT_FREELIST ? e : HEAP_ERR_CORRUPT_METADATA, 0, NULL);
-        return;
-    }
-    /* The fallback records the free site of what it frees: the user's free, not this allocation. */
-    f->common.hard.caller = site;
-    heap_linked_list_ops.free(f->fallback, p);
-    f->common.hard.caller = caller;
-#else
-    (void)u;
-    (void)site;
-    heap_linked_list_ops.free(f->fallback, p);
-#endif
-}
-
-/* Memory pressure: gives every cached block back to the fallback (where it coalesces with its
- * neighbours). Returns false if the cache was empty, so retrying is pointless. */
-static bool cache_flush(struct fsb *f)
-{
-    if (f->ncached == 0)
-        return false;
-    for (unsigned i = 0; i < FSB_CACHE_PAGES; i++) {
-        struct fsb_cache *c = &f->cache[i];
-        for (uint32_t j = 0; j < c->count; j++) {
-#if KHEAP_HARDENING
-            cache_release(f, c->block[j], pages_usable(i + 1), c->site[j]);
-#else
-            cache_release(f, c->block[j], pages_usable(i + 1), NULL);
-#endif
-        }
-        c->count = 0;
-    }
-    f->ncached = 0;
-    return true;
-}
-
-/* Puts large block ptr (usable u) into the cache if it has room for it; false if not. */
-static bool cache_put(struct fsb *f, void *ptr, size_t u)
-{
-    int i = cache_index(u);
-    struct fsb_cache *c;
-    uint32_t hi = 0;
-
-    if (i < 0)
-        return false;
-    c = &f->cache[i];
-    if (c->count < FSB_CACHE_DEPTH) {
-        f->ncached++;
-        hi = c->count++;
-    } else {
-        /* Full: keep the lower addresses cached, give the highest back to the fallback. */
-        for (uint32_t j = 1; j < c->count; j++)
-            if ((uintptr_t)c->block[j] > (uintptr_t)c->block[hi])
-                hi = j;
-        if (c->count == 0 || (uintptr_t)ptr > (uintptr_t)c->block[hi])
-            return false;
-#if KHEAP_HARDENING
-        cache_release(f, c->block[hi], u, c->site[hi]);
-#else
-        cache_release(f, c->block[hi], u, NULL);
-#endif
-    }
-#if KHEAP_HARDENING
-    c->site[hi] = f->common.hard.caller;
-#endif
-    c->block[hi] = ptr;
-    return true;
-}
-
-#if KHEAP_HARDENING
-/* The fallback's used blocks that carry no front-end canary: slabs and cached large blocks. */
-static bool fallback_internal(const struct heap *owner, const void *p)
-{
-    return is_slab(owner, p) || is_cached(container_of(owner, const struct fsb, common), p);
-}
-#endif
-
-static struct heap *fsb_init(void *mem, size_t size, uint64_t secret)
-{
-    /* Offsets from mem, compared with size before any address is formed (heap_backend.h). */
-    size_t lead = heap_pad_to((uintptr_t)mem, HEAP_MIN_ALIGN);
-    size_t inst = heap_align_up(sizeof(struct fsb), HEAP_MIN_ALIGN);
-    uintptr_t base = (uintptr_t)mem + lead;
-    struct heap *fallback;
-    struct fsb *f;
-
-    if (size < lead + inst)
-        return NULL;
-    fallback = heap_linked_list_ops.init((void *)(base + inst), size - lead - inst, secret);
-    if (fallback == NULL)
-        return NULL;
-    f = (struct fsb *)base;
-    __builtin_memset(f, 0, sizeof(*f));
-    f->fallback = fallback;
-    for (unsigned c = 0; c < FSB_NCLASSES; c++)
-        f->capacity[c] = count_capacity(c);
-#if KHEAP_HARDENING
-    f->common.hard.owner = &f->common;
-    f->common.hard.secret = secret;
-    fallback->ops = &heap_linked_list_ops;
-    heap_ll_embed(fallback, &f->common, fallback_internal);
-    for (unsigned c = 0; c < FSB_NCLASSES; c++)
-        f->divides[c] = UINT64_MAX / class_size[c] + 1;
-#endif
-    return &f->common;
-}
-
-/* Gets a fresh slab for class cls from the fallback and makes it the head of the partial list. */
-static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
-{
-    size_t usable;
-    struct fsb_slab *s = heap_linked_list_ops.alloc(f->fallback, FSB_SLAB_USABLE, FSB_SLAB_SIZE, &usable);
-
-    if (s == NULL)
-        return NULL;
-    s->free = NULL;
-    s->carve = (uintptr_t)s + FSB_SLAB_HDR;
-    s->inuse = 0;
-    s->capacity = f->capacity[cls];
-    s->cls = cls;
-    s->size = class_size[cls];
-    s->full = 0;
-#if KHEAP_HARDENING
-    s->magic = slab_magic(f, s);
-    __builtin_memset(s->allocated, 0, sizeof(s->allocated));
-#endif
-    list_push(&f->partial[cls], s);
-    return s;
-}
-
-/* Takes one object from partial slab s of class cls. */
-static inline void *slab_take(struct fsb *f, struct fsb_slab *s, unsigned cls)
-{
-    void *obj = s->free;
-
-    if (obj != NULL) {
-#if KHEAP_HARDENING
-        uintptr_t next = obj_next(f, obj);
-        if (heap_unlikely(!free_link_ok(f, s, next))) {
-            heap_hard_report(&f->common, HEAP_ERR_CORRUPT_FREELIST, obj, 0, 0, NULL, NULL);
-            f->common.hard.abort = true;
-            return NULL;
-        }
-        s->free = (void *)next;
-        if (heap_unlikely(!heap_hard_verify_free(&f->common, obj, HEAP_HARD_LINK, class_size[cls]))) {
-            /* Taken out for good: allocated, never handed out, consistent for check(). */
-            heap_hard_quarantine(&f->common, obj, class_size[cls]);
-            bit_flip(s, granule((uintptr_t)obj - (uintptr_t)s));
-            if (++s->inuse == s->capacity) {
-                list_remove(&f->partial[cls], s);
-                list_push(&f->full[cls], s);
-                s->full = 1;
-            }
-            return NULL;
-        }
-#else
-        s->free = *(void **)obj;
-#endif
-    } else {
-        if ((s->carve & (FSB_PAGE_SIZE - 1)) == 0)
-            s->carve += class_size[cls];
-        obj = (void *)s->carve;
-        s->carve += class_size[cls];
-    }
-#if KHEAP_HARDENING
     bit_flip(s, granule((uintptr_t)obj - (uintptr_t)s));
-#endif
-    if (++s->inuse == s->capacity) {
-        list_remove(&f->partial[cls], s);
-        list_push(&f->full[cls], s);
-        s->full = 1;
-    }
-    return obj;
 }
 
-/* A large block of size bytes (whole pages with the header) from the fallback, page-aligned or more. */
-static void *large_alloc(struct fsb *f, size_t size, size_t align, size_t *usable)
-{
-#if KHEAP_HARDENING
-    struct fsb_slab *l = heap_linked_list_ops.alloc(f->fallback, size,
-                                                    align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE, usable);
-    /* Memory may still hold a slab's magic (e.g. from an earlier heap over the same memory with
-     * the same secret): a large block must never pass for a slab. */
-    if (l != NULL)
-        l->magic = 0;
-    return l;
-#else
-    return heap_linked_list_ops.alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE,
-                                      usable);
-#endif
-}
-
-/* Smallest class >= cls whose objects are align-aligned, or FSB_NCLASSES. */
-static unsigned aligned_class(unsigned cls, size_t align)
-{
-    while (cls < FSB_NCLASSES && class_size[cls] % align != 0)
-        cls++;
-    return cls;
-}
-
-/* Everything fsb_alloc's fast path does not handle: carving, new slabs, a slab becoming full,
- * aligned and large requests, hardened mode. */
-static __attribute__((noinline)) void *fsb_alloc_slow(struct heap *h, size_t size, size_t align, size_t *usable)
-{
-    struct fsb *f = to_fsb(h);
-    unsigned cls;
-    struct fsb_slab *s;
-
-    if (heap_unlikely(size > FSB_MAX_SMALL || align > FSB_MAX_SMALL_ALIGN))
-        goto large;
-    cls = size_class[(size + 15) / 16];
-    if (heap_unlikely(align != HEAP_MIN_ALIGN)) {
-        cls = aligned_class(cls, align);
-        if (cls == FSB_NCLASSES)
-            goto large;
-    }
-    s = f->partial[cls].head;
-    if (heap_unlikely(s == NULL)) {
-        s = new_slab(f, cls);
-        if (s == NULL && cache_flush(f))
-            s = new_slab(f, cls);
-        if (s == NULL)
-            return NULL;
-    }
-    *usable = class_size[cls];
-    return slab_take(f, s, cls);
-large:
-    /* Whole pages including the fallback's block header, so large blocks and slabs tile pages. */
-    size = heap_align_up(size + FSB_LL_HDR, FSB_PAGE_SIZE) - FSB_LL_HDR;
-    if (align <= FSB_PAGE_SIZE) {
-        int i = cache_index(size);
-        if (i >= 0 && f->cache[i].count != 0)
-            return cache_take(f, (unsigned)i, usable);
-    }
-    void *p = large_alloc(f, size, align, usable);
-    if (p == NULL && cache_flush(f))
-        p = large_alloc(f, size, align, usable);
-    return p;
-}
-
-/*
- * The fast paths (plain mode). The common small allocation pops a previously freed object from the
- * head slab of its class while that slab stays partial; the common free pushes onto a slab that stays
- * partial and non-empty. Nothing else -- no list moves, no carving, no calls -- so these compile to a
- * dozen instructions without spills; every other case goes to the slow path, which handles the
- * general case completely.
- */
-#if KHEAP_HARDENING
 /* True if the object at o (class size bytes) still holds the free poison after its link: the test
- * slab_take's heap_hard_verify_free() makes, inline and without locating the bad byte (the slow
- * path redoes it and reports). */
+ * obj_poison_verify()'s heap_hard_verify_free() makes, inline and without locating the bad byte
+ * (the slow path redoes it and reports). */
 static inline bool obj_poisoned(const void *o, size_t size)
 {
     const unsigned char *b = (const unsigned char *)o + HEAP_HARD_LINK;
@@ -690,147 +382,114 @@ static inline bool obj_poisoned(const void *o, size_t size)
     }
     return true;
 }
-#endif
 
-static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
+/* fsb_alloc's fast path: true if free object obj of slab s (class size bytes, next its decoded link)
+ * may be handed out as it is: a sound link and the poison intact. Reports nothing: on false the
+ * slow path redoes the checks and reports. */
+static inline __attribute__((always_inline)) bool obj_reusable(const struct fsb *f, const struct fsb_slab *s,
+                                                               const void *obj, uintptr_t next, size_t size)
 {
-#if KHEAP_HARDENING
-    /* The same case as the plain fast path, with slab_take's checks: a sound link, the poison intact.
-     * Anything else -- including every error -- is left to the slow path, which reports it. */
-    if (heap_likely(size <= FSB_MAX_SMALL && align == HEAP_MIN_ALIGN)) {
-        struct fsb *f = to_fsb(h);
-        unsigned cls = size_class[(size + 15) / 16];
-        struct fsb_slab *s = f->partial[cls].head;
-        void *obj;
-
-        if (heap_likely(s != NULL && (obj = s->free) != NULL && s->inuse + 1 < s->capacity)) {
-            uintptr_t next = obj_next(f, obj);
-            size_t cs = class_size[cls];
-
-            if (heap_likely(free_link_ok(f, s, next) && obj_poisoned(obj, cs))) {
-                s->free = (void *)next;
-                bit_flip(s, granule((uintptr_t)obj - (uintptr_t)s));
-                s->inuse++;
-                *usable = cs;
-                return obj;
-            }
-        }
-        return fsb_alloc_slow(h, size, HEAP_MIN_ALIGN, usable);
-    }
-#else
-    if (heap_likely(size <= FSB_MAX_SMALL && align == HEAP_MIN_ALIGN)) {
-        unsigned cls = size_class[(size + 15) / 16];
-        struct fsb_slab *s = to_fsb(h)->partial[cls].head;
-        void *obj;
-
-        if (heap_likely(s != NULL && (obj = s->free) != NULL && s->inuse + 1 < s->capacity)) {
-            s->free = *(void **)obj;
-            s->inuse++;
-            *usable = class_size[cls];
-            return obj;
-        }
-    }
-#endif
-    return fsb_alloc_slow(h, size, align, usable);
+    return free_link_ok(f, s, next) && obj_poisoned(obj, size);
 }
 
-static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
+/* slab_take(): true if reused object obj (class size bytes) still holds the free poison; else it was
+ * reported (use-after-free write, the allocation fails) and made a quarantined block. */
+static inline bool obj_poison_verify(struct fsb *f, void *obj, size_t size)
 {
-    struct fsb *f = to_fsb(h);
-    struct fsb_slab *s;
-    unsigned cls;
-
-    if (heap_unlikely(is_large(ptr))) {
-        size_t u = heap_linked_list_ops.usable_size(f->fallback, ptr);
-        if (cache_put(f, ptr, u))
-            return u;
-        return heap_linked_list_ops.free(f->fallback, ptr);
-    }
-    s = slab_of(ptr);
-    cls = s->cls;
-#if KHEAP_HARDENING
-    obj_set_free(f, ptr, s->free, h->hard.caller);
-    bit_flip(s, granule((uintptr_t)ptr - (uintptr_t)s));
-#else
-    *(void **)ptr = s->free;
-#endif
-    s->free = ptr;
-    if (heap_unlikely(s->full)) {
-        list_remove(&f->full[cls], s);
-        list_push(&f->partial[cls], s);
-        s->full = 0;
-    }
-    if (heap_unlikely(--s->inuse == 0) && (s->prev != NULL || s->next != NULL)) {
-        list_remove(&f->partial[cls], s);
-#if KHEAP_HARDENING
-        size_t usable;
-        const void *site;
-        if (heap_linked_list_ops.validate(f->fallback, s, &usable, &site) != HEAP_BLOCK_OK) {
-            /* The fallback around the slab is damaged: keep the slab out of both for good. */
-            heap_hard_report(h, HEAP_ERR_CORRUPT_METADATA, s, 0, 0, NULL, NULL);
-            return class_size[cls];
-        }
-        /* The front end's rule for freed memory; it also destroys the magic. */
-        heap_hard_poison(s, HEAP_POISON_SPAN);
-#endif
-        heap_linked_list_ops.free(f->fallback, s);
-    }
-    return class_size[cls];
+    if (heap_likely(heap_hard_verify_free(&f->common, obj, HEAP_HARD_LINK, size)))
+        return true;
+    heap_hard_quarantine(&f->common, obj, size);
+    return false;
 }
 
-static size_t fsb_free(struct heap *h, void *ptr)
+/* fsb_free's fast path may also take the free of the last object of s when s is its class's only
+ * partial slab (which stays, see the essay). Plain mode leaves that case to fsb_free_slow
+ * (docs/hardening.md). */
+static inline bool fast_free_of_last(const struct fsb_slab *s)
 {
-#if KHEAP_HARDENING
-    /* ptr passed fsb_validate(): a live object of a slab. The plain fast path's case, plus the mangled
-     * link, the free site and the bitmap. */
-    if (heap_likely(!is_large(ptr))) {
-        struct fsb_slab *s = slab_of(ptr);
-
-        /* Also the last object of a slab that is its class's only partial one: it stays (essay). */
-        if (heap_likely(!s->full && (s->inuse > 1 || (s->prev == NULL && s->next == NULL)))) {
-            obj_set_free(to_fsb(h), ptr, s->free, h->hard.caller);
-            bit_flip(s, granule((uintptr_t)ptr - (uintptr_t)s));
-            s->free = ptr;
-            s->inuse--;
-            return s->size;
-        }
-    }
-#else
-    if (heap_likely(!is_large(ptr))) {
-        struct fsb_slab *s = slab_of(ptr);
-
-        if (heap_likely(!s->full && s->inuse > 1)) {
-            *(void **)ptr = s->free;
-            s->free = ptr;
-            s->inuse--;
-            return s->size;
-        }
-    }
-#endif
-    return fsb_free_slow(h, ptr);
+    return s->prev == NULL && s->next == NULL;
 }
 
-#if KHEAP_HARDENING
+/* new_slab(): s becomes a live slab: its magic, no object allocated. */
+static void slab_mark(const struct fsb *f, struct fsb_slab *s)
+{
+    s->hard->magic = slab_magic(f, s);
+    __builtin_memset(s->hard->allocated, 0, sizeof(s->hard->allocated));
+}
+
+/* fsb_free_slow(): empty slab s is about to go back to the fallback. Returns false if the fallback
+ * around s is damaged (reported; s stays out of both for good); else poisons s's first span (the
+ * front end's rule for freed memory), which also destroys its magic. */
+static bool slab_unmark(struct fsb *f, struct fsb_slab *s)
+{
+    size_t usable;
+    const void *site;
+
+    if (heap_linked_list_ops.validate(f->fallback, s, &usable, &site) != HEAP_BLOCK_OK) {
+        report(f, HEAP_ERR_CORRUPT_METADATA, s);
+        return false;
+    }
+    heap_hard_poison(s, HEAP_POISON_SPAN);
+    return true;
+}
+
+/* large_alloc(): memory may still hold a slab's magic (e.g. from an earlier heap over the same memory
+ * with the same secret): large block p (or NULL) must never pass for a slab. */
+static void large_clear_magic(void *p)
+{
+    if (p != NULL)
+        ((struct fsb_slab *)p)->hard->magic = 0;
+}
+
+/* check_slab(): true if s carries its magic. */
+static bool slab_magic_ok(const struct fsb *f, const struct fsb_slab *s)
+{
+    return s->hard->magic == slab_magic(f, s);
+}
+
+/* check_slab(): 1 (reported as a use-after-free write) if free object o of class size bytes lost
+ * its poison after its link, else 0. */
+static size_t check_free_poison(const struct fsb *f, const void *o, size_t size)
+{
+    size_t off = heap_hard_find_unpoisoned(o, HEAP_HARD_LINK, size);
+
+    if (off == size)
+        return 0;
+    heap_hard_report(&f->common, HEAP_ERR_USE_AFTER_FREE, o, 0, off, NULL, obj_free_site(o));
+    return 1;
+}
+
+/* check_slab(): the live objects of slab s (class cls) by the bitmap: each one's canary and trailer,
+ * and their number against inuse. Returns the number of broken invariants. */
+static size_t check_live_objects(const struct fsb *f, const struct fsb_slab *s, unsigned cls)
+{
+    uintptr_t base = (uintptr_t)s;
+    uint32_t live = 0;
+    size_t bad = 0;
+
+    for (uintptr_t off = FSB_SLAB_HDR; off < s->carve - base; off += class_size[cls]) {
+        int i = obj_index(f, cls, off);
+        if ((off & (FSB_PAGE_SIZE - 1)) == 0 || !bit_get(s, i))
+            continue;
+        live++;
+        bad += !heap_hard_verify_live(&f->common, (const void *)(base + off), class_size[cls]);
+    }
+    return bad + (live != s->inuse);
+}
+
 /* fsb_validate() for a page-aligned pointer: out of line, so the small-object case saves no registers. */
 static __attribute__((noinline)) enum heap_error validate_large(struct fsb *f, const void *ptr, size_t *usable,
                                                                 const void **free_site)
 {
-    struct heap *h = &f->common;
-    {
-        /* A slab is a used fallback block too, but never the user's. */
-        enum heap_error e = heap_linked_list_ops.validate(f->fallback, ptr, usable, free_site);
-        if (e == HEAP_BLOCK_OK || e == HEAP_ERR_CORRUPT_FREELIST) {
-            /* Its header is sound. A cached block is used to the fallback but free to the user. */
-            int i = cache_index(heap_linked_list_ops.usable_size(f->fallback, ptr)), j;
-            if (i >= 0 && (j = cache_find(&f->cache[i], ptr)) >= 0) {
-                *free_site = f->cache[i].site[j];
-                return HEAP_ERR_DOUBLE_FREE;
-            }
-        }
-        if (e == HEAP_BLOCK_OK && is_slab(h, ptr))
-            return HEAP_ERR_INVALID_FREE;
-        return e;
-    }
+    /* A slab is a used fallback block too, but never the user's. */
+    enum heap_error e = heap_linked_list_ops.validate(f->fallback, ptr, usable, free_site);
+
+    /* Its header is sound. A cached block is used to the fallback but free to the user. */
+    if ((e == HEAP_BLOCK_OK || e == HEAP_ERR_CORRUPT_FREELIST) && fsb_cache_holds(&f->cache, f->fallback, ptr, free_site))
+        return HEAP_ERR_DOUBLE_FREE;
+    if (e == HEAP_BLOCK_OK && is_slab(&f->common, ptr))
+        return HEAP_ERR_INVALID_FREE;
+    return e;
 }
 
 /* fsb_validate() for a small object whose slab header s lies in the fallback's memory (so it may be
@@ -841,7 +500,7 @@ static inline enum heap_error validate_small(struct fsb *f, const void *ptr, con
     uintptr_t a = (uintptr_t)ptr;
     int i;
 
-    if (s->magic != slab_magic(f, s) || s->cls >= FSB_NCLASSES)
+    if (s->hard->magic != slab_magic(f, s) || s->cls >= FSB_NCLASSES)
         return HEAP_ERR_INVALID_FREE;
     *free_site = NULL;
     i = obj_index(f, s->cls, a - (uintptr_t)s);
@@ -862,11 +521,12 @@ static __attribute__((noinline)) enum heap_error validate_small_lookup(struct fs
 {
     const struct fsb_slab *s = slab_of(ptr);
 
-    if (!heap_ll_region(f->fallback, (uintptr_t)s, &f->seen_lo, &f->seen_hi))
+    if (!heap_ll_region(f->fallback, (uintptr_t)s, &f->hard->seen_lo, &f->hard->seen_hi))
         return HEAP_ERR_INVALID_FREE;
     return validate_small(f, ptr, s, usable, free_site);
 }
 
+/* The ops' validate (heap_backend.h): classifies any ptr without reading outside the heap. */
 static enum heap_error fsb_validate(struct heap *h, const void *ptr, size_t *usable, const void **free_site)
 {
     struct fsb *f = to_fsb(h);
@@ -878,11 +538,359 @@ static enum heap_error fsb_validate(struct heap *h, const void *ptr, size_t *usa
         return HEAP_ERR_INVALID_FREE;
     /* The slab header must lie inside the fallback's memory before it may be read. Regions only
      * grow, so the last region found stays a valid answer: most frees need no region walk. */
-    if (heap_unlikely(s - f->seen_lo >= f->seen_hi - f->seen_lo))
+    if (heap_unlikely(s - f->hard->seen_lo >= f->hard->seen_hi - f->hard->seen_lo))
         return validate_small_lookup(f, ptr, usable, free_site);
     return validate_small(f, ptr, (const struct fsb_slab *)s, usable, free_site);
 }
+#else
+static inline void init_hard(struct fsb *f, struct heap *fallback, uint64_t secret)
+{
+    (void)f;
+    (void)fallback;
+    (void)secret;
+}
+
+static inline void report(const struct fsb *f, enum heap_error kind, const void *ptr)
+{
+    (void)f;
+    (void)kind;
+    (void)ptr;
+}
+
+static inline void report_and_abort(struct fsb *f, enum heap_error kind, const void *ptr)
+{
+    (void)f;
+    (void)kind;
+    (void)ptr;
+}
+
+/* The plain free-object link: the next free object, as it is, in the object's first word. */
+static inline void obj_set_free(const struct fsb *f, void *obj, const void *next)
+{
+    (void)f;
+    *(const void **)obj = next;
+}
+
+static inline uintptr_t obj_next(const struct fsb *f, const void *obj)
+{
+    (void)f;
+    return *(const uintptr_t *)obj;
+}
+
+static inline bool free_link_ok(const struct fsb *f, const struct fsb_slab *s, uintptr_t next)
+{
+    (void)f;
+    (void)s;
+    (void)next;
+    return true;
+}
+
+static inline void obj_flip_allocated(struct fsb_slab *s, const void *obj)
+{
+    (void)s;
+    (void)obj;
+}
+
+static inline bool obj_reusable(const struct fsb *f, const struct fsb_slab *s, const void *obj, uintptr_t next,
+                                size_t size)
+{
+    (void)f;
+    (void)s;
+    (void)obj;
+    (void)next;
+    (void)size;
+    return true;
+}
+
+static inline bool obj_poison_verify(struct fsb *f, void *obj, size_t size)
+{
+    (void)f;
+    (void)obj;
+    (void)size;
+    return true;
+}
+
+static inline bool fast_free_of_last(const struct fsb_slab *s)
+{
+    (void)s;
+    return false;
+}
+
+static inline void slab_mark(const struct fsb *f, struct fsb_slab *s)
+{
+    (void)f;
+    (void)s;
+}
+
+static inline bool slab_unmark(struct fsb *f, struct fsb_slab *s)
+{
+    (void)f;
+    (void)s;
+    return true;
+}
+
+static inline void large_clear_magic(void *p)
+{
+    (void)p;
+}
+
+static inline bool slab_magic_ok(const struct fsb *f, const struct fsb_slab *s)
+{
+    (void)f;
+    (void)s;
+    return true;
+}
+
+static inline size_t check_free_poison(const struct fsb *f, const void *o, size_t size)
+{
+    (void)f;
+    (void)o;
+    (void)size;
+    return 0;
+}
+
+static inline size_t check_live_objects(const struct fsb *f, const struct fsb_slab *s, unsigned cls)
+{
+    (void)f;
+    (void)s;
+    (void)cls;
+    return 0;
+}
+
+/* Never called in plain mode (heap_backend.h): every pointer the front end passes is live. */
+static enum heap_error fsb_validate(struct heap *h, const void *ptr, size_t *usable, const void **free_site)
+{
+    (void)h;
+    (void)ptr;
+    (void)usable;
+    (void)free_site;
+    return HEAP_ERR_INVALID_FREE;
+}
 #endif
+
+/* Places the instance at the start of mem and the fallback after it. NULL if mem is too small. */
+static struct heap *fsb_init(void *mem, size_t size, uint64_t secret)
+{
+    /* Offsets from mem, compared with size before any address is formed (heap_backend.h). */
+    size_t lead = heap_pad_to((uintptr_t)mem, HEAP_MIN_ALIGN);
+    size_t inst = heap_align_up(FSB_INSTANCE_SIZE, HEAP_MIN_ALIGN);
+    uintptr_t base = (uintptr_t)mem + lead;
+    struct heap *fallback;
+    struct fsb *f;
+
+    if (size < lead + inst)
+        return NULL;
+    fallback = heap_linked_list_ops.init((void *)(base + inst), size - lead - inst, secret);
+    if (fallback == NULL)
+        return NULL;
+    f = (struct fsb *)base;
+    __builtin_memset(f, 0, FSB_INSTANCE_SIZE);
+    f->fallback = fallback;
+    for (unsigned c = 0; c < FSB_NCLASSES; c++)
+        f->capacity[c] = count_capacity(c);
+    init_hard(f, fallback, secret);
+    return &f->common;
+}
+
+/* Gets a fresh slab for class cls from the fallback and makes it the head of the partial list.
+ * NULL if the fallback has no room. */
+static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
+{
+    size_t usable;
+    struct fsb_slab *s = heap_linked_list_ops.alloc(f->fallback, FSB_SLAB_USABLE, FSB_SLAB_SIZE, &usable);
+
+    if (s == NULL)
+        return NULL;
+    s->free = NULL;
+    s->carve = (uintptr_t)s + FSB_SLAB_HDR;
+    s->inuse = 0;
+    s->capacity = f->capacity[cls];
+    s->cls = cls;
+    s->size = class_size[cls];
+    s->full = 0;
+    slab_mark(f, s);
+    list_push(&f->partial[cls], s);
+    return s;
+}
+
+/* Counts object obj as taken from partial slab s of class cls; s moves to the full list if it is. */
+static inline void slab_count_taken(struct fsb *f, struct fsb_slab *s, unsigned cls, const void *obj)
+{
+    obj_flip_allocated(s, obj);
+    if (++s->inuse == s->capacity) {
+        list_remove(&f->partial[cls], s);
+        list_push(&f->full[cls], s);
+        s->full = 1;
+    }
+}
+
+/* Takes one object from partial slab s of class cls. NULL (hardened mode) if the object met
+ * corruption: a damaged free link (the object stays on the list) or a disturbed poison (the object
+ * is taken out for good: counted as allocated, never handed out, consistent for check()). */
+static inline void *slab_take(struct fsb *f, struct fsb_slab *s, unsigned cls)
+{
+    void *obj = s->free;
+
+    if (obj != NULL) {
+        uintptr_t next = obj_next(f, obj);
+        if (heap_unlikely(!free_link_ok(f, s, next))) {
+            report_and_abort(f, HEAP_ERR_CORRUPT_FREELIST, obj);
+            return NULL;
+        }
+        s->free = (void *)next;
+        if (heap_unlikely(!obj_poison_verify(f, obj, class_size[cls]))) {
+            slab_count_taken(f, s, cls, obj);
+            return NULL;
+        }
+    } else {
+        if ((s->carve & (FSB_PAGE_SIZE - 1)) == 0)
+            s->carve += class_size[cls];
+        obj = (void *)s->carve;
+        s->carve += class_size[cls];
+    }
+    slab_count_taken(f, s, cls, obj);
+    return obj;
+}
+
+/* A large block of size bytes (whole pages with the header) from the fallback, page-aligned or more.
+ * NULL if the fallback has no room. */
+static void *large_alloc(struct fsb *f, size_t size, size_t align, size_t *usable)
+{
+    void *p = heap_linked_list_ops.alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE,
+                                         usable);
+
+    large_clear_magic(p);
+    return p;
+}
+
+/* Smallest class >= cls whose objects are align-aligned, or FSB_NCLASSES. */
+static unsigned aligned_class(unsigned cls, size_t align)
+{
+    while (cls < FSB_NCLASSES && class_size[cls] % align != 0)
+        cls++;
+    return cls;
+}
+
+/* Everything fsb_alloc's fast path does not handle: carving, new slabs, a slab becoming full,
+ * aligned and large requests, and (hardened mode) every object that met corruption. */
+static __attribute__((noinline)) void *fsb_alloc_slow(struct heap *h, size_t size, size_t align, size_t *usable)
+{
+    struct fsb *f = to_fsb(h);
+    unsigned cls;
+    struct fsb_slab *s;
+
+    if (heap_unlikely(size > FSB_MAX_SMALL || align > FSB_MAX_SMALL_ALIGN))
+        goto large;
+    cls = size_class[(size + 15) / 16];
+    if (heap_unlikely(align != HEAP_MIN_ALIGN)) {
+        cls = aligned_class(cls, align);
+        if (cls == FSB_NCLASSES)
+            goto large;
+    }
+    s = f->partial[cls].head;
+    if (heap_unlikely(s == NULL)) {
+        s = new_slab(f, cls);
+        if (s == NULL && fsb_cache_flush(&f->cache, f->fallback))
+            s = new_slab(f, cls);
+        if (s == NULL)
+            return NULL;
+    }
+    *usable = class_size[cls];
+    return slab_take(f, s, cls);
+large:
+    /* Whole pages including the fallback's block header, so large blocks and slabs tile pages. */
+    size = heap_align_up(size + FSB_LL_HDR, FSB_PAGE_SIZE) - FSB_LL_HDR;
+    if (align <= FSB_PAGE_SIZE) {
+        int i = fsb_cache_index(size);
+        if (i >= 0 && f->cache.bin[i].count != 0)
+            return fsb_cache_take(&f->cache, f->fallback, (unsigned)i, usable);
+    }
+    void *p = large_alloc(f, size, align, usable);
+    if (p == NULL && fsb_cache_flush(&f->cache, f->fallback))
+        p = large_alloc(f, size, align, usable);
+    return p;
+}
+
+/*
+ * The fast paths. The common small allocation pops a previously freed object from the head slab of
+ * its class while that slab stays partial; the common free pushes onto a slab that stays partial and
+ * non-empty. Nothing else -- no list moves, no carving, no calls -- so in plain mode these compile to
+ * a dozen instructions without spills; every other case goes to the slow path, which handles the
+ * general case completely. In hardened mode the same cases also validate the link and verify the
+ * object's poison (allocation) or write the mangled link and free site (free), and flip the bit;
+ * anything else -- including every error -- is left to the slow path, which reports it.
+ */
+static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
+{
+    if (heap_likely(size <= FSB_MAX_SMALL && align == HEAP_MIN_ALIGN)) {
+        struct fsb *f = to_fsb(h);
+        unsigned cls = size_class[(size + 15) / 16];
+        struct fsb_slab *s = f->partial[cls].head;
+        void *obj;
+
+        if (heap_likely(s != NULL && (obj = s->free) != NULL && s->inuse + 1 < s->capacity)) {
+            uintptr_t next = obj_next(f, obj);
+
+            if (heap_likely(obj_reusable(f, s, obj, next, class_size[cls]))) {
+                s->free = (void *)next;
+                obj_flip_allocated(s, obj);
+                s->inuse++;
+                *usable = class_size[cls];
+                return obj;
+            }
+        }
+    }
+    return fsb_alloc_slow(h, size, align, usable);
+}
+
+/* Everything fsb_free's fast path does not handle: large blocks, a full slab becoming partial, a
+ * slab becoming empty. */
+static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
+{
+    struct fsb *f = to_fsb(h);
+    struct fsb_slab *s;
+    unsigned cls;
+
+    if (heap_unlikely(is_large(ptr))) {
+        size_t u = heap_linked_list_ops.usable_size(f->fallback, ptr);
+        if (fsb_cache_put(&f->cache, f->fallback, ptr, u))
+            return u;
+        return heap_linked_list_ops.free(f->fallback, ptr);
+    }
+    s = slab_of(ptr);
+    cls = s->cls;
+    obj_set_free(f, ptr, s->free);
+    obj_flip_allocated(s, ptr);
+    s->free = ptr;
+    if (heap_unlikely(s->full)) {
+        list_remove(&f->full[cls], s);
+        list_push(&f->partial[cls], s);
+        s->full = 0;
+    }
+    if (heap_unlikely(--s->inuse == 0) && (s->prev != NULL || s->next != NULL)) {
+        list_remove(&f->partial[cls], s);
+        if (heap_likely(slab_unmark(f, s)))
+            heap_linked_list_ops.free(f->fallback, s);
+    }
+    return class_size[cls];
+}
+
+static size_t fsb_free(struct heap *h, void *ptr)
+{
+    /* In hardened mode ptr passed fsb_validate(): a live object of a slab, or a live large block. */
+    if (heap_likely(!is_large(ptr))) {
+        struct fsb_slab *s = slab_of(ptr);
+
+        if (heap_likely(!s->full && (s->inuse > 1 || fast_free_of_last(s)))) {
+            obj_set_free(to_fsb(h), ptr, s->free);
+            obj_flip_allocated(s, ptr);
+            s->free = ptr;
+            s->inuse--;
+            return s->size;
+        }
+    }
+    return fsb_free_slow(h, ptr);
+}
 
 static bool fsb_resize(struct heap *h, void *ptr, size_t size)
 {
@@ -905,6 +913,16 @@ static void fsb_add_memory(struct heap *h, void *start, size_t len)
     heap_linked_list_ops.add_memory(to_fsb(h)->fallback, start, len);
 }
 
+/* True if o could be a free object of slab s (class cls): inside the carved part, on an object
+ * boundary, not page-aligned. */
+static bool obj_in_slab(const struct fsb_slab *s, unsigned cls, const void *o)
+{
+    uintptr_t a = (uintptr_t)o, base = (uintptr_t)s;
+
+    return a >= base + FSB_SLAB_HDR && a < s->carve && (a - base - FSB_SLAB_HDR) % class_size[cls] == 0 &&
+           !is_large(o);
+}
+
 /* Checks one slab of class cls on list full (0/1); returns the number of broken invariants. */
 static size_t check_slab(const struct fsb *f, const struct fsb_slab *s, unsigned cls, uint32_t full)
 {
@@ -920,55 +938,32 @@ static size_t check_slab(const struct fsb *f, const struct fsb_slab *s, unsigned
     bad += s->carve < base + FSB_SLAB_HDR || s->carve > end;
     for (uintptr_t off = s->carve - base; off + class_size[cls] <= FSB_SLAB_USABLE; off += class_size[cls])
         uncarved += (off & (FSB_PAGE_SIZE - 1)) != 0;
-#if KHEAP_HARDENING
-    if (s->magic != slab_magic(f, s)) {
-        heap_hard_report(&f->common, HEAP_ERR_CORRUPT_METADATA, s, 0, 0, NULL, NULL);
+    /* Hardened mode: the header must be a slab's and the list's head sound before the list is walked. */
+    if (!slab_magic_ok(f, s)) {
+        report(f, HEAP_ERR_CORRUPT_METADATA, s);
         return bad + 1;
     }
     if (s->free != NULL && !free_link_ok(f, s, (uintptr_t)s->free)) {
-        heap_hard_report(&f->common, HEAP_ERR_CORRUPT_FREELIST, s, 0, 0, NULL, NULL);
+        report(f, HEAP_ERR_CORRUPT_FREELIST, s);
         return bad + 1;
     }
     for (const void *o = s->free; o != NULL;) {
-        uintptr_t next = obj_next(f, o);
-        size_t off;
-        if (++nfree > s->capacity) {
+        uintptr_t next;
+        if (++nfree > s->capacity || !obj_in_slab(s, cls, o)) {
             bad++;
             break;
         }
-        off = heap_hard_find_unpoisoned(o, HEAP_HARD_LINK, class_size[cls]);
-        if (off != class_size[cls]) {
-            heap_hard_report(&f->common, HEAP_ERR_USE_AFTER_FREE, o, 0, off, NULL, obj_free_site(o));
-            bad++;
-        }
+        next = obj_next(f, o);
+        bad += check_free_poison(f, o, class_size[cls]);
+        /* Hardened mode: each link is validated before it is followed. */
         if (!free_link_ok(f, s, next)) {
-            heap_hard_report(&f->common, HEAP_ERR_CORRUPT_FREELIST, o, 0, 0, NULL, NULL);
+            report(f, HEAP_ERR_CORRUPT_FREELIST, o);
             bad++;
             break;
         }
         o = (const void *)next;
     }
-    {
-        uint32_t live = 0;
-        for (uintptr_t off = FSB_SLAB_HDR; off < s->carve - base; off += class_size[cls]) {
-            int i = obj_index(f, cls, off);
-            if ((off & (FSB_PAGE_SIZE - 1)) == 0 || !bit_get(s, i))
-                continue;
-            live++;
-            bad += !heap_hard_verify_live(&f->common, (const void *)(base + off), class_size[cls]);
-        }
-        bad += live != s->inuse;
-    }
-#else
-    for (const void *o = s->free; o != NULL; o = *(void *const *)o) {
-        uintptr_t a = (uintptr_t)o;
-        if (++nfree > s->capacity || a < base + FSB_SLAB_HDR || a >= s->carve ||
-            (a - base - FSB_SLAB_HDR) % class_size[cls] != 0 || is_large(o)) {
-            bad++;
-            break;
-        }
-    }
-#endif
+    bad += check_live_objects(f, s, cls);
     bad += nfree + uncarved + s->inuse != s->capacity;
     return bad;
 }
@@ -989,51 +984,10 @@ static size_t check_list(const struct fsb *f, const struct fsb_list *l, unsigned
     return bad;
 }
 
-/* Checks the large-block cache: bounds, counts, each entry a distinct page-aligned block of the
- * fallback of its page count; in hardened mode also the free poison of each. */
-static size_t check_cache(const struct fsb *f)
-{
-    size_t bad = 0, total = 0;
-
-    for (unsigned i = 0; i < FSB_CACHE_PAGES; i++) {
-        const struct fsb_cache *c = &f->cache[i];
-        if (c->count > FSB_CACHE_DEPTH) {
-            bad++;
-            continue;
-        }
-        total += c->count;
-        for (uint32_t j = 0; j < c->count; j++) {
-            const void *p = c->block[j];
-#if KHEAP_HARDENING
-            size_t off;
-            if (!is_large(p) || !heap_ll_contains(f->fallback, (uintptr_t)p)) {
-                bad++;
-                continue;
-            }
-#else
-            if (!is_large(p)) {
-                bad++;
-                continue;
-            }
-#endif
-            bad += heap_linked_list_ops.usable_size(f->fallback, p) != pages_usable(i + 1);
-            bad += cache_find(c, p) != (int)j; /* listed twice */
-#if KHEAP_HARDENING
-            off = cache_unpoisoned(p, pages_usable(i + 1));
-            if (off != pages_usable(i + 1)) {
-                heap_hard_report(&f->common, HEAP_ERR_USE_AFTER_FREE, p, 0, off, NULL, c->site[j]);
-                bad++;
-            }
-#endif
-        }
-    }
-    return bad + (total != f->ncached);
-}
-
 static size_t fsb_check(const struct heap *h)
 {
     const struct fsb *f = to_cfsb(h);
-    size_t bad = heap_linked_list_ops.check(f->fallback) + check_cache(f);
+    size_t bad = heap_linked_list_ops.check(f->fallback) + fsb_cache_check(&f->cache, f->fallback);
 
     for (unsigned c = 0; c < FSB_NCLASSES; c++) {
         bad += check_list(f, &f->partial[c], c, 0);
@@ -1044,7 +998,7 @@ static size_t fsb_check(const struct heap *h)
 
 const struct heap_ops heap_fixed_size_block_ops = {
     .name = "fixed_size_block",
-    /* A new slab needs 16 KiB at 16 KiB alignment; a large block up to 4 KiB of page alignment. */
+    /* A new slab needs 16 KiB at 16 KiB alignment; a large block up to a page of alignment. */
     .grow_overhead = 2 * FSB_SLAB_SIZE + 256,
     .init = fsb_init,
     .alloc = fsb_alloc,
@@ -1053,7 +1007,5 @@ const struct heap_ops heap_fixed_size_block_ops = {
     .usable_size = fsb_usable_size,
     .add_memory = fsb_add_memory,
     .check = fsb_check,
-#if KHEAP_HARDENING
     .validate = fsb_validate,
-#endif
 };

@@ -11,10 +11,10 @@
  * HEAP_GROW_TRIES times (alloc_retry, the one grow-and-retry path). grow() runs with the lock held.
  *
  * Hardened mode (KHEAP_HARDENING=1, docs/hardening.md) is a layer of hooks, heap_hard.h: the front
- * end asks the backend for HEAP_HARD_TAIL more bytes than requested and hard_new_block() lays out
- * every block as user bytes, canary, trailer; before a free, realloc or usable_size, hard_accept()
+ * end asks the backend for HEAP_HARD_TAIL more bytes than requested and heap_hard_new_block() lays out
+ * every block as user bytes, canary, trailer; before a free, realloc or usable_size, heap_hard_accept()
  * has the backend classify the pointer (live, already free, not a block) and verifies the canary;
- * hard_poison_freed() poisons a block before the backend takes it back. Backends verify the poison
+ * heap_hard_poison_freed() poisons a block before the backend takes it back. Backends verify the poison
  * when they reuse memory and keep their free-list pointers mangled; everything they find goes
  * through heap_hard_report(). A report whose handler returns leaves the offending call without
  * effect: a bad free is ignored, an allocation that met corruption returns NULL (failed_allocs++),
@@ -95,7 +95,7 @@ static __attribute__((noinline)) void *alloc_retry(struct heap *h, size_t size, 
     size_t usable;
     void *p = NULL;
 
-    for (int i = 0; i < HEAP_GROW_TRIES && h->env.grow != NULL && !hard_aborted(h); i++) {
+    for (int i = 0; i < HEAP_GROW_TRIES && h->env.grow != NULL && !heap_hard_aborted(h); i++) {
         if (!grow(h, size + HEAP_HARD_TAIL, align))
             break;
         p = h->ops->alloc(h, size + HEAP_HARD_TAIL, align, &usable);
@@ -103,10 +103,10 @@ static __attribute__((noinline)) void *alloc_retry(struct heap *h, size_t size, 
             break;
     }
     if (p == NULL) {
-        hard_alloc_failed(h);
+        heap_hard_alloc_failed(h);
         return fail(h);
     }
-    note_alloc(h, hard_new_block(h, p, size, usable));
+    note_alloc(h, heap_hard_new_block(h, p, size, usable));
     return p;
 }
 
@@ -118,11 +118,11 @@ static inline __attribute__((always_inline)) void *alloc_block(struct heap *h, s
     size_t usable;
     void *p;
 
-    hard_alloc_begin(h);
+    heap_hard_alloc_begin(h);
     p = h->ops->alloc(h, size + HEAP_HARD_TAIL, align, &usable);
     if (heap_unlikely(p == NULL))
         return alloc_retry(h, size, align);
-    note_alloc(h, hard_new_block(h, p, size, usable));
+    note_alloc(h, heap_hard_new_block(h, p, size, usable));
     return p;
 }
 
@@ -139,18 +139,18 @@ static void *alloc_locked(struct heap *h, size_t size, size_t align)
 }
 
 /* Gives accepted block ptr back to the backend and counts it. */
-static inline void release_block(struct heap *h, void *ptr, const struct hard_block *b)
+static inline void release_block(struct heap *h, void *ptr, const struct heap_hard_block *b)
 {
-    hard_poison_freed(ptr, b);
-    note_free(h, hard_counted(b, h->ops->free(h, ptr)));
+    heap_hard_poison_freed(ptr, b);
+    note_free(h, heap_hard_counted(b, h->ops->free(h, ptr)));
 }
 
 /* Frees ptr (not NULL), lock held: hardened mode first accepts it (or reports and leaves it). */
 static inline void free_locked(struct heap *h, void *ptr)
 {
-    struct hard_block b;
+    struct heap_hard_block b;
 
-    if (hard_accept(h, ptr, &b))
+    if (heap_hard_accept(h, ptr, &b))
         release_block(h, ptr, &b);
 }
 
@@ -158,7 +158,7 @@ static inline void free_locked(struct heap *h, void *ptr)
 struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, const struct heap_env *env)
 {
     struct heap *h;
-    uint64_t secret = hard_secret(env, mem);
+    uint64_t secret = heap_hard_secret(env, mem);
 
     if (ops == NULL || mem == NULL)
         return NULL;
@@ -175,7 +175,7 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
         h->env.lock = NULL; /* a lock that cannot be released is no lock */
     h->counts = (struct heap_counters){0};
     h->counts.bytes_mapped = size;
-    hard_init(h, secret);
+    heap_hard_init(h, secret);
     return h;
 }
 
@@ -193,7 +193,7 @@ static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, s
     unsigned long saved = heap_lock(h);
     void *p;
 
-    hard_set_caller(h, caller);
+    heap_hard_set_caller(h, caller);
     p = alloc_locked(h, size, align);
     heap_unlock(h, saved);
     return p;
@@ -207,7 +207,7 @@ static inline __attribute__((always_inline)) void *alloc_entry(struct heap *h, s
      * (the align test folds away for the constant HEAP_MIN_ALIGN). */
     if (heap_likely(h->env.lock == NULL && align < HEAP_MAX_REQUEST &&
                     size - 1 < HEAP_MAX_REQUEST - HEAP_HARD_TAIL - align)) {
-        hard_set_caller(h, caller);
+        heap_hard_set_caller(h, caller);
         return alloc_block(h, size, align);
     }
     return alloc_slow(h, size, align, caller);
@@ -218,7 +218,7 @@ static __attribute__((noinline)) void free_slow(struct heap *h, void *ptr, const
 {
     unsigned long saved = heap_lock(h);
 
-    hard_set_caller(h, caller);
+    heap_hard_set_caller(h, caller);
     free_locked(h, ptr);
     heap_unlock(h, saved);
 }
@@ -228,7 +228,7 @@ static inline __attribute__((always_inline)) void free_entry(struct heap *h, voi
     if (ptr == NULL)
         return;
     if (heap_likely(h->env.lock == NULL)) {
-        hard_set_caller(h, caller);
+        heap_hard_set_caller(h, caller);
         free_locked(h, ptr);
         return;
     }
@@ -260,7 +260,7 @@ void *heap_calloc_from(struct heap *h, size_t n, size_t size, const void *caller
     size_t bytes;
     void *p;
 
-    hard_set_caller(h, caller);
+    heap_hard_set_caller(h, caller);
     if (__builtin_mul_overflow(n, size, &bytes))
         p = fail(h);
     else
@@ -274,7 +274,7 @@ void *heap_calloc_from(struct heap *h, size_t n, size_t size, const void *caller
 /* C realloc; on failure returns NULL and ptr stays allocated and unchanged. */
 void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *caller)
 {
-    struct hard_block b;
+    struct heap_hard_block b;
     unsigned long saved;
     size_t total, old;
     void *p;
@@ -282,18 +282,18 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
     if (ptr == NULL)
         return heap_alloc_from(h, size, caller);
     saved = heap_lock(h);
-    hard_set_caller(h, caller);
+    heap_hard_set_caller(h, caller);
     if (size == 0)
         size = 1;
     if (__builtin_add_overflow(size, HEAP_MIN_ALIGN, &total) || total > HEAP_MAX_REQUEST - HEAP_HARD_TAIL ||
-        !hard_accept(h, ptr, &b)) {
+        !heap_hard_accept(h, ptr, &b)) {
         p = fail(h); /* too large, or (hardened) not a healthy live block: leave it alone */
         goto out;
     }
-    old = hard_live_size(h, ptr, &b);
+    old = heap_hard_live_size(h, ptr, &b);
     if (h->ops->resize(h, ptr, size + HEAP_HARD_TAIL)) {
         h->counts.bytes_freed += old;
-        note_grown(h, hard_resized(h, ptr, &b, size));
+        note_grown(h, heap_hard_resized(h, ptr, &b, size));
         p = ptr;
         goto out;
     }
@@ -345,15 +345,15 @@ __attribute__((noinline)) void heap_free(struct heap *h, void *ptr)
  * live block, which is reported). */
 size_t heap_usable_size(struct heap *h, const void *ptr)
 {
-    struct hard_block b;
+    struct heap_hard_block b;
     unsigned long saved;
     size_t n;
 
     if (ptr == NULL)
         return 0;
     saved = heap_lock(h);
-    hard_set_caller(h, __builtin_return_address(0));
-    n = hard_accept(h, (void *)(uintptr_t)ptr, &b) ? hard_live_size(h, ptr, &b) : 0;
+    heap_hard_set_caller(h, __builtin_return_address(0));
+    n = heap_hard_accept(h, (void *)(uintptr_t)ptr, &b) ? heap_hard_live_size(h, ptr, &b) : 0;
     heap_unlock(h, saved);
     return n;
 }
@@ -385,7 +385,7 @@ size_t heap_check(struct heap *h)
     size_t bytes = in_use(h), live = (size_t)(c->total_allocs - c->total_frees);
     size_t bad;
 
-    hard_set_caller(h, __builtin_return_address(0));
+    heap_hard_set_caller(h, __builtin_return_address(0));
     bad = h->ops->check(h);
     bad += c->total_frees > c->total_allocs; /* more frees than allocations */
     bad += c->peak_in_use < bytes;

@@ -10,14 +10,14 @@
 /* Returns the offset from p of the first disturbed canary byte, or 0 if the canary is intact. */
 static size_t canary_find_bad(uint64_t k, const void *p, size_t req, size_t bu)
 {
-    uint64_t cw = hard_canary_word(k);
+    uint64_t cw = heap_hard_canary_word(k);
     size_t first = req & ~(size_t)7, zone_end = bu - HEAP_HARD_TRAILER;
     const unsigned char *w = (const unsigned char *)p + first;
-    uint64_t diff = (hard_load64(w) ^ cw) & ~hard_user_mask(req);
+    uint64_t diff = (heap_hard_load64(w) ^ cw) & ~heap_hard_user_mask(req);
 
     if (diff != 0)
         return first + (size_t)__builtin_ctzll(diff) / 8;
-    if (first + 16 <= zone_end && (diff = hard_load64(w + 8) ^ cw) != 0)
+    if (first + 16 <= zone_end && (diff = heap_hard_load64(w + 8) ^ cw) != 0)
         return first + 8 + (size_t)__builtin_ctzll(diff) / 8;
     return 0;
 }
@@ -25,9 +25,9 @@ static size_t canary_find_bad(uint64_t k, const void *p, size_t req, size_t bu)
 __attribute__((noinline, cold)) bool heap_hard_live_damaged(const struct heap *h, uint64_t k, const void *p,
                                                             size_t bu)
 {
-    struct hard_block b;
+    struct heap_hard_block b;
 
-    if (!hard_trailer_read(k, p, bu, &b)) {
+    if (!heap_hard_trailer_read(k, p, bu, &b)) {
         /* The trailer itself was overwritten: a long overflow (or a wild write). */
         heap_hard_report(h, HEAP_ERR_OVERFLOW, p, 0, bu - HEAP_HARD_TRAILER, NULL, NULL);
         return false;
@@ -59,7 +59,7 @@ void heap_hard_report(const struct heap *h, enum heap_error kind, const void *pt
 void heap_hard_poison(void *p, size_t len)
 {
     if (len != 0)
-        hard_fill(p, len, HEAP_POISON_FREE64);
+        heap_hard_fill(p, len, HEAP_POISON_FREE64);
 }
 
 size_t heap_hard_find_unpoisoned(const void *p, size_t from, size_t to)
@@ -69,7 +69,7 @@ size_t heap_hard_find_unpoisoned(const void *p, size_t from, size_t to)
 
     /* Two words per step with one branch; the byte-exact offset is located only on a mismatch. */
     for (; i + 16 <= to; i += 16)
-        if (heap_unlikely(((hard_load64(b + i) ^ HEAP_POISON_FREE64) | (hard_load64(b + i + 8) ^ HEAP_POISON_FREE64)) !=
+        if (heap_unlikely(((heap_hard_load64(b + i) ^ HEAP_POISON_FREE64) | (heap_hard_load64(b + i + 8) ^ HEAP_POISON_FREE64)) !=
                           0))
             break;
     for (; i < to; i++)
@@ -92,13 +92,13 @@ bool heap_hard_verify_free(struct heap *h, void *p, size_t from, size_t bu)
 
 bool heap_hard_verify_live(const struct heap *h, const void *p, size_t bu)
 {
-    struct hard_block b;
-    return hard_check_live(h, p, bu, &b);
+    struct heap_hard_block b;
+    return heap_hard_check_live(h, p, bu, &b);
 }
 
 void heap_hard_quarantine(struct heap *h, void *p, size_t bu)
 {
-    hard_layout(h->hard.owner, p, bu - HEAP_HARD_TAIL, bu, NULL); /* no site: no user ever held it */
+    heap_hard_layout(h->hard.owner, p, bu - HEAP_HARD_TAIL, bu, NULL); /* no site: no user ever held it */
 }
 
 #endif /* KHEAP_HARDENING */

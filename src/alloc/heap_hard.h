@@ -14,7 +14,7 @@
 #define KHEAP_ALLOC_HEAP_HARD_H
 
 /* What the hardened layer learned about a live block when it accepted it (plain build: nothing). */
-struct hard_block {
+struct heap_hard_block {
     size_t bu;        /* the backend's usable size */
     size_t req;       /* the size the user asked for */
     const void *site; /* where it was allocated */
@@ -89,15 +89,15 @@ void heap_hard_quarantine(struct heap *h, void *p, size_t bu);
 
 /* ---- block layout: user bytes, canary, trailer (see the picture above) ---- */
 
-struct hard_trailer {
+struct heap_hard_trailer {
     uint64_t req;        /* requested size ^ key(p) */
     uint64_t alloc_site; /* caller ^ rotl(key(p), 32) */
 };
-_Static_assert(sizeof(struct hard_trailer) == HEAP_HARD_TRAILER, "trailer layout");
+_Static_assert(sizeof(struct heap_hard_trailer) == HEAP_HARD_TRAILER, "trailer layout");
 
-static inline struct hard_trailer *hard_trailer_of(const void *p, size_t bu)
+static inline struct heap_hard_trailer *heap_hard_trailer_of(const void *p, size_t bu)
 {
-    return (struct hard_trailer *)((uintptr_t)p + bu - HEAP_HARD_TRAILER);
+    return (struct heap_hard_trailer *)((uintptr_t)p + bu - HEAP_HARD_TRAILER);
 }
 
 /*
@@ -107,12 +107,12 @@ static inline struct hard_trailer *hard_trailer_of(const void *p, size_t bu)
  * function is invertible, so whoever learns one keyed word of a block learns the secret either way --
  * and each costs a multiply chain on every alloc and free.
  */
-static inline uint64_t hard_block_key(const struct heap *h, const void *p)
+static inline uint64_t heap_hard_block_key(const struct heap *h, const void *p)
 {
     return heap_hard_key(h->hard.secret, (uintptr_t)p);
 }
 
-static inline uint64_t hard_site_key(uint64_t k)
+static inline uint64_t heap_hard_site_key(uint64_t k)
 {
     return (k << 32) | (k >> 32);
 }
@@ -120,20 +120,20 @@ static inline uint64_t hard_site_key(uint64_t k)
 /* The canary byte pattern: bits 0 and 1 set so no byte is ever 0 or 1 (an off-by-one NUL terminator
  * or a stored `true` always changes it; with bit 0 alone, one block in 64 had a canary byte of 1 and
  * missed such a write), bit 7 clear so no byte equals the fresh pattern. */
-static inline uint64_t hard_canary_word(uint64_t k)
+static inline uint64_t heap_hard_canary_word(uint64_t k)
 {
     return ((k >> 8) & 0x7c7c7c7c7c7c7c7cull) | 0x0303030303030303ull;
 }
 _Static_assert((HEAP_POISON_ALLOC & 0x80) != 0, "the fresh pattern is never a canary byte");
 
-static inline uint64_t hard_load64(const void *a)
+static inline uint64_t heap_hard_load64(const void *a)
 {
     uint64_t w;
     __builtin_memcpy(&w, a, 8);
     return w;
 }
 
-static inline void hard_store64(void *a, uint64_t w)
+static inline void heap_hard_store64(void *a, uint64_t w)
 {
     __builtin_memcpy(a, &w, 8);
 }
@@ -142,7 +142,7 @@ static inline void hard_store64(void *a, uint64_t w)
  * (a library memset costs a call and a size dispatch), memset beyond 256 bytes. Two words per
  * iteration; the last two words may overlap words already written, so len need not be a multiple of
  * 8 when it is >= 8; below 8 the bytes are stored singly. */
-static inline void hard_fill(void *p, size_t len, uint64_t w)
+static inline void heap_hard_fill(void *p, size_t len, uint64_t w)
 {
     unsigned char *b = p;
 
@@ -150,15 +150,15 @@ static inline void hard_fill(void *p, size_t len, uint64_t w)
         __builtin_memset(p, (int)(w & 0xff), len);
     } else if (len >= 16) {
         for (size_t i = 0; i + 16 < len; i += 16) {
-            hard_store64(b + i, w);
-            hard_store64(b + i + 8, w);
+            heap_hard_store64(b + i, w);
+            heap_hard_store64(b + i + 8, w);
             __asm__("" ::: "memory"); /* keep this a loop of stores, not a call to memset */
         }
-        hard_store64(b + len - 16, w);
-        hard_store64(b + len - 8, w);
+        heap_hard_store64(b + len - 16, w);
+        heap_hard_store64(b + len - 8, w);
     } else if (len >= 8) {
-        hard_store64(b, w);
-        hard_store64(b + len - 8, w);
+        heap_hard_store64(b, w);
+        heap_hard_store64(b + len - 8, w);
     } else {
         for (size_t i = 0; i < len; i++)
             b[i] = (unsigned char)w;
@@ -166,59 +166,59 @@ static inline void hard_fill(void *p, size_t len, uint64_t w)
 }
 
 /*
- * The canary is up to HEAP_HARD_CANARY (16) bytes of 8-byte words equal to hard_canary_word()
+ * The canary is up to HEAP_HARD_CANARY (16) bytes of 8-byte words equal to heap_hard_canary_word()
  * starting at the word that holds byte req: the canary bytes of that word (after the user's) plus the
  * next word. The zone between req and the trailer is >= 8 bytes and ends 8-aligned, so both words
  * always fit. Handling whole words keeps writing and verifying it at a few instructions.
  */
 
 /* Mask of the bytes of the word at req & ~7 that belong to the user (the first req % 8). */
-static inline uint64_t hard_user_mask(size_t req)
+static inline uint64_t heap_hard_user_mask(size_t req)
 {
     return ~(~(uint64_t)0 << (8 * (req & 7))); /* 0 when req % 8 == 0 */
 }
 
-static inline void hard_canary_write(uint64_t k, void *p, size_t req, size_t bu)
+static inline void heap_hard_canary_write(uint64_t k, void *p, size_t req, size_t bu)
 {
-    uint64_t cw = hard_canary_word(k);
+    uint64_t cw = heap_hard_canary_word(k);
     size_t first = req & ~(size_t)7, zone_end = bu - HEAP_HARD_TRAILER;
-    uint64_t keep = hard_user_mask(req);
+    uint64_t keep = heap_hard_user_mask(req);
     unsigned char *w = (unsigned char *)p + first;
 
-    hard_store64(w, (hard_load64(w) & keep) | (cw & ~keep));
+    heap_hard_store64(w, (heap_hard_load64(w) & keep) | (cw & ~keep));
     if (first + 16 <= zone_end)
-        hard_store64(w + 8, cw);
+        heap_hard_store64(w + 8, cw);
 }
 
 /* True if live block p's canary (key k, requested size req, usable bu) is intact. */
-static inline bool hard_canary_intact(uint64_t k, const void *p, size_t req, size_t bu)
+static inline bool heap_hard_canary_intact(uint64_t k, const void *p, size_t req, size_t bu)
 {
-    uint64_t cw = hard_canary_word(k);
+    uint64_t cw = heap_hard_canary_word(k);
     size_t first = req & ~(size_t)7;
     const unsigned char *w = (const unsigned char *)p + first;
-    uint64_t diff = (hard_load64(w) ^ cw) & ~hard_user_mask(req);
+    uint64_t diff = (heap_hard_load64(w) ^ cw) & ~heap_hard_user_mask(req);
 
     if (first + 16 <= bu - HEAP_HARD_TRAILER)
-        diff |= hard_load64(w + 8) ^ cw;
+        diff |= heap_hard_load64(w + 8) ^ cw;
     return diff == 0;
 }
 
-static inline void hard_trailer_write(uint64_t k, void *p, size_t req, size_t bu, const void *site)
+static inline void heap_hard_trailer_write(uint64_t k, void *p, size_t req, size_t bu, const void *site)
 {
-    struct hard_trailer *t = hard_trailer_of(p, bu);
+    struct heap_hard_trailer *t = heap_hard_trailer_of(p, bu);
     t->req = (uint64_t)req ^ k;
-    t->alloc_site = (uint64_t)(uintptr_t)site ^ hard_site_key(k);
+    t->alloc_site = (uint64_t)(uintptr_t)site ^ heap_hard_site_key(k);
 }
 
 /* Decodes live block p's trailer (key k) into *b; returns false if it is implausible. */
-static inline bool hard_trailer_read(uint64_t k, const void *p, size_t bu, struct hard_block *b)
+static inline bool heap_hard_trailer_read(uint64_t k, const void *p, size_t bu, struct heap_hard_block *b)
 {
-    const struct hard_trailer *t = hard_trailer_of(p, bu);
+    const struct heap_hard_trailer *t = heap_hard_trailer_of(p, bu);
     uint64_t r = t->req ^ k;
 
     b->bu = bu;
     b->req = (size_t)r;
-    b->site = (const void *)(uintptr_t)(t->alloc_site ^ hard_site_key(k));
+    b->site = (const void *)(uintptr_t)(t->alloc_site ^ heap_hard_site_key(k));
     return bu >= HEAP_HARD_TAIL && r >= 1 && r <= bu - HEAP_HARD_TAIL;
 }
 
@@ -228,11 +228,11 @@ bool heap_hard_live_damaged(const struct heap *h, uint64_t k, const void *p, siz
 
 /* Verifies live block p's trailer and canary and fills *b; on damage reports an overflow and returns
  * false. */
-static inline bool hard_check_live(const struct heap *h, const void *p, size_t bu, struct hard_block *b)
+static inline bool heap_hard_check_live(const struct heap *h, const void *p, size_t bu, struct heap_hard_block *b)
 {
-    uint64_t k = hard_block_key(h, p);
+    uint64_t k = heap_hard_block_key(h, p);
 
-    if (heap_likely(hard_trailer_read(k, p, bu, b) && hard_canary_intact(k, p, b->req, bu)))
+    if (heap_likely(heap_hard_trailer_read(k, p, bu, b) && heap_hard_canary_intact(k, p, b->req, bu)))
         return true;
     return heap_hard_live_damaged(h, k, p, bu);
 }
@@ -240,7 +240,7 @@ static inline bool hard_check_live(const struct heap *h, const void *p, size_t b
 /* ---- the front end's hooks (heap.c) ---- */
 
 /* The secret for a heap at mem: env's, or one derived from the address (never 0). */
-static inline uint64_t hard_secret(const struct heap_env *env, const void *mem)
+static inline uint64_t heap_hard_secret(const struct heap_env *env, const void *mem)
 {
     uint64_t s = env != NULL ? env->secret : 0;
     if (s == 0)
@@ -249,7 +249,7 @@ static inline uint64_t hard_secret(const struct heap_env *env, const void *mem)
 }
 
 /* Fills in a new heap's hardened state. */
-static inline void hard_init(struct heap *h, uint64_t secret)
+static inline void heap_hard_init(struct heap *h, uint64_t secret)
 {
     h->hard.owner = h;
     h->hard.secret = secret;
@@ -258,52 +258,52 @@ static inline void hard_init(struct heap *h, uint64_t secret)
 }
 
 /* Records the caller of the public call in progress (lock held). */
-static inline void hard_set_caller(struct heap *h, const void *caller)
+static inline void heap_hard_set_caller(struct heap *h, const void *caller)
 {
     h->hard.caller = caller;
 }
 
 /* An allocation starts: no backend has met corruption yet. */
-static inline void hard_alloc_begin(struct heap *h)
+static inline void heap_hard_alloc_begin(struct heap *h)
 {
     h->hard.abort = false;
 }
 
 /* True if a backend met corruption during this allocation: fail it, do not grow. */
-static inline bool hard_aborted(const struct heap *h)
+static inline bool heap_hard_aborted(const struct heap *h)
 {
     return h->hard.abort;
 }
 
 /* The allocation failed: the next one starts clean. */
-static inline void hard_alloc_failed(struct heap *h)
+static inline void heap_hard_alloc_failed(struct heap *h)
 {
     h->hard.abort = false;
 }
 
 /* Lays out live block p (backend usable size bu) for req user bytes allocated at site: fresh pattern
  * over the user bytes (within the poison span), canary after req, trailer at the end. */
-static inline void hard_layout(const struct heap *h, void *p, size_t req, size_t bu, const void *site)
+static inline void heap_hard_layout(const struct heap *h, void *p, size_t req, size_t bu, const void *site)
 {
-    uint64_t k = hard_block_key(h, p);
+    uint64_t k = heap_hard_block_key(h, p);
 
-    hard_fill(p, req < HEAP_POISON_SPAN ? req : HEAP_POISON_SPAN, HEAP_POISON_ALLOC64);
-    hard_canary_write(k, p, req, bu);
-    hard_trailer_write(k, p, req, bu, site);
+    heap_hard_fill(p, req < HEAP_POISON_SPAN ? req : HEAP_POISON_SPAN, HEAP_POISON_ALLOC64);
+    heap_hard_canary_write(k, p, req, bu);
+    heap_hard_trailer_write(k, p, req, bu, site);
 }
 
 /* A new block p for req user bytes: laid out, allocated by the caller in progress. Returns the size
  * to count: req. */
-static inline size_t hard_new_block(struct heap *h, void *p, size_t req, size_t bu)
+static inline size_t heap_hard_new_block(struct heap *h, void *p, size_t req, size_t bu)
 {
-    hard_layout(h, p, req, bu, h->hard.caller);
+    heap_hard_layout(h, p, req, bu, h->hard.caller);
     return req;
 }
 
 /* Accepts ptr for a free, realloc or usable_size: classifies it (live block, already free, not a
  * block: checked before anything is read through it) and verifies its canary. Fills *b and returns
  * true for a healthy live block; otherwise reports and returns false (leave the block alone). */
-static inline bool hard_accept(struct heap *h, void *ptr, struct hard_block *b)
+static inline bool heap_hard_accept(struct heap *h, void *ptr, struct heap_hard_block *b)
 {
     const void *free_site = NULL;
     size_t bu;
@@ -313,11 +313,11 @@ static inline bool hard_accept(struct heap *h, void *ptr, struct hard_block *b)
         heap_hard_report(h, kind, ptr, 0, 0, NULL, free_site);
         return false;
     }
-    return hard_check_live(h, ptr, bu, b);
+    return heap_hard_check_live(h, ptr, bu, b);
 }
 
 /* The bytes the user may use in accepted block ptr: the requested size. */
-static inline size_t hard_live_size(const struct heap *h, const void *ptr, const struct hard_block *b)
+static inline size_t heap_hard_live_size(const struct heap *h, const void *ptr, const struct heap_hard_block *b)
 {
     (void)h;
     (void)ptr;
@@ -325,13 +325,13 @@ static inline size_t hard_live_size(const struct heap *h, const void *ptr, const
 }
 
 /* Accepted block ptr is about to be freed: poison its first span. */
-static inline void hard_poison_freed(void *ptr, const struct hard_block *b)
+static inline void heap_hard_poison_freed(void *ptr, const struct heap_hard_block *b)
 {
-    hard_fill(ptr, b->bu < HEAP_POISON_SPAN ? b->bu : HEAP_POISON_SPAN, HEAP_POISON_FREE64);
+    heap_hard_fill(ptr, b->bu < HEAP_POISON_SPAN ? b->bu : HEAP_POISON_SPAN, HEAP_POISON_FREE64);
 }
 
 /* The size a free counts: the requested size. */
-static inline size_t hard_counted(const struct hard_block *b, size_t usable)
+static inline size_t heap_hard_counted(const struct heap_hard_block *b, size_t usable)
 {
     (void)usable;
     return b->req;
@@ -340,18 +340,18 @@ static inline size_t hard_counted(const struct hard_block *b, size_t usable)
 /* Accepted block ptr was resized in place to size user bytes: the bytes beyond the old requested
  * size get the fresh pattern (within the span), then a new canary and trailer (its allocation site
  * kept). Returns the size to count: size. */
-static inline size_t hard_resized(struct heap *h, void *ptr, const struct hard_block *b, size_t size)
+static inline size_t heap_hard_resized(struct heap *h, void *ptr, const struct heap_hard_block *b, size_t size)
 {
     size_t nbu = h->ops->usable_size(h, ptr);
-    uint64_t k = hard_block_key(h, ptr);
+    uint64_t k = heap_hard_block_key(h, ptr);
 
     if (size > b->req) {
         size_t fresh_end = size < HEAP_POISON_SPAN ? size : HEAP_POISON_SPAN;
         if (fresh_end > b->req)
             __builtin_memset((char *)ptr + b->req, HEAP_POISON_ALLOC, fresh_end - b->req);
     }
-    hard_canary_write(k, ptr, size, nbu);
-    hard_trailer_write(k, ptr, size, nbu, b->site);
+    heap_hard_canary_write(k, ptr, size, nbu);
+    heap_hard_trailer_write(k, ptr, size, nbu, b->site);
     return size;
 }
 
@@ -359,43 +359,43 @@ static inline size_t hard_resized(struct heap *h, void *ptr, const struct hard_b
 
 #define HEAP_HARD_TAIL ((size_t)0) /* no canary or trailer after the requested size */
 
-static inline uint64_t hard_secret(const struct heap_env *env, const void *mem)
+static inline uint64_t heap_hard_secret(const struct heap_env *env, const void *mem)
 {
     (void)env;
     (void)mem;
     return 0;
 }
 
-static inline void hard_init(struct heap *h, uint64_t secret)
+static inline void heap_hard_init(struct heap *h, uint64_t secret)
 {
     (void)h;
     (void)secret;
 }
 
-static inline void hard_set_caller(struct heap *h, const void *caller)
+static inline void heap_hard_set_caller(struct heap *h, const void *caller)
 {
     (void)h;
     (void)caller;
 }
 
-static inline void hard_alloc_begin(struct heap *h)
+static inline void heap_hard_alloc_begin(struct heap *h)
 {
     (void)h;
 }
 
-static inline bool hard_aborted(const struct heap *h)
+static inline bool heap_hard_aborted(const struct heap *h)
 {
     (void)h;
     return false;
 }
 
-static inline void hard_alloc_failed(struct heap *h)
+static inline void heap_hard_alloc_failed(struct heap *h)
 {
     (void)h;
 }
 
 /* The plain build counts the backend's usable size. */
-static inline size_t hard_new_block(struct heap *h, void *p, size_t req, size_t bu)
+static inline size_t heap_hard_new_block(struct heap *h, void *p, size_t req, size_t bu)
 {
     (void)h;
     (void)p;
@@ -403,7 +403,7 @@ static inline size_t hard_new_block(struct heap *h, void *p, size_t req, size_t 
     return bu;
 }
 
-static inline bool hard_accept(struct heap *h, void *ptr, struct hard_block *b)
+static inline bool heap_hard_accept(struct heap *h, void *ptr, struct heap_hard_block *b)
 {
     (void)h;
     (void)ptr;
@@ -411,25 +411,25 @@ static inline bool hard_accept(struct heap *h, void *ptr, struct hard_block *b)
     return true;
 }
 
-static inline size_t hard_live_size(const struct heap *h, const void *ptr, const struct hard_block *b)
+static inline size_t heap_hard_live_size(const struct heap *h, const void *ptr, const struct heap_hard_block *b)
 {
     (void)b;
     return h->ops->usable_size(h, ptr);
 }
 
-static inline void hard_poison_freed(void *ptr, const struct hard_block *b)
+static inline void heap_hard_poison_freed(void *ptr, const struct heap_hard_block *b)
 {
     (void)ptr;
     (void)b;
 }
 
-static inline size_t hard_counted(const struct hard_block *b, size_t usable)
+static inline size_t heap_hard_counted(const struct heap_hard_block *b, size_t usable)
 {
     (void)b;
     return usable;
 }
 
-static inline size_t hard_resized(struct heap *h, void *ptr, const struct hard_block *b, size_t size)
+static inline size_t heap_hard_resized(struct heap *h, void *ptr, const struct heap_hard_block *b, size_t size)
 {
     (void)b;
     (void)size;

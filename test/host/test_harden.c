@@ -737,6 +737,41 @@ static void test_bump_write_after_reset(void **state)
     assert_int_equal(f->n, n + 2);
 }
 
+/* Frees p from one fixed call site (not a tail call, so heap_free's caller is inside this function). */
+static __attribute__((noinline)) void free_from_one_site(struct heap *h, void *p)
+{
+    heap_free(h, p);
+    __asm__ volatile("" ::: "memory");
+}
+
+/* A double free names the first free's site, which is that free's caller: for a small block (kept in
+ * the free block, or in a fixed_size_block free object next to its mangled link) and for a large
+ * block (in fixed_size_block, kept aside in the large-block cache, whose site is recorded there). */
+static void test_double_free_names_first_free(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t sizes[] = {100, 20000};
+
+    if (g_ops->arena)
+        return; /* bump: a free is a rollback, and a freed block's site is not kept */
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        void *before = heap_alloc(f->h, 10), *p = heap_alloc(f->h, sizes[i]), *after = heap_alloc(f->h, 10);
+        const struct heap_report *r;
+        size_t n = f->n;
+
+        assert_non_null(p);
+        free_from_one_site(f->h, p);
+        assert_int_equal(f->n, n);
+        free_from_one_site(f->h, p);
+        r = expect(f, n, HEAP_ERR_DOUBLE_FREE, p);
+        assert_non_null(r->free_site);
+        assert_ptr_equal(r->free_site, r->caller);
+        heap_free(f->h, before);
+        heap_free(f->h, after);
+        assert_int_equal(heap_check(f->h), 0);
+    }
+}
+
 static const struct named_test tests_list[] = {
     T(test_names), T(test_double_free), T(test_interior_free), T(test_foreign_free),
     T(test_interior_free_of_poison_like_data), T(test_free_of_bump_padding), T(test_use_after_free_in_first_words),
@@ -745,6 +780,7 @@ static const struct named_test tests_list[] = {
     T(test_stale_metadata_of_an_earlier_heap), T(test_kfree_names_caller), T(test_no_handler_counts),
     T(test_bump_double_free_of_dead_block), T(test_bump_reset_finds_write_to_dead_block),
     T(test_bump_shrink_poisons_tail), T(test_bump_nonadjacent_region), T(test_bump_write_after_reset),
+    T(test_double_free_names_first_free),
 };
 
 int main(int argc, char **argv)

@@ -6,7 +6,7 @@ set -eu
 
 packages="cmake ninja-build gcc make clang lld libclang-rt-14-dev libcmocka-dev
 grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools
-qemu-system-x86 ovmf"
+qemu-system-x86 ovmf clang-format"
 
 missing=""
 for p in $packages; do

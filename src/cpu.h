@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define RFLAGS_IF       (1ul << 9)
+#define RFLAGS_IF (1ul << 9)
 
 /* The operand of lgdt/lidt: limit and linear base of a descriptor table. */
 struct descriptor_table_ptr {
@@ -95,9 +95,7 @@ struct cpuid_regs {
 static inline struct cpuid_regs cpuid(uint32_t leaf, uint32_t subleaf)
 {
     struct cpuid_regs r;
-    __asm__ volatile("cpuid"
-                     : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx)
-                     : "a"(leaf), "c"(subleaf));
+    __asm__ volatile("cpuid" : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx) : "a"(leaf), "c"(subleaf));
     return r;
 }
 
@@ -120,10 +118,22 @@ static inline bool interrupts_enabled(void)
     return (read_rflags() & RFLAGS_IF) != 0;
 }
 
-static inline void cli(void) { __asm__ volatile("cli" : : : "memory"); }
-static inline void sti(void) { __asm__ volatile("sti" : : : "memory"); }
-static inline void hlt(void) { __asm__ volatile("hlt" : : : "memory"); }
-static inline void cpu_relax(void) { __asm__ volatile("pause" : : : "memory"); }
+static inline void cli(void)
+{
+    __asm__ volatile("cli" : : : "memory");
+}
+static inline void sti(void)
+{
+    __asm__ volatile("sti" : : : "memory");
+}
+static inline void hlt(void)
+{
+    __asm__ volatile("hlt" : : : "memory");
+}
+static inline void cpu_relax(void)
+{
+    __asm__ volatile("pause" : : : "memory");
+}
 
 /* Disables interrupts and returns the previous RFLAGS for irq_restore(). */
 static inline unsigned long irq_save(void)

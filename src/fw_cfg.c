@@ -3,14 +3,14 @@
 #include "cpu.h"
 #include "kstring.h"
 
-#define FW_CFG_PORT_SELECTOR    0x510
-#define FW_CFG_PORT_DATA        0x511
-#define FW_CFG_SIGNATURE        0x0000
-#define FW_CFG_RAM_SIZE         0x0003
-#define FW_CFG_FILE_DIR         0x0019
-#define FW_CFG_FILE_NAME_LEN    56
+#define FW_CFG_PORT_SELECTOR 0x510
+#define FW_CFG_PORT_DATA     0x511
+#define FW_CFG_SIGNATURE     0x0000
+#define FW_CFG_RAM_SIZE      0x0003
+#define FW_CFG_FILE_DIR      0x0019
+#define FW_CFG_FILE_NAME_LEN 56
 
-struct fw_cfg_file {            /* big-endian on the wire */
+struct fw_cfg_file { /* big-endian on the wire */
     uint32_t size;
     uint16_t select;
     uint16_t reserved;
@@ -46,7 +46,7 @@ uint64_t fw_cfg_ram_size(void)
 {
     if (!fw_cfg_present())
         return 0;
-    uint64_t size;              /* little-endian, like the legacy items */
+    uint64_t size; /* little-endian, like the legacy items */
     fw_cfg_select(FW_CFG_RAM_SIZE);
     fw_cfg_read(&size, sizeof(size));
     return size;

@@ -6,13 +6,13 @@
 #include "kstring.h"
 
 /* Segment descriptor bits (Intel SDM vol. 3, 3.4.5). */
-#define SEG_ACCESSED    (1ull << 40)
-#define SEG_WRITABLE    (1ull << 41)
-#define SEG_EXECUTABLE  (1ull << 43)
-#define SEG_CODE_DATA   (1ull << 44)
-#define SEG_PRESENT     (1ull << 47)
-#define SEG_LONG_MODE   (1ull << 53)
-#define SEG_TSS_AVAIL   (9ull << 40)
+#define SEG_ACCESSED   (1ull << 40)
+#define SEG_WRITABLE   (1ull << 41)
+#define SEG_EXECUTABLE (1ull << 43)
+#define SEG_CODE_DATA  (1ull << 44)
+#define SEG_PRESENT    (1ull << 47)
+#define SEG_LONG_MODE  (1ull << 53)
+#define SEG_TSS_AVAIL  (9ull << 40)
 
 struct tss {
     uint32_t reserved0;
@@ -25,7 +25,7 @@ struct tss {
 } __attribute__((packed));
 _Static_assert(sizeof(struct tss) == 104, "TSS layout");
 
-extern char df_stack_top[];     /* boot/entry.S: above an unmapped guard page */
+extern char df_stack_top[]; /* boot/entry.S: above an unmapped guard page */
 
 static struct tss tss;
 static uint64_t gdt[5] __attribute__((aligned(16)));
@@ -35,31 +35,30 @@ void gdt_init(void)
 {
     memset(&tss, 0, sizeof(tss));
     tss.ist[IST_DOUBLE_FAULT - 1] = (uint64_t)(uintptr_t)df_stack_top;
-    tss.iomap_base = sizeof(tss);   /* no I/O permission bitmap */
+    tss.iomap_base = sizeof(tss); /* no I/O permission bitmap */
 
     uint64_t base = (uint64_t)(uintptr_t)&tss;
     uint64_t limit = sizeof(tss) - 1;
     gdt[0] = 0;
-    gdt[GDT_KERNEL_CODE / 8] = SEG_PRESENT | SEG_CODE_DATA | SEG_EXECUTABLE | SEG_WRITABLE |
-                               SEG_ACCESSED | SEG_LONG_MODE;
+    gdt[GDT_KERNEL_CODE / 8] =
+        SEG_PRESENT | SEG_CODE_DATA | SEG_EXECUTABLE | SEG_WRITABLE | SEG_ACCESSED | SEG_LONG_MODE;
     gdt[GDT_KERNEL_DATA / 8] = SEG_PRESENT | SEG_CODE_DATA | SEG_WRITABLE | SEG_ACCESSED;
     gdt[GDT_TSS / 8] = SEG_PRESENT | SEG_TSS_AVAIL | (limit & 0xffff) | ((base & 0xffffff) << 16) |
                        ((base >> 24 & 0xff) << 56);
     gdt[GDT_TSS / 8 + 1] = base >> 32;
 
-    struct descriptor_table_ptr ptr = { .limit = sizeof(gdt) - 1, .base = (uint64_t)(uintptr_t)gdt };
-    __asm__ volatile(
-        "lgdt %0\n\t"
-        "mov %w1, %%ds\n\t"
-        "mov %w1, %%es\n\t"
-        "mov %w1, %%ss\n\t"
-        "pushq %2\n\t"
-        "leaq 1f(%%rip), %%rax\n\t"
-        "pushq %%rax\n\t"
-        "lretq\n"
-        "1:\n\t"
-        "ltr %w3"
-        :
-        : "m"(ptr), "r"((uint16_t)GDT_KERNEL_DATA), "i"(GDT_KERNEL_CODE), "r"((uint16_t)GDT_TSS)
-        : "rax", "memory");
+    struct descriptor_table_ptr ptr = {.limit = sizeof(gdt) - 1, .base = (uint64_t)(uintptr_t)gdt};
+    __asm__ volatile("lgdt %0\n\t"
+                     "mov %w1, %%ds\n\t"
+                     "mov %w1, %%es\n\t"
+                     "mov %w1, %%ss\n\t"
+                     "pushq %2\n\t"
+                     "leaq 1f(%%rip), %%rax\n\t"
+                     "pushq %%rax\n\t"
+                     "lretq\n"
+                     "1:\n\t"
+                     "ltr %w3"
+                     :
+                     : "m"(ptr), "r"((uint16_t)GDT_KERNEL_DATA), "i"(GDT_KERNEL_CODE), "r"((uint16_t)GDT_TSS)
+                     : "rax", "memory");
 }

@@ -48,8 +48,7 @@ static void print_boot_info(const struct boot_info *bi)
     char sz[32];
     kprintf("boot loader: %s\n", bi->bootloader_name);
     kprintf("command line: \"%s\"\n", bi->cmdline);
-    kprintf("boot information: [%p-%p) %llu bytes\n", (void *)bi->info_phys_start,
-            (void *)bi->info_phys_end,
+    kprintf("boot information: [%p-%p) %llu bytes\n", (void *)bi->info_phys_start, (void *)bi->info_phys_end,
             (unsigned long long)(bi->info_phys_end - bi->info_phys_start));
     kprintf("memory map (%zu regions):\n", bi->mmap_count);
     for (size_t i = 0; i < bi->mmap_count; i++) {
@@ -71,12 +70,12 @@ static void print_memory_summary(uint64_t pmm_us, uint64_t vmm_us)
     format_size(free, sizeof(free), s.free_frames * PAGE_SIZE);
     format_size(dm, sizeof(dm), vmm_direct_map_end());
     kprintf("frames: %llu total (%s), %llu reserved (%s), %llu free (%s) in %zu ranges\n",
-            (unsigned long long)s.total_frames, total, (unsigned long long)s.reserved_frames,
-            reserved, (unsigned long long)s.free_frames, free, s.regions);
-    kprintf("direct map: %s at %p with %s pages; kernel W^X, NULL unmapped\n", dm,
-            (void *)DIRECT_MAP_BASE, vmm_direct_map_page_size() == PAGE_SIZE_1G ? "1 GiB" : "2 MiB");
-    kprintf("frame allocator init: %llu us, kernel page tables: %llu us\n",
-            (unsigned long long)pmm_us, (unsigned long long)vmm_us);
+            (unsigned long long)s.total_frames, total, (unsigned long long)s.reserved_frames, reserved,
+            (unsigned long long)s.free_frames, free, s.regions);
+    kprintf("direct map: %s at %p with %s pages; kernel W^X, NULL unmapped\n", dm, (void *)DIRECT_MAP_BASE,
+            vmm_direct_map_page_size() == PAGE_SIZE_1G ? "1 GiB" : "2 MiB");
+    kprintf("frame allocator init: %llu us, kernel page tables: %llu us\n", (unsigned long long)pmm_us,
+            (unsigned long long)vmm_us);
 }
 
 _Noreturn void kernel_entry(uint32_t magic, uint64_t info_phys)

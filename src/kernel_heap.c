@@ -64,7 +64,7 @@ static bool report_pending;
 static void heap_report(void *ctx, const struct heap_report *r)
 {
     (void)ctx;
-    if (!report_pending) {          /* the first error of an operation is the one to show */
+    if (!report_pending) { /* the first error of an operation is the one to show */
         pending_report = *r;
         report_pending = true;
     }
@@ -87,8 +87,8 @@ _Noreturn static void raise_report(const struct heap_report *r)
         kprintf("  freed by the call at %p\n", r->free_site);
     kprintf("  (addr2line -e <image>.elf <address> gives the source line)\n");
     kprintf("==================================================================\n");
-    panic("heap: %s of %p (%zu-byte block, %s backend), call from %p", heap_error_name(r->kind),
-          r->ptr, r->size, r->backend, r->caller);
+    panic("heap: %s of %p (%zu-byte block, %s backend), call from %p", heap_error_name(r->kind), r->ptr,
+          r->size, r->backend, r->caller);
 }
 
 static void heap_unlock(void *ctx, unsigned long saved)
@@ -121,15 +121,18 @@ static uint64_t secret;
 /* Maps initial_pages at the start of kh->region and creates a heap of ops
    there with the kernel's lock, growth, report and secret. Returns the
    heap, or NULL with nothing mapped. */
-static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_ops *ops,
-                                     size_t initial_pages)
+static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_ops *ops, size_t initial_pages)
 {
     uint64_t start;
     if (heap_region_grow(&kh->region, initial_pages, &start) != PAGING_OK)
         return NULL;
     struct heap_env env = {
-        .ctx = kh, .lock = heap_lock, .unlock = heap_unlock, .grow = heap_grow,
-        .report = heap_report, .secret = secret,
+        .ctx = kh,
+        .lock = heap_lock,
+        .unlock = heap_unlock,
+        .grow = heap_grow,
+        .report = heap_report,
+        .secret = secret,
     };
     kh->grow_calls = 0;
     kh->heap = heap_create(ops, (void *)(uintptr_t)start, initial_pages * PAGE_SIZE, &env);
@@ -157,8 +160,8 @@ void kernel_heap_init(void)
     kmalloc_init(kernel_heap.heap);
 }
 
-struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *backend,
-                                        uint64_t base, uint64_t span, size_t initial_pages)
+struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *backend, uint64_t base,
+                                        uint64_t span, size_t initial_pages)
 {
     kh->heap = NULL;
     kh->grow_calls = 0;
@@ -173,7 +176,7 @@ void kernel_heap_private_destroy(struct kernel_heap *kh)
     if (kh->heap == NULL)
         return;
     kassert(kh != &kernel_heap);
-    unsigned long flags = irq_save();   /* no heap call may be half-way through it */
+    unsigned long flags = irq_save(); /* no heap call may be half-way through it */
     heap_region_shrink(&kh->region, (size_t)(heap_region_mapped(&kh->region) / PAGE_SIZE));
     kh->heap = NULL;
     irq_restore(flags);

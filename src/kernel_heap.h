@@ -28,8 +28,8 @@
 
 struct heap;
 
-#define KERNEL_HEAP_INITIAL_PAGES   64      /* 256 KiB */
-#define KERNEL_HEAP_GROW_MIN_PAGES  16      /* 64 KiB */
+#define KERNEL_HEAP_INITIAL_PAGES  64 /* 256 KiB */
+#define KERNEL_HEAP_GROW_MIN_PAGES 16 /* 64 KiB */
 
 /* Name of the backend this image was built with (CMake KERNEL_ALLOCATOR). */
 extern const char kernel_allocator_name[];
@@ -57,8 +57,8 @@ struct heap_region *kernel_heap_region(void);
 /* A heap of src/alloc/ wired to a heap region of its own. */
 struct kernel_heap {
     struct heap_region region;
-    struct heap *heap;          /* NULL unless created */
-    uint64_t grow_calls;        /* times the heap asked the region for more memory */
+    struct heap *heap;   /* NULL unless created */
+    uint64_t grow_calls; /* times the heap asked the region for more memory */
 };
 
 /* Creates a private heap in kh: a heap of backend (NULL: the image's,
@@ -71,8 +71,8 @@ struct kernel_heap {
    is unknown, heap_region_init() refuses the window, initial_pages cannot
    be mapped or the backend refuses them. Use it with heap.h's heap_*()
    calls; kmalloc() is unaffected. */
-struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *backend,
-                                        uint64_t base, uint64_t span, size_t initial_pages);
+struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *backend, uint64_t base,
+                                        uint64_t span, size_t initial_pages);
 /* Destroys a private heap: unmaps every page of its region and frees their
    frames (blocks still allocated simply vanish). The page tables that
    mapped them stay, as after any heap_region_shrink(), so free frames come

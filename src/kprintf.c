@@ -11,7 +11,7 @@ struct fmt_spec {
     bool left;
     bool zero;
     int width;
-    int precision;      /* -1 when absent */
+    int precision; /* -1 when absent */
 };
 
 static int emit_padding(kputc_fn out, void *ctx, char c, int count)
@@ -22,8 +22,8 @@ static int emit_padding(kputc_fn out, void *ctx, char c, int count)
 }
 
 /* Emits the digits of value in base (10 or 16) with sign and padding. */
-static int emit_number(kputc_fn out, void *ctx, uint64_t value, bool negative,
-                       unsigned base, bool upper, const struct fmt_spec *spec)
+static int emit_number(kputc_fn out, void *ctx, uint64_t value, bool negative, unsigned base, bool upper,
+                       const struct fmt_spec *spec)
 {
     const char *digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
     char buf[24];
@@ -76,24 +76,24 @@ enum length { LEN_INT, LEN_CHAR, LEN_SHORT, LEN_LONG, LEN_LLONG, LEN_SIZE };
 static int64_t fetch_signed(va_list *ap, enum length len)
 {
     switch (len) {
-    case LEN_CHAR:  return (signed char)va_arg(*ap, int);
+    case LEN_CHAR: return (signed char)va_arg(*ap, int);
     case LEN_SHORT: return (short)va_arg(*ap, int);
-    case LEN_LONG:  return va_arg(*ap, long);
+    case LEN_LONG: return va_arg(*ap, long);
     case LEN_LLONG: return va_arg(*ap, long long);
-    case LEN_SIZE:  return (int64_t)va_arg(*ap, size_t);
-    default:        return va_arg(*ap, int);
+    case LEN_SIZE: return (int64_t)va_arg(*ap, size_t);
+    default: return va_arg(*ap, int);
     }
 }
 
 static uint64_t fetch_unsigned(va_list *ap, enum length len)
 {
     switch (len) {
-    case LEN_CHAR:  return (unsigned char)va_arg(*ap, unsigned int);
+    case LEN_CHAR: return (unsigned char)va_arg(*ap, unsigned int);
     case LEN_SHORT: return (unsigned short)va_arg(*ap, unsigned int);
-    case LEN_LONG:  return va_arg(*ap, unsigned long);
+    case LEN_LONG: return va_arg(*ap, unsigned long);
     case LEN_LLONG: return va_arg(*ap, unsigned long long);
-    case LEN_SIZE:  return va_arg(*ap, size_t);
-    default:        return va_arg(*ap, unsigned int);
+    case LEN_SIZE: return va_arg(*ap, size_t);
+    default: return va_arg(*ap, unsigned int);
     }
 }
 
@@ -110,7 +110,7 @@ int kvformat(kputc_fn out, void *ctx, const char *fmt, va_list ap_in)
             continue;
         }
         const char *start = p++;
-        struct fmt_spec spec = { .precision = -1 };
+        struct fmt_spec spec = {.precision = -1};
         for (;; p++) {
             if (*p == '-')
                 spec.left = true;
@@ -167,23 +167,17 @@ int kvformat(kputc_fn out, void *ctx, const char *fmt, va_list ap_in)
             n += emit_number(out, ctx, mag, v < 0, 10, false, &spec);
             break;
         }
-        case 'u':
-            n += emit_number(out, ctx, fetch_unsigned(&ap, len), false, 10, false, &spec);
-            break;
+        case 'u': n += emit_number(out, ctx, fetch_unsigned(&ap, len), false, 10, false, &spec); break;
         case 'x':
-        case 'X':
-            n += emit_number(out, ctx, fetch_unsigned(&ap, len), false, 16, *p == 'X', &spec);
-            break;
+        case 'X': n += emit_number(out, ctx, fetch_unsigned(&ap, len), false, 16, *p == 'X', &spec); break;
         case 'p': {
-            struct fmt_spec pspec = { .zero = true, .width = 16, .precision = -1 };
+            struct fmt_spec pspec = {.zero = true, .width = 16, .precision = -1};
             out('0', ctx);
             out('x', ctx);
             n += 2 + emit_number(out, ctx, (uintptr_t)va_arg(ap, void *), false, 16, false, &pspec);
             break;
         }
-        case 's':
-            n += emit_string(out, ctx, va_arg(ap, const char *), &spec);
-            break;
+        case 's': n += emit_string(out, ctx, va_arg(ap, const char *), &spec); break;
         case 'c': {
             char c = (char)va_arg(ap, int);
             if (!spec.left)
@@ -227,7 +221,7 @@ static void buf_putc(char c, void *ctx)
 
 int kvsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 {
-    struct buf_sink sink = { buf, size, 0 };
+    struct buf_sink sink = {buf, size, 0};
     int n = kvformat(buf_putc, &sink, fmt, ap);
     if (size > 0)
         buf[sink.pos < size ? sink.pos : size - 1] = '\0';
@@ -262,7 +256,7 @@ static void console_putc(char c, void *ctx)
 
 int kvprintf(const char *fmt, va_list ap)
 {
-    struct console_sink sink = { .len = 0 };
+    struct console_sink sink = {.len = 0};
     /* One message at a time: an interrupt handler printing mid-line would
        otherwise interleave with this one. */
     unsigned long flags = irq_save();

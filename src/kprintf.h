@@ -12,8 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-#define KPRINTF_FORMAT(fmt_index, args_index) \
-    __attribute__((format(printf, fmt_index, args_index)))
+#define KPRINTF_FORMAT(fmt_index, args_index) __attribute__((format(printf, fmt_index, args_index)))
 
 /* Receives each formatted character. */
 typedef void (*kputc_fn)(char c, void *ctx);

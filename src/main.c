@@ -21,12 +21,12 @@ static const char *const static_greeting = "static data lives in the kernel imag
 static void demo_box(void)
 {
     int local = 7;
-    KBOX(int, boxed) = KBOX_NEW(int);       /* freed when `boxed` leaves this scope */
+    KBOX(int, boxed) = KBOX_NEW(int); /* freed when `boxed` leaves this scope */
     if (boxed == NULL)
         panic("demo_box: out of memory");
     *boxed = 41;
-    kprintf("  box: value %d at %p (heap); a local at %p (stack); static data at %p\n", *boxed,
-            (void *)boxed, (void *)&local, (const void *)static_greeting);
+    kprintf("  box: value %d at %p (heap); a local at %p (stack); static data at %p\n", *boxed, (void *)boxed,
+            (void *)&local, (const void *)static_greeting);
 }
 
 static void demo_vec(void)
@@ -39,8 +39,8 @@ static void demo_vec(void)
     uint64_t sum = 0;
     for (size_t i = 0; i < kvec_len(&v); i++)
         sum += *(uint64_t *)kvec_at(&v, i);
-    kprintf("  vec: %zu elements (capacity %zu) at %p, sum %llu\n", kvec_len(&v), kvec_cap(&v),
-            v.data, (unsigned long long)sum);
+    kprintf("  vec: %zu elements (capacity %zu) at %p, sum %llu\n", kvec_len(&v), kvec_cap(&v), v.data,
+            (unsigned long long)sum);
     kvec_free(&v);
 }
 
@@ -72,10 +72,9 @@ static void print_heap_stats(void)
     struct heap_stats s = kmalloc_stats();
     kprintf("heap stats: %zu bytes in use, %zu mapped, peak %zu, %zu live; "
             "%llu allocations, %llu frees, %llu failed; grown %llu times; check: %zu problems\n",
-            s.bytes_in_use, s.bytes_mapped, s.peak_in_use, s.live_allocs,
-            (unsigned long long)s.total_allocs, (unsigned long long)s.total_frees,
-            (unsigned long long)s.failed_allocs, (unsigned long long)kernel_heap_grow_calls(),
-            kmalloc_check());
+            s.bytes_in_use, s.bytes_mapped, s.peak_in_use, s.live_allocs, (unsigned long long)s.total_allocs,
+            (unsigned long long)s.total_frees, (unsigned long long)s.failed_allocs,
+            (unsigned long long)kernel_heap_grow_calls(), kmalloc_check());
 }
 
 _Noreturn void kernel_main(void)

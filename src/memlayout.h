@@ -24,51 +24,50 @@
 #define KHEAP_MEMLAYOUT_H
 
 #ifdef __ASSEMBLER__
-#define MEMLAYOUT_U64(x)    x
+#define MEMLAYOUT_U64(x) x
 #else
-#define MEMLAYOUT_U64(x)    x##ull
+#define MEMLAYOUT_U64(x) x##ull
 #endif
 
 /* The size of a page, and of a physical frame: the one name for it. */
-#define PAGE_SIZE           MEMLAYOUT_U64(4096)
+#define PAGE_SIZE MEMLAYOUT_U64(4096)
 
 /* Where GRUB loads the kernel image (physical); the image runs at
    KERNEL_VMA + its physical address. */
-#define KERNEL_LOAD_PHYS    MEMLAYOUT_U64(0x100000)
+#define KERNEL_LOAD_PHYS MEMLAYOUT_U64(0x100000)
 
-#define DIRECT_MAP_BASE     MEMLAYOUT_U64(0xffff800000000000)
-#define DIRECT_MAP_SPAN     (MEMLAYOUT_U64(1) << 46)            /* 64 TiB reserved for it */
+#define DIRECT_MAP_BASE MEMLAYOUT_U64(0xffff800000000000)
+#define DIRECT_MAP_SPAN (MEMLAYOUT_U64(1) << 46) /* 64 TiB reserved for it */
 
-#define KERNEL_HEAP_BASE    MEMLAYOUT_U64(0xffffc00000000000)
-#define KERNEL_HEAP_SPAN    (MEMLAYOUT_U64(1) << 40)            /* 1 TiB of virtual space reserved */
+#define KERNEL_HEAP_BASE MEMLAYOUT_U64(0xffffc00000000000)
+#define KERNEL_HEAP_SPAN (MEMLAYOUT_U64(1) << 40) /* 1 TiB of virtual space reserved */
 
 /* Windows for private kernel heaps (kernel_heap_private_create()): window i
    starts at KERNEL_PRIVATE_HEAP_WINDOW_BASE(i); a heap in it may use up to
    KERNEL_PRIVATE_HEAP_WINDOW_SPAN bytes, so the window's last page stays
    unmapped and guards both this window's end and the next one's start. */
-#define KERNEL_PRIVATE_HEAP_BASE        MEMLAYOUT_U64(0xffffd00000000000)
-#define KERNEL_PRIVATE_HEAP_WINDOW      (MEMLAYOUT_U64(1) << 30)    /* 1 GiB per window */
-#define KERNEL_PRIVATE_HEAP_WINDOWS     1024
-#define KERNEL_PRIVATE_HEAP_WINDOW_SPAN (KERNEL_PRIVATE_HEAP_WINDOW - PAGE_SIZE)
-#define KERNEL_PRIVATE_HEAP_WINDOW_BASE(i) \
-    (KERNEL_PRIVATE_HEAP_BASE + (i) * KERNEL_PRIVATE_HEAP_WINDOW)
+#define KERNEL_PRIVATE_HEAP_BASE           MEMLAYOUT_U64(0xffffd00000000000)
+#define KERNEL_PRIVATE_HEAP_WINDOW         (MEMLAYOUT_U64(1) << 30) /* 1 GiB per window */
+#define KERNEL_PRIVATE_HEAP_WINDOWS        1024
+#define KERNEL_PRIVATE_HEAP_WINDOW_SPAN    (KERNEL_PRIVATE_HEAP_WINDOW - PAGE_SIZE)
+#define KERNEL_PRIVATE_HEAP_WINDOW_BASE(i) (KERNEL_PRIVATE_HEAP_BASE + (i)*KERNEL_PRIVATE_HEAP_WINDOW)
 
 /* A canonical higher-half address the kernel never maps (fault tests). */
 #define KTEST_UNMAPPED_ADDR MEMLAYOUT_U64(0xffffe00000000000)
 
-#define KERNEL_VMA          MEMLAYOUT_U64(0xffffffff80000000)
+#define KERNEL_VMA       MEMLAYOUT_U64(0xffffffff80000000)
 /* boot/kernel.ld asserts the image ends below 4 MiB physical, so it ends
    below KERNEL_VMA + KERNEL_IMAGE_MAX. */
-#define KERNEL_IMAGE_MAX    MEMLAYOUT_U64(0x400000)
+#define KERNEL_IMAGE_MAX MEMLAYOUT_U64(0x400000)
 
 /* The last page of the address space: never mapped, so no heap region may
    reach into it (heap_region_init() refuses base + span above it) and
    running off the top of a heap faults instead of wrapping to 0. */
-#define ADDRESS_SPACE_LAST_PAGE         (MEMLAYOUT_U64(0) - PAGE_SIZE)
+#define ADDRESS_SPACE_LAST_PAGE        (MEMLAYOUT_U64(0) - PAGE_SIZE)
 /* A heap window right below that page (16 MiB - 4 KiB), for heaps placed at
    the very top of the address space. */
-#define TOP_OF_ADDRESS_SPACE_HEAP_BASE  MEMLAYOUT_U64(0xffffffffff000000)
-#define TOP_OF_ADDRESS_SPACE_HEAP_SPAN  (ADDRESS_SPACE_LAST_PAGE - TOP_OF_ADDRESS_SPACE_HEAP_BASE)
+#define TOP_OF_ADDRESS_SPACE_HEAP_BASE MEMLAYOUT_U64(0xffffffffff000000)
+#define TOP_OF_ADDRESS_SPACE_HEAP_SPAN (ADDRESS_SPACE_LAST_PAGE - TOP_OF_ADDRESS_SPACE_HEAP_BASE)
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>

@@ -14,35 +14,35 @@
 const char *mb2_tag_name(uint32_t type)
 {
     switch (type) {
-    case MB2_TAG_END:               return "end";
-    case MB2_TAG_CMDLINE:           return "command line";
-    case MB2_TAG_BOOTLOADER_NAME:   return "boot loader name";
-    case MB2_TAG_MODULE:            return "module";
-    case MB2_TAG_BASIC_MEMINFO:     return "basic memory info";
-    case MB2_TAG_BOOTDEV:           return "boot device";
-    case MB2_TAG_MMAP:              return "memory map";
-    case MB2_TAG_FRAMEBUFFER:       return "framebuffer";
-    case MB2_TAG_ELF_SECTIONS:      return "ELF sections";
-    case MB2_TAG_APM:               return "APM table";
-    case MB2_TAG_EFI32:             return "EFI32 system table";
-    case MB2_TAG_EFI64:             return "EFI64 system table";
-    case MB2_TAG_ACPI_OLD:          return "ACPI old RSDP";
-    case MB2_TAG_ACPI_NEW:          return "ACPI new RSDP";
-    case MB2_TAG_EFI_MMAP:          return "EFI memory map";
+    case MB2_TAG_END: return "end";
+    case MB2_TAG_CMDLINE: return "command line";
+    case MB2_TAG_BOOTLOADER_NAME: return "boot loader name";
+    case MB2_TAG_MODULE: return "module";
+    case MB2_TAG_BASIC_MEMINFO: return "basic memory info";
+    case MB2_TAG_BOOTDEV: return "boot device";
+    case MB2_TAG_MMAP: return "memory map";
+    case MB2_TAG_FRAMEBUFFER: return "framebuffer";
+    case MB2_TAG_ELF_SECTIONS: return "ELF sections";
+    case MB2_TAG_APM: return "APM table";
+    case MB2_TAG_EFI32: return "EFI32 system table";
+    case MB2_TAG_EFI64: return "EFI64 system table";
+    case MB2_TAG_ACPI_OLD: return "ACPI old RSDP";
+    case MB2_TAG_ACPI_NEW: return "ACPI new RSDP";
+    case MB2_TAG_EFI_MMAP: return "EFI memory map";
     case MB2_TAG_EFI_BS_NOT_TERMINATED: return "EFI boot services not terminated";
-    case MB2_TAG_LOAD_BASE_ADDR:    return "load base address";
-    default:                        return "unknown";
+    case MB2_TAG_LOAD_BASE_ADDR: return "load base address";
+    default: return "unknown";
     }
 }
 
 const char *mem_type_name(enum mem_type type)
 {
     switch (type) {
-    case MEM_AVAILABLE:         return "available";
-    case MEM_ACPI_RECLAIMABLE:  return "ACPI reclaimable";
-    case MEM_ACPI_NVS:          return "ACPI NVS";
-    case MEM_BAD:               return "bad";
-    default:                    return "reserved";
+    case MEM_AVAILABLE: return "available";
+    case MEM_ACPI_RECLAIMABLE: return "ACPI reclaimable";
+    case MEM_ACPI_NVS: return "ACPI NVS";
+    case MEM_BAD: return "bad";
+    default: return "reserved";
     }
 }
 
@@ -52,10 +52,8 @@ static enum mem_type normalize_type(uint32_t raw)
     case MEM_AVAILABLE:
     case MEM_ACPI_RECLAIMABLE:
     case MEM_ACPI_NVS:
-    case MEM_BAD:
-        return (enum mem_type)raw;
-    default:
-        return MEM_RESERVED;
+    case MEM_BAD: return (enum mem_type)raw;
+    default: return MEM_RESERVED;
     }
 }
 
@@ -85,8 +83,8 @@ static void sort_regions(struct mem_region *r, size_t n)
     }
 }
 
-static enum mb2_status parse_mmap(const struct mb2_tag *tag, size_t offset, struct boot_info *out,
-                                  char *err, size_t errlen)
+static enum mb2_status parse_mmap(const struct mb2_tag *tag, size_t offset, struct boot_info *out, char *err,
+                                  size_t errlen)
 {
     const struct mb2_tag_mmap *m = (const struct mb2_tag_mmap *)tag;
     if (tag->size < sizeof(*m)) {
@@ -95,18 +93,16 @@ static enum mb2_status parse_mmap(const struct mb2_tag *tag, size_t offset, stru
         return MB2_ERR_TAG_TOO_SMALL;
     }
     if (m->entry_size < sizeof(struct mb2_mmap_entry) || m->entry_size % 8 != 0) {
-        ksnprintf(err, errlen, "tag %u (memory map) at offset %zu: bad entry_size %u",
-                  tag->type, offset, m->entry_size);
+        ksnprintf(err, errlen, "tag %u (memory map) at offset %zu: bad entry_size %u", tag->type, offset,
+                  m->entry_size);
         return MB2_ERR_MMAP_ENTRY_SIZE;
     }
     size_t count = (tag->size - sizeof(*m)) / m->entry_size;
     const uint8_t *entries = (const uint8_t *)(m + 1);
     for (size_t i = 0; i < count; i++) {
-        const struct mb2_mmap_entry *e =
-            (const struct mb2_mmap_entry *)(entries + i * m->entry_size);
+        const struct mb2_mmap_entry *e = (const struct mb2_mmap_entry *)(entries + i * m->entry_size);
         if (out->mmap_count == BOOT_MMAP_MAX) {
-            kprintf("multiboot2: memory map has more than %d entries; ignoring the rest\n",
-                    BOOT_MMAP_MAX);
+            kprintf("multiboot2: memory map has more than %d entries; ignoring the rest\n", BOOT_MMAP_MAX);
             break;
         }
         struct mem_region *r = &out->mmap[out->mmap_count++];
@@ -119,8 +115,8 @@ static enum mb2_status parse_mmap(const struct mb2_tag *tag, size_t offset, stru
     return MB2_OK;
 }
 
-enum mb2_status mb2_parse(const void *info, uint64_t info_phys, size_t limit,
-                          struct boot_info *out, char *err, size_t errlen)
+enum mb2_status mb2_parse(const void *info, uint64_t info_phys, size_t limit, struct boot_info *out,
+                          char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     out->cmdline = "";
@@ -150,8 +146,8 @@ enum mb2_status mb2_parse(const void *info, uint64_t info_phys, size_t limit,
     bool have_mmap = false;
     for (;;) {
         if (offset + sizeof(struct mb2_tag) > total) {
-            ksnprintf(err, errlen, "no end tag before total_size %zu (next tag at offset %zu)",
-                      total, offset);
+            ksnprintf(err, errlen, "no end tag before total_size %zu (next tag at offset %zu)", total,
+                      offset);
             return MB2_ERR_NO_END_TAG;
         }
         const struct mb2_tag *tag = (const struct mb2_tag *)(base + offset);
@@ -161,8 +157,8 @@ enum mb2_status mb2_parse(const void *info, uint64_t info_phys, size_t limit,
             return MB2_ERR_TAG_TOO_SMALL;
         }
         if (tag->size > total - offset) {
-            ksnprintf(err, errlen, "tag %u (%s) at offset %zu: size %u runs past total_size %zu",
-                      tag->type, mb2_tag_name(tag->type), offset, tag->size, total);
+            ksnprintf(err, errlen, "tag %u (%s) at offset %zu: size %u runs past total_size %zu", tag->type,
+                      mb2_tag_name(tag->type), offset, tag->size, total);
             return MB2_ERR_TAG_OVERRUN;
         }
 
@@ -179,8 +175,8 @@ enum mb2_status mb2_parse(const void *info, uint64_t info_phys, size_t limit,
         case MB2_TAG_BOOTLOADER_NAME: {
             const char *s = tag_string(tag);
             if (s == NULL) {
-                ksnprintf(err, errlen, "tag %u (%s) at offset %zu: string not NUL-terminated",
-                          tag->type, mb2_tag_name(tag->type), offset);
+                ksnprintf(err, errlen, "tag %u (%s) at offset %zu: string not NUL-terminated", tag->type,
+                          mb2_tag_name(tag->type), offset);
                 return MB2_ERR_UNTERMINATED_STRING;
             }
             if (tag->type == MB2_TAG_CMDLINE)
@@ -194,11 +190,8 @@ enum mb2_status mb2_parse(const void *info, uint64_t info_phys, size_t limit,
             have_mmap = true;
             break;
         case MB2_TAG_EFI32:
-        case MB2_TAG_EFI64:
-            out->efi_boot = true;
-            break;
-        default:
-            break;  /* tags we do not need are skipped */
+        case MB2_TAG_EFI64: out->efi_boot = true; break;
+        default: break; /* tags we do not need are skipped */
         }
         if (st != MB2_OK)
             return st;

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MB2_BOOTLOADER_MAGIC    0x36d76289u
+#define MB2_BOOTLOADER_MAGIC 0x36d76289u
 
 enum mb2_tag_type {
     MB2_TAG_END = 0,
@@ -43,7 +43,7 @@ _Static_assert(sizeof(struct mb2_info_header) == 8, "multiboot2 info header");
 
 struct mb2_tag {
     uint32_t type;
-    uint32_t size;      /* including this header, excluding padding */
+    uint32_t size; /* including this header, excluding padding */
 };
 _Static_assert(sizeof(struct mb2_tag) == 8, "multiboot2 tag header");
 
@@ -83,26 +83,26 @@ struct mem_region {
 
 /* The parsed boot information. Strings point into the information block. */
 struct boot_info {
-    const char *cmdline;            /* "" when absent */
-    const char *bootloader_name;    /* "" when absent */
-    struct mem_region mmap[BOOT_MMAP_MAX];  /* sorted by base address */
+    const char *cmdline;                   /* "" when absent */
+    const char *bootloader_name;           /* "" when absent */
+    struct mem_region mmap[BOOT_MMAP_MAX]; /* sorted by base address */
     size_t mmap_count;
-    uint64_t usable_bytes;          /* sum of MEM_AVAILABLE lengths */
-    uint64_t info_phys_start;       /* the information block itself, [start, end) */
+    uint64_t usable_bytes;    /* sum of MEM_AVAILABLE lengths */
+    uint64_t info_phys_start; /* the information block itself, [start, end) */
     uint64_t info_phys_end;
-    bool efi_boot;                  /* an EFI system table tag was present */
+    bool efi_boot; /* an EFI system table tag was present */
 };
 
 enum mb2_status {
     MB2_OK = 0,
-    MB2_ERR_MISALIGNED,             /* block not 8-byte aligned */
-    MB2_ERR_TOTAL_SIZE,             /* total_size < 16 or larger than the readable limit */
-    MB2_ERR_TAG_TOO_SMALL,          /* tag size < 8, or smaller than its fixed part */
-    MB2_ERR_TAG_OVERRUN,            /* a tag runs past total_size */
-    MB2_ERR_NO_END_TAG,             /* tags end without a type-0 tag */
-    MB2_ERR_MMAP_ENTRY_SIZE,        /* memory-map entry_size < 24 or not a multiple of 8 */
-    MB2_ERR_UNTERMINATED_STRING,    /* a string tag without its NUL inside the tag */
-    MB2_ERR_NO_MMAP,                /* no memory map tag */
+    MB2_ERR_MISALIGNED,          /* block not 8-byte aligned */
+    MB2_ERR_TOTAL_SIZE,          /* total_size < 16 or larger than the readable limit */
+    MB2_ERR_TAG_TOO_SMALL,       /* tag size < 8, or smaller than its fixed part */
+    MB2_ERR_TAG_OVERRUN,         /* a tag runs past total_size */
+    MB2_ERR_NO_END_TAG,          /* tags end without a type-0 tag */
+    MB2_ERR_MMAP_ENTRY_SIZE,     /* memory-map entry_size < 24 or not a multiple of 8 */
+    MB2_ERR_UNTERMINATED_STRING, /* a string tag without its NUL inside the tag */
+    MB2_ERR_NO_MMAP,             /* no memory map tag */
 };
 
 /*
@@ -112,8 +112,8 @@ enum mb2_status {
  * into err (errlen bytes); *out is then incomplete. Memory-map entries past
  * BOOT_MMAP_MAX are dropped with a note in the boot log, never written past.
  */
-enum mb2_status mb2_parse(const void *info, uint64_t info_phys, size_t limit,
-                          struct boot_info *out, char *err, size_t errlen);
+enum mb2_status mb2_parse(const void *info, uint64_t info_phys, size_t limit, struct boot_info *out,
+                          char *err, size_t errlen);
 
 /* Returns a short name for a tag type ("memory map"), "unknown" otherwise. */
 const char *mb2_tag_name(uint32_t type);

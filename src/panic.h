@@ -14,10 +14,10 @@
 #define panic(...) panic_at(__FILE__, __LINE__, __func__, __VA_ARGS__)
 
 /* Checks an invariant that must hold; failure is a kernel bug and panics. */
-#define kassert(cond)                                                  \
-    do {                                                               \
-        if (!(cond))                                                   \
-            panic("assertion failed: %s", #cond);                      \
+#define kassert(cond)                             \
+    do {                                          \
+        if (!(cond))                              \
+            panic("assertion failed: %s", #cond); \
     } while (0)
 
 _Noreturn void panic_at(const char *file, int line, const char *func, const char *fmt, ...)

@@ -4,18 +4,18 @@
 
 #include "cpu.h"
 
-#define PIC1_CMD        0x20
-#define PIC1_DATA       0x21
-#define PIC2_CMD        0xa0
-#define PIC2_DATA       0xa1
-#define ICW1_INIT_ICW4  0x11
-#define ICW4_8086       0x01
-#define PIC_EOI         0x20
-#define OCW3_READ_ISR   0x0b
-#define PIC1_VECTOR     32
-#define PIC2_VECTOR     40
-#define CASCADE_IRQ     2
-#define SPURIOUS_IRQ    7
+#define PIC1_CMD       0x20
+#define PIC1_DATA      0x21
+#define PIC2_CMD       0xa0
+#define PIC2_DATA      0xa1
+#define ICW1_INIT_ICW4 0x11
+#define ICW4_8086      0x01
+#define PIC_EOI        0x20
+#define OCW3_READ_ISR  0x0b
+#define PIC1_VECTOR    32
+#define PIC2_VECTOR    40
+#define CASCADE_IRQ    2
+#define SPURIOUS_IRQ   7
 
 /* Writes to the unused port 0x80 give the old PICs time between commands. */
 static void io_wait(void)
@@ -33,16 +33,16 @@ void pic_init(void)
     io_wait();
     outb(PIC2_DATA, PIC2_VECTOR);
     io_wait();
-    outb(PIC1_DATA, 1 << CASCADE_IRQ);  /* slave on IRQ 2 */
+    outb(PIC1_DATA, 1 << CASCADE_IRQ); /* slave on IRQ 2 */
     io_wait();
-    outb(PIC2_DATA, CASCADE_IRQ);       /* slave identity */
+    outb(PIC2_DATA, CASCADE_IRQ); /* slave identity */
     io_wait();
     outb(PIC1_DATA, ICW4_8086);
     io_wait();
     outb(PIC2_DATA, ICW4_8086);
     io_wait();
     /* Everything masked except the cascade line. */
-    outb(PIC1_DATA, (uint8_t)~(1 << CASCADE_IRQ));
+    outb(PIC1_DATA, (uint8_t) ~(1 << CASCADE_IRQ));
     outb(PIC2_DATA, 0xff);
 }
 

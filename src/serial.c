@@ -2,19 +2,19 @@
 
 #include "cpu.h"
 
-#define COM1            0x3f8
-#define UART_DATA       0
-#define UART_IER        1
-#define UART_FCR        2
-#define UART_LCR        3
-#define UART_MCR        4
-#define UART_LSR        5
-#define LCR_DLAB        0x80
-#define LCR_8N1         0x03
-#define FCR_ENABLE_CLEAR 0xc7
-#define MCR_DTR_RTS_OUT2 0x0b
-#define LSR_THR_EMPTY   0x20
-#define LSR_TX_IDLE     0x40
+#define COM1                0x3f8
+#define UART_DATA           0
+#define UART_IER            1
+#define UART_FCR            2
+#define UART_LCR            3
+#define UART_MCR            4
+#define UART_LSR            5
+#define LCR_DLAB            0x80
+#define LCR_8N1             0x03
+#define FCR_ENABLE_CLEAR    0xc7
+#define MCR_DTR_RTS_OUT2    0x0b
+#define LSR_THR_EMPTY       0x20
+#define LSR_TX_IDLE         0x40
 #define BAUD_DIVISOR_115200 1
 
 void serial_init(void)

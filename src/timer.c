@@ -6,11 +6,11 @@
 #include "pic.h"
 #include "trap.h"
 
-#define PIT_CHANNEL0    0x40
-#define PIT_COMMAND     0x43
+#define PIT_CHANNEL0                0x40
+#define PIT_COMMAND                 0x43
 #define PIT_CH0_RATE_GENERATOR_LOHI 0x34
-#define PIT_BASE_HZ     1193182u
-#define TIMER_IRQ       0
+#define PIT_BASE_HZ                 1193182u
+#define TIMER_IRQ                   0
 
 static volatile uint64_t ticks;
 static uint32_t current_hz;

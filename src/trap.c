@@ -9,9 +9,9 @@
 #include "pic.h"
 #include "qemu.h"
 
-#define IDT_ENTRIES         256
-#define IDT_STUBS           (TRAP_EXCEPTIONS + TRAP_IRQS)
-#define GATE_INTERRUPT      0x8e    /* present, DPL 0, 64-bit interrupt gate */
+#define IDT_ENTRIES    256
+#define IDT_STUBS      (TRAP_EXCEPTIONS + TRAP_IRQS)
+#define GATE_INTERRUPT 0x8e /* present, DPL 0, 64-bit interrupt gate */
 
 _Static_assert(sizeof(struct trap_frame) == 22 * 8, "matches src/isr.S");
 
@@ -26,7 +26,7 @@ struct idt_entry {
 } __attribute__((packed));
 _Static_assert(sizeof(struct idt_entry) == 16, "IDT gate layout");
 
-extern const uint64_t isr_stubs[IDT_STUBS];    /* src/isr.S */
+extern const uint64_t isr_stubs[IDT_STUBS]; /* src/isr.S */
 
 static struct idt_entry idt[IDT_ENTRIES] __attribute__((aligned(16)));
 static irq_handler_fn irq_handlers[TRAP_IRQS];
@@ -36,14 +36,37 @@ static unsigned irq_depth;
 void (*fault_hook)(const struct trap_info *info);
 
 static const char *const exception_names[TRAP_EXCEPTIONS] = {
-    "Divide Error", "Debug", "Non-Maskable Interrupt", "Breakpoint",
-    "Overflow", "BOUND Range Exceeded", "Invalid Opcode", "Device Not Available",
-    "Double Fault", "Coprocessor Segment Overrun", "Invalid TSS", "Segment Not Present",
-    "Stack-Segment Fault", "General Protection Fault", "Page Fault", "Reserved (15)",
-    "x87 Floating-Point Error", "Alignment Check", "Machine Check", "SIMD Floating-Point Exception",
-    "Virtualization Exception", "Control Protection Exception", "Reserved (22)", "Reserved (23)",
-    "Reserved (24)", "Reserved (25)", "Reserved (26)", "Reserved (27)",
-    "Hypervisor Injection Exception", "VMM Communication Exception", "Security Exception",
+    "Divide Error",
+    "Debug",
+    "Non-Maskable Interrupt",
+    "Breakpoint",
+    "Overflow",
+    "BOUND Range Exceeded",
+    "Invalid Opcode",
+    "Device Not Available",
+    "Double Fault",
+    "Coprocessor Segment Overrun",
+    "Invalid TSS",
+    "Segment Not Present",
+    "Stack-Segment Fault",
+    "General Protection Fault",
+    "Page Fault",
+    "Reserved (15)",
+    "x87 Floating-Point Error",
+    "Alignment Check",
+    "Machine Check",
+    "SIMD Floating-Point Exception",
+    "Virtualization Exception",
+    "Control Protection Exception",
+    "Reserved (22)",
+    "Reserved (23)",
+    "Reserved (24)",
+    "Reserved (25)",
+    "Reserved (26)",
+    "Reserved (27)",
+    "Hypervisor Injection Exception",
+    "VMM Communication Exception",
+    "Security Exception",
     "Reserved (31)",
 };
 
@@ -83,7 +106,7 @@ void idt_init(void)
 {
     for (unsigned v = 0; v < IDT_STUBS; v++)
         idt_set_gate(v, isr_stubs[v], v == TRAP_DOUBLE_FAULT ? IST_DOUBLE_FAULT : 0);
-    struct descriptor_table_ptr ptr = { .limit = sizeof(idt) - 1, .base = (uint64_t)(uintptr_t)idt };
+    struct descriptor_table_ptr ptr = {.limit = sizeof(idt) - 1, .base = (uint64_t)(uintptr_t)idt};
     __asm__ volatile("lidt %0" : : "m"(ptr) : "memory");
 }
 
@@ -97,17 +120,17 @@ static void print_page_fault_bits(uint64_t err)
 {
     kprintf("  cause: %s, %s access, %s mode%s%s%s\n",
             (err & PF_PRESENT) ? "protection violation" : "page not present",
-            (err & PF_INSTR_FETCH) ? "instruction fetch" : (err & PF_WRITE) ? "write" : "read",
-            (err & PF_USER) ? "user" : "supervisor",
-            (err & PF_RESERVED) ? ", reserved bit set" : "",
-            (err & PF_PROTECTION_KEY) ? ", protection key" : "",
-            "");
+            (err & PF_INSTR_FETCH) ? "instruction fetch"
+            : (err & PF_WRITE)     ? "write"
+                                   : "read",
+            (err & PF_USER) ? "user" : "supervisor", (err & PF_RESERVED) ? ", reserved bit set" : "",
+            (err & PF_PROTECTION_KEY) ? ", protection key" : "", "");
 }
 
 static void report_exception(const struct trap_frame *f, uint64_t cr2)
 {
-    kprintf("\nEXCEPTION %llu (%s) error code 0x%llx\n", (unsigned long long)f->vector,
-            trap_name(f->vector), (unsigned long long)f->error_code);
+    kprintf("\nEXCEPTION %llu (%s) error code 0x%llx\n", (unsigned long long)f->vector, trap_name(f->vector),
+            (unsigned long long)f->error_code);
     kprintf("  rip %p  rsp %p  rflags 0x%llx  cs 0x%llx\n", (void *)f->rip, (void *)f->rsp,
             (unsigned long long)f->rflags, (unsigned long long)f->cs);
     if (f->vector == TRAP_PAGE_FAULT) {
@@ -117,8 +140,7 @@ static void report_exception(const struct trap_frame *f, uint64_t cr2)
     kprintf("  cr3 %p\n", (void *)read_cr3());
     kprintf("  rax %p rbx %p rcx %p rdx %p\n", (void *)f->rax, (void *)f->rbx, (void *)f->rcx,
             (void *)f->rdx);
-    kprintf("  rsi %p rdi %p rbp %p r8  %p\n", (void *)f->rsi, (void *)f->rdi, (void *)f->rbp,
-            (void *)f->r8);
+    kprintf("  rsi %p rdi %p rbp %p r8  %p\n", (void *)f->rsi, (void *)f->rdi, (void *)f->rbp, (void *)f->r8);
     print_backtrace(f->rbp);
 }
 
@@ -133,7 +155,10 @@ static void handle_exception(struct trap_frame *f)
     report_exception(f, cr2);
     if (fault_hook != NULL) {
         struct trap_info info = {
-            .vector = f->vector, .error_code = f->error_code, .rip = f->rip, .cr2 = cr2,
+            .vector = f->vector,
+            .error_code = f->error_code,
+            .rip = f->rip,
+            .cr2 = cr2,
         };
         fault_hook(&info);
     }

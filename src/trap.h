@@ -7,9 +7,9 @@
 
 #include <stdint.h>
 
-#define TRAP_EXCEPTIONS     32      /* vectors 0..31 are CPU exceptions */
-#define TRAP_IRQ_BASE       32      /* PIC IRQ n arrives on vector 32 + n */
-#define TRAP_IRQS           16
+#define TRAP_EXCEPTIONS 32 /* vectors 0..31 are CPU exceptions */
+#define TRAP_IRQ_BASE   32 /* PIC IRQ n arrives on vector 32 + n */
+#define TRAP_IRQS       16
 
 enum trap_vector {
     TRAP_DIVIDE_ERROR = 0,
@@ -23,11 +23,11 @@ enum trap_vector {
 };
 
 /* Page-fault error code bits (Intel SDM vol. 3, 4.7). */
-#define PF_PRESENT      (1u << 0)   /* 0: page not present, 1: protection violation */
-#define PF_WRITE        (1u << 1)
-#define PF_USER         (1u << 2)
-#define PF_RESERVED     (1u << 3)
-#define PF_INSTR_FETCH  (1u << 4)
+#define PF_PRESENT        (1u << 0) /* 0: page not present, 1: protection violation */
+#define PF_WRITE          (1u << 1)
+#define PF_USER           (1u << 2)
+#define PF_RESERVED       (1u << 3)
+#define PF_INSTR_FETCH    (1u << 4)
 #define PF_PROTECTION_KEY (1u << 5)
 
 /* What isr_common leaves on the stack, lowest address first. */
@@ -35,7 +35,7 @@ struct trap_frame {
     uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
     uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
     uint64_t vector, error_code;
-    uint64_t rip, cs, rflags, rsp, ss;      /* pushed by the CPU */
+    uint64_t rip, cs, rflags, rsp, ss; /* pushed by the CPU */
 };
 
 /* Everything a report or a test needs to know about a fatal exception. */

@@ -7,7 +7,7 @@
 #define VGA_TEXT_PHYS   0xb8000
 #define VGA_COLS        80
 #define VGA_ROWS        25
-#define VGA_ATTR_NORMAL 0x07    /* light grey on black */
+#define VGA_ATTR_NORMAL 0x07 /* light grey on black */
 
 static volatile uint16_t *vga_buf;
 static unsigned vga_row, vga_col;

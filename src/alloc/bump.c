@@ -97,7 +97,7 @@ struct bump_hard_hdr {
     uintptr_t chain;       /* user pointer of the previous block since the reset, or 0 (a link) */
     const void *free_site; /* caller of the free, once dead */
     uint64_t pad;
-    struct bump_hdr hdr;   /* last member: ends at the user pointer */
+    struct bump_hdr hdr; /* last member: ends at the user pointer */
 };
 
 /* The hardened instance: the plain one, then the state only hardened mode keeps. */
@@ -109,8 +109,8 @@ struct bump_hard {
     uintptr_t lo, hi; /* envelope of every region this heap was given */
 };
 
-#define BUMP_HDR_SIZE sizeof(struct bump_hard_hdr)
-#define BUMP_INST_SIZE sizeof(struct bump_hard)
+#define BUMP_HDR_SIZE     sizeof(struct bump_hard_hdr)
+#define BUMP_INST_SIZE    sizeof(struct bump_hard)
 #define BUMP_OPS_VALIDATE bump_validate
 
 _Static_assert(offsetof(struct bump_hard_hdr, hdr) + sizeof(struct bump_hdr) == sizeof(struct bump_hard_hdr),
@@ -364,8 +364,7 @@ static size_t hard_check(const struct bump *b)
             size_t span = hh->hdr.size < HEAP_POISON_SPAN ? hh->hdr.size : HEAP_POISON_SPAN;
             size_t off = heap_hard_find_unpoisoned((void *)p, 0, span);
             if (off != span) {
-                heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)p, 0, off, NULL,
-                                 hh->free_site);
+                heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)p, 0, off, NULL, hh->free_site);
                 bad++;
             }
         } else {
@@ -388,8 +387,8 @@ static size_t hard_check(const struct bump *b)
 #else
 /* Plain mode: the header and the instance are the plain structs, links are stored as they are,
  * there is no validate() (the front end never asks), and every hook does nothing. */
-#define BUMP_HDR_SIZE sizeof(struct bump_hdr)
-#define BUMP_INST_SIZE sizeof(struct bump)
+#define BUMP_HDR_SIZE     sizeof(struct bump_hdr)
+#define BUMP_INST_SIZE    sizeof(struct bump)
 #define BUMP_OPS_VALIDATE NULL
 
 static inline uintptr_t link_get(const struct bump *b, const uintptr_t *slot)

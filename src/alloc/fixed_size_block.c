@@ -93,15 +93,15 @@
 #include "linked_list.h"
 
 /* FSB_PAGE_SIZE and FSB_LL_HDR (the fallback's block header) are fsb_cache.h's, shared with the cache. */
-#define FSB_SLAB_SIZE ((uintptr_t)16384)
-#define FSB_SLAB_HDR ((uintptr_t)(64 + 128 * KHEAP_HARDENING))
+#define FSB_SLAB_SIZE       ((uintptr_t)16384)
+#define FSB_SLAB_HDR        ((uintptr_t)(64 + 128 * KHEAP_HARDENING))
 /* The fallback puts its block header in front of every block, so a slab leaves its last bytes to the
  * next slab's header: consecutive slabs then tile memory with no padding between. */
-#define FSB_SLAB_USABLE (FSB_SLAB_SIZE - FSB_LL_HDR)
-#define FSB_MAX_SMALL 2048
+#define FSB_SLAB_USABLE     (FSB_SLAB_SIZE - FSB_LL_HDR)
+#define FSB_MAX_SMALL       2048
 #define FSB_MAX_SMALL_ALIGN 64
-#define FSB_NCLASSES 24
-#define FSB_MAX_OBJECTS 1024 /* hardened bitmap: >= 16-byte granules (objects of class 16) per slab */
+#define FSB_NCLASSES        24
+#define FSB_MAX_OBJECTS     1024 /* hardened bitmap: >= 16-byte granules (objects of class 16) per slab */
 
 /* Hardened mode's part of a slab header (see the essay); it follows struct fsb_slab. */
 struct fsb_slab_hard {
@@ -112,13 +112,13 @@ struct fsb_slab_hard {
 struct fsb_slab {
     struct fsb_slab *next; /* in the class's partial or full list */
     struct fsb_slab *prev;
-    void *free;            /* freed objects, linked through their first word */
-    uintptr_t carve;       /* next never-used object, or the slab's end */
-    uint32_t inuse;        /* live objects */
-    uint32_t capacity;     /* objects this slab can hold */
-    uint16_t cls;          /* size class index */
-    uint16_t size;         /* class_size[cls]: the usable size of every object, one load away */
-    uint32_t full;         /* 1 if on the full list */
+    void *free;        /* freed objects, linked through their first word */
+    uintptr_t carve;   /* next never-used object, or the slab's end */
+    uint32_t inuse;    /* live objects */
+    uint32_t capacity; /* objects this slab can hold */
+    uint16_t cls;      /* size class index */
+    uint16_t size;     /* class_size[cls]: the usable size of every object, one load away */
+    uint32_t full;     /* 1 if on the full list */
     /* Hardened mode only: one struct fsb_slab_hard, inside FSB_SLAB_HDR. A flexible array member, so
      * plain mode's header has no such bytes and the struct is the same in both modes. */
     struct fsb_slab_hard hard[];
@@ -135,13 +135,13 @@ struct fsb_hard {
 };
 
 struct fsb {
-    struct heap common;                     /* first member */
-    struct heap *fallback;                  /* embedded linked_list heap (memory after this struct) */
-    struct fsb_list partial[FSB_NCLASSES];  /* slabs with a free object, allocation order */
-    struct fsb_list full[FSB_NCLASSES];     /* slabs without one */
-    uint32_t capacity[FSB_NCLASSES];        /* objects per slab per class */
-    struct fsb_cache cache;                 /* freed large blocks (fsb_cache.h) */
-    struct fsb_hard hard[];                 /* hardened mode only: one struct fsb_hard (as in a slab) */
+    struct heap common;                    /* first member */
+    struct heap *fallback;                 /* embedded linked_list heap (memory after this struct) */
+    struct fsb_list partial[FSB_NCLASSES]; /* slabs with a free object, allocation order */
+    struct fsb_list full[FSB_NCLASSES];    /* slabs without one */
+    uint32_t capacity[FSB_NCLASSES];       /* objects per slab per class */
+    struct fsb_cache cache;                /* freed large blocks (fsb_cache.h) */
+    struct fsb_hard hard[];                /* hardened mode only: one struct fsb_hard (as in a slab) */
 };
 
 /* The instance's bytes: struct fsb, and in hardened mode its struct fsb_hard. */
@@ -157,14 +157,14 @@ _Static_assert(FSB_MAX_SMALL < FSB_PAGE_SIZE, "small and large are told apart by
 _Static_assert((FSB_SLAB_USABLE - FSB_SLAB_HDR) / 16 <= FSB_MAX_OBJECTS, "bitmap covers every granule");
 
 static const uint16_t class_size[FSB_NCLASSES] = {
-    16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256,
+    16,  32,  48,  64,  80,  96,  112, 128,  160,  192,  224,  256,
     320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048,
 };
 
 /* size_class[(size + 15) / 16] = smallest class holding size bytes, for 1 <= size <= 2048. */
 static const uint8_t size_class[FSB_MAX_SMALL / 16 + 1] = {
-    0, 0, 1, 2, 3, 4, 5, 6, 7,                                  /* 16 .. 128 */
-    8, 8, 9, 9, 10, 10, 11, 11,                                  /* .. 256 */
+    0,  0,  1,  2,  3,  4,  5,  6,  7,                              /* 16 .. 128 */
+    8,  8,  9,  9,  10, 10, 11, 11,                                 /* .. 256 */
     12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15, /* .. 512 */
     16, 16, 16, 16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17, 17, 17, /* .. 768 */
     18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19, 19, /* .. 1024 */
@@ -347,7 +347,8 @@ static inline const void *obj_free_site(const void *obj)
 }
 
 /* True if next (a demangled free link of slab s) is NULL or a free object of s. */
-static inline __attribute__((always_inline)) bool free_link_ok(const struct fsb *f, const struct fsb_slab *s, uintptr_t next)
+static inline __attribute__((always_inline)) bool free_link_ok(const struct fsb *f, const struct fsb_slab *s,
+                                                               uintptr_t next)
 {
     int i;
 
@@ -478,14 +479,15 @@ static size_t check_live_objects(const struct fsb *f, const struct fsb_slab *s, 
 }
 
 /* fsb_validate() for a page-aligned pointer: out of line, so the small-object case saves no registers. */
-static __attribute__((noinline)) enum heap_error validate_large(struct fsb *f, const void *ptr, size_t *usable,
-                                                                const void **free_site)
+static __attribute__((noinline)) enum heap_error validate_large(struct fsb *f, const void *ptr,
+                                                                size_t *usable, const void **free_site)
 {
     /* A slab is a used fallback block too, but never the user's. */
     enum heap_error e = heap_linked_list_ops.validate(f->fallback, ptr, usable, free_site);
 
     /* Its header is sound. A cached block is used to the fallback but free to the user. */
-    if ((e == HEAP_BLOCK_OK || e == HEAP_ERR_CORRUPT_FREELIST) && fsb_cache_holds(&f->cache, f->fallback, ptr, free_site))
+    if ((e == HEAP_BLOCK_OK || e == HEAP_ERR_CORRUPT_FREELIST) &&
+        fsb_cache_holds(&f->cache, f->fallback, ptr, free_site))
         return HEAP_ERR_DOUBLE_FREE;
     if (e == HEAP_BLOCK_OK && is_slab(&f->common, ptr))
         return HEAP_ERR_INVALID_FREE;
@@ -591,8 +593,8 @@ static inline void obj_flip_allocated(struct fsb_slab *s, const void *obj)
     (void)obj;
 }
 
-static inline bool obj_reusable(const struct fsb *f, const struct fsb_slab *s, const void *obj, uintptr_t next,
-                                size_t size)
+static inline bool obj_reusable(const struct fsb *f, const struct fsb_slab *s, const void *obj,
+                                uintptr_t next, size_t size)
 {
     (void)f;
     (void)s;
@@ -756,8 +758,8 @@ static inline void *slab_take(struct fsb *f, struct fsb_slab *s, unsigned cls)
  * NULL if the fallback has no room. */
 static void *large_alloc(struct fsb *f, size_t size, size_t align, size_t *usable)
 {
-    void *p = heap_linked_list_ops.alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE,
-                                         usable);
+    void *p =
+        heap_linked_list_ops.alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE, usable);
 
     large_clear_magic(p);
     return p;
@@ -773,7 +775,8 @@ static unsigned aligned_class(unsigned cls, size_t align)
 
 /* Everything fsb_alloc's fast path does not handle: carving, new slabs, a slab becoming full,
  * aligned and large requests, and (hardened mode) every object that met corruption. */
-static __attribute__((noinline)) void *fsb_alloc_slow(struct heap *h, size_t size, size_t align, size_t *usable)
+static __attribute__((noinline)) void *fsb_alloc_slow(struct heap *h, size_t size, size_t align,
+                                                      size_t *usable)
 {
     struct fsb *f = to_fsb(h);
     unsigned cls;

@@ -188,7 +188,8 @@ static inline bool cache_entry_readable(const struct heap *fallback, const void 
     return true;
 }
 
-static inline size_t cache_check_poison(const struct heap *fallback, const void *p, size_t u, const void *site)
+static inline size_t cache_check_poison(const struct heap *fallback, const void *p, size_t u,
+                                        const void *site)
 {
     (void)fallback;
     (void)p;

@@ -18,22 +18,22 @@
 /* What the cache shares with fixed_size_block.c: the page, the unit of every large block, and the
  * fallback's block header, which a large block's whole pages include. */
 #define FSB_PAGE_SIZE ((uintptr_t)4096)
-#define FSB_LL_HDR ((uintptr_t)(16 + 16 * KHEAP_HARDENING)) /* linked_list's block header */
+#define FSB_LL_HDR    ((uintptr_t)(16 + 16 * KHEAP_HARDENING)) /* linked_list's block header */
 
 #define FSB_CACHE_PAGES 16 /* large blocks of 1..16 pages (fallback header included) are cached */
 #define FSB_CACHE_DEPTH 4  /* at most this many per page count */
 
 /* The freed blocks of one page count, oldest first. */
 struct fsb_cache_bin {
-    uint32_t count;                    /* entries in block[] */
-    void *block[FSB_CACHE_DEPTH];      /* user pointers (page-aligned) */
+    uint32_t count;               /* entries in block[] */
+    void *block[FSB_CACHE_DEPTH]; /* user pointers (page-aligned) */
 #if KHEAP_HARDENING
     const void *site[FSB_CACHE_DEPTH]; /* where each was freed */
 #endif
 };
 
 struct fsb_cache {
-    uint32_t ncached;                         /* blocks in all bins, so a flush of nothing is one test */
+    uint32_t ncached;                          /* blocks in all bins, so a flush of nothing is one test */
     struct fsb_cache_bin bin[FSB_CACHE_PAGES]; /* bin[n - 1]: freed large blocks of n pages */
 };
 

@@ -188,7 +188,8 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
  */
 
 /* Allocation with the lock and full validation. */
-static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, size_t align, const void *caller)
+static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, size_t align,
+                                                  const void *caller)
 {
     unsigned long saved = heap_lock(h);
     void *p;
@@ -389,9 +390,9 @@ size_t heap_check(struct heap *h)
     bad = h->ops->check(h);
     bad += c->total_frees > c->total_allocs; /* more frees than allocations */
     bad += c->peak_in_use < bytes;
-    bad += bytes > c->bytes_mapped;          /* also catches more bytes freed than allocated */
+    bad += bytes > c->bytes_mapped; /* also catches more bytes freed than allocated */
     bad += live == 0 && bytes != 0;
-    bad += live != 0 && bytes < live;        /* >= 1 byte each */
+    bad += live != 0 && bytes < live; /* >= 1 byte each */
     heap_unlock(h, saved);
     return bad;
 }

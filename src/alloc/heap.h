@@ -131,13 +131,13 @@ struct heap_env {
 
 /* Counters kept by the front end (heap.c); identical meaning for every backend. */
 struct heap_stats {
-    size_t bytes_in_use;    /* sum of heap_usable_size() over live blocks */
-    size_t bytes_mapped;    /* size given to heap_create() + all memory added through grow() */
-    size_t peak_in_use;     /* highest bytes_in_use ever seen */
-    size_t live_allocs;     /* blocks allocated and not yet freed */
-    uint64_t total_allocs;  /* successful allocations (realloc counts when it moves the block) */
-    uint64_t total_frees;   /* frees of non-NULL pointers (realloc counts when it moves the block) */
-    uint64_t failed_allocs; /* allocation requests that returned NULL */
+    size_t bytes_in_use;      /* sum of heap_usable_size() over live blocks */
+    size_t bytes_mapped;      /* size given to heap_create() + all memory added through grow() */
+    size_t peak_in_use;       /* highest bytes_in_use ever seen */
+    size_t live_allocs;       /* blocks allocated and not yet freed */
+    uint64_t total_allocs;    /* successful allocations (realloc counts when it moves the block) */
+    uint64_t total_frees;     /* frees of non-NULL pointers (realloc counts when it moves the block) */
+    uint64_t failed_allocs;   /* allocation requests that returned NULL */
     uint64_t errors_detected; /* hardened mode: corruption reports (also with report == NULL); 0 in plain */
 };
 

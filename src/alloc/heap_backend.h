@@ -13,10 +13,10 @@
 #include "heap.h"
 
 /*
- * The backend vtable: one const instance per backend (heap_<name>_ops, listed in backends.def). The front end validates every
- * argument, so backends may assume: h is theirs, 0 < size, align is a power of two >= HEAP_MIN_ALIGN,
- * size + align <= HEAP_MAX_REQUEST, and ptr was returned by this heap and is live. Backends never
- * lock, grow or count: the front end does that.
+ * The backend vtable: one const instance per backend (heap_<name>_ops, listed in backends.def). The front end
+ * validates every argument, so backends may assume: h is theirs, 0 < size, align is a power of two >=
+ * HEAP_MIN_ALIGN, size + align <= HEAP_MAX_REQUEST, and ptr was returned by this heap and is live. Backends
+ * never lock, grow or count: the front end does that.
  */
 struct heap_ops {
     const char *name; /* "bump", "linked_list", "fixed_size_block" */
@@ -47,11 +47,11 @@ struct heap_ops {
     /* Walks the heap's structures and returns the number of broken invariants; 0 = healthy. In
      * hardened mode it also verifies canaries of live blocks and poison of free blocks (reporting). */
     size_t (*check)(const struct heap *h);
-    /* Hardened mode (never called in plain mode; plain backends may leave it NULL): classifies ptr (any value) without faulting on memory outside the heap.
-     * Returns HEAP_ERR_COUNT (HEAP_BLOCK_OK) if ptr is a live block and stores its usable size in
-     * *usable; else HEAP_ERR_DOUBLE_FREE (a free block; *free_site set if known),
-     * HEAP_ERR_INVALID_FREE, or HEAP_ERR_CORRUPT_FREELIST when freeing ptr would have to follow a
-     * damaged link (the free is then refused). */
+    /* Hardened mode (never called in plain mode; plain backends may leave it NULL): classifies ptr (any
+     * value) without faulting on memory outside the heap. Returns HEAP_ERR_COUNT (HEAP_BLOCK_OK) if ptr is a
+     * live block and stores its usable size in *usable; else HEAP_ERR_DOUBLE_FREE (a free block; *free_site
+     * set if known), HEAP_ERR_INVALID_FREE, or HEAP_ERR_CORRUPT_FREELIST when freeing ptr would have to
+     * follow a damaged link (the free is then refused). */
     enum heap_error (*validate)(struct heap *h, const void *ptr, size_t *usable, const void **free_site);
 };
 
@@ -67,10 +67,10 @@ struct heap_ops {
 /* Hardened-mode state of a heap. An embedded heap (fixed_size_block's fallback) reports through
  * its owner, so reports, the secret, the caller and the abort flag are always read from owner. */
 struct heap_hard {
-    struct heap *owner;  /* the heap users see: itself, or the heap that embeds this one */
-    uint64_t secret;     /* keys pointer mangling, cookies and canaries; never 0 */
-    const void *caller;  /* return address of the public call in progress (set under the lock) */
-    bool abort;          /* a backend found corruption during alloc: fail the call, do not grow */
+    struct heap *owner; /* the heap users see: itself, or the heap that embeds this one */
+    uint64_t secret;    /* keys pointer mangling, cookies and canaries; never 0 */
+    const void *caller; /* return address of the public call in progress (set under the lock) */
+    bool abort;         /* a backend found corruption during alloc: fail the call, do not grow */
 };
 #endif
 
@@ -87,7 +87,7 @@ struct heap_counters {
     size_t peak_in_use;
     uint64_t total_allocs;
     size_t bytes_mapped;
-    size_t bytes_freed;     /* usable bytes of every free (and in-place shrink) so far */
+    size_t bytes_freed; /* usable bytes of every free (and in-place shrink) so far */
     uint64_t failed_allocs;
     uint64_t total_frees;
     uint64_t errors_detected;
@@ -152,12 +152,11 @@ static inline bool heap_is_pow2(size_t x)
     return x != 0 && (x & (x - 1)) == 0;
 }
 
-#define heap_likely(x) __builtin_expect(!!(x), 1)
+#define heap_likely(x)   __builtin_expect(!!(x), 1)
 #define heap_unlikely(x) __builtin_expect(!!(x), 0)
 
 /* The hardened layer's shared part (constants, key/mangle, reports, poison) and the front end's
  * hooks: empty stubs in the plain build. */
 #include "heap_hard.h"
-
 
 #endif /* KHEAP_ALLOC_HEAP_BACKEND_H */

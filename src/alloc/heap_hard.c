@@ -36,8 +36,8 @@ __attribute__((noinline, cold)) bool heap_hard_live_damaged(const struct heap *h
     return false;
 }
 
-void heap_hard_report(const struct heap *h, enum heap_error kind, const void *ptr, size_t size,
-                      size_t offset, const void *alloc_site, const void *free_site)
+void heap_hard_report(const struct heap *h, enum heap_error kind, const void *ptr, size_t size, size_t offset,
+                      const void *alloc_site, const void *free_site)
 {
     struct heap *o = h->hard.owner;
     struct heap_report r = {
@@ -69,8 +69,8 @@ size_t heap_hard_find_unpoisoned(const void *p, size_t from, size_t to)
 
     /* Two words per step with one branch; the byte-exact offset is located only on a mismatch. */
     for (; i + 16 <= to; i += 16)
-        if (heap_unlikely(((heap_hard_load64(b + i) ^ HEAP_POISON_FREE64) | (heap_hard_load64(b + i + 8) ^ HEAP_POISON_FREE64)) !=
-                          0))
+        if (heap_unlikely(((heap_hard_load64(b + i) ^ HEAP_POISON_FREE64) |
+                           (heap_hard_load64(b + i + 8) ^ HEAP_POISON_FREE64)) != 0))
             break;
     for (; i < to; i++)
         if (b[i] != HEAP_POISON_FREE)

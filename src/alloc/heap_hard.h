@@ -34,16 +34,16 @@ struct heap_hard_block {
  * the start of a free block (mangled with heap_hard_mangle) and must verify the rest of that span
  * with heap_hard_verify_free() before handing the memory out again.
  */
-#define HEAP_POISON_FREE ((uint8_t)0x6b)  /* free memory (as Linux POISON_FREE) */
-#define HEAP_POISON_ALLOC ((uint8_t)0xa5) /* fresh, uninitialised allocations */
-#define HEAP_POISON_FREE64 ((uint64_t)0x6b6b6b6b6b6b6b6bull)
+#define HEAP_POISON_FREE    ((uint8_t)0x6b) /* free memory (as Linux POISON_FREE) */
+#define HEAP_POISON_ALLOC   ((uint8_t)0xa5) /* fresh, uninitialised allocations */
+#define HEAP_POISON_FREE64  ((uint64_t)0x6b6b6b6b6b6b6b6bull)
 #define HEAP_POISON_ALLOC64 ((uint64_t)0xa5a5a5a5a5a5a5a5ull)
-#define HEAP_POISON_SPAN ((size_t)2048)  /* bytes of a block poisoned on free and verified on reuse */
-#define HEAP_HARD_TRAILER ((size_t)16)   /* requested size and allocation site, at the block's end */
-#define HEAP_HARD_REDZONE ((size_t)8)    /* minimum canary bytes after the requested size */
-#define HEAP_HARD_TAIL (HEAP_HARD_REDZONE + HEAP_HARD_TRAILER)
-#define HEAP_HARD_CANARY ((size_t)16) /* at most this many canary bytes (two words) follow req */
-#define HEAP_HARD_LINK ((size_t)16)      /* bytes a free block may keep for backend links */
+#define HEAP_POISON_SPAN    ((size_t)2048) /* bytes of a block poisoned on free and verified on reuse */
+#define HEAP_HARD_TRAILER   ((size_t)16)   /* requested size and allocation site, at the block's end */
+#define HEAP_HARD_REDZONE   ((size_t)8)    /* minimum canary bytes after the requested size */
+#define HEAP_HARD_TAIL      (HEAP_HARD_REDZONE + HEAP_HARD_TRAILER)
+#define HEAP_HARD_CANARY    ((size_t)16) /* at most this many canary bytes (two words) follow req */
+#define HEAP_HARD_LINK      ((size_t)16) /* bytes a free block may keep for backend links */
 
 _Static_assert(HEAP_POISON_SPAN % 16 == 0 && HEAP_POISON_SPAN >= 2 * HEAP_HARD_LINK, "poison span");
 _Static_assert(HEAP_POISON_FREE != HEAP_POISON_ALLOC && HEAP_POISON_ALLOC != 0, "distinct patterns");
@@ -64,8 +64,8 @@ static inline uintptr_t heap_hard_mangle(const struct heap *h, const void *slot,
 }
 
 /* Reports one error through the owner's env.report (if set) and counts it. */
-void heap_hard_report(const struct heap *h, enum heap_error kind, const void *ptr, size_t size,
-                      size_t offset, const void *alloc_site, const void *free_site);
+void heap_hard_report(const struct heap *h, enum heap_error kind, const void *ptr, size_t size, size_t offset,
+                      const void *alloc_site, const void *free_site);
 
 /* Fills [p, p + len) with the free poison (len a multiple of 8, p 8-aligned). */
 void heap_hard_poison(void *p, size_t len);
@@ -228,7 +228,8 @@ bool heap_hard_live_damaged(const struct heap *h, uint64_t k, const void *p, siz
 
 /* Verifies live block p's trailer and canary and fills *b; on damage reports an overflow and returns
  * false. */
-static inline bool heap_hard_check_live(const struct heap *h, const void *p, size_t bu, struct heap_hard_block *b)
+static inline bool heap_hard_check_live(const struct heap *h, const void *p, size_t bu,
+                                        struct heap_hard_block *b)
 {
     uint64_t k = heap_hard_block_key(h, p);
 
@@ -317,7 +318,8 @@ static inline bool heap_hard_accept(struct heap *h, void *ptr, struct heap_hard_
 }
 
 /* The bytes the user may use in accepted block ptr: the requested size. */
-static inline size_t heap_hard_live_size(const struct heap *h, const void *ptr, const struct heap_hard_block *b)
+static inline size_t heap_hard_live_size(const struct heap *h, const void *ptr,
+                                         const struct heap_hard_block *b)
 {
     (void)h;
     (void)ptr;
@@ -340,7 +342,8 @@ static inline size_t heap_hard_counted(const struct heap_hard_block *b, size_t u
 /* Accepted block ptr was resized in place to size user bytes: the bytes beyond the old requested
  * size get the fresh pattern (within the span), then a new canary and trailer (its allocation site
  * kept). Returns the size to count: size. */
-static inline size_t heap_hard_resized(struct heap *h, void *ptr, const struct heap_hard_block *b, size_t size)
+static inline size_t heap_hard_resized(struct heap *h, void *ptr, const struct heap_hard_block *b,
+                                       size_t size)
 {
     size_t nbu = h->ops->usable_size(h, ptr);
     uint64_t k = heap_hard_block_key(h, ptr);
@@ -411,7 +414,8 @@ static inline bool heap_hard_accept(struct heap *h, void *ptr, struct heap_hard_
     return true;
 }
 
-static inline size_t heap_hard_live_size(const struct heap *h, const void *ptr, const struct heap_hard_block *b)
+static inline size_t heap_hard_live_size(const struct heap *h, const void *ptr,
+                                         const struct heap_hard_block *b)
 {
     (void)b;
     return h->ops->usable_size(h, ptr);
@@ -429,7 +433,8 @@ static inline size_t heap_hard_counted(const struct heap_hard_block *b, size_t u
     return usable;
 }
 
-static inline size_t heap_hard_resized(struct heap *h, void *ptr, const struct heap_hard_block *b, size_t size)
+static inline size_t heap_hard_resized(struct heap *h, void *ptr, const struct heap_hard_block *b,
+                                       size_t size)
 {
     (void)b;
     (void)size;

@@ -16,7 +16,7 @@
 #include <stddef.h>
 
 #define KVEC_MIN_CAP 4
-#define KVEC_ENOMEM (-1) /* out of memory or size overflow */
+#define KVEC_ENOMEM  (-1) /* out of memory or size overflow */
 
 struct kvec {
     void *data;       /* cap * elem_size bytes, NULL while cap == 0 */

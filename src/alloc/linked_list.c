@@ -346,7 +346,8 @@ bool heap_ll_region(const struct heap *ll, uintptr_t a, uintptr_t *lo, uintptr_t
     return true;
 }
 
-void heap_ll_embed(struct heap *ll, struct heap *owner, bool (*internal)(const struct heap *owner, const void *p))
+void heap_ll_embed(struct heap *ll, struct heap *owner,
+                   bool (*internal)(const struct heap *owner, const void *p))
 {
     struct ll *l = to_ll(ll);
 
@@ -497,7 +498,8 @@ static void ll_make_free(struct ll *l, struct ll_block *b, size_t size, struct l
 /* Frees [b, b + size) whose predecessor is in use, merging with a free successor (whose links the
  * caller validated). clean (hardened): the body of [b, b + size) below this address is poison.
  * leaving: a free block just before b (in the tree, about to leave it) whose place b takes, or NULL. */
-static void ll_release_tail(struct ll *l, struct ll_block *b, size_t size, uintptr_t clean, struct ll_free *leaving)
+static void ll_release_tail(struct ll *l, struct ll_block *b, size_t size, uintptr_t clean,
+                            struct ll_free *leaving)
 {
     struct ll_block *next = ll_block_at((uintptr_t)b + size);
 
@@ -611,7 +613,8 @@ static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 {
     struct ll *l = to_ll(h);
     size_t asize = ll_request_block_size(size);
-    struct ll_free *f = align == HEAP_MIN_ALIGN ? ll_tree_find_fit(&l->tree, asize) : ll_find_aligned(l, asize, align);
+    struct ll_free *f =
+        align == HEAP_MIN_ALIGN ? ll_tree_find_fit(&l->tree, asize) : ll_find_aligned(l, asize, align);
     struct ll_free *leaving;
     struct ll_block *b;
     uintptr_t clean;
@@ -770,7 +773,7 @@ static size_t ll_check(const struct heap *h)
             bad += ll_check_block_hard(l, b, inuse);
             if (!inuse) {
                 free_walk++;
-                bad += !prev_inuse;                       /* two adjacent free blocks */
+                bad += !prev_inuse;                         /* two adjacent free blocks */
                 bad += ll_next_block(b)->prev_size != size; /* boundary tag */
             }
             prev_inuse = inuse;

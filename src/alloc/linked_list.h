@@ -21,7 +21,8 @@ bool heap_ll_region(const struct heap *ll, uintptr_t a, uintptr_t *lo, uintptr_t
  * canary check in check() for used blocks where internal(owner, user pointer) is true (blocks the
  * owner uses itself, which carry no front-end canary). internal may be NULL: every used block is a
  * front-end block. */
-void heap_ll_embed(struct heap *ll, struct heap *owner, bool (*internal)(const struct heap *owner, const void *p));
+void heap_ll_embed(struct heap *ll, struct heap *owner,
+                   bool (*internal)(const struct heap *owner, const void *p));
 #endif
 
 #endif /* KHEAP_ALLOC_LINKED_LIST_H */

@@ -8,9 +8,9 @@
 
 #include "heap_backend.h"
 
-#define LL_INUSE ((size_t)1)      /* this block is in use */
+#define LL_INUSE      ((size_t)1) /* this block is in use */
 #define LL_PREV_INUSE ((size_t)2) /* the block before this one is in use */
-#define LL_FLAGS (LL_INUSE | LL_PREV_INUSE)
+#define LL_FLAGS      (LL_INUSE | LL_PREV_INUSE)
 
 /* Hardened mode: a block's cookie is key(block) ^ one of these, so a header that was not written by
  * this heap (or was overwritten) does not pass for a block. */
@@ -22,7 +22,7 @@ struct ll_block {
      * Free block: the largest block size in its subtree of the free tree. A free block's predecessor
      * is always in use (coalescing is complete), so its prev_size would never be read. */
     size_t prev_size;
-    size_t size;      /* this block's size including the header, | flags */
+    size_t size; /* this block's size including the header, | flags */
 #if KHEAP_HARDENING
     uint64_t cookie;  /* key(block) ^ LL_USED or LL_FREE */
     const void *site; /* free site while free (front-end frees only), else NULL */
@@ -36,7 +36,7 @@ struct ll_free {
     struct ll_free *right; /* higher addresses (a link: mangled in hardened mode) */
 };
 
-#define LL_HDR sizeof(struct ll_block)
+#define LL_HDR       sizeof(struct ll_block)
 #define LL_MIN_BLOCK sizeof(struct ll_free)
 
 _Static_assert(sizeof(struct ll_block) == 16 + 16 * KHEAP_HARDENING, "header keeps pointers 16-aligned");

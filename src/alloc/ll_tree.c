@@ -7,8 +7,8 @@
 #include "ll_tree.h"
 
 /* ll_tree_fit_after() within subtree t. */
-static struct ll_free *fit_after_below(const struct ll_tree *tree, struct ll_free *t, uintptr_t x, size_t need,
-                                       bool *bad)
+static struct ll_free *fit_after_below(const struct ll_tree *tree, struct ll_free *t, uintptr_t x,
+                                       size_t need, bool *bad)
 {
     struct ll_free *r;
 
@@ -93,7 +93,8 @@ bool ll_tree_in_free_block(const struct ll_tree *tree, uintptr_t a)
 /* Checks subtree t (the link held by parent, NULL for the root), whose addresses must lie strictly
  * between lo and hi and whose priorities must not exceed plimit (its parent's). */
 static size_t check_below(const struct ll_tree *tree, const struct ll_free *parent, const struct ll_free *t,
-                          uintptr_t lo, uintptr_t hi, uint64_t plimit, unsigned depth, size_t *count, size_t limit)
+                          uintptr_t lo, uintptr_t hi, uint64_t plimit, unsigned depth, size_t *count,
+                          size_t limit)
 {
     size_t bad = 0, m;
     const struct ll_block *next;
@@ -106,15 +107,18 @@ static size_t check_below(const struct ll_tree *tree, const struct ll_free *pare
         return 1;
     }
     if (++*count > limit || depth > LL_TREE_CHECK_DEPTH || (uintptr_t)t <= lo || (uintptr_t)t >= hi ||
-        (uintptr_t)t % HEAP_MIN_ALIGN != 0 || (t->hdr.size & LL_INUSE) || ll_block_size(&t->hdr) < LL_MIN_BLOCK)
+        (uintptr_t)t % HEAP_MIN_ALIGN != 0 || (t->hdr.size & LL_INUSE) ||
+        ll_block_size(&t->hdr) < LL_MIN_BLOCK)
         return 1; /* a cycle, out of order, or not a free block: do not follow its links */
     if (!ll_tree_block_inside(tree, t))
         return 1;
     next = ll_next_block(&t->hdr);
     bad += next->prev_size != ll_block_size(&t->hdr) || (next->size & LL_PREV_INUSE);
     bad += ll_tree_priority(t) > plimit;
-    bad += check_below(tree, t, ll_tree_left(tree, t), lo, (uintptr_t)t, ll_tree_priority(t), depth + 1, count, limit);
-    bad += check_below(tree, t, ll_tree_right(tree, t), (uintptr_t)t, hi, ll_tree_priority(t), depth + 1, count, limit);
+    bad += check_below(tree, t, ll_tree_left(tree, t), lo, (uintptr_t)t, ll_tree_priority(t), depth + 1,
+                       count, limit);
+    bad += check_below(tree, t, ll_tree_right(tree, t), (uintptr_t)t, hi, ll_tree_priority(t), depth + 1,
+                       count, limit);
     if (bad == 0) {
         m = ll_block_size(&t->hdr);
         if (ll_tree_subtree_max(ll_tree_left(tree, t)) > m)
@@ -128,5 +132,6 @@ static size_t check_below(const struct ll_tree *tree, const struct ll_free *pare
 
 size_t ll_tree_check(const struct ll_tree *tree, size_t *count, size_t limit)
 {
-    return check_below(tree, NULL, ll_tree_get_link(tree, &tree->root), 0, UINTPTR_MAX, UINT64_MAX, 0, count, limit);
+    return check_below(tree, NULL, ll_tree_get_link(tree, &tree->root), 0, UINTPTR_MAX, UINT64_MAX, 0, count,
+                       limit);
 }

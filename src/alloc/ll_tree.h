@@ -191,7 +191,8 @@ static inline struct ll_free *ll_tree_right(const struct ll_tree *tree, const st
 static inline void ll_tree_fix_max(const struct ll_tree *tree, struct ll_free *f)
 {
     size_t m = ll_block_size(&f->hdr);
-    size_t lmax = ll_tree_subtree_max(ll_tree_left(tree, f)), rmax = ll_tree_subtree_max(ll_tree_right(tree, f));
+    size_t lmax = ll_tree_subtree_max(ll_tree_left(tree, f)),
+           rmax = ll_tree_subtree_max(ll_tree_right(tree, f));
 
     if (lmax > m)
         m = lmax;
@@ -201,7 +202,8 @@ static inline void ll_tree_fix_max(const struct ll_tree *tree, struct ll_free *f
 }
 
 /* Rotations: the child c of t becomes the root of t's subtree; returns c. */
-static inline struct ll_free *ll_tree_rotate_right(const struct ll_tree *tree, struct ll_free *t, struct ll_free *c)
+static inline struct ll_free *ll_tree_rotate_right(const struct ll_tree *tree, struct ll_free *t,
+                                                   struct ll_free *c)
 {
     ll_tree_set_link(tree, &t->left, ll_tree_right(tree, c));
     ll_tree_set_link(tree, &c->right, t);
@@ -210,7 +212,8 @@ static inline struct ll_free *ll_tree_rotate_right(const struct ll_tree *tree, s
     return c;
 }
 
-static inline struct ll_free *ll_tree_rotate_left(const struct ll_tree *tree, struct ll_free *t, struct ll_free *c)
+static inline struct ll_free *ll_tree_rotate_left(const struct ll_tree *tree, struct ll_free *t,
+                                                  struct ll_free *c)
 {
     ll_tree_set_link(tree, &t->right, ll_tree_left(tree, c));
     ll_tree_set_link(tree, &c->left, t);
@@ -220,8 +223,8 @@ static inline struct ll_free *ll_tree_rotate_left(const struct ll_tree *tree, st
 }
 
 /* Inserts f (priority pf) into subtree t; returns the subtree's new root. */
-static inline struct ll_free *ll_tree_insert_below(const struct ll_tree *tree, struct ll_free *t, struct ll_free *f,
-                                                   uint64_t pf)
+static inline struct ll_free *ll_tree_insert_below(const struct ll_tree *tree, struct ll_free *t,
+                                                   struct ll_free *f, uint64_t pf)
 {
     struct ll_free *c;
 
@@ -249,7 +252,8 @@ static inline struct ll_free *ll_tree_insert_below(const struct ll_tree *tree, s
 
 /* A child of t changed its subtree maximum from was to now: repairs t's maximum. The other child
  * is read only when t's maximum came from this child and went down. */
-static inline void ll_tree_child_max_changed(const struct ll_tree *tree, struct ll_free *t, size_t was, size_t now)
+static inline void ll_tree_child_max_changed(const struct ll_tree *tree, struct ll_free *t, size_t was,
+                                             size_t now)
 {
     if (now >= was) {
         if (now > t->hdr.prev_size)
@@ -284,7 +288,8 @@ static inline struct ll_free *ll_tree_join(const struct ll_tree *tree, struct ll
 }
 
 /* Removes f from subtree t; returns the subtree's new root. */
-static inline struct ll_free *ll_tree_remove_below(const struct ll_tree *tree, struct ll_free *t, struct ll_free *f)
+static inline struct ll_free *ll_tree_remove_below(const struct ll_tree *tree, struct ll_free *t,
+                                                   struct ll_free *f)
 {
     struct ll_free *c;
     size_t was;
@@ -310,8 +315,8 @@ static inline struct ll_free *ll_tree_remove_below(const struct ll_tree *tree, s
 
 /* n (priority pn) was put in place of a node whose children L and R it took over: rotates it down
  * below any child of higher priority; returns the subtree's new root. */
-static inline struct ll_free *ll_tree_sink(const struct ll_tree *tree, struct ll_free *n, uint64_t pn, struct ll_free *L,
-                                           struct ll_free *R)
+static inline struct ll_free *ll_tree_sink(const struct ll_tree *tree, struct ll_free *n, uint64_t pn,
+                                           struct ll_free *L, struct ll_free *R)
 {
     uint64_t pl = L != NULL ? ll_tree_priority(L) : 0, pr = R != NULL ? ll_tree_priority(R) : 0;
 

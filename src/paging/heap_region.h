@@ -29,10 +29,10 @@
 #include "paging.h"
 
 struct heap_region {
-    uint64_t base;      /* first address; page aligned */
-    uint64_t span;      /* virtual bytes reserved from base; page aligned */
-    uint64_t end;       /* one past the last mapped byte: base <= end <= base + limit */
-    uint64_t limit;     /* cap on mapped bytes; page aligned, <= span */
+    uint64_t base;  /* first address; page aligned */
+    uint64_t span;  /* virtual bytes reserved from base; page aligned */
+    uint64_t end;   /* one past the last mapped byte: base <= end <= base + limit */
+    uint64_t limit; /* cap on mapped bytes; page aligned, <= span */
 };
 
 /* Makes r an empty region over [base, base + span) with a cap of max_bytes

@@ -10,12 +10,12 @@
 #include "memlayout.h"
 #include "pmm.h"
 
-#define ENTRIES_PER_TABLE   512
-#define PAGING_LEVELS       4       /* PML4, PDPT, PD, PT */
-#define MSR_EFER            0xc0000080
-#define EFER_NXE            (1ull << 11)
-#define CPUID_EXT_FEATURES  0x80000001
-#define CPUID_EDX_PDPE1GB   (1u << 26)
+#define ENTRIES_PER_TABLE  512
+#define PAGING_LEVELS      4 /* PML4, PDPT, PD, PT */
+#define MSR_EFER           0xc0000080
+#define EFER_NXE           (1ull << 11)
+#define CPUID_EXT_FEATURES 0x80000001
+#define CPUID_EDX_PDPE1GB  (1u << 26)
 
 /* Level 3 = PML4, 2 = PDPT, 1 = PD, 0 = PT. */
 static unsigned table_index(uint64_t virt, int level)
@@ -65,14 +65,14 @@ bool paging_has_nx(void)
 const char *paging_strerror(enum paging_status status)
 {
     switch (status) {
-    case PAGING_OK:                 return "ok";
+    case PAGING_OK: return "ok";
     case PAGING_ERR_ALREADY_MAPPED: return "already mapped";
-    case PAGING_ERR_MISALIGNED:     return "misaligned address";
-    case PAGING_ERR_NON_CANONICAL:  return "non-canonical address";
-    case PAGING_ERR_NO_MEMORY:      return "out of frames";
-    case PAGING_ERR_HUGE_PAGE:      return "inside a huge page";
-    case PAGING_ERR_NOT_MAPPED:     return "not mapped";
-    case PAGING_ERR_BAD_FLAGS:      return "bad flags";
+    case PAGING_ERR_MISALIGNED: return "misaligned address";
+    case PAGING_ERR_NON_CANONICAL: return "non-canonical address";
+    case PAGING_ERR_NO_MEMORY: return "out of frames";
+    case PAGING_ERR_HUGE_PAGE: return "inside a huge page";
+    case PAGING_ERR_NOT_MAPPED: return "not mapped";
+    case PAGING_ERR_BAD_FLAGS: return "bad flags";
     }
     return "unknown";
 }
@@ -159,7 +159,7 @@ enum paging_status paging_map_page(uint64_t virt, uint64_t phys, uint64_t flags,
         table = entry & PTE_ADDR_MASK;
     }
     if (level == leaf_level && (table_at(table)[table_index(virt, leaf_level)] & PTE_PRESENT))
-        return PAGING_ERR_ALREADY_MAPPED;   /* a page, or (for a huge leaf) a table, is there */
+        return PAGING_ERR_ALREADY_MAPPED; /* a page, or (for a huge leaf) a table, is there */
 
     /* 2. Take every missing table up front; if one is missing, give the
        others back: nothing was linked yet. */
@@ -214,12 +214,12 @@ uint64_t paging_tables_needed(uint64_t virt, size_t pages)
         }
         uint64_t entry = level > 0 ? table_at(table)[table_index(v, level)] : 0;
         if (level == 0 || (entry & PTE_PRESENT))
-            continue;                       /* the page table exists (or a huge page is there) */
-        needed++;                                           /* the PT */
+            continue; /* the page table exists (or a huge page is there) */
+        needed++;     /* the PT */
         if (level >= 2 && (i == 0 || v % PAGE_SIZE_1G == 0))
-            needed++;                                       /* its PD */
+            needed++; /* its PD */
         if (level == 3 && (i == 0 || v % (PAGE_SIZE_1G * ENTRIES_PER_TABLE) == 0))
-            needed++;                                       /* its PDPT */
+            needed++; /* its PDPT */
     }
     return needed;
 }

@@ -19,45 +19,45 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "memlayout.h"     /* PAGE_SIZE, the 4 KiB page */
+#include "memlayout.h" /* PAGE_SIZE, the 4 KiB page */
 
-#define PAGE_SIZE_2M    0x200000ull
-#define PAGE_SIZE_1G    0x40000000ull
+#define PAGE_SIZE_2M 0x200000ull
+#define PAGE_SIZE_1G 0x40000000ull
 
 /* Page-table entry bits (Intel SDM vol. 3, 4.5). */
-#define PTE_PRESENT         (1ull << 0)
-#define PTE_WRITABLE        (1ull << 1)
-#define PTE_USER            (1ull << 2)
-#define PTE_WRITE_THROUGH   (1ull << 3)
-#define PTE_CACHE_DISABLE   (1ull << 4)
-#define PTE_ACCESSED        (1ull << 5)
-#define PTE_DIRTY           (1ull << 6)
-#define PTE_HUGE            (1ull << 7)     /* PS: 1 GiB in a PDPT entry, 2 MiB in a PD entry */
-#define PTE_GLOBAL          (1ull << 8)
-#define PTE_NO_EXECUTE      (1ull << 63)
-#define PTE_ADDR_MASK       0x000ffffffffff000ull
+#define PTE_PRESENT       (1ull << 0)
+#define PTE_WRITABLE      (1ull << 1)
+#define PTE_USER          (1ull << 2)
+#define PTE_WRITE_THROUGH (1ull << 3)
+#define PTE_CACHE_DISABLE (1ull << 4)
+#define PTE_ACCESSED      (1ull << 5)
+#define PTE_DIRTY         (1ull << 6)
+#define PTE_HUGE          (1ull << 7) /* PS: 1 GiB in a PDPT entry, 2 MiB in a PD entry */
+#define PTE_GLOBAL        (1ull << 8)
+#define PTE_NO_EXECUTE    (1ull << 63)
+#define PTE_ADDR_MASK     0x000ffffffffff000ull
 
 /* Flags a caller may pass to paging_map() (present is implied). */
-#define PAGING_MAP_FLAGS (PTE_WRITABLE | PTE_USER | PTE_WRITE_THROUGH | PTE_CACHE_DISABLE | \
-                          PTE_GLOBAL | PTE_NO_EXECUTE)
+#define PAGING_MAP_FLAGS \
+    (PTE_WRITABLE | PTE_USER | PTE_WRITE_THROUGH | PTE_CACHE_DISABLE | PTE_GLOBAL | PTE_NO_EXECUTE)
 
 enum paging_status {
     PAGING_OK = 0,
-    PAGING_ERR_ALREADY_MAPPED,  /* something is mapped there; nothing was changed */
-    PAGING_ERR_MISALIGNED,      /* virt or phys not aligned to the page size */
-    PAGING_ERR_NON_CANONICAL,   /* bits 63..48 do not copy bit 47 */
-    PAGING_ERR_NO_MEMORY,       /* no frame for an intermediate table */
-    PAGING_ERR_HUGE_PAGE,       /* the address lies inside a 2 MiB / 1 GiB mapping */
-    PAGING_ERR_NOT_MAPPED,      /* unmap of an address that is not mapped */
-    PAGING_ERR_BAD_FLAGS,       /* flags outside PAGING_MAP_FLAGS */
+    PAGING_ERR_ALREADY_MAPPED, /* something is mapped there; nothing was changed */
+    PAGING_ERR_MISALIGNED,     /* virt or phys not aligned to the page size */
+    PAGING_ERR_NON_CANONICAL,  /* bits 63..48 do not copy bit 47 */
+    PAGING_ERR_NO_MEMORY,      /* no frame for an intermediate table */
+    PAGING_ERR_HUGE_PAGE,      /* the address lies inside a 2 MiB / 1 GiB mapping */
+    PAGING_ERR_NOT_MAPPED,     /* unmap of an address that is not mapped */
+    PAGING_ERR_BAD_FLAGS,      /* flags outside PAGING_MAP_FLAGS */
 };
 
 /* The result of walking one address (for translate, tests and reports). */
 struct paging_walk {
-    uint64_t table_phys[4];     /* PML4, PDPT, PD, PT frames visited (0 past the leaf) */
-    int levels;                 /* tables visited: 4 for a 4 KiB page, 3 for 2 MiB, 2 for 1 GiB */
-    uint64_t entry;             /* the leaf entry, 0 if not mapped */
-    uint64_t page_size;         /* 4 KiB, 2 MiB or 1 GiB; 0 if not mapped */
+    uint64_t table_phys[4]; /* PML4, PDPT, PD, PT frames visited (0 past the leaf) */
+    int levels;             /* tables visited: 4 for a 4 KiB page, 3 for 2 MiB, 2 for 1 GiB */
+    uint64_t entry;         /* the leaf entry, 0 if not mapped */
+    uint64_t page_size;     /* 4 KiB, 2 MiB or 1 GiB; 0 if not mapped */
 };
 
 /* Uses the tables rooted at pml4_phys from now on (loaded in CR3 by the caller). */

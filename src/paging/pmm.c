@@ -45,13 +45,13 @@
 #include "panic.h"
 
 #define PMM_MAX_RANGES      128
-#define LOW_MEMORY_END      0x100000ull         /* first 1 MiB: BIOS, VGA, real-mode leftovers */
-#define BOOT_DIRECT_MAP_END 0x100000000ull      /* what the boot direct map reaches */
+#define LOW_MEMORY_END      0x100000ull    /* first 1 MiB: BIOS, VGA, real-mode leftovers */
+#define BOOT_DIRECT_MAP_END 0x100000000ull /* what the boot direct map reaches */
 #define BITS_PER_WORD       64
 
 struct range {
-    uint64_t lo, hi;        /* the never-used frontier; page aligned, lo <= hi */
-    uint64_t start, end;    /* the whole range (the frontier's bounds at init) */
+    uint64_t lo, hi;     /* the never-used frontier; page aligned, lo <= hi */
+    uint64_t start, end; /* the whole range (the frontier's bounds at init) */
 };
 
 /* A sorted list of disjoint page-aligned ranges. */
@@ -62,11 +62,11 @@ struct range_set {
 
 static struct range ranges[PMM_MAX_RANGES];
 static size_t nranges;
-static size_t high_cursor;  /* ranges[0..high_cursor) may still have frontier frames */
-static size_t low_cursor;   /* ranges[low_cursor..] likewise, seen from below */
+static size_t high_cursor; /* ranges[0..high_cursor) may still have frontier frames */
+static size_t low_cursor;  /* ranges[low_cursor..] likewise, seen from below */
 
-static uint64_t *bitmap;        /* bit set = allocated */
-static uint64_t bitmap_frames;  /* frames the bitmap covers: [0, bitmap_frames) */
+static uint64_t *bitmap;       /* bit set = allocated */
+static uint64_t bitmap_frames; /* frames the bitmap covers: [0, bitmap_frames) */
 /* The two free stacks: low frames in free_stack[0, low_top), high frames in
    free_stack[high_bottom, free_cap). */
 static uint32_t *free_stack;
@@ -110,8 +110,7 @@ static void range_add(struct range_set *set, uint64_t lo, uint64_t hi)
         j++;
     }
     if (j == i && set->n == set->max) {
-        kprintf("pmm: more than %zu usable ranges; dropping [%p-%p)\n", set->max,
-                (void *)lo, (void *)hi);
+        kprintf("pmm: more than %zu usable ranges; dropping [%p-%p)\n", set->max, (void *)lo, (void *)hi);
         return;
     }
     /* Replace r[i..j) by the merged range. */
@@ -123,7 +122,7 @@ static void range_add(struct range_set *set, uint64_t lo, uint64_t hi)
         memmove(&r[i + 1], &r[j], (set->n - j) * sizeof(*r));
         set->n -= removed - 1;
     }
-    r[i] = (struct range){ lo, hi, lo, hi };
+    r[i] = (struct range){lo, hi, lo, hi};
 }
 
 /* Removes [lo, hi) from every range (page-aligned outward: a partly
@@ -131,7 +130,7 @@ static void range_add(struct range_set *set, uint64_t lo, uint64_t hi)
 static void range_remove(struct range_set *set, uint64_t lo, uint64_t hi)
 {
     if (lo >= PMM_PHYS_LIMIT)
-        return;                                 /* nothing usable lies there */
+        return; /* nothing usable lies there */
     hi = hi > PMM_PHYS_LIMIT ? PMM_PHYS_LIMIT : hi;
     lo = align_down(lo);
     hi = align_up(hi);
@@ -141,18 +140,18 @@ static void range_remove(struct range_set *set, uint64_t lo, uint64_t hi)
         struct range *r = &set->r[i];
         if (r->hi <= lo || r->lo >= hi)
             continue;
-        if (r->lo >= lo && r->hi <= hi) {           /* swallowed whole */
+        if (r->lo >= lo && r->hi <= hi) { /* swallowed whole */
             memmove(r, r + 1, (set->n - i - 1) * sizeof(*r));
             set->n--;
             i--;
-        } else if (r->lo < lo && r->hi > hi) {      /* split in two */
+        } else if (r->lo < lo && r->hi > hi) { /* split in two */
             if (set->n == set->max) {
-                r->hi = r->end = lo;                /* lose the upper part rather than overflow */
+                r->hi = r->end = lo; /* lose the upper part rather than overflow */
                 continue;
             }
             memmove(r + 2, r + 1, (set->n - i - 1) * sizeof(*r));
             set->n++;
-            r[1] = (struct range){ hi, r->hi, hi, r->hi };
+            r[1] = (struct range){hi, r->hi, hi, r->hi};
             r->hi = r->end = lo;
             i++;
         } else if (r->lo < lo) {
@@ -221,12 +220,12 @@ size_t pmm_usable_ranges(const struct boot_info *bi, const struct phys_range *wi
                          struct phys_range *out, size_t max)
 {
     static struct range scratch[PMM_MAX_RANGES];
-    struct range_set set = { scratch, 0, PMM_MAX_RANGES };
+    struct range_set set = {scratch, 0, PMM_MAX_RANGES};
     uint64_t ignored;
     build_ranges(&set, bi, withheld, n, &ignored);
     size_t count = set.n < max ? set.n : max;
     for (size_t i = 0; i < count; i++)
-        out[i] = (struct phys_range){ set.r[i].lo, set.r[i].hi };
+        out[i] = (struct phys_range){set.r[i].lo, set.r[i].hi};
     return set.n;
 }
 
@@ -251,7 +250,7 @@ static uint64_t carve_metadata(struct range_set *set, uint64_t bytes)
 
 void pmm_init(const struct boot_info *bi, const struct phys_range *withheld, size_t n)
 {
-    struct range_set set = { ranges, 0, PMM_MAX_RANGES };
+    struct range_set set = {ranges, 0, PMM_MAX_RANGES};
     uint64_t ignored;
     memset(&stats, 0, sizeof(stats));
     stats.total_frames = build_ranges(&set, bi, withheld, n, &ignored);
@@ -267,7 +266,7 @@ void pmm_init(const struct boot_info *bi, const struct phys_range *withheld, siz
     uint64_t bitmap_bytes = (bitmap_frames + BITS_PER_WORD - 1) / BITS_PER_WORD * sizeof(uint64_t);
     uint64_t stack_bytes = usable * sizeof(uint32_t);
     uint64_t meta = carve_metadata(&set, bitmap_bytes + stack_bytes);
-    metadata = (struct phys_range){ meta, meta + align_up(bitmap_bytes + stack_bytes) };
+    metadata = (struct phys_range){meta, meta + align_up(bitmap_bytes + stack_bytes)};
     bitmap = phys_to_virt(meta);
     free_stack = (uint32_t *)((uint8_t *)bitmap + bitmap_bytes);
     free_cap = usable;
@@ -350,7 +349,7 @@ uint64_t pmm_alloc_contiguous(size_t n)
     uint64_t frame = PMM_NO_FRAME;
     uint64_t bytes;
     if (__builtin_mul_overflow((uint64_t)n, PAGE_SIZE, &bytes))
-        n = 0;                                  /* more than the address space: none fits */
+        n = 0; /* more than the address space: none fits */
     for (size_t i = nranges; n > 0 && i-- > 0;) {
         if (ranges[i].hi - ranges[i].lo >= bytes) {
             ranges[i].hi -= bytes;
@@ -408,12 +407,11 @@ void pmm_free_frame(uint64_t frame)
 {
     unsigned long flags = irq_save();
     if (!pmm_frame_allocated(frame))
-        panic("pmm_free_frame: %p is not an allocated frame (double free or bad address)",
-              (void *)frame);
+        panic("pmm_free_frame: %p is not an allocated frame (double free or bad address)", (void *)frame);
     uint64_t pfn = frame / PAGE_SIZE;
     bitmap[pfn / BITS_PER_WORD] &= ~(1ull << (pfn % BITS_PER_WORD));
     if (!return_to_frontier(frame)) {
-        kassert(low_top < high_bottom);     /* never more freed frames than usable ones */
+        kassert(low_top < high_bottom); /* never more freed frames than usable ones */
         if (frame >= BOOT_DIRECT_MAP_END)
             free_stack[--high_bottom] = (uint32_t)pfn;
         else

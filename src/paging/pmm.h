@@ -9,24 +9,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "memlayout.h"     /* PAGE_SIZE: a frame is one page */
+#include "memlayout.h" /* PAGE_SIZE: a frame is one page */
 #include "multiboot2.h"
 
 /* Returned when no frame is available. Physical page 0 is never handed out
    (the first 1 MiB is withheld), so 0 cannot be a real frame. */
-#define PMM_NO_FRAME    0ull
+#define PMM_NO_FRAME   0ull
 /* Physical memory at or above this address is ignored (pmm_init() prints
    one line saying how much): the free stacks hold 32-bit frame numbers, so
    2^44 bytes (16 TiB) is the most they can name. */
-#define PMM_PHYS_LIMIT  (1ull << 44)
+#define PMM_PHYS_LIMIT (1ull << 44)
 
 struct pmm_stats {
-    uint64_t total_frames;      /* frames of available RAM, after page-aligning regions inward */
-    uint64_t reserved_frames;   /* of those, withheld: first 1 MiB, kernel image, boot info, metadata */
-    uint64_t free_frames;       /* can be allocated now */
-    uint64_t failed_allocs;     /* allocations that found no frame */
-    uint64_t highest_address;   /* end of the highest available region */
-    size_t regions;             /* usable physical ranges after all subtractions */
+    uint64_t total_frames;    /* frames of available RAM, after page-aligning regions inward */
+    uint64_t reserved_frames; /* of those, withheld: first 1 MiB, kernel image, boot info, metadata */
+    uint64_t free_frames;     /* can be allocated now */
+    uint64_t failed_allocs;   /* allocations that found no frame */
+    uint64_t highest_address; /* end of the highest available region */
+    size_t regions;           /* usable physical ranges after all subtractions */
 };
 
 /* A physical range [start, end) that must never be handed out. */

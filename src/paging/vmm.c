@@ -9,7 +9,7 @@
 
 #define CR4_PGE (1ull << 7)
 
-extern char boot_stack_guard[], df_stack_guard[];     /* boot/entry.S */
+extern char boot_stack_guard[], df_stack_guard[]; /* boot/entry.S */
 
 static uint64_t direct_map_end, direct_map_page;
 
@@ -27,8 +27,7 @@ static void map_or_panic(uint64_t virt, uint64_t phys, uint64_t flags, uint64_t 
 {
     enum paging_status st = paging_map_page(virt, phys, flags, size);
     if (st != PAGING_OK)
-        panic("vmm_init: mapping %p -> %p failed: %s", (void *)virt, (void *)phys,
-              paging_strerror(st));
+        panic("vmm_init: mapping %p -> %p failed: %s", (void *)virt, (void *)phys, paging_strerror(st));
 }
 
 /* Maps the kernel pages [start, end) with flags, skipping the guard pages. */
@@ -61,8 +60,7 @@ void vmm_init(void)
     uint64_t top = pmm_stats().highest_address;
     direct_map_end = (top + direct_map_page - 1) & ~(direct_map_page - 1);
     for (uint64_t p = 0; p < direct_map_end; p += direct_map_page)
-        map_or_panic(DIRECT_MAP_BASE + p, p, PTE_WRITABLE | PTE_NO_EXECUTE | PTE_GLOBAL,
-                     direct_map_page);
+        map_or_panic(DIRECT_MAP_BASE + p, p, PTE_WRITABLE | PTE_NO_EXECUTE | PTE_GLOBAL, direct_map_page);
 
     map_kernel_range(__text_start, __text_end, PTE_GLOBAL);
     map_kernel_range(__rodata_start, __rodata_end, PTE_NO_EXECUTE | PTE_GLOBAL);

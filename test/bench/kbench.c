@@ -26,10 +26,10 @@
 #include "timer.h"
 #include "qemu.h"
 
-#define RUNS            5
-#define AB_ITERATIONS   100000
-#define C_SLOTS         10000
-#define C_STEPS         200000
+#define RUNS          5
+#define AB_ITERATIONS 100000
+#define C_SLOTS       10000
+#define C_STEPS       200000
 
 static uint64_t rng_state;
 
@@ -96,7 +96,7 @@ static size_t slot_size[C_SLOTS];
 
 static struct c_result run_c(void)
 {
-    struct c_result r = { 0, 0, 0, 0 };
+    struct c_result r = {0, 0, 0, 0};
     memset(slots, 0, sizeof(slots));
     rng_state = 0x5eed;
     size_t live = 0;
@@ -153,8 +153,8 @@ static void bench_pmm(void)
     uint64_t t4 = rdtsc();
     uint64_t mhz = timer_tsc_hz() / 1000000;
     kprintf("KBENCH pmm frames=%zu alloc_cycles=%llu free_cycles=%llu "
-            "stack_free_cycles=%llu stack_alloc_cycles=%llu tsc_mhz=%llu\n", n,
-            (unsigned long long)((t1 - t0) / n), (unsigned long long)((t2 - t1) / n),
+            "stack_free_cycles=%llu stack_alloc_cycles=%llu tsc_mhz=%llu\n",
+            n, (unsigned long long)((t1 - t0) / n), (unsigned long long)((t2 - t1) / n),
             (unsigned long long)((t4 - t3) / n), (unsigned long long)((t3 - t2) / n),
             (unsigned long long)mhz);
 }
@@ -162,13 +162,13 @@ static void bench_pmm(void)
 _Noreturn void kernel_main(void)
 {
     if (strcmp(kmalloc_backend_name(), heap_backends[0]->name) == 0 && !heap_hardening())
-        bench_pmm();    /* once per bench-kernel run (the first image) is enough */
+        bench_pmm(); /* once per bench-kernel run (the first image) is enough */
     static char name[48];
     ksnprintf(name, sizeof(name), "%s%s", kmalloc_backend_name(), heap_hardening() ? "_hardened" : "");
     uint64_t a[RUNS], b[RUNS], c[RUNS];
-    struct c_result cr = { 0, 0, 0, 0 };
+    struct c_result cr = {0, 0, 0, 0};
 
-    run_ab(false);      /* warm-up: maps the initial working set */
+    run_ab(false); /* warm-up: maps the initial working set */
     for (int i = 0; i < RUNS; i++) {
         a[i] = run_ab(false);
         b[i] = run_ab(true);
@@ -177,7 +177,7 @@ _Noreturn void kernel_main(void)
         struct c_result r = run_c();
         c[i] = r.cycles_per_op;
         if (i == 0)
-            cr = r;     /* footprint of the first run: the heap only grows afterwards */
+            cr = r; /* footprint of the first run: the heap only grows afterwards */
     }
     uint64_t ratio_x100 = cr.peak_requested ? (uint64_t)cr.mapped * 100 / cr.peak_requested : 0;
     kprintf("KBENCH allocator=%s workload=a cycles_per_op=%llu footprint_ratio=-\n", name,
@@ -185,9 +185,9 @@ _Noreturn void kernel_main(void)
     kprintf("KBENCH allocator=%s workload=b cycles_per_op=%llu footprint_ratio=-\n", name,
             (unsigned long long)median(b, RUNS));
     kprintf("KBENCH allocator=%s workload=c cycles_per_op=%llu footprint_ratio=%llu.%02llu"
-            " failed_allocs=%llu peak_requested=%zu mapped=%zu\n", name,
-            (unsigned long long)median(c, RUNS), (unsigned long long)(ratio_x100 / 100),
-            (unsigned long long)(ratio_x100 % 100), (unsigned long long)cr.failed,
-            cr.peak_requested, cr.mapped);
+            " failed_allocs=%llu peak_requested=%zu mapped=%zu\n",
+            name, (unsigned long long)median(c, RUNS), (unsigned long long)(ratio_x100 / 100),
+            (unsigned long long)(ratio_x100 % 100), (unsigned long long)cr.failed, cr.peak_requested,
+            cr.mapped);
     qemu_exit(kmalloc_check() == 0 ? QEMU_EXIT_SUCCESS : QEMU_EXIT_FAILURE);
 }

@@ -37,14 +37,14 @@
 #include "heap_backend.h"
 #include "kheap_host.h"
 
-#define N_AB 1000000
-#define C_SLOTS 10000
-#define C_STEPS 2000000
-#define INITIAL ((size_t)64 << 10)
-#define CHUNK ((size_t)64 << 10)
-#define RESERVE ((size_t)4 << 30)
+#define N_AB         1000000
+#define C_SLOTS      10000
+#define C_STEPS      2000000
+#define INITIAL      ((size_t)64 << 10)
+#define CHUNK        ((size_t)64 << 10)
+#define RESERVE      ((size_t)4 << 30)
 #define BUMP_C_LIMIT ((size_t)1 << 30)
-#define MAX_REPS 31
+#define MAX_REPS     31
 
 static uint32_t sizes_ab[N_AB];
 static uint32_t c_slot[C_STEPS];
@@ -86,9 +86,9 @@ static double now_ns(void)
 
 /* The workloads, instantiated once for the heap API and once for malloc so both are direct calls. */
 #define H_ALLOC(h, n) heap_alloc((h), (n))
-#define H_FREE(h, p) heap_free((h), (p))
+#define H_FREE(h, p)  heap_free((h), (p))
 #define S_ALLOC(h, n) ((void)(h), malloc(n))
-#define S_FREE(h, p) ((void)(h), free(p))
+#define S_FREE(h, p)  ((void)(h), free(p))
 
 struct c_result {
     size_t peak_live;  /* peak of live requested bytes */
@@ -102,63 +102,63 @@ static size_t sys_mapped_now(void)
     return mi.arena + mi.hblkhd;
 }
 
-#define DEFINE_WORKLOADS(sfx, ALLOC, FREE)                                                              \
-    static void work_a_##sfx(struct heap *h)                                                            \
-    {                                                                                                   \
-        for (int i = 0; i < N_AB; i++) {                                                                \
-            char *p = ALLOC(h, sizes_ab[i]);                                                            \
-            *(volatile char *)p = 1;                                                                    \
-            FREE(h, p);                                                                                 \
-        }                                                                                               \
-    }                                                                                                   \
-    static void work_b_##sfx(struct heap *h)                                                            \
-    {                                                                                                   \
-        char *keep = ALLOC(h, 64);                                                                      \
-        *(volatile char *)keep = 1;                                                                     \
-        for (int i = 0; i < N_AB; i++) {                                                                \
-            char *p = ALLOC(h, sizes_ab[i]);                                                            \
-            *(volatile char *)p = 1;                                                                    \
-            FREE(h, p);                                                                                 \
-        }                                                                                               \
-        FREE(h, keep);                                                                                  \
-    }                                                                                                   \
-    static void work_c_##sfx(struct heap *h, struct c_result *res, int measure)                         \
-    {                                                                                                   \
-        size_t live = 0;                                                                                \
-        memset(slots, 0, sizeof(slots));                                                                \
-        for (int i = 0; i < C_STEPS; i++) {                                                             \
-            void **s = &slots[c_slot[i]];                                                               \
-            if (*s != NULL) {                                                                           \
-                FREE(h, *s);                                                                            \
-                *s = NULL;                                                                              \
-                if (measure)                                                                            \
-                    live -= slot_size[c_slot[i]];                                                       \
-            } else {                                                                                    \
-                char *p = ALLOC(h, c_size[i]);                                                          \
-                if (p == NULL) {                                                                        \
-                    res->failed++;                                                                      \
-                    continue;                                                                           \
-                }                                                                                       \
-                *p = 1;                                                                                 \
-                *s = p;                                                                                 \
-                if (measure) {                                                                          \
-                    slot_size[c_slot[i]] = c_size[i];                                                   \
-                    live += c_size[i];                                                                  \
-                    if (live > res->peak_live)                                                          \
-                        res->peak_live = live;                                                          \
-                }                                                                                       \
-            }                                                                                           \
-            if (measure == 2 && (i & 1023) == 0) {                                                      \
-                size_t m = sys_mapped_now();                                                            \
-                if (m > res->sys_mapped)                                                                \
-                    res->sys_mapped = m;                                                                \
-            }                                                                                           \
-        }                                                                                               \
-        for (int i = 0; i < C_SLOTS; i++)                                                               \
-            if (slots[i] != NULL) {                                                                     \
-                FREE(h, slots[i]);                                                                      \
-                slots[i] = NULL;                                                                        \
-            }                                                                                           \
+#define DEFINE_WORKLOADS(sfx, ALLOC, FREE)                                      \
+    static void work_a_##sfx(struct heap *h)                                    \
+    {                                                                           \
+        for (int i = 0; i < N_AB; i++) {                                        \
+            char *p = ALLOC(h, sizes_ab[i]);                                    \
+            *(volatile char *)p = 1;                                            \
+            FREE(h, p);                                                         \
+        }                                                                       \
+    }                                                                           \
+    static void work_b_##sfx(struct heap *h)                                    \
+    {                                                                           \
+        char *keep = ALLOC(h, 64);                                              \
+        *(volatile char *)keep = 1;                                             \
+        for (int i = 0; i < N_AB; i++) {                                        \
+            char *p = ALLOC(h, sizes_ab[i]);                                    \
+            *(volatile char *)p = 1;                                            \
+            FREE(h, p);                                                         \
+        }                                                                       \
+        FREE(h, keep);                                                          \
+    }                                                                           \
+    static void work_c_##sfx(struct heap *h, struct c_result *res, int measure) \
+    {                                                                           \
+        size_t live = 0;                                                        \
+        memset(slots, 0, sizeof(slots));                                        \
+        for (int i = 0; i < C_STEPS; i++) {                                     \
+            void **s = &slots[c_slot[i]];                                       \
+            if (*s != NULL) {                                                   \
+                FREE(h, *s);                                                    \
+                *s = NULL;                                                      \
+                if (measure)                                                    \
+                    live -= slot_size[c_slot[i]];                               \
+            } else {                                                            \
+                char *p = ALLOC(h, c_size[i]);                                  \
+                if (p == NULL) {                                                \
+                    res->failed++;                                              \
+                    continue;                                                   \
+                }                                                               \
+                *p = 1;                                                         \
+                *s = p;                                                         \
+                if (measure) {                                                  \
+                    slot_size[c_slot[i]] = c_size[i];                           \
+                    live += c_size[i];                                          \
+                    if (live > res->peak_live)                                  \
+                        res->peak_live = live;                                  \
+                }                                                               \
+            }                                                                   \
+            if (measure == 2 && (i & 1023) == 0) {                              \
+                size_t m = sys_mapped_now();                                    \
+                if (m > res->sys_mapped)                                        \
+                    res->sys_mapped = m;                                        \
+            }                                                                   \
+        }                                                                       \
+        for (int i = 0; i < C_SLOTS; i++)                                       \
+            if (slots[i] != NULL) {                                             \
+                FREE(h, slots[i]);                                              \
+                slots[i] = NULL;                                                \
+            }                                                                   \
     }
 
 DEFINE_WORKLOADS(heap, H_ALLOC, H_FREE)
@@ -366,9 +366,9 @@ int main(int argc, char **argv)
     printf("\n%-26s %10s %10s %10s %10s %10s %10s\n", "allocator", "a ns/op", "b ns/op", "c ns/op",
            "a/system", "c/system", "footprint");
     for (int i = 0; i < nal; i++)
-        printf("%-26s %10.2f %10.2f %10.2f %10.2f %10.2f %10.3f\n", als[i].name, ns[i][0], ns[i][1],
-               ns[i][2], has_system ? ns[i][0] / ns[nal - 1][0] : 0.0,
-               has_system ? ns[i][2] / ns[nal - 1][2] : 0.0, fp[i]);
+        printf("%-26s %10.2f %10.2f %10.2f %10.2f %10.2f %10.3f\n", als[i].name, ns[i][0], ns[i][1], ns[i][2],
+               has_system ? ns[i][0] / ns[nal - 1][0] : 0.0, has_system ? ns[i][2] / ns[nal - 1][2] : 0.0,
+               fp[i]);
     printf("%-26s %10.2f %10s %10s   (floor for bump: bare pointer increment, same loop as a)\n",
            "pointer_increment", inc, "-", "-");
     for (int i = 0; i < nal; i++) {

@@ -26,8 +26,8 @@
 #error "test_harden is built against the hardened library"
 #endif
 
-#define RESERVE ((size_t)256 << 20)
-#define INITIAL ((size_t)256 << 10)
+#define RESERVE     ((size_t)256 << 20)
+#define INITIAL     ((size_t)256 << 10)
 #define MAX_REPORTS 16
 
 static const struct heap_ops *g_ops;
@@ -86,7 +86,8 @@ static int teardown(void **state)
 }
 
 /* Asserts that exactly one more report arrived and that it is (kind, ptr); returns it. */
-static const struct heap_report *expect(struct fixture *f, size_t before, enum heap_error kind, const void *ptr)
+static const struct heap_report *expect(struct fixture *f, size_t before, enum heap_error kind,
+                                        const void *ptr)
 {
     const struct heap_report *r;
 
@@ -489,7 +490,10 @@ static void test_no_handler_counts(void **state)
     assert_int_equal(f->n, 0);
 }
 
-#define T(fn) {#fn, fn}
+#define T(fn)   \
+    {           \
+#fn, fn \
+    }
 struct named_test {
     const char *name;
     CMUnitTestFunction fn;
@@ -773,13 +777,28 @@ static void test_double_free_names_first_free(void **state)
 }
 
 static const struct named_test tests_list[] = {
-    T(test_names), T(test_double_free), T(test_interior_free), T(test_foreign_free),
-    T(test_interior_free_of_poison_like_data), T(test_free_of_bump_padding), T(test_use_after_free_in_first_words),
-    T(test_overflow_one_byte), T(test_overflow_aligned), T(test_use_after_free_write),
-    T(test_freed_large_block), T(test_corrupt_freelist), T(test_fresh_pattern_and_calloc), T(test_clean_churn),
-    T(test_stale_metadata_of_an_earlier_heap), T(test_kfree_names_caller), T(test_no_handler_counts),
-    T(test_bump_double_free_of_dead_block), T(test_bump_reset_finds_write_to_dead_block),
-    T(test_bump_shrink_poisons_tail), T(test_bump_nonadjacent_region), T(test_bump_write_after_reset),
+    T(test_names),
+    T(test_double_free),
+    T(test_interior_free),
+    T(test_foreign_free),
+    T(test_interior_free_of_poison_like_data),
+    T(test_free_of_bump_padding),
+    T(test_use_after_free_in_first_words),
+    T(test_overflow_one_byte),
+    T(test_overflow_aligned),
+    T(test_use_after_free_write),
+    T(test_freed_large_block),
+    T(test_corrupt_freelist),
+    T(test_fresh_pattern_and_calloc),
+    T(test_clean_churn),
+    T(test_stale_metadata_of_an_earlier_heap),
+    T(test_kfree_names_caller),
+    T(test_no_handler_counts),
+    T(test_bump_double_free_of_dead_block),
+    T(test_bump_reset_finds_write_to_dead_block),
+    T(test_bump_shrink_poisons_tail),
+    T(test_bump_nonadjacent_region),
+    T(test_bump_write_after_reset),
     T(test_double_free_names_first_free),
 };
 
@@ -796,7 +815,8 @@ int main(int argc, char **argv)
     }
     verbose = getenv("KHEAP_VERBOSE") != NULL;
     for (size_t i = 0; i < N; i++) {
-        snprintf(names[i], sizeof(names[i]), "%s/hardened/%s", g_ops->name, tests_list[i].name + strlen("test_"));
+        snprintf(names[i], sizeof(names[i]), "%s/hardened/%s", g_ops->name,
+                 tests_list[i].name + strlen("test_"));
         tests[i] = (struct CMUnitTest){names[i], tests_list[i].fn, setup, teardown, NULL};
     }
     return _cmocka_run_group_tests(g_ops->name, tests, N, NULL, NULL);

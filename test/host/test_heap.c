@@ -28,10 +28,10 @@ static const struct heap_ops *g_ops;
  * its bigger header and the canary/trailer tail (docs/hardening.md). */
 #if KHEAP_HARDENING
 #define LL_BLOCK_OVERHEAD (32 + 24)
-#define FSB_LL_OVERHEAD (32 + 24)
+#define FSB_LL_OVERHEAD   (32 + 24)
 #else
 #define LL_BLOCK_OVERHEAD 16
-#define FSB_LL_OVERHEAD 16
+#define FSB_LL_OVERHEAD   16
 #endif
 
 struct fixture {
@@ -208,8 +208,8 @@ static void test_size_zero(void **state)
 static void test_overflow_sizes(void **state)
 {
     struct fixture *f = *state;
-    static const size_t bad[] = {SIZE_MAX, SIZE_MAX - 4096, SIZE_MAX - 15, SIZE_MAX / 2 + 1, SIZE_MAX / 2,
-                                 HEAP_MAX_REQUEST, HEAP_MAX_REQUEST - 8};
+    static const size_t bad[] = {SIZE_MAX,     SIZE_MAX - 4096,  SIZE_MAX - 15,       SIZE_MAX / 2 + 1,
+                                 SIZE_MAX / 2, HEAP_MAX_REQUEST, HEAP_MAX_REQUEST - 8};
     uint64_t failed = 0;
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -632,17 +632,29 @@ static void test_fsb_aligned_small(void **state)
     }
 }
 
-#define T(fn) {#fn, fn}
+#define T(fn)   \
+    {           \
+#fn, fn \
+    }
 struct named_test {
     const char *name;
     CMUnitTestFunction fn;
 };
 
 static const struct named_test generic_tests[] = {
-    T(test_create_too_small), T(test_alignment), T(test_huge_alignments), T(test_top_of_address_space),
-    T(test_size_zero), T(test_overflow_sizes),
-    T(test_calloc_zero_and_overflow), T(test_realloc_semantics), T(test_oom_recovery), T(test_grow), T(test_grow_nonadjacent),
-    T(test_stats_balance), T(test_lock),
+    T(test_create_too_small),
+    T(test_alignment),
+    T(test_huge_alignments),
+    T(test_top_of_address_space),
+    T(test_size_zero),
+    T(test_overflow_sizes),
+    T(test_calloc_zero_and_overflow),
+    T(test_realloc_semantics),
+    T(test_oom_recovery),
+    T(test_grow),
+    T(test_grow_nonadjacent),
+    T(test_stats_balance),
+    T(test_lock),
 };
 
 static const struct named_test bump_tests[] = {T(test_bump_rollback_reset)};

@@ -19,9 +19,9 @@
 #include "kheap_host.h"
 #include "ll_tree.h"
 
-#define SLOTS 512
-#define SLOT ((size_t)256)
-#define SHIFT ((size_t)64)
+#define SLOTS  512
+#define SLOT   ((size_t)256)
+#define SHIFT  ((size_t)64)
 #define SECRET 0x0123456789abcdefull
 
 static _Alignas(16) unsigned char arena[SLOTS * SLOT];
@@ -32,7 +32,7 @@ static size_t model_off[SLOTS];
 
 static struct ll_tree tree;
 static struct heap reporter; /* the heap the tree reports through (hardened mode) */
-static size_t reports; /* reports made through reporter (hardened mode) */
+static size_t reports;       /* reports made through reporter (hardened mode) */
 
 #if KHEAP_HARDENING
 static enum heap_error last_kind;

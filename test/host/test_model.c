@@ -21,13 +21,13 @@
 #include "heap_backend.h"
 #include "kheap_host.h"
 
-#define SLOTS 256
-#define PROBE 48
-#define CHECK_EVERY 256
-#define ARENA_RESERVE ((size_t)256 << 20)
-#define ARENA_LIMIT ((size_t)3 << 20)     /* small enough that growth really runs out */
+#define SLOTS            256
+#define PROBE            48
+#define CHECK_EVERY      256
+#define ARENA_RESERVE    ((size_t)256 << 20)
+#define ARENA_LIMIT      ((size_t)3 << 20)  /* small enough that growth really runs out */
 #define BUMP_ARENA_LIMIT ((size_t)24 << 20) /* bump only reuses after free-all: more room, more resets */
-#define ARENA_INITIAL ((size_t)64 << 10)
+#define ARENA_INITIAL    ((size_t)64 << 10)
 
 struct slot {
     unsigned char *p; /* NULL = empty */
@@ -56,8 +56,9 @@ static uint64_t below(uint64_t n)
 
 static void die(const char *what)
 {
-    fprintf(stderr, "model FAILED: backend=%s seed=%" PRIu64 " step=%" PRIu64 ": %s\n"
-                    "rerun: test_model %s %" PRIu64 " (or KHEAP_SEED=%" PRIu64 ")\n",
+    fprintf(stderr,
+            "model FAILED: backend=%s seed=%" PRIu64 " step=%" PRIu64 ": %s\n"
+            "rerun: test_model %s %" PRIu64 " (or KHEAP_SEED=%" PRIu64 ")\n",
             backend, seed, step, what, backend, seed, seed);
     exit(1);
 }
@@ -105,7 +106,7 @@ static size_t random_align(void)
 {
     if (below(50) == 0)
         return (size_t)1 << (14 + below(48)); /* up to 2^61: served or refused cleanly (docs/edges.md) */
-    return (size_t)1 << below(14); /* 1 .. 8192 */
+    return (size_t)1 << below(14);            /* 1 .. 8192 */
 }
 
 /* Validates a fresh block of slot s (pointer, alignment, placement, overlap) and records it. */

@@ -7,13 +7,13 @@
 #include "kstring.h"
 
 /* Formats into a buffer and checks the exact text and returned length. */
-#define EXPECT_FORMAT(expected, ...)                                        \
-    do {                                                                    \
-        char buf_[128];                                                     \
-        int n_ = ksnprintf(buf_, sizeof(buf_), __VA_ARGS__);                \
-        if (strcmp(buf_, expected) != 0)                                    \
+#define EXPECT_FORMAT(expected, ...)                                                           \
+    do {                                                                                       \
+        char buf_[128];                                                                        \
+        int n_ = ksnprintf(buf_, sizeof(buf_), __VA_ARGS__);                                   \
+        if (strcmp(buf_, expected) != 0)                                                       \
             ktest_fail(__FILE__, __LINE__, "format gave \"%s\", want \"%s\"", buf_, expected); \
-        KASSERT_EQ(n_, strlen(expected));                                   \
+        KASSERT_EQ(n_, strlen(expected));                                                      \
     } while (0)
 
 KTEST(format_integers)
@@ -52,7 +52,7 @@ KTEST(format_width_and_padding)
 KTEST(format_strings_chars_percent)
 {
     EXPECT_FORMAT("a=x s=hello 100%", "a=%c s=%s 100%%", 'x', "hello");
-    const char *volatile null_string = NULL;   /* volatile: hide it from -Wformat */
+    const char *volatile null_string = NULL; /* volatile: hide it from -Wformat */
     EXPECT_FORMAT("(null)", "%s", null_string);
     EXPECT_FORMAT("", "%s", "");
 }

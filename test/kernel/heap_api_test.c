@@ -74,7 +74,7 @@ KTEST(size_zero_gives_a_unique_block)
     KASSERT(kmalloc_usable_size(a) >= 1);
     kfree(a);
     kfree(b);
-    kfree(NULL);    /* a no-op */
+    kfree(NULL); /* a no-op */
     HEAP_TEST_END();
 }
 
@@ -129,7 +129,7 @@ KTEST(overflowing_sizes_return_null_and_are_counted)
 {
     HEAP_TEST_BEGIN();
     uint64_t failed = kmalloc_stats().failed_allocs;
-    const size_t sizes[] = { SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 4096, SIZE_MAX / 2 + 1, SIZE_MAX - 15 };
+    const size_t sizes[] = {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 4096, SIZE_MAX / 2 + 1, SIZE_MAX - 15};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         KASSERT(kmalloc(sizes[i]) == NULL);
         KASSERT(kmalloc_aligned(sizes[i], 4096) == NULL);
@@ -162,10 +162,10 @@ KTEST(out_of_memory_returns_null_and_the_heap_recovers)
     }
     KASSERT(n < 4096);
     KASSERT(kmalloc_stats().failed_allocs > failed);
-    KASSERT(kmalloc(last_failed) == NULL);      /* still NULL, never a panic */
+    KASSERT(kmalloc(last_failed) == NULL); /* still NULL, never a panic */
     KASSERT(heap_region_mapped(region) <= heap_region_limit(region));
-    ktest_log("%s: %zu blocks filled the heap; %llu KiB mapped at the lowered cap",
-              kmalloc_backend_name(), n, (unsigned long long)(heap_region_mapped(region) / 1024));
+    ktest_log("%s: %zu blocks filled the heap; %llu KiB mapped at the lowered cap", kmalloc_backend_name(), n,
+              (unsigned long long)(heap_region_mapped(region) / 1024));
     for (size_t i = n; i-- > 0;)
         kfree(blocks[i]);
     KASSERT_EQ(kmalloc_check(), 0);

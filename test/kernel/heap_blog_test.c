@@ -98,13 +98,13 @@ KTEST(bump_without_rollback_grows_until_reset)
     void *a = kmalloc(64);
     void *b = kmalloc(64);
     KASSERT(a != NULL && b != NULL);
-    kfree(a);                   /* not the most recent: bump cannot take it back */
+    kfree(a); /* not the most recent: bump cannot take it back */
     void *c = kmalloc(64);
     KASSERT(c != NULL);
     if (kmalloc_backend_is_arena())
-        KASSERT(c != a);        /* a's memory is stranded... */
+        KASSERT(c != a); /* a's memory is stranded... */
     else
-        KASSERT(c == a);        /* ...everyone else reuses it (first fit / same class) */
+        KASSERT(c == a); /* ...everyone else reuses it (first fit / same class) */
     kfree(c);
     kfree(b);
     KASSERT_EQ(kmalloc_stats().bytes_mapped, mapped);

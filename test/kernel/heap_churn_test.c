@@ -10,8 +10,8 @@
 #include "kstring.h"
 #include "timer.h"
 
-#define STRESS_SLOTS    512
-#define STRESS_OPS      100000
+#define STRESS_SLOTS 512
+#define STRESS_OPS   100000
 
 struct slot {
     uint8_t *p;
@@ -66,7 +66,7 @@ KTEST(random_stress_keeps_every_block_intact)
             KASSERT(probe != NULL);
             if (first_block == NULL)
                 first_block = probe;
-            KASSERT(probe == first_block);     /* the heap was reset */
+            KASSERT(probe == first_block); /* the heap was reset */
             kfree(probe);
         }
         struct slot *s = &slots[heap_rand(&rng) % STRESS_SLOTS];
@@ -146,7 +146,7 @@ KTEST(allocation_in_interrupt_context_races_the_main_loop)
     irq_rounds = irq_errors = irq_failed = 0;
     irq_rng = 42;
     uint32_t old_hz = timer_hz();
-    timer_set_hz(20000);        /* thousands of ticks in a fraction of a second */
+    timer_set_hz(20000); /* thousands of ticks in a fraction of a second */
     timer_set_tick_hook(tick_allocator, NULL);
 
     uint64_t rng = 7, main_ops = 0, main_errors = 0;
@@ -168,8 +168,8 @@ KTEST(allocation_in_interrupt_context_races_the_main_loop)
             kfree(irq_slots[i].p);
         }
     }
-    ktest_log("%s: %llu allocations in interrupt context, %llu in the main loop",
-              kmalloc_backend_name(), (unsigned long long)irq_rounds, (unsigned long long)main_ops);
+    ktest_log("%s: %llu allocations in interrupt context, %llu in the main loop", kmalloc_backend_name(),
+              (unsigned long long)irq_rounds, (unsigned long long)main_ops);
     KASSERT(irq_rounds >= 5000);
     KASSERT_EQ(irq_errors, 0);
     KASSERT_EQ(irq_failed, 0);

@@ -19,7 +19,7 @@ KTEST(huge_alignments_are_served_or_refused_cleanly)
     HEAP_TEST_BEGIN();
     for (unsigned k = 4; k < 63; k++) {
         size_t align = (size_t)1 << k;
-        size_t sizes[] = { 1, 4096, HEAP_MAX_REQUEST - align - 64 };
+        size_t sizes[] = {1, 4096, HEAP_MAX_REQUEST - align - 64};
         for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
             if (align >= HEAP_MAX_REQUEST || sizes[i] > HEAP_MAX_REQUEST - align)
                 continue;
@@ -46,7 +46,7 @@ KTEST(huge_alignments_are_served_or_refused_cleanly)
 
 #if KERNEL_HEAP_HARDENED
 
-#define EDGES_WINDOW     5      /* private heap window (memlayout.h) */
+#define EDGES_WINDOW     5 /* private heap window (memlayout.h) */
 #define EDGES_HEAP_PAGES 16
 
 static struct kernel_heap edges_heap;
@@ -83,7 +83,7 @@ KTEST_EXPECT_PANIC(use_after_free_write_into_the_first_words_is_found)
     struct heap *h = heap_test_private(&edges_heap, EDGES_WINDOW, EDGES_HEAP_PAGES);
     unsigned char *a = heap_alloc(h, 64), *p = heap_alloc(h, 64), *b = heap_alloc(h, 64);
     KASSERT(a != NULL && p != NULL && b != NULL);
-    heap_free(h, p);                /* between two live blocks: no merging */
+    heap_free(h, p); /* between two live blocks: no merging */
     p[8] ^= 0x20;
     expect_report_on(NULL, p);
     heap_check(h);

@@ -17,8 +17,8 @@
 #include "paging/heap_region.h"
 
 /* The private window these tests damage heaps in (one at a time). */
-#define HARDENING_WINDOW        2
-#define HARDENING_HEAP_PAGES    16
+#define HARDENING_WINDOW     2
+#define HARDENING_HEAP_PAGES 16
 
 KTEST(heap_mode_matches_the_image)
 {
@@ -57,7 +57,7 @@ KTEST(clean_random_churn_reports_nothing)
             heap_fill(blocks[i], sizes[i], (uint32_t)i);
         }
         if (kmalloc_backend_is_arena() && op % 1000 == 999) {
-            for (size_t j = 0; j < 256; j++) {     /* bump: reset phases (docs/allocators.md) */
+            for (size_t j = 0; j < 256; j++) { /* bump: reset phases (docs/allocators.md) */
                 kfree(blocks[j]);
                 blocks[j] = NULL;
             }
@@ -90,7 +90,7 @@ static struct heap *own_heap(void)
 KTEST_EXPECT_PANIC(hardened_double_free_is_caught)
 {
     struct heap *h = own_heap();
-    void *keep = heap_alloc(h, 10);     /* bump: the first free is a rollback, not a reset */
+    void *keep = heap_alloc(h, 10); /* bump: the first free is a rollback, not a reset */
     uint8_t *p = heap_alloc(h, 100);
     KASSERT(keep != NULL && p != NULL);
     heap_free(h, p);
@@ -110,7 +110,7 @@ KTEST_EXPECT_PANIC(hardened_interior_free_is_caught)
 KTEST_EXPECT_PANIC(hardened_free_of_a_stack_address_is_caught)
 {
     struct heap *h = own_heap();
-    int local[4] = { 0 };
+    int local[4] = {0};
     expect_report("invalid free", local);
     heap_free(h, local);
 }
@@ -140,9 +140,9 @@ KTEST_EXPECT_PANIC(hardened_overflow_by_one_byte_is_caught)
     size_t size = 37;
     uint8_t *overflowed = heap_alloc(h, size);
     KASSERT(overflowed != NULL);
-    KASSERT_EQ(heap_usable_size(h, overflowed), size);     /* the canary follows */
-    memset(overflowed, 'x', size);                          /* all of it is ours */
-    overflowed[size] = (uint8_t)~overflowed[size];          /* off by one */
+    KASSERT_EQ(heap_usable_size(h, overflowed), size); /* the canary follows */
+    memset(overflowed, 'x', size);                     /* all of it is ours */
+    overflowed[size] = (uint8_t)~overflowed[size];     /* off by one */
     expect_report("heap overflow", overflowed);
     heap_free(h, overflowed);
 }
@@ -155,10 +155,10 @@ KTEST_EXPECT_PANIC(hardened_use_after_free_write_is_caught_on_reuse)
     uint8_t *dangling = heap_alloc(h, 64);
     KASSERT(keep != NULL && dangling != NULL);
     heap_free(h, dangling);
-    KASSERT_EQ(dangling[20], HEAP_POISON_FREE);     /* freed memory is poisoned */
+    KASSERT_EQ(dangling[20], HEAP_POISON_FREE); /* freed memory is poisoned */
     dangling[20] = 'u';
     expect_report("use-after-free write", dangling);
-    void *again = heap_alloc(h, 64);                /* reuses the block: reported */
+    void *again = heap_alloc(h, 64); /* reuses the block: reported */
     heap_free(h, again);
 }
 
@@ -174,16 +174,16 @@ KTEST_EXPECT_PANIC(hardened_corrupted_free_list_is_caught)
     if (heap_is_arena(h)) {
         /* bump (an arena) has no free list: its link is the header word before the
            newest block, followed when that block is freed (rollback). */
-        heap_free(h, corrupt_p);    /* not the newest: no rollback, nothing to follow */
+        heap_free(h, corrupt_p); /* not the newest: no rollback, nothing to follow */
         corrupted_link = (uintptr_t *)(void *)(corrupt_b - sizeof(uintptr_t));
         *corrupted_link ^= 0x40;
         expect_report("corrupted free list", corrupt_b);
         heap_free(h, corrupt_b);
     } else {
-        heap_free(h, corrupt_p);    /* between two used blocks: its links are its first words */
+        heap_free(h, corrupt_p); /* between two used blocks: its links are its first words */
         corrupted_link = (uintptr_t *)(void *)corrupt_p;
-        KASSERT(*corrupted_link != 0);                      /* stored mangled */
-        *corrupted_link = (uintptr_t)(corrupt_a + 16);      /* an attacker's plain pointer */
+        KASSERT(*corrupted_link != 0);                 /* stored mangled */
+        *corrupted_link = (uintptr_t)(corrupt_a + 16); /* an attacker's plain pointer */
         expect_report("corrupted free list", corrupt_p);
         void *again = heap_alloc(h, 64);
         heap_free(h, again);
@@ -211,8 +211,7 @@ KTEST(hardened_damage_stayed_in_the_private_heaps)
        none, and is healthy, whatever runs after this file. */
     KASSERT_EQ(kmalloc_stats().errors_detected, 0);
     KASSERT_EQ(kmalloc_check(), 0);
-    KASSERT(private_heap.heap == NULL);     /* each test's heap was destroyed */
+    KASSERT(private_heap.heap == NULL); /* each test's heap was destroyed */
 }
 
 #endif /* KERNEL_HEAP_HARDENED */
-

@@ -30,7 +30,7 @@ KTEST(heap_region_grows_and_shrinks_by_pages)
     KASSERT(tables <= 3);
     for (int i = 0; i < 8; i++) {
         volatile uint64_t *p = (volatile uint64_t *)(start + (uint64_t)i * PAGE_SIZE);
-        KASSERT_EQ(*p, 0);                      /* fresh frames are zeroed */
+        KASSERT_EQ(*p, 0); /* fresh frames are zeroed */
         *p = (uint64_t)i * 3;
         uint64_t phys;
         KASSERT(paging_translate((uint64_t)(uintptr_t)p, &phys, NULL));
@@ -40,9 +40,9 @@ KTEST(heap_region_grows_and_shrinks_by_pages)
     KASSERT(!paging_translate(heap_region_end(&r), &phys, NULL));
     KASSERT(!paging_translate(TEST_WINDOW - PAGE_SIZE, &phys, NULL));
 
-    KASSERT_EQ(heap_region_shrink(&r, 100), 8);     /* no more than is mapped */
+    KASSERT_EQ(heap_region_shrink(&r, 100), 8); /* no more than is mapped */
     KASSERT_EQ(heap_region_end(&r), end0);
-    KASSERT_EQ(pmm_stats().free_frames, free0 - tables);   /* tables stay for next time */
+    KASSERT_EQ(pmm_stats().free_frames, free0 - tables); /* tables stay for next time */
     KASSERT(!paging_translate(start, &phys, NULL));
 }
 
@@ -56,7 +56,7 @@ KTEST(heap_region_refuses_growth_past_its_cap)
     uint64_t end0 = heap_region_end(&r);
     uint64_t free0 = pmm_stats().free_frames;
     /* Past the cap, and counts whose byte size overflows. */
-    const size_t too_many[] = { 2, SIZE_MAX, SIZE_MAX / PAGE_SIZE + 1, (size_t)1 << 52 };
+    const size_t too_many[] = {2, SIZE_MAX, SIZE_MAX / PAGE_SIZE + 1, (size_t)1 << 52};
     for (size_t i = 0; i < sizeof(too_many) / sizeof(too_many[0]); i++) {
         KASSERT_EQ(heap_region_grow(&r, too_many[i], &start), PAGING_ERR_NO_MEMORY);
         KASSERT_EQ(heap_region_end(&r), end0);
@@ -77,17 +77,17 @@ KTEST(heap_region_windows_past_the_top_or_across_the_hole_are_refused)
     KASSERT(heap_region_init(&r, top, top_span, UINT64_MAX));
     KASSERT_EQ(heap_region_limit(&r), top_span);
     KASSERT_EQ(top + top_span, ADDRESS_SPACE_LAST_PAGE);
-    KASSERT(!heap_region_init(&r, top, top_span + PAGE_SIZE, 0));        /* the last page */
+    KASSERT(!heap_region_init(&r, top, top_span + PAGE_SIZE, 0)); /* the last page */
     KASSERT(!heap_region_init(&r, ADDRESS_SPACE_LAST_PAGE, PAGE_SIZE, 0));
-    KASSERT(!heap_region_init(&r, top, 0ull - top, 0));                     /* ends at 2^64 */
+    KASSERT(!heap_region_init(&r, top, 0ull - top, 0));                    /* ends at 2^64 */
     KASSERT(!heap_region_init(&r, top, UINT64_MAX & ~(PAGE_SIZE - 1), 0)); /* wraps */
-    KASSERT(!heap_region_init(&r, top + 8, PAGE_SIZE, 0));               /* misaligned */
+    KASSERT(!heap_region_init(&r, top + 8, PAGE_SIZE, 0));                 /* misaligned */
     KASSERT(!heap_region_init(&r, top, 100, 0));
     KASSERT(!heap_region_init(&r, top, 0, 0));
-    KASSERT(!heap_region_init(&r, 0x0000800000000000ull, PAGE_SIZE, 0)); /* non-canonical */
-    KASSERT(!heap_region_init(&r, 0x00007ffffffff000ull, PAGE_SIZE * 2, 0)); /* into the hole */
+    KASSERT(!heap_region_init(&r, 0x0000800000000000ull, PAGE_SIZE, 0));             /* non-canonical */
+    KASSERT(!heap_region_init(&r, 0x00007ffffffff000ull, PAGE_SIZE * 2, 0));         /* into the hole */
     KASSERT(!heap_region_init(&r, 0x0000700000000000ull, 0xffff900000000000ull, 0)); /* across it */
-    KASSERT_EQ(r.base, 0);          /* a refused init leaves the region empty */
+    KASSERT_EQ(r.base, 0); /* a refused init leaves the region empty */
     KASSERT_EQ(r.limit, 0);
 }
 
@@ -102,7 +102,7 @@ KTEST(heap_region_at_the_top_grows_to_the_last_page_and_no_further)
     KASSERT_EQ(heap_region_grow(&r, 4, &start), PAGING_OK);
     KASSERT_EQ(start, base + 60 * PAGE_SIZE);
     KASSERT_EQ(heap_region_end(&r), ADDRESS_SPACE_LAST_PAGE);
-    *(volatile uint64_t *)(ADDRESS_SPACE_LAST_PAGE - 8) = 0x70b;           /* the last word */
+    *(volatile uint64_t *)(ADDRESS_SPACE_LAST_PAGE - 8) = 0x70b; /* the last word */
     KASSERT_EQ(*(volatile uint64_t *)(ADDRESS_SPACE_LAST_PAGE - 8), 0x70b);
     KASSERT_EQ(heap_region_grow(&r, 1, &start), PAGING_ERR_NO_MEMORY);
     KASSERT_EQ(heap_region_grow(&r, SIZE_MAX, &start), PAGING_ERR_NO_MEMORY);
@@ -124,7 +124,7 @@ KTEST_EXPECT_PANIC(heap_region_guard_above_faults)
 {
     /* The page right after the mapped end is never mapped. */
     uint64_t end = heap_region_end(kernel_heap_region());
-    *(volatile uint64_t *)(end - 8) = *(volatile uint64_t *)(end - 8);  /* last word is fine */
+    *(volatile uint64_t *)(end - 8) = *(volatile uint64_t *)(end - 8); /* last word is fine */
     ktest_expect_page_fault(end);
     (void)*(volatile uint64_t *)end;
 }
@@ -148,7 +148,7 @@ KTEST(heap_region_growth_without_enough_frames_changes_nothing)
     uint64_t tables = paging_tables_needed(heap_region_end(&r), pages);
     KASSERT_EQ(tables, 3);
     static struct frame_hoard hoard;
-    const uint64_t keeps[] = { 0, pages, pages + tables - 1 };
+    const uint64_t keeps[] = {0, pages, pages + tables - 1};
     for (size_t i = 0; i < sizeof(keeps) / sizeof(keeps[0]); i++) {
         frame_hoard_take(&hoard, keeps[i]);
         ktest_defer(frame_hoard_release_deferred, &hoard);

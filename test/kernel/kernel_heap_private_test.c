@@ -31,8 +31,8 @@ KTEST_EXPECT_PANIC(private_heap_grows_is_destroyed_and_then_faults)
     /* Tables for up to 1 MiB of this window: the most destroy may keep. */
     uint64_t tables = paging_tables_needed(base, 256);
 
-    struct heap *h = kernel_heap_private_create(&private_heap, NULL, base,
-                                                KERNEL_PRIVATE_HEAP_WINDOW_SPAN, 4);
+    struct heap *h =
+        kernel_heap_private_create(&private_heap, NULL, base, KERNEL_PRIVATE_HEAP_WINDOW_SPAN, 4);
     KASSERT(h != NULL);
     KASSERT_EQ(heap_region_start(&private_heap.region), base);
     KASSERT_EQ(kmalloc_check(), 0);
@@ -47,7 +47,7 @@ KTEST_EXPECT_PANIC(private_heap_grows_is_destroyed_and_then_faults)
     for (int i = 0; i < BLOCKS; i++)
         KASSERT(heap_verify(blocks[i], BLOCK_SIZE, (uint32_t)i));
     KASSERT_EQ(heap_check(h), 0);
-    KASSERT(private_heap.grow_calls >= 3);              /* 288 KB from a 16 KiB start */
+    KASSERT(private_heap.grow_calls >= 3); /* 288 KB from a 16 KiB start */
     KASSERT(heap_region_mapped(&private_heap.region) <= 256 * PAGE_SIZE);
     ktest_log("%s: %llu grow calls, %llu KiB mapped", heap_backend_name(h),
               (unsigned long long)private_heap.grow_calls,
@@ -55,13 +55,13 @@ KTEST_EXPECT_PANIC(private_heap_grows_is_destroyed_and_then_faults)
     for (int i = 0; i < BLOCKS; i += 2)
         heap_free(h, blocks[i]);
     KASSERT_EQ(heap_stats(h).live_allocs, BLOCKS / 2);
-    KASSERT(same_kmalloc_stats(kmalloc_stats(), global));    /* kmalloc never saw any of it */
+    KASSERT(same_kmalloc_stats(kmalloc_stats(), global)); /* kmalloc never saw any of it */
 
     kernel_heap_private_destroy(&private_heap);
     KASSERT(private_heap.heap == NULL);
     uint64_t free1 = pmm_stats().free_frames;
-    ktest_log("frames: %llu before, %llu after (%llu tables allowed to stay)",
-              (unsigned long long)free0, (unsigned long long)free1, (unsigned long long)tables);
+    ktest_log("frames: %llu before, %llu after (%llu tables allowed to stay)", (unsigned long long)free0,
+              (unsigned long long)free1, (unsigned long long)tables);
     KASSERT(free1 <= free0 && free0 - free1 <= tables);
     KASSERT(same_kmalloc_stats(kmalloc_stats(), global));
     KASSERT_EQ(kmalloc_check(), 0);
@@ -72,8 +72,8 @@ KTEST_EXPECT_PANIC(private_heap_grows_is_destroyed_and_then_faults)
 }
 
 /* A private heap whose region ends exactly at ADDRESS_SPACE_LAST_PAGE. */
-#define TOP_SPAN (64 * PAGE_SIZE)
-#define TOP_BASE (ADDRESS_SPACE_LAST_PAGE - TOP_SPAN)
+#define TOP_SPAN  (64 * PAGE_SIZE)
+#define TOP_BASE  (ADDRESS_SPACE_LAST_PAGE - TOP_SPAN)
 #define TOP_SLOTS 512
 /* How far below the last page the highest block may end: one page the
    backend may keep for itself at a region's end, plus less than the
@@ -113,14 +113,14 @@ KTEST(private_heap_at_the_top_serves_its_last_page)
     KASSERT_EQ(TOP_BASE + TOP_SPAN, ADDRESS_SPACE_LAST_PAGE);
     /* The whole window mapped at creation: the backend itself must hand out
        the bytes right below the last page. */
-    struct heap *h = kernel_heap_private_create(&private_heap, NULL, TOP_BASE, TOP_SPAN,
-                                                TOP_SPAN / PAGE_SIZE);
+    struct heap *h =
+        kernel_heap_private_create(&private_heap, NULL, TOP_BASE, TOP_SPAN, TOP_SPAN / PAGE_SIZE);
     KASSERT(h != NULL);
     ktest_defer(heap_test_destroy_private, &private_heap);
     KASSERT_EQ(heap_region_end(&private_heap.region), ADDRESS_SPACE_LAST_PAGE);
     uint64_t highest = fill_top_heap(h);
-    ktest_log("%s: %zu blocks; the highest ends %llu bytes below the last page",
-              heap_backend_name(h), top_count, (unsigned long long)(ADDRESS_SPACE_LAST_PAGE - highest));
+    ktest_log("%s: %zu blocks; the highest ends %llu bytes below the last page", heap_backend_name(h),
+              top_count, (unsigned long long)(ADDRESS_SPACE_LAST_PAGE - highest));
     /* Measured: plain bump's last block ends at the very last byte, the
        others within a header and a minimum block of it; fixed_size_block
        never hands out a region's last page (in any window, not only at the
@@ -150,7 +150,8 @@ KTEST(private_heap_at_the_top_grows_up_to_the_last_page)
     const struct heap_ops *ops = heap_backend_find(heap_backend_name(h));
     KASSERT(ops != NULL);
     ktest_log("%s: %llu grow calls; mapped up to %llu bytes below the last page, highest block "
-              "end %llu below", heap_backend_name(h), (unsigned long long)private_heap.grow_calls,
+              "end %llu below",
+              heap_backend_name(h), (unsigned long long)private_heap.grow_calls,
               (unsigned long long)(ADDRESS_SPACE_LAST_PAGE - end),
               (unsigned long long)(ADDRESS_SPACE_LAST_PAGE - highest));
     KASSERT(private_heap.grow_calls > 0);
@@ -165,8 +166,8 @@ KTEST(private_heap_at_the_top_grows_up_to_the_last_page)
 
 KTEST_EXPECT_PANIC(private_heap_at_the_top_guard_page_faults)
 {
-    struct heap *h = kernel_heap_private_create(&private_heap, NULL, TOP_BASE, TOP_SPAN,
-                                                TOP_SPAN / PAGE_SIZE);
+    struct heap *h =
+        kernel_heap_private_create(&private_heap, NULL, TOP_BASE, TOP_SPAN, TOP_SPAN / PAGE_SIZE);
     KASSERT(h != NULL);
     ktest_defer(heap_test_destroy_private, &private_heap);
     fill_top_heap(h);
@@ -185,7 +186,7 @@ KTEST(private_heap_creation_refuses_bad_windows_and_backends)
     KASSERT(kernel_heap_private_create(&private_heap, NULL, TOP_BASE, TOP_SPAN, 65) == NULL);
     KASSERT(kernel_heap_private_create(&private_heap, NULL, TOP_BASE, TOP_SPAN, 0) == NULL);
     KASSERT(private_heap.heap == NULL);
-    kernel_heap_private_destroy(&private_heap);                 /* nothing to destroy */
+    kernel_heap_private_destroy(&private_heap); /* nothing to destroy */
     KASSERT_EQ(pmm_stats().free_frames, free0);
     KASSERT(same_kmalloc_stats(kmalloc_stats(), global));
     /* Every backend by name, in a private window. */

@@ -76,7 +76,7 @@ KTEST(boot_info_block_range_is_recorded)
 /* A hand-made information block: header + tags, built into words[]. */
 struct fake_info {
     uint32_t words[64] __attribute__((aligned(8)));
-    size_t len;     /* in bytes */
+    size_t len; /* in bytes */
 };
 
 static void fake_begin(struct fake_info *f)
@@ -90,7 +90,7 @@ static void fake_tag(struct fake_info *f, uint32_t type, uint32_t size, const vo
                      size_t payload_len)
 {
     uint8_t *p = (uint8_t *)f->words + f->len;
-    uint32_t hdr[2] = { type, size };
+    uint32_t hdr[2] = {type, size};
     memcpy(p, hdr, sizeof(hdr));
     memcpy(p + 8, payload, payload_len);
     f->len += (8 + payload_len + 7) & ~(size_t)7;
@@ -102,11 +102,13 @@ static void fake_mmap(struct fake_info *f, uint32_t entry_size)
     struct {
         uint32_t entry_size, entry_version;
         struct mb2_mmap_entry e[3];
-    } m = { entry_size, 0, {
-        { 0x100000, 0x700000, MEM_AVAILABLE, 0 },
-        { 0x0, 0x9f000, MEM_AVAILABLE, 0 },
-        { 0xfffc0000, 0x40000, 77, 0 },
-    } };
+    } m = {entry_size,
+           0,
+           {
+               {0x100000, 0x700000, MEM_AVAILABLE, 0},
+               {0x0, 0x9f000, MEM_AVAILABLE, 0},
+               {0xfffc0000, 0x40000, 77, 0},
+           }};
     fake_tag(f, MB2_TAG_MMAP, 8 + sizeof(m), &m, sizeof(m));
 }
 
@@ -129,14 +131,14 @@ KTEST(mb2_parse_wellformed_block)
     fake_begin(&f);
     fake_tag(&f, MB2_TAG_CMDLINE, 8 + 6, "hello", 6);
     fake_mmap(&f, sizeof(struct mb2_mmap_entry));
-    fake_tag(&f, 99, 8 + 3, "xyz", 3);  /* unknown tag: skipped */
+    fake_tag(&f, 99, 8 + 3, "xyz", 3); /* unknown tag: skipped */
     fake_end(&f);
     KASSERT_EQ(parse_fake(&f, &bi, err, sizeof(err)), MB2_OK);
     KASSERT(strcmp(bi.cmdline, "hello") == 0);
     KASSERT_EQ(bi.mmap_count, 3);
-    KASSERT_EQ(bi.mmap[0].base, 0);             /* sorted */
+    KASSERT_EQ(bi.mmap[0].base, 0); /* sorted */
     KASSERT_EQ(bi.mmap[1].base, 0x100000);
-    KASSERT_EQ(bi.mmap[2].type, MEM_RESERVED);  /* unknown type 77 */
+    KASSERT_EQ(bi.mmap[2].type, MEM_RESERVED); /* unknown type 77 */
     KASSERT_EQ(bi.usable_bytes, 0x700000 + 0x9f000);
     KASSERT_EQ(bi.info_phys_start, 0x5000);
     KASSERT_EQ(bi.info_phys_end, 0x5000 + f.len);
@@ -151,9 +153,11 @@ KTEST(mb2_parse_steps_by_entry_size)
     fake_begin(&f);
     struct {
         uint32_t entry_size, entry_version;
-        struct { struct mb2_mmap_entry e; uint64_t extra; } e[2];
-    } m = { 32, 0, { { { 0x0, 0x1000, MEM_AVAILABLE, 0 }, ~0ull },
-                     { { 0x200000, 0x2000, MEM_AVAILABLE, 0 }, ~0ull } } };
+        struct {
+            struct mb2_mmap_entry e;
+            uint64_t extra;
+        } e[2];
+    } m = {32, 0, {{{0x0, 0x1000, MEM_AVAILABLE, 0}, ~0ull}, {{0x200000, 0x2000, MEM_AVAILABLE, 0}, ~0ull}}};
     fake_tag(&f, MB2_TAG_MMAP, 8 + sizeof(m), &m, sizeof(m));
     fake_end(&f);
     KASSERT_EQ(parse_fake(&f, &bi, err, sizeof(err)), MB2_OK);
@@ -216,8 +220,7 @@ KTEST(mb2_parse_rejects_malformed_blocks)
     KASSERT_EQ(parse_fake(&f, &bi, err, sizeof(err)), MB2_ERR_NO_MMAP);
 
     /* A misaligned block. */
-    KASSERT_EQ(mb2_parse((const uint8_t *)f.words + 4, 0, 64, &bi, err, sizeof(err)),
-               MB2_ERR_MISALIGNED);
+    KASSERT_EQ(mb2_parse((const uint8_t *)f.words + 4, 0, 64, &bi, err, sizeof(err)), MB2_ERR_MISALIGNED);
 }
 
 KTEST_EXPECT_PANIC(boot_info_parse_panics_naming_the_tag)
@@ -225,8 +228,10 @@ KTEST_EXPECT_PANIC(boot_info_parse_panics_naming_the_tag)
     static struct fake_info f;
     static struct boot_info bi;
     fake_begin(&f);
-    struct { uint32_t entry_size, entry_version; } m = { 24, 0 };
-    fake_tag(&f, MB2_TAG_MMAP, 8 + 8 + 4096, &m, sizeof(m));   /* claims 4 KiB more */
+    struct {
+        uint32_t entry_size, entry_version;
+    } m = {24, 0};
+    fake_tag(&f, MB2_TAG_MMAP, 8 + 8 + 4096, &m, sizeof(m)); /* claims 4 KiB more */
     fake_end(&f);
     ktest_expect_panic_containing("tag 6 (memory map) at offset 8");
     boot_info_parse(f.words, 0, sizeof(f.words), &bi);

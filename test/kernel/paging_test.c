@@ -14,8 +14,8 @@
 
 /* Scratch virtual addresses for these tests: the lower half, which the
    kernel leaves empty (blog_os put its heap at 0x4444_4444_0000). */
-#define TEST_VIRT       0x0000444444440000ull
-#define TEST_VIRT_2M    0x0000444400000000ull
+#define TEST_VIRT    0x0000444444440000ull
+#define TEST_VIRT_2M 0x0000444400000000ull
 
 /* Far from every other mapping: mapping it needs a new PDPT, PD and PT. */
 #define TEST_VIRT_FRESH 0x0000600000000000ull
@@ -54,12 +54,11 @@ static void assert_unchanged(const struct walk_snapshot *a, const struct walk_sn
     for (int i = 0; i < a->levels; i++) {
         if (a->table[i] != b->table[i] || a->entry[i] != b->entry[i])
             ktest_fail(__FILE__, line, "level %d entry %p (table %p) became %p (table %p)", i,
-                       (void *)a->entry[i], (void *)a->table[i], (void *)b->entry[i],
-                       (void *)b->table[i]);
+                       (void *)a->entry[i], (void *)a->table[i], (void *)b->entry[i], (void *)b->table[i]);
     }
     if (a->free_frames != b->free_frames)
-        ktest_fail(__FILE__, line, "free frames %llu became %llu",
-                   (unsigned long long)a->free_frames, (unsigned long long)b->free_frames);
+        ktest_fail(__FILE__, line, "free frames %llu became %llu", (unsigned long long)a->free_frames,
+                   (unsigned long long)b->free_frames);
 }
 
 static int kernel_data_word = 42;
@@ -139,7 +138,7 @@ KTEST_EXPECT_PANIC(access_after_unmap_faults_with_cr2)
     uint64_t frame = pmm_alloc_frame();
     KASSERT(frame != PMM_NO_FRAME);
     KASSERT_EQ(paging_map(TEST_VIRT, frame, PTE_WRITABLE | PTE_NO_EXECUTE), PAGING_OK);
-    *(volatile uint64_t *)TEST_VIRT = 1;     /* fills the TLB entry */
+    *(volatile uint64_t *)TEST_VIRT = 1; /* fills the TLB entry */
     KASSERT_EQ(paging_unmap(TEST_VIRT, NULL), PAGING_OK);
     pmm_free_frame(frame);
     ktest_expect_page_fault(TEST_VIRT + 0x10);
@@ -154,7 +153,7 @@ KTEST(map_over_mapping_is_refused)
     KASSERT_EQ(paging_map(TEST_VIRT, b, PTE_WRITABLE), PAGING_ERR_ALREADY_MAPPED);
     uint64_t phys;
     KASSERT(paging_translate(TEST_VIRT, &phys, NULL));
-    KASSERT_EQ(phys, a);    /* never silently overwritten */
+    KASSERT_EQ(phys, a); /* never silently overwritten */
     /* A 4 KiB page inside the direct map's huge pages. */
     KASSERT_EQ(paging_map((uint64_t)(uintptr_t)phys_to_virt(0x200000), b, PTE_WRITABLE),
                PAGING_ERR_HUGE_PAGE);
@@ -200,7 +199,7 @@ KTEST(page_tables_come_from_high_memory_on_big_machines)
         KASSERT(f >= 0x100000000ull);
         KASSERT(pt >= 0x100000000ull);
     }
-    *(volatile uint64_t *)far = 0xfeed;     /* the table is really used */
+    *(volatile uint64_t *)far = 0xfeed; /* the table is really used */
     KASSERT_EQ(*(volatile uint64_t *)phys_to_virt(f), 0xfeed);
     KASSERT_EQ(paging_unmap(far, NULL), PAGING_OK);
     pmm_free_frame(f);
@@ -222,7 +221,7 @@ KTEST_EXPECT_PANIC(write_to_rodata_faults)
 KTEST_EXPECT_PANIC(execute_from_data_page_faults)
 {
     KASSERT(paging_has_nx());
-    data_code_page[0] = 0xc3;   /* ret */
+    data_code_page[0] = 0xc3; /* ret */
     ktest_expect_page_fault((uint64_t)(uintptr_t)data_code_page);
     void (*fn)(void) = (void (*)(void))(uintptr_t)data_code_page;
     fn();
@@ -231,7 +230,7 @@ KTEST_EXPECT_PANIC(execute_from_data_page_faults)
 KTEST_EXPECT_PANIC(null_dereference_faults)
 {
     ktest_expect_page_fault(0);
-    volatile int *volatile null = NULL;    /* volatile: the compiler may not assume it away */
+    volatile int *volatile null = NULL; /* volatile: the compiler may not assume it away */
     (void)*null;
 }
 
@@ -240,7 +239,7 @@ KTEST(stack_guard_pages_and_identity_map_are_gone)
     uint64_t phys;
     KASSERT(!paging_translate((uint64_t)(uintptr_t)boot_stack_guard, &phys, NULL));
     KASSERT(!paging_translate((uint64_t)(uintptr_t)df_stack_guard, &phys, NULL));
-    KASSERT(!paging_translate(0x100000, &phys, NULL));    /* old identity map */
+    KASSERT(!paging_translate(0x100000, &phys, NULL)); /* old identity map */
     KASSERT(!paging_translate(0, &phys, NULL));
 }
 
@@ -251,7 +250,7 @@ KTEST(refused_map_over_a_mapping_changes_nothing)
     KASSERT_EQ(paging_map(TEST_VIRT, a, PTE_WRITABLE | PTE_NO_EXECUTE), PAGING_OK);
     struct walk_snapshot before = snapshot(TEST_VIRT);
     KASSERT_EQ(before.levels, 4);
-    KASSERT(!(before.entry[0] & PTE_USER));     /* so a refused PTE_USER map would show */
+    KASSERT(!(before.entry[0] & PTE_USER)); /* so a refused PTE_USER map would show */
     /* Different flags (PTE_USER would widen the upper entries), a 2 MiB page
        over the page table, the same mapping again. */
     KASSERT_EQ(paging_map(TEST_VIRT, b, PTE_USER | PTE_WRITABLE), PAGING_ERR_ALREADY_MAPPED);
@@ -275,7 +274,7 @@ KTEST(refused_map_inside_a_huge_page_changes_nothing)
     uint64_t f = pmm_alloc_frame();
     KASSERT(f != PMM_NO_FRAME);
     struct walk_snapshot before = snapshot(inside);
-    KASSERT(before.levels <= 3);                /* a 1 GiB or 2 MiB leaf */
+    KASSERT(before.levels <= 3); /* a 1 GiB or 2 MiB leaf */
     KASSERT(!(before.entry[0] & PTE_USER));
     KASSERT_EQ(paging_map(inside, f, PTE_USER | PTE_WRITABLE), PAGING_ERR_HUGE_PAGE);
     struct walk_snapshot after = snapshot(inside);
@@ -323,6 +322,6 @@ KTEST(map_out_of_frames_part_way_changes_nothing)
     KASSERT_EQ(paging_map(TEST_VIRT_FRESH, 0x200000, PTE_NO_EXECUTE), PAGING_OK);
     KASSERT_EQ(free0 - pmm_stats().free_frames, 3);
     KASSERT_EQ(paging_tables_needed(TEST_VIRT_FRESH, 512), 0);
-    KASSERT_EQ(paging_tables_needed(TEST_VIRT_FRESH, 513), 1);      /* the next page table */
+    KASSERT_EQ(paging_tables_needed(TEST_VIRT_FRESH, 513), 1); /* the next page table */
     KASSERT_EQ(paging_unmap(TEST_VIRT_FRESH, NULL), PAGING_OK);
 }

@@ -24,8 +24,7 @@ static bool forbidden(uint64_t frame)
     return frame < 0x100000 ||
            overlaps(frame, (uint64_t)(uintptr_t)__kernel_phys_start,
                     (uint64_t)(uintptr_t)__kernel_phys_end) ||
-           overlaps(frame, bi->info_phys_start, bi->info_phys_end) ||
-           overlaps(frame, meta.start, meta.end);
+           overlaps(frame, bi->info_phys_start, bi->info_phys_end) || overlaps(frame, meta.start, meta.end);
 }
 
 /* True if frame lies inside memory the map calls available, and in no
@@ -65,8 +64,8 @@ KTEST(every_frame_allocated_then_freed_restores_counters)
         list[n++] = (uint32_t)(f / PAGE_SIZE);
     }
     struct pmm_stats empty = pmm_stats();
-    ktest_log("allocated %llu frames (%llu above 4 GiB) before running out",
-              (unsigned long long)n, (unsigned long long)above_4g);
+    ktest_log("allocated %llu frames (%llu above 4 GiB) before running out", (unsigned long long)n,
+              (unsigned long long)above_4g);
     KASSERT_EQ(bad, 0);
     KASSERT_EQ(n, before.free_frames - list_pages);
     KASSERT_EQ(empty.free_frames, 0);
@@ -143,8 +142,8 @@ KTEST(a_freed_low_frame_does_not_displace_free_high_memory)
     KASSERT(a < 4 * GIB && b < 4 * GIB && !forbidden(a) && !forbidden(b));
     pmm_free_frame(a);
     uint64_t next = pmm_alloc_frame();
-    ktest_log("high memory free: %s; freed low frame %p, then got %p", high_free ? "yes" : "no",
-              (void *)a, (void *)next);
+    ktest_log("high memory free: %s; freed low frame %p, then got %p", high_free ? "yes" : "no", (void *)a,
+              (void *)next);
     KASSERT(next != PMM_NO_FRAME && !forbidden(next));
     if (high_free)
         KASSERT(next >= 4 * GIB);
@@ -188,21 +187,21 @@ KTEST(odd_memory_maps_are_read_safely)
     memset(&bi, 0, sizeof(bi));
     const struct mem_region map[] = {
         /* unsorted, overlapping, zero-length, unaligned, reserved inside available */
-        { 0x800000, 0x400000, MEM_AVAILABLE },          /* 8..12 MiB */
-        { 0x200000, 0x0, MEM_AVAILABLE },                /* zero length */
-        { 0x100800, 0x2ff800, MEM_AVAILABLE },           /* 1 MiB+2K .. 4 MiB: aligned inward */
-        { 0xa00000, 0x400000, MEM_AVAILABLE },           /* overlaps the first: 10..14 MiB */
-        { 0x900000, 0x1000, MEM_RESERVED },              /* a hole at 9 MiB */
-        { 0xb00800, 0x10, MEM_ACPI_NVS },                /* a partial frame at 11 MiB: frame lost */
-        { 0x0, 0x9fc00, MEM_AVAILABLE },                 /* below 1 MiB: withheld */
-        { 0x2000000, 0x1000, 42 },                       /* unknown type: reserved */
+        {0x800000, 0x400000, MEM_AVAILABLE}, /* 8..12 MiB */
+        {0x200000, 0x0, MEM_AVAILABLE},      /* zero length */
+        {0x100800, 0x2ff800, MEM_AVAILABLE}, /* 1 MiB+2K .. 4 MiB: aligned inward */
+        {0xa00000, 0x400000, MEM_AVAILABLE}, /* overlaps the first: 10..14 MiB */
+        {0x900000, 0x1000, MEM_RESERVED},    /* a hole at 9 MiB */
+        {0xb00800, 0x10, MEM_ACPI_NVS},      /* a partial frame at 11 MiB: frame lost */
+        {0x0, 0x9fc00, MEM_AVAILABLE},       /* below 1 MiB: withheld */
+        {0x2000000, 0x1000, 42},             /* unknown type: reserved */
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         bi.mmap[i] = map[i];
     bi.mmap_count = sizeof(map) / sizeof(map[0]);
-    bi.info_phys_start = 0xc00000;                      /* boot info at 12 MiB */
+    bi.info_phys_start = 0xc00000; /* boot info at 12 MiB */
     bi.info_phys_end = 0xc00100;
-    struct phys_range withheld = { 0xd00000, 0xd02000 };
+    struct phys_range withheld = {0xd00000, 0xd02000};
 
     struct phys_range out[8];
     size_t n = pmm_usable_ranges(&bi, &withheld, 1, out, 8);
@@ -210,15 +209,14 @@ KTEST(odd_memory_maps_are_read_safely)
        minus the kernel image, which lives at 1 MiB. */
     uint64_t kernel_end = ((uint64_t)(uintptr_t)__kernel_phys_end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
     const struct phys_range want[] = {
-        { kernel_end, 0x400000 }, { 0x800000, 0x900000 }, { 0x901000, 0xb00000 },
-        { 0xb01000, 0xc00000 }, { 0xc01000, 0xd00000 }, { 0xd02000, 0xe00000 },
+        {kernel_end, 0x400000}, {0x800000, 0x900000}, {0x901000, 0xb00000},
+        {0xb01000, 0xc00000},   {0xc01000, 0xd00000}, {0xd02000, 0xe00000},
     };
     KASSERT_EQ(n, sizeof(want) / sizeof(want[0]));
     for (size_t i = 0; i < n; i++) {
         if (out[i].start != want[i].start || out[i].end != want[i].end)
-            ktest_fail(__FILE__, __LINE__, "range %zu is [%p-%p), want [%p-%p)", i,
-                       (void *)out[i].start, (void *)out[i].end, (void *)want[i].start,
-                       (void *)want[i].end);
+            ktest_fail(__FILE__, __LINE__, "range %zu is [%p-%p), want [%p-%p)", i, (void *)out[i].start,
+                       (void *)out[i].end, (void *)want[i].start, (void *)want[i].end);
     }
 }
 
@@ -227,16 +225,20 @@ KTEST(absurd_contiguous_counts_allocate_nothing)
     /* n * PAGE_SIZE overflows for all but the first; 2^52 frames are 2^64
        bytes (wraps to 0), 2^52 + 1 wraps to one frame. */
     const size_t counts[] = {
-        0, SIZE_MAX, SIZE_MAX / PAGE_SIZE + 1, (size_t)1 << 52, ((size_t)1 << 52) + 1,
-        SIZE_MAX / 2 + 1, (size_t)(PMM_PHYS_LIMIT / PAGE_SIZE) + 1,
+        0,
+        SIZE_MAX,
+        SIZE_MAX / PAGE_SIZE + 1,
+        (size_t)1 << 52,
+        ((size_t)1 << 52) + 1,
+        SIZE_MAX / 2 + 1,
+        (size_t)(PMM_PHYS_LIMIT / PAGE_SIZE) + 1,
     };
     size_t ncounts = sizeof(counts) / sizeof(counts[0]);
     struct pmm_stats before = pmm_stats();
     for (size_t i = 0; i < ncounts; i++) {
         uint64_t f = pmm_alloc_contiguous(counts[i]);
         if (f != PMM_NO_FRAME)
-            ktest_fail(__FILE__, __LINE__, "pmm_alloc_contiguous(%zu) returned %p", counts[i],
-                       (void *)f);
+            ktest_fail(__FILE__, __LINE__, "pmm_alloc_contiguous(%zu) returned %p", counts[i], (void *)f);
     }
     struct pmm_stats after = pmm_stats();
     KASSERT_EQ(after.free_frames, before.free_frames);
@@ -249,14 +251,14 @@ KTEST(memory_map_entries_near_2_to_the_64_are_read_safely)
     memset(&bi, 0, sizeof(bi));
     const uint64_t top_page = 0ull - PAGE_SIZE;
     const struct mem_region map[] = {
-        { 0x500000, 0x100000, MEM_AVAILABLE },                  /* [5 MiB, 6 MiB): ordinary */
-        { 0x200000000ull, 0x1000, MEM_AVAILABLE },              /* one frame at 8 GiB */
-        { PMM_PHYS_LIMIT - 0x3000, 0x10000, MEM_AVAILABLE },    /* straddles the limit: cut */
-        { 0ull - 0x2000, 0x2000, MEM_AVAILABLE },               /* ends exactly at 2^64 */
-        { top_page + 0x800, 0x1000, MEM_AVAILABLE },            /* unaligned, wraps past 2^64 */
-        { top_page, UINT64_MAX, MEM_AVAILABLE },                /* length wraps */
-        { PMM_PHYS_LIMIT - 0x1000, UINT64_MAX, MEM_RESERVED },  /* reserved, wraps */
-        { top_page, 0x1000, MEM_RESERVED },                     /* the very last page */
+        {0x500000, 0x100000, MEM_AVAILABLE},                 /* [5 MiB, 6 MiB): ordinary */
+        {0x200000000ull, 0x1000, MEM_AVAILABLE},             /* one frame at 8 GiB */
+        {PMM_PHYS_LIMIT - 0x3000, 0x10000, MEM_AVAILABLE},   /* straddles the limit: cut */
+        {0ull - 0x2000, 0x2000, MEM_AVAILABLE},              /* ends exactly at 2^64 */
+        {top_page + 0x800, 0x1000, MEM_AVAILABLE},           /* unaligned, wraps past 2^64 */
+        {top_page, UINT64_MAX, MEM_AVAILABLE},               /* length wraps */
+        {PMM_PHYS_LIMIT - 0x1000, UINT64_MAX, MEM_RESERVED}, /* reserved, wraps */
+        {top_page, 0x1000, MEM_RESERVED},                    /* the very last page */
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         bi.mmap[i] = map[i];
@@ -267,14 +269,15 @@ KTEST(memory_map_entries_near_2_to_the_64_are_read_safely)
     struct phys_range out[8];
     size_t n = pmm_usable_ranges(&bi, NULL, 0, out, 8);
     const struct phys_range want[] = {
-        { 0x500000, 0x580000 }, { 0x581000, 0x600000 },
-        { 0x200000000ull, 0x200001000ull }, { PMM_PHYS_LIMIT - 0x3000, PMM_PHYS_LIMIT - 0x1000 },
+        {0x500000, 0x580000},
+        {0x581000, 0x600000},
+        {0x200000000ull, 0x200001000ull},
+        {PMM_PHYS_LIMIT - 0x3000, PMM_PHYS_LIMIT - 0x1000},
     };
     KASSERT_EQ(n, sizeof(want) / sizeof(want[0]));
     for (size_t i = 0; i < n && i < 8; i++) {
         if (out[i].start != want[i].start || out[i].end != want[i].end)
-            ktest_fail(__FILE__, __LINE__, "range %zu is [%p-%p), want [%p-%p)", i,
-                       (void *)out[i].start, (void *)out[i].end, (void *)want[i].start,
-                       (void *)want[i].end);
+            ktest_fail(__FILE__, __LINE__, "range %zu is [%p-%p), want [%p-%p)", i, (void *)out[i].start,
+                       (void *)out[i].end, (void *)want[i].start, (void *)want[i].end);
     }
 }

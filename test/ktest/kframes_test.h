@@ -15,8 +15,8 @@
 #include "paging/pmm.h"
 
 struct frame_hoard {
-    uint64_t head;      /* first frame of the newest run, PMM_NO_FRAME if empty */
-    uint64_t frames;    /* frames held */
+    uint64_t head;   /* first frame of the newest run, PMM_NO_FRAME if empty */
+    uint64_t frames; /* frames held */
 };
 
 /* Takes free frames until only keep are left (or none can be taken). */
@@ -34,7 +34,7 @@ static inline void frame_hoard_take(struct frame_hoard *h, uint64_t keep)
             n *= 2;
         uint64_t run = PMM_NO_FRAME;
         while (n > 1 && (run = pmm_alloc_contiguous((size_t)n)) == PMM_NO_FRAME)
-            n /= 2;                     /* runs only get shorter: remember it */
+            n /= 2; /* runs only get shorter: remember it */
         run_max = n;
         if (run == PMM_NO_FRAME && (run = pmm_alloc_frame()) == PMM_NO_FRAME)
             break;
@@ -54,7 +54,7 @@ static inline void frame_hoard_release(struct frame_hoard *h)
         uint64_t run = h->head;
         const uint64_t *link = phys_to_virt(run);
         uint64_t next = link[0], n = link[1];
-        for (uint64_t i = 0; i < n; i++)      /* runs come off the top of a frontier */
+        for (uint64_t i = 0; i < n; i++) /* runs come off the top of a frontier */
             pmm_free_frame(run + i * PAGE_SIZE);
         h->head = next;
         h->frames -= n;

@@ -12,18 +12,18 @@
 #include "alloc/heap.h"
 #include "alloc/kmalloc.h"
 #include "kernel_heap.h"
-#include "heap_test_util.h"    /* heap_rand, heap_fill, heap_verify */
+#include "heap_test_util.h" /* heap_rand, heap_fill, heap_verify */
 #include "ktest.h"
 #include "memlayout.h"
 
 #define HEAP_TEST_BEGIN() struct heap_stats heap_test_before_ = kmalloc_stats()
 
-#define HEAP_TEST_END()                                                             \
-    do {                                                                            \
-        struct heap_stats heap_test_after_ = kmalloc_stats();                       \
+#define HEAP_TEST_END()                                                            \
+    do {                                                                           \
+        struct heap_stats heap_test_after_ = kmalloc_stats();                      \
         KASSERT_EQ(heap_test_after_.live_allocs, heap_test_before_.live_allocs);   \
         KASSERT_EQ(heap_test_after_.bytes_in_use, heap_test_before_.bytes_in_use); \
-        KASSERT_EQ(kmalloc_check(), 0);                                             \
+        KASSERT_EQ(kmalloc_check(), 0);                                            \
     } while (0)
 
 static inline void heap_test_destroy_private(void *kh)
@@ -35,8 +35,7 @@ static inline void heap_test_destroy_private(void *kh)
    window (memlayout.h), with initial_pages mapped; it is destroyed when the
    running test ends, however it ends (after an expected panic too). Fails
    the test if it cannot be created. */
-static inline struct heap *heap_test_private(struct kernel_heap *kh, unsigned window,
-                                             size_t initial_pages)
+static inline struct heap *heap_test_private(struct kernel_heap *kh, unsigned window, size_t initial_pages)
 {
     struct heap *h = kernel_heap_private_create(kh, NULL, KERNEL_PRIVATE_HEAP_WINDOW_BASE(window),
                                                 KERNEL_PRIVATE_HEAP_WINDOW_SPAN, initial_pages);

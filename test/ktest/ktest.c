@@ -23,9 +23,9 @@
 #include "timer.h"
 #include "trap.h"
 
-#define KTEST_MAX           512
-#define KTEST_SKIP_FILE     "opt/kheap/ktest-skip"
-#define REASON_MAX          200
+#define KTEST_MAX       512
+#define KTEST_SKIP_FILE "opt/kheap/ktest-skip"
+#define REASON_MAX      200
 
 struct kjmp_buf {
     uint64_t rbx, rbp, r12, r13, r14, r15, rsp, rip;
@@ -50,7 +50,7 @@ enum expectation {
 };
 
 static struct {
-    const struct ktest *test;       /* NULL outside a test */
+    const struct ktest *test; /* NULL outside a test */
     struct kjmp_buf env;
     enum outcome outcome;
     char reason[REASON_MAX];
@@ -156,7 +156,7 @@ void ktest_log(const char *fmt, ...)
 static void on_panic(const char *message)
 {
     if (run.test == NULL)
-        return;     /* a harness bug: let panic() end the run */
+        return; /* a harness bug: let panic() end the run */
     run.outcome = OUTCOME_PANIC;
     ksnprintf(run.reason, sizeof(run.reason), "panic: %s", message);
     klongjmp(&run.env, 1);
@@ -170,8 +170,8 @@ static void on_fault(const struct trap_info *info)
     run.fault = *info;
     if (info->vector == TRAP_PAGE_FAULT)
         ksnprintf(run.reason, sizeof(run.reason), "exception %llu (%s) at rip %p, cr2 %p",
-                  (unsigned long long)info->vector, trap_name(info->vector),
-                  (void *)info->rip, (void *)info->cr2);
+                  (unsigned long long)info->vector, trap_name(info->vector), (void *)info->rip,
+                  (void *)info->cr2);
     else
         ksnprintf(run.reason, sizeof(run.reason), "exception %llu (%s) at rip %p",
                   (unsigned long long)info->vector, trap_name(info->vector), (void *)info->rip);
@@ -185,8 +185,7 @@ static bool expectation_met(void)
     char got[REASON_MAX];
     memcpy(got, run.reason, sizeof(got));
     switch (run.expect) {
-    case EXPECT_ANY:
-        return true;
+    case EXPECT_ANY: return true;
     case EXPECT_EXCEPTION:
         if (run.outcome == OUTCOME_EXCEPTION && run.fault.vector == run.expect_value)
             return true;

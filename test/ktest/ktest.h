@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include "kprintf.h"
-#include "memlayout.h"      /* KTEST_UNMAPPED_ADDR */
+#include "memlayout.h" /* KTEST_UNMAPPED_ADDR */
 
 struct ktest {
     const char *name;
@@ -35,31 +35,28 @@ struct ktest {
     int line;
 };
 
-#define KTEST_DEFINE(name_, expect_panic_)                                          \
-    static void ktest_body_##name_(void);                                           \
-    static const struct ktest ktest_entry_##name_                                   \
-        __attribute__((used, section(".ktests"), aligned(8))) = {                   \
-            #name_, ktest_body_##name_, expect_panic_, __FILE__, __LINE__};         \
+#define KTEST_DEFINE(name_, expect_panic_)                                                                  \
+    static void ktest_body_##name_(void);                                                                   \
+    static const struct ktest ktest_entry_##name_ __attribute__((used, section(".ktests"), aligned(8))) = { \
+        #name_, ktest_body_##name_, expect_panic_, __FILE__, __LINE__};                                     \
     static void ktest_body_##name_(void)
 
-#define KTEST(name) KTEST_DEFINE(name, false)
+#define KTEST(name)              KTEST_DEFINE(name, false)
 #define KTEST_EXPECT_PANIC(name) KTEST_DEFINE(name, true)
 
-#define KASSERT(cond)                                                               \
-    do {                                                                            \
-        if (!(cond))                                                                \
-            ktest_fail(__FILE__, __LINE__, "KASSERT(%s)", #cond);                   \
+#define KASSERT(cond)                                             \
+    do {                                                          \
+        if (!(cond))                                              \
+            ktest_fail(__FILE__, __LINE__, "KASSERT(%s)", #cond); \
     } while (0)
 
-#define KASSERT_EQ(a, b)                                                            \
-    do {                                                                            \
-        long long ktest_a_ = (long long)(a);                                        \
-        long long ktest_b_ = (long long)(b);                                        \
-        if (ktest_a_ != ktest_b_)                                                   \
-            ktest_fail(__FILE__, __LINE__,                                          \
-                       "KASSERT_EQ(%s, %s): %lld (0x%llx) != %lld (0x%llx)", #a, #b, \
-                       ktest_a_, (unsigned long long)ktest_a_, ktest_b_,            \
-                       (unsigned long long)ktest_b_);                               \
+#define KASSERT_EQ(a, b)                                                                                 \
+    do {                                                                                                 \
+        long long ktest_a_ = (long long)(a);                                                             \
+        long long ktest_b_ = (long long)(b);                                                             \
+        if (ktest_a_ != ktest_b_)                                                                        \
+            ktest_fail(__FILE__, __LINE__, "KASSERT_EQ(%s, %s): %lld (0x%llx) != %lld (0x%llx)", #a, #b, \
+                       ktest_a_, (unsigned long long)ktest_a_, ktest_b_, (unsigned long long)ktest_b_);  \
     } while (0)
 
 /* Fails the running test with a formatted reason; does not return. */

@@ -24,15 +24,15 @@
 #error "define FUZZ_BACKEND"
 #endif
 
-#define FUZZ_BUF ((size_t)4 << 20)
+#define FUZZ_BUF   ((size_t)4 << 20)
 #define FUZZ_LIMIT ((size_t)1 << 20)
-#define SLOTS 32
+#define SLOTS      32
 
 static _Alignas(16384) unsigned char buf[FUZZ_BUF];
 
 struct grower {
-    size_t used;  /* bytes of buf handed out (including holes) */
-    size_t limit; /* max used */
+    size_t used;   /* bytes of buf handed out (including holes) */
+    size_t limit;  /* max used */
     unsigned gaps; /* bit i: leave a hole before the i-th growth */
     unsigned calls;
 };
@@ -45,10 +45,10 @@ struct slot {
 
 static struct slot slots[SLOTS];
 
-#define REQUIRE(cond)                                                                                   \
-    do {                                                                                                \
-        if (!(cond))                                                                                    \
-            __builtin_trap();                                                                           \
+#define REQUIRE(cond)         \
+    do {                      \
+        if (!(cond))          \
+            __builtin_trap(); \
     } while (0)
 
 static int fuzz_grow(void *ctx, size_t min_bytes, void **start, size_t *len)

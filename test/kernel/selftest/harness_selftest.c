@@ -72,7 +72,7 @@ KTEST(selftest_triple_fault)
     struct {
         uint16_t limit;
         uint64_t base;
-    } __attribute__((packed)) empty = { 0, 0 };
+    } __attribute__((packed)) empty = {0, 0};
     __asm__ volatile("lidt %0; int3" : : "m"(empty));
 }
 

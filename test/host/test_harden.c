@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "kheap_cmocka.h"
+
 #include "heap.h"
 #include "heap_backend.h"
 #include "kheap_host.h"
@@ -490,15 +492,6 @@ static void test_no_handler_counts(void **state)
     assert_int_equal(f->n, 0);
 }
 
-#define T(fn)   \
-    {           \
-#fn, fn \
-    }
-struct named_test {
-    const char *name;
-    CMUnitTestFunction fn;
-};
-
 /* An interior pointer into a live block is an invalid free whatever the block holds: here the bytes
  * where a header would be equal the free poison, which used to pass for a header swallowed by
  * coalescing or a rolled-back bump block ("double free"). docs/edges.md. */
@@ -776,48 +769,35 @@ static void test_double_free_names_first_free(void **state)
     }
 }
 
-static const struct named_test tests_list[] = {
-    T(test_names),
-    T(test_double_free),
-    T(test_interior_free),
-    T(test_foreign_free),
-    T(test_interior_free_of_poison_like_data),
-    T(test_free_of_bump_padding),
-    T(test_use_after_free_in_first_words),
-    T(test_overflow_one_byte),
-    T(test_overflow_aligned),
-    T(test_use_after_free_write),
-    T(test_freed_large_block),
-    T(test_corrupt_freelist),
-    T(test_fresh_pattern_and_calloc),
-    T(test_clean_churn),
-    T(test_stale_metadata_of_an_earlier_heap),
-    T(test_kfree_names_caller),
-    T(test_no_handler_counts),
-    T(test_bump_double_free_of_dead_block),
-    T(test_bump_reset_finds_write_to_dead_block),
-    T(test_bump_shrink_poisons_tail),
-    T(test_bump_nonadjacent_region),
-    T(test_bump_write_after_reset),
-    T(test_double_free_names_first_free),
+static const struct kheap_test tests[] = {
+    KHEAP_TEST(test_names),
+    KHEAP_TEST(test_double_free),
+    KHEAP_TEST(test_interior_free),
+    KHEAP_TEST(test_foreign_free),
+    KHEAP_TEST(test_interior_free_of_poison_like_data),
+    KHEAP_TEST(test_free_of_bump_padding),
+    KHEAP_TEST(test_use_after_free_in_first_words),
+    KHEAP_TEST(test_overflow_one_byte),
+    KHEAP_TEST(test_overflow_aligned),
+    KHEAP_TEST(test_use_after_free_write),
+    KHEAP_TEST(test_freed_large_block),
+    KHEAP_TEST(test_corrupt_freelist),
+    KHEAP_TEST(test_fresh_pattern_and_calloc),
+    KHEAP_TEST(test_clean_churn),
+    KHEAP_TEST(test_stale_metadata_of_an_earlier_heap),
+    KHEAP_TEST(test_kfree_names_caller),
+    KHEAP_TEST(test_no_handler_counts),
+    KHEAP_TEST(test_bump_double_free_of_dead_block),
+    KHEAP_TEST(test_bump_reset_finds_write_to_dead_block),
+    KHEAP_TEST(test_bump_shrink_poisons_tail),
+    KHEAP_TEST(test_bump_nonadjacent_region),
+    KHEAP_TEST(test_bump_write_after_reset),
+    KHEAP_TEST(test_double_free_names_first_free),
 };
 
 int main(int argc, char **argv)
 {
-    enum { N = sizeof(tests_list) / sizeof(tests_list[0]) };
-    struct CMUnitTest tests[N];
-    static char names[N][96];
-
-    g_ops = heap_backend_find(argc > 1 ? argv[1] : "");
-    if (g_ops == NULL) {
-        fprintf(stderr, "usage: %s <backend>\n", argv[0]);
-        return 2;
-    }
     verbose = getenv("KHEAP_VERBOSE") != NULL;
-    for (size_t i = 0; i < N; i++) {
-        snprintf(names[i], sizeof(names[i]), "%s/hardened/%s", g_ops->name,
-                 tests_list[i].name + strlen("test_"));
-        tests[i] = (struct CMUnitTest){names[i], tests_list[i].fn, setup, teardown, NULL};
-    }
-    return _cmocka_run_group_tests(g_ops->name, tests, N, NULL, NULL);
+    return kheap_cmocka_main(argc, argv, "/hardened", tests, sizeof(tests) / sizeof(tests[0]), setup,
+                             teardown, &g_ops);
 }

@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "kheap_cmocka.h"
+
 #include "heap.h"
 #include "heap_backend.h"
 #include "kheap_host.h"
@@ -632,66 +634,32 @@ static void test_fsb_aligned_small(void **state)
     }
 }
 
-#define T(fn)   \
-    {           \
-#fn, fn \
-    }
-struct named_test {
-    const char *name;
-    CMUnitTestFunction fn;
+static const struct kheap_test tests[] = {
+    KHEAP_TEST(test_create_too_small),
+    KHEAP_TEST(test_alignment),
+    KHEAP_TEST(test_huge_alignments),
+    KHEAP_TEST(test_top_of_address_space),
+    KHEAP_TEST(test_size_zero),
+    KHEAP_TEST(test_overflow_sizes),
+    KHEAP_TEST(test_calloc_zero_and_overflow),
+    KHEAP_TEST(test_realloc_semantics),
+    KHEAP_TEST(test_oom_recovery),
+    KHEAP_TEST(test_grow),
+    KHEAP_TEST(test_grow_nonadjacent),
+    KHEAP_TEST(test_stats_balance),
+    KHEAP_TEST(test_lock),
+    KHEAP_TEST_FOR("bump", test_bump_rollback_reset),
+    KHEAP_TEST_FOR("linked_list", test_ll_coalesce_both),
+    KHEAP_TEST_FOR("linked_list", test_ll_padding_reuse),
+    KHEAP_TEST_FOR("linked_list", test_ll_resize_in_place),
+    KHEAP_TEST_FOR("fixed_size_block", test_fsb_small_and_large),
+    KHEAP_TEST_FOR("fixed_size_block", test_fsb_slabs_returned),
+    KHEAP_TEST_FOR("fixed_size_block", test_fsb_large_cache),
+    KHEAP_TEST_FOR("fixed_size_block", test_fsb_aligned_small),
 };
-
-static const struct named_test generic_tests[] = {
-    T(test_create_too_small),
-    T(test_alignment),
-    T(test_huge_alignments),
-    T(test_top_of_address_space),
-    T(test_size_zero),
-    T(test_overflow_sizes),
-    T(test_calloc_zero_and_overflow),
-    T(test_realloc_semantics),
-    T(test_oom_recovery),
-    T(test_grow),
-    T(test_grow_nonadjacent),
-    T(test_stats_balance),
-    T(test_lock),
-};
-
-static const struct named_test bump_tests[] = {T(test_bump_rollback_reset)};
-static const struct named_test ll_tests[] = {T(test_ll_coalesce_both), T(test_ll_padding_reuse),
-                                             T(test_ll_resize_in_place)};
-static const struct named_test fsb_tests[] = {T(test_fsb_small_and_large), T(test_fsb_slabs_returned),
-                                              T(test_fsb_large_cache), T(test_fsb_aligned_small)};
 
 int main(int argc, char **argv)
 {
-    struct CMUnitTest tests[64];
-    static char names[64][96];
-    const struct named_test *extra = NULL;
-    size_t n = 0, nextra = 0;
-
-    g_ops = heap_backend_find(argc > 1 ? argv[1] : "");
-    if (g_ops == NULL) {
-        fprintf(stderr, "usage: %s <backend>\n", argv[0]);
-        return 2;
-    }
-    if (strcmp(g_ops->name, "bump") == 0) {
-        extra = bump_tests;
-        nextra = sizeof(bump_tests) / sizeof(bump_tests[0]);
-    } else if (strcmp(g_ops->name, "linked_list") == 0) {
-        extra = ll_tests;
-        nextra = sizeof(ll_tests) / sizeof(ll_tests[0]);
-    } else if (strcmp(g_ops->name, "fixed_size_block") == 0) {
-        extra = fsb_tests;
-        nextra = sizeof(fsb_tests) / sizeof(fsb_tests[0]);
-    }
-    for (size_t i = 0; i < sizeof(generic_tests) / sizeof(generic_tests[0]) + nextra; i++) {
-        const struct named_test *t = i < sizeof(generic_tests) / sizeof(generic_tests[0])
-                                         ? &generic_tests[i]
-                                         : &extra[i - sizeof(generic_tests) / sizeof(generic_tests[0])];
-        snprintf(names[n], sizeof(names[n]), "%s/%s", g_ops->name, t->name + strlen("test_"));
-        tests[n] = (struct CMUnitTest){names[n], t->fn, setup, teardown, NULL};
-        n++;
-    }
-    return _cmocka_run_group_tests(g_ops->name, tests, n, NULL, NULL);
+    return kheap_cmocka_main(argc, argv, "", tests, sizeof(tests) / sizeof(tests[0]), setup, teardown,
+                             &g_ops);
 }

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "kheap_cmocka.h"
+
 #include "kbox.h"
 #include "kheap_host.h"
 #include "heap_backend.h"
@@ -184,26 +186,14 @@ static void test_rc_last_release_frees(void **state)
     assert_null(krc_new(SIZE_MAX - 8, NULL));
 }
 
+static const struct kheap_test tests[] = {
+    KHEAP_TEST(test_kmalloc_api), KHEAP_TEST(test_kmalloc_uninitialised),
+    KHEAP_TEST(test_vec_sum),     KHEAP_TEST(test_vec_errors),
+    KHEAP_TEST(test_box_scope),   KHEAP_TEST(test_rc_last_release_frees),
+};
+
 int main(int argc, char **argv)
 {
-    static char names[8][96];
-    struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_kmalloc_api, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_kmalloc_uninitialised, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_vec_sum, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_vec_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_box_scope, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rc_last_release_frees, setup, teardown),
-    };
-
-    g_ops = heap_backend_find(argc > 1 ? argv[1] : "");
-    if (g_ops == NULL) {
-        fprintf(stderr, "usage: %s <backend>\n", argv[0]);
-        return 2;
-    }
-    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-        snprintf(names[i], sizeof(names[i]), "%s/%s", g_ops->name, tests[i].name + strlen("test_"));
-        tests[i].name = names[i];
-    }
-    return _cmocka_run_group_tests(g_ops->name, tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
+    return kheap_cmocka_main(argc, argv, "", tests, sizeof(tests) / sizeof(tests[0]), setup, teardown,
+                             &g_ops);
 }

@@ -33,8 +33,11 @@
  *
  * Hardened mode (KHEAP_HARDENING=1; docs/hardening.md): same API and results for correct programs,
  * plus detection, for every backend, of double free and invalid free (interior, foreign, stack
- * pointers: checked before anything is read through them), use-after-free writes (freed memory is
- * poisoned with HEAP_POISON_FREE over its first 2 KiB and verified when reused and by heap_check()),
+ * pointers: checked before anything is read through them; a pointer into memory the heap holds as
+ * free is a double free, any other pointer that is not a live block an invalid free -- decided from
+ * the heap's own state, never from bytes the user stored), use-after-free writes (freed memory is
+ * poisoned with HEAP_POISON_FREE over its first 2 KiB and verified when reused and by heap_check();
+ * what a backend keeps in a freed block, links and free site, is mangled and validated too),
  * overflow past the REQUESTED size (a keyed canary right after it, verified on free, realloc,
  * usable_size and heap_check()), and corrupted free lists (links stored mangled with the secret and
  * their own address, validated before use). Fresh blocks are filled with HEAP_POISON_ALLOC (calloc

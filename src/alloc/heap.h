@@ -47,7 +47,8 @@
  * (failed_allocs++), the blocks involved are never handed out again. heap_usable_size() returns the
  * requested size and bytes_in_use counts requested sizes. Not detected: use-after-free reads, writes
  * into free memory that is never reused or checked, writes beyond the first 2 KiB of a free block,
- * non-contiguous overflows that miss the canary. Cost: 2.5x-8x plain time per operation.
+ * non-contiguous overflows that miss the canary. Cost: several times plain time per operation
+ * (measured in docs/hardening.md).
  *
  * Complexity, n = number of blocks (free + used) in the heap:
  *   backend            alloc                      free      resize/usable_size  check

@@ -79,7 +79,7 @@ struct heap_hard {
  * that an alloc/free pair updates each counter once: bytes_in_use is bytes_allocated - bytes_freed and
  * live_allocs is total_allocs - total_frees (unsigned differences, exact even if a sum wraps). A
  * counter that both alloc and free modify would form a chain of two dependent read-modify-writes per
- * pair through memory (store-to-load forwarding, ~5 cycles each), which is most of the front end's
+ * pair through memory (store-to-load forwarding, several cycles each), which is most of the front end's
  * cost on a tight alloc/free loop.
  */
 struct heap_counters {

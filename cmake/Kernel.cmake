@@ -56,6 +56,7 @@ foreach(mode IN LISTS KHEAP_HEAP_MODES)
 endforeach()
 
 # kheap_kernel_image(<name> ALLOCATOR <backend> [HARDENED] [ON_DEMAND] SOURCES <src>...
+# (ON_DEMAND: the ISO is built only when asked for, the ELF always)
 #                    [INCLUDES <dir>...] [DEFINITIONS <def>...] [CMDLINE <string>])
 # Builds <name>.elf from the kernel core (kcore), the heap of its mode
 # (kalloc-plain, or kalloc-hardened with HARDENED, which also defines
@@ -110,7 +111,7 @@ const uint64_t kernel_heap_max_config = ${KERNEL_HEAP_MAX}ull;
     COMMENT "Building bootable ISO ${name}.iso"
     VERBATIM)
   if(ARG_ON_DEMAND)
-    set_target_properties(${name} PROPERTIES EXCLUDE_FROM_ALL ON)
+    # The ELF is still built by default, so that an on-demand image cannot rot unnoticed.
     add_custom_target(${name}-iso DEPENDS ${iso})
   else()
     add_custom_target(${name}-iso ALL DEPENDS ${iso})

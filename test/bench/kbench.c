@@ -17,6 +17,7 @@
  */
 #include <stdint.h>
 
+#include "alloc/heap_backend.h"
 #include "alloc/kmalloc.h"
 #include "cpu.h"
 #include "kprintf.h"

@@ -17,6 +17,7 @@
  *
  * Environment:
  *   KHEAP_STATS=1   at exit, print the heap's counters and heap_check()'s verdict to stderr.
+ *   KHEAP_MAP=path  at exit, write the heap map (heap_walk()) to path.
  * Hardened mode: a detected error prints a report (kind, pointer, size, offset, caller, allocation and
  * free sites) to stderr and aborts the process.
  */
@@ -260,6 +261,47 @@ static void put_stat(struct preload_out *o, const char *name, uint64_t v)
     preload_put_str(o, name);
     preload_put_dec(o, v);
     preload_put_str(o, "\n");
+}
+
+/* heap_walk() callback for KHEAP_MAP: one line "state address bytes [objects capacity object_size]". */
+static bool map_line(void *ctx, const struct heap_walk_entry *e)
+{
+    static const char *const names[] = {"free", "used", "slab"};
+    struct preload_out *o = ctx;
+    preload_put_str(o, names[e->state]);
+    preload_put_str(o, " ");
+    preload_put_hex(o, (uintptr_t)e->addr);
+    preload_put_str(o, " ");
+    preload_put_dec(o, e->size);
+    if (e->state == HEAP_WALK_SLAB) {
+        preload_put_str(o, " ");
+        preload_put_dec(o, e->objects);
+        preload_put_str(o, " ");
+        preload_put_dec(o, e->capacity);
+        preload_put_str(o, " ");
+        preload_put_dec(o, e->object_size);
+    }
+    preload_put_str(o, "\n");
+    return true;
+}
+
+/* Destructor: with KHEAP_MAP=path writes the heap map (heap_walk(), one line per entry, after a
+ * "backend NAME" line) to path; tools/heapmap.py draws it. */
+__attribute__((destructor)) static void preload_map(void)
+{
+    const char *path = getenv("KHEAP_MAP");
+    if (g.heap == NULL || path == NULL || path[0] == '\0')
+        return;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    struct preload_out o = preload_out_start(fd);
+    preload_put_str(&o, "backend ");
+    preload_put_str(&o, heap_backend_name(g.heap));
+    preload_put_str(&o, "\n");
+    heap_walk(g.heap, map_line, &o);
+    preload_flush(&o);
+    close(fd);
 }
 
 /* Destructor: with KHEAP_STATS=1 prints the heap's counters and heap_check()'s result to stderr. */

@@ -4,7 +4,7 @@
 # and by .ci/run. Needs root (or sudo) only when something is missing.
 set -eu
 
-packages="cmake ninja-build gcc make clang lld libclang-rt-14-dev libcmocka-dev
+packages="cmake ninja-build gcc make clang lld libclang-rt-14-dev libcmocka-dev python3 git gdb
 grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools
 qemu-system-x86 ovmf clang-format"
 

@@ -10,7 +10,8 @@ set(extra)
 if(DEBUG)
   list(APPEND extra -s -S)
   message("QEMU is paused with a gdb stub on localhost:1234. In another terminal:\n"
-          "  gdb -ex 'file ${ELF}' -ex 'target remote localhost:1234' -ex 'break kernel_entry' -ex 'continue'\n")
+          "  gdb -ex 'file ${ELF}' -ex 'source ${GDB_SCRIPT}' -ex 'target remote localhost:1234' -ex 'break kernel_entry' -ex 'continue'\n"
+          "(kheap stats | walk | check | block ADDR, pt ADDR: docs/boot.md)\n")
 endif()
 kheap_qemu_command(cmd ${ISO} ${WORKDIR} ${extra})
 execute_process(COMMAND ${cmd} RESULT_VARIABLE rc INPUT_FILE /dev/null)

@@ -610,6 +610,28 @@ static size_t bump_check(const struct heap *h)
     return bad;
 }
 
+/* walk(): the current region as two spans, consumed [start, next) (objects: live blocks in every
+ * region) and free [next, end). Plain headers do not chain blocks, so single blocks are not listed. */
+static size_t bump_walk(const struct heap *h, heap_walk_fn fn, void *ctx)
+{
+    const struct bump *b = to_cbump(h);
+    struct heap_walk_entry used = {.addr = (const void *)b->start,
+                                   .size = b->next - b->start,
+                                   .state = HEAP_WALK_USED,
+                                   .objects = (uint32_t)b->live};
+    struct heap_walk_entry rest = {
+        .addr = (const void *)b->next, .size = b->end - b->next, .state = HEAP_WALK_FREE};
+    size_t n = 0;
+
+    if (used.size != 0 && (n++, !fn(ctx, &used)))
+        return n;
+    if (rest.size != 0) {
+        n++;
+        fn(ctx, &rest);
+    }
+    return n;
+}
+
 const struct heap_ops heap_bump_ops = {
     .name = "bump",
     .grow_overhead = BUMP_HDR_SIZE + 2 * HEAP_MIN_ALIGN,
@@ -622,4 +644,5 @@ const struct heap_ops heap_bump_ops = {
     .add_memory = bump_add_memory,
     .check = bump_check,
     .validate = BUMP_OPS_VALIDATE,
+    .walk = bump_walk,
 };

@@ -999,6 +999,32 @@ static size_t fsb_check(const struct heap *h)
     return bad;
 }
 
+/* walk(): the fallback heap's blocks (slabs and large blocks are used blocks there; cached large
+ * blocks too), then one SLAB entry per slab, class by class, partial slabs before full ones. */
+static size_t fsb_walk(const struct heap *h, heap_walk_fn fn, void *ctx)
+{
+    const struct fsb *f = (const struct fsb *)h;
+    size_t n = heap_linked_list_ops.walk(f->fallback, fn, ctx);
+
+    for (size_t c = 0; c < FSB_NCLASSES; c++) {
+        const struct fsb_slab *lists[2] = {f->partial[c].head, f->full[c].head};
+        for (size_t i = 0; i < 2; i++) {
+            for (const struct fsb_slab *s = lists[i]; s != NULL; s = s->next) {
+                struct heap_walk_entry e = {.addr = s,
+                                            .size = FSB_SLAB_USABLE,
+                                            .state = HEAP_WALK_SLAB,
+                                            .objects = s->inuse,
+                                            .capacity = s->capacity,
+                                            .object_size = s->size};
+                n++;
+                if (!fn(ctx, &e))
+                    return n;
+            }
+        }
+    }
+    return n;
+}
+
 const struct heap_ops heap_fixed_size_block_ops = {
     .name = "fixed_size_block",
     /* A new slab needs 16 KiB at 16 KiB alignment; a large block up to a page of alignment. */
@@ -1011,4 +1037,5 @@ const struct heap_ops heap_fixed_size_block_ops = {
     .add_memory = fsb_add_memory,
     .check = fsb_check,
     .validate = fsb_validate,
+    .walk = fsb_walk,
 };

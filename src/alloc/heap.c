@@ -428,3 +428,13 @@ int heap_hardening(void)
 {
     return KHEAP_HARDENING;
 }
+
+size_t heap_walk(struct heap *h, heap_walk_fn fn, void *ctx)
+{
+    if (h == NULL || fn == NULL || h->ops->walk == NULL)
+        return 0;
+    unsigned long saved = heap_lock(h);
+    size_t n = h->ops->walk(h, fn, ctx);
+    heap_unlock(h, saved);
+    return n;
+}

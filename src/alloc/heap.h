@@ -196,6 +196,32 @@ struct heap_stats heap_stats(struct heap *h);
 /* Returns the number of broken invariants found by the backend and the front end; 0 = healthy. */
 size_t heap_check(struct heap *h);
 
+/* What heap_walk() reports: one block or span of a heap's memory. */
+enum heap_block_state {
+    HEAP_WALK_FREE, /* free memory the backend can hand out */
+    HEAP_WALK_USED, /* a used block (user data, or the backend's own, e.g. a slab's memory) */
+    HEAP_WALK_SLAB  /* fixed_size_block: one slab of equal objects (its memory is also reported USED) */
+};
+
+struct heap_walk_entry {
+    const void *addr;            /* first byte (block header included) */
+    size_t size;                 /* bytes covered */
+    enum heap_block_state state; /* see above */
+    uint32_t objects;            /* SLAB: live objects; bump's USED span: live blocks; else 0 */
+    uint32_t capacity;           /* SLAB: objects it can hold; else 0 */
+    size_t object_size;          /* SLAB: the usable size of each object; else 0 */
+};
+
+/* Called once per entry by heap_walk(), with the heap's lock held (so it must not call into the heap).
+ * Returns true to go on, false to stop the walk. */
+typedef bool (*heap_walk_fn)(void *ctx, const struct heap_walk_entry *e);
+
+/* Reports the heap's memory to fn in address order per region: linked_list every block, bump the
+ * consumed and the free part of its current region, fixed_size_block its fallback heap's blocks and
+ * then one SLAB entry per slab. Returns the number of entries reported. For diagnostics (heap maps,
+ * debuggers): O(n), not for hot paths. */
+size_t heap_walk(struct heap *h, heap_walk_fn fn, void *ctx);
+
 /* Returns the name of kind ("double free", "invalid free", "use-after-free write", "heap overflow",
  * "corrupted free list", "corrupted heap metadata"), or "unknown heap error". */
 const char *heap_error_name(enum heap_error kind);

@@ -53,6 +53,9 @@ struct heap_ops {
      * set if known), HEAP_ERR_INVALID_FREE, or HEAP_ERR_CORRUPT_FREELIST when freeing ptr would have to
      * follow a damaged link (the free is then refused). */
     enum heap_error (*validate)(struct heap *h, const void *ptr, size_t *usable, const void **free_site);
+    /* Reports the heap's blocks to fn (see heap_walk() in heap.h) until fn returns false; returns the
+     * number of entries reported. NULL: the backend cannot be walked (heap_walk() reports nothing). */
+    size_t (*walk)(const struct heap *h, heap_walk_fn fn, void *ctx);
 };
 
 /* validate(): ptr is a live block. */

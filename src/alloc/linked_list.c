@@ -790,6 +790,29 @@ static size_t ll_check(const struct heap *h)
     return bad;
 }
 
+/* walk(): every block of every region (newest region first, blocks in address order). */
+static size_t ll_walk(const struct heap *h, heap_walk_fn fn, void *ctx)
+{
+    const struct ll *l = to_const_ll(h);
+    size_t n = 0;
+
+    for (const struct ll_region *r = l->regions; r != NULL; r = r->next) {
+        uintptr_t sentinel = r->end - LL_HDR;
+        for (const struct ll_block *b = ll_block_at((uintptr_t)r + sizeof(*r)); (uintptr_t)b < sentinel;
+             b = ll_next_block(b)) {
+            size_t size = ll_block_size(b);
+            struct heap_walk_entry e = {
+                .addr = b, .size = size, .state = (b->size & LL_INUSE) ? HEAP_WALK_USED : HEAP_WALK_FREE};
+            if (size < LL_MIN_BLOCK || size > sentinel - (uintptr_t)b)
+                return n; /* damaged: check() says how */
+            n++;
+            if (!fn(ctx, &e))
+                return n;
+        }
+    }
+    return n;
+}
+
 const struct heap_ops heap_linked_list_ops = {
     .name = "linked_list",
     .grow_overhead = sizeof(struct ll_region) + 2 * LL_HDR + LL_MIN_BLOCK + 2 * HEAP_MIN_ALIGN,
@@ -801,4 +824,5 @@ const struct heap_ops heap_linked_list_ops = {
     .add_memory = ll_add_memory,
     .check = ll_check,
     .validate = LL_VALIDATE,
+    .walk = ll_walk,
 };

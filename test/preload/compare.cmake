@@ -1,0 +1,47 @@
+# cmake -P script: runs CMD (a list) in WORKDIR twice, once with glibc's malloc and once with
+# LD_PRELOAD=LIB and KHEAP_STATS=1, and fails unless both exit 0 with identical stdout and the
+# library's exit-time stats show it served allocations, found no error and a healthy heap.
+foreach(var LIB WORKDIR CMD)
+  if(NOT DEFINED ${var})
+    message(FATAL_ERROR "compare.cmake: ${var} is not set")
+  endif()
+endforeach()
+if(NOT EXISTS ${LIB})
+  message(FATAL_ERROR "compare.cmake: no library ${LIB}")
+endif()
+file(MAKE_DIRECTORY ${WORKDIR})
+set(common_env PYTHONMALLOC=malloc PYTHONHASHSEED=0 LC_ALL=C)
+
+execute_process(COMMAND ${CMAKE_COMMAND} -E env ${common_env} ${CMD} WORKING_DIRECTORY ${WORKDIR}
+  RESULT_VARIABLE rc_ref OUTPUT_VARIABLE out_ref ERROR_VARIABLE err_ref)
+if(NOT rc_ref EQUAL 0)
+  message(FATAL_ERROR "reference run (glibc malloc) failed: ${rc_ref}\n${err_ref}")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -E env ${common_env} LD_PRELOAD=${LIB} KHEAP_STATS=1 ${CMD}
+  WORKING_DIRECTORY ${WORKDIR} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "run under ${LIB} failed: ${rc}\nstderr:\n${err}")
+endif()
+if(NOT out STREQUAL out_ref)
+  file(WRITE ${WORKDIR}/glibc.out "${out_ref}")
+  file(WRITE ${WORKDIR}/kheap.out "${out}")
+  message(FATAL_ERROR "output differs from glibc's: diff ${WORKDIR}/glibc.out ${WORKDIR}/kheap.out")
+endif()
+string(LENGTH "${out}" n)
+if(n EQUAL 0)
+  message(FATAL_ERROR "the program printed nothing")
+endif()
+# Every process of the run prints its stats; each must show work done, no error, a healthy heap.
+string(REGEX MATCHALL "kheap: stats \\(backend [a-z_]+" stats "${err}")
+list(LENGTH stats nproc)
+string(REGEX MATCHALL "total_allocs +[1-9][0-9]*" used "${err}")
+string(REGEX MATCHALL "errors_detected +0\n" clean "${err}")
+string(REGEX MATCHALL "check +0\n" healthy "${err}")
+list(LENGTH used nused)
+list(LENGTH clean nclean)
+list(LENGTH healthy nhealthy)
+if(nproc EQUAL 0 OR NOT nused EQUAL nproc OR NOT nclean EQUAL nproc OR NOT nhealthy EQUAL nproc)
+  message(FATAL_ERROR "KHEAP_STATS: expected allocations, 0 errors and check 0 from each of ${nproc} "
+                      "processes:\n${err}")
+endif()
+message(STATUS "identical output (${n} bytes), ${nproc} processes on ${LIB}")

@@ -1,22 +1,33 @@
-# cmake -P script: runs CMD (a list) in WORKDIR twice, once with glibc's malloc and once with
-# LD_PRELOAD=LIB and KHEAP_STATS=1, and fails unless both exit 0 with identical stdout and the
-# library's exit-time stats show it served allocations, found no error and a healthy heap.
-foreach(var LIB WORKDIR CMD)
+# cmake -P script, two modes:
+#   -DREF=<file> -DWORKDIR=<dir> -DCMD=<list> -DWRITE_REF=ON: runs CMD in WORKDIR with glibc's malloc
+#     (the reference, once per program) and stores its stdout in REF; fails unless it exits 0.
+#   -DREF=<file> -DLIB=<lib.so> -DWORKDIR=<dir> -DCMD=<list>: runs CMD with LD_PRELOAD=LIB and
+#     KHEAP_STATS=1 and fails unless it exits 0 with stdout identical to REF and the library's
+#     exit-time stats show it served allocations, found no error and a healthy heap.
+foreach(var REF WORKDIR CMD)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "compare.cmake: ${var} is not set")
   endif()
 endforeach()
-if(NOT EXISTS ${LIB})
-  message(FATAL_ERROR "compare.cmake: no library ${LIB}")
-endif()
 file(MAKE_DIRECTORY ${WORKDIR})
 set(common_env PYTHONMALLOC=malloc PYTHONHASHSEED=0 LC_ALL=C)
 
-execute_process(COMMAND ${CMAKE_COMMAND} -E env ${common_env} ${CMD} WORKING_DIRECTORY ${WORKDIR}
-  RESULT_VARIABLE rc_ref OUTPUT_VARIABLE out_ref ERROR_VARIABLE err_ref)
-if(NOT rc_ref EQUAL 0)
-  message(FATAL_ERROR "reference run (glibc malloc) failed: ${rc_ref}\n${err_ref}")
+if(WRITE_REF)
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env ${common_env} ${CMD} WORKING_DIRECTORY ${WORKDIR}
+    RESULT_VARIABLE rc_ref OUTPUT_VARIABLE out_ref ERROR_VARIABLE err_ref)
+  if(NOT rc_ref EQUAL 0)
+    message(FATAL_ERROR "reference run (glibc malloc) failed: ${rc_ref}\n${err_ref}")
+  endif()
+  file(WRITE ${REF} "${out_ref}")
+  return()
 endif()
+if(NOT EXISTS ${LIB})
+  message(FATAL_ERROR "compare.cmake: no library ${LIB}")
+endif()
+if(NOT EXISTS ${REF})
+  message(FATAL_ERROR "compare.cmake: no reference output ${REF} (its fixture test did not run)")
+endif()
+file(READ ${REF} out_ref)
 execute_process(COMMAND ${CMAKE_COMMAND} -E env ${common_env} LD_PRELOAD=${LIB} KHEAP_STATS=1 ${CMD}
   WORKING_DIRECTORY ${WORKDIR} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)

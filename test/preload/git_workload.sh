@@ -17,6 +17,5 @@ done
 git log --stat --format='%H %s'
 git diff HEAD~2 HEAD -- common.txt | tail -n 5
 git grep -c 'line 1' | sort
-git gc -q
 git fsck --strict
 git count-objects -v | grep -v size

@@ -6,7 +6,7 @@ set -eu
 
 packages="cmake ninja-build gcc make clang lld libclang-rt-14-dev libcmocka-dev python3 git gdb
 grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools
-qemu-system-x86 ovmf clang-format"
+qemu-system-x86 ovmf clang-format valgrind"
 
 missing=""
 for p in $packages; do

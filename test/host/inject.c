@@ -123,7 +123,8 @@ struct record {
 struct cell {
     unsigned long trials, right, any, none, crash, overlap, late_overlap, late_crash, hang, na;
     unsigned long build_fp, check_nonzero;
-    struct record *recs; /* one per trial, shared with the children */
+    unsigned long check_crash; /* crashes (silent or late) inside heap_check() itself */
+    struct record *recs;       /* one per trial, shared with the children */
 };
 
 struct slot {
@@ -623,6 +624,8 @@ static void classify(struct cell *c, enum kind k, struct record *r, int sig, con
         else
             c->overlap++;
     }
+    if (crashed && r->phase == PH_CHECK)
+        c->check_crash++;
     if (crashed) {
         if (sig == SIGALRM)
             c->hang++;
@@ -736,9 +739,10 @@ static void print_results(int nb, const bool *kon, unsigned long trials)
             struct cell *c = &cells[b][k];
             printf("BENCH inject backend=%s kind=%s trials=%lu right=%lu any=%lu none=%lu crash=%lu "
                    "overlap=%lu late_overlap=%lu late_crash=%lu hang=%lu na=%lu build_fp=%lu "
-                   "check_nonzero=%lu seed=%" PRIu64 "\n",
+                   "check_nonzero=%lu check_crash=%lu seed=%" PRIu64 "\n",
                    ifs[b].name, kind_names[k], c->trials, c->right, c->any, c->none, c->crash, c->overlap,
-                   c->late_overlap, c->late_crash, c->hang, c->na, c->build_fp, c->check_nonzero, seed);
+                   c->late_overlap, c->late_crash, c->hang, c->na, c->build_fp, c->check_nonzero,
+                   c->check_crash, seed);
             if (ifs[b].ops != NULL) {
                 build_fp += c->build_fp;
                 build_n += c->trials + c->na;

@@ -11,6 +11,7 @@
 #include "alloc/krc.h"
 #include "alloc/kvec.h"
 #include "kernel.h"
+#include "heap_map.h"
 #include "kernel_heap.h"
 #include "kprintf.h"
 #include "panic.h"
@@ -84,6 +85,8 @@ _Noreturn void kernel_main(void)
     demo_vec();
     demo_rc();
     print_heap_stats();
+    if (cmdline_has(kernel_boot_info()->cmdline, "kheap.map=1"))
+        heap_map_print(kmalloc_heap()); /* for test/preload/heapmap.py: docs/allocators.md */
     if (kmalloc_stats().live_allocs != 0 || kmalloc_check() != 0)
         panic("kernel_main: the demo leaked or broke the heap");
     kprintf("kheap: boot complete, exiting\n");

@@ -2,7 +2,9 @@
 """heapmap.py MAP SVG - draws a heap map (KHEAP_MAP=path of the LD_PRELOAD libraries, lines
 "state address bytes [objects capacity object_size]") as an SVG: one row per page of the heap
 (rows cover several pages when the heap is large, to stay within MAX_ROWS), green used, white free;
-then one row per fixed_size_block slab, filled in proportion to its live objects."""
+then one row per fixed_size_block slab, filled in proportion to its live objects. MAP may also be a
+serial log of the kernel (kheap.map=1, or the heap_map kernel test): the first map between the lines
+"kheap-map begin" and "kheap-map end" is drawn."""
 import sys
 
 PAGE, WIDTH, ROW, MAX_ROWS = 4096, 512, 3, 400
@@ -10,7 +12,10 @@ COLOUR = {"used": "#2e8b57", "free": "#f4f4f4", "slab": "#4169e1"}
 
 
 def main(src, dst):
-    lines = open(src).read().split("\n")
+    lines = [line.strip() for line in open(src, errors="replace").read().split("\n")]
+    if "kheap-map begin" in lines:
+        start = lines.index("kheap-map begin") + 1
+        lines = lines[start:lines.index("kheap-map end", start)]
     backend = lines[0].split()[1]
     spans, slabs = [], []
     for line in lines[1:]:

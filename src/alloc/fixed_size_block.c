@@ -1001,10 +1001,29 @@ static size_t fsb_check(const struct heap *h)
 
 /* walk(): the fallback heap's blocks (slabs and large blocks are used blocks there; cached large
  * blocks too), then one SLAB entry per slab, class by class, partial slabs before full ones. */
+/* Passes the fallback's entries on to the user's callback and remembers whether it asked to stop. */
+struct fsb_walk_relay {
+    heap_walk_fn fn;
+    void *ctx;
+    bool stopped;
+};
+
+static bool fsb_walk_relay(void *arg, const struct heap_walk_entry *e)
+{
+    struct fsb_walk_relay *r = arg;
+
+    r->stopped = !r->fn(r->ctx, e);
+    return !r->stopped;
+}
+
 static size_t fsb_walk(const struct heap *h, heap_walk_fn fn, void *ctx)
 {
     const struct fsb *f = (const struct fsb *)h;
-    size_t n = heap_linked_list_ops.walk(f->fallback, fn, ctx);
+    struct fsb_walk_relay relay = {fn, ctx, false};
+    size_t n = heap_linked_list_ops.walk(f->fallback, fsb_walk_relay, &relay);
+
+    if (relay.stopped)
+        return n;
 
     for (size_t c = 0; c < FSB_NCLASSES; c++) {
         const struct fsb_slab *lists[2] = {f->partial[c].head, f->full[c].head};

@@ -53,6 +53,10 @@ struct heap_ops {
      * set if known), HEAP_ERR_INVALID_FREE, or HEAP_ERR_CORRUPT_FREELIST when freeing ptr would have to
      * follow a damaged link (the free is then refused). */
     enum heap_error (*validate)(struct heap *h, const void *ptr, size_t *usable, const void **free_site);
+    /* Called once by heap_create() when env has release and reclaim (never otherwise): from now on
+     * the backend may give pages back with heap_release_pages() and must take them back with
+     * heap_reclaim_pages() before it touches them again. NULL: the backend never gives memory back. */
+    void (*release_enable)(struct heap *h);
 };
 
 /* validate(): ptr is a live block. */
@@ -91,6 +95,8 @@ struct heap_counters {
     uint64_t failed_allocs;
     uint64_t total_frees;
     uint64_t errors_detected;
+    uint64_t pages_released;
+    uint64_t pages_reclaimed;
 };
 
 struct heap {
@@ -154,6 +160,26 @@ static inline bool heap_is_pow2(size_t x)
 
 #define heap_likely(x)   __builtin_expect(!!(x), 1)
 #define heap_unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Rounds an address inside a heap up / down to HEAP_PAGE_SIZE (heap memory ends at or below
+ * HEAP_ADDR_END, so rounding up stays exact). */
+static inline uintptr_t heap_page_up(uintptr_t x)
+{
+    return heap_align_up(x, HEAP_PAGE_SIZE);
+}
+
+static inline uintptr_t heap_page_down(uintptr_t x)
+{
+    return heap_align_down(x, HEAP_PAGE_SIZE);
+}
+
+/* Gives the pages [lo, hi) (page-aligned; nothing if lo >= hi) back through h's env.release and counts
+ * them in h's statistics. For backends that release_enable() enabled. */
+void heap_release_pages(struct heap *h, uintptr_t lo, uintptr_t hi);
+
+/* Makes the released pages [lo, hi) usable (zeroed) again through h's env.reclaim and counts them;
+ * true on success (also for lo >= hi), false if env refused (nothing changed). */
+bool heap_reclaim_pages(struct heap *h, uintptr_t lo, uintptr_t hi);
 
 /* The hardened layer's shared part (constants, key/mangle, reports, poison) and the front end's
  * hooks: empty stubs in the plain build. */

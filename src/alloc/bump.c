@@ -531,7 +531,7 @@ static __attribute__((noinline)) void *bump_alloc_reclaim(struct bump *b, size_t
  * HEAP_TRIM_THRESHOLD bytes and lowers end to them. */
 static __attribute__((noinline)) void bump_release_tail(struct bump *b)
 {
-    uintptr_t lo = heap_page_up(b->start + HEAP_TRIM_THRESHOLD), hi = heap_page_down(b->end);
+    uintptr_t lo = heap_page_up_off(b->start, HEAP_TRIM_THRESHOLD), hi = heap_page_down(b->end);
 
     if (lo >= hi || lo <= b->start)
         return;

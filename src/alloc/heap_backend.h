@@ -161,13 +161,22 @@ static inline bool heap_is_pow2(size_t x)
 #define heap_likely(x)   __builtin_expect(!!(x), 1)
 #define heap_unlikely(x) __builtin_expect(!!(x), 0)
 
-/* Rounds an address inside a heap up / down to HEAP_PAGE_SIZE (heap memory ends at or below
- * HEAP_ADDR_END, so rounding up stays exact). */
+/* Rounds x up to HEAP_PAGE_SIZE, or returns UINTPTR_MAX if that would pass 2^64 (a heap at the top
+ * of the address space: the caller then has no page there to give back). */
 static inline uintptr_t heap_page_up(uintptr_t x)
 {
-    return heap_align_up(x, HEAP_PAGE_SIZE);
+    return x > UINTPTR_MAX - (HEAP_PAGE_SIZE - 1) ? UINTPTR_MAX : heap_align_up(x, HEAP_PAGE_SIZE);
 }
 
+/* heap_page_up(x + off), saturating at UINTPTR_MAX instead of wrapping. */
+static inline uintptr_t heap_page_up_off(uintptr_t x, size_t off)
+{
+    uintptr_t y;
+
+    return __builtin_add_overflow(x, off, &y) ? UINTPTR_MAX : heap_page_up(y);
+}
+
+/* Rounds an address down to HEAP_PAGE_SIZE. */
 static inline uintptr_t heap_page_down(uintptr_t x)
 {
     return heap_align_down(x, HEAP_PAGE_SIZE);

@@ -195,7 +195,7 @@ static uintptr_t ll_rel_check(const struct ll_rel *r, uintptr_t lo, uintptr_t hi
 /* The pages a free block b may give back: [ll_zone_lo(b), ll_zone_hi(b)). */
 static uintptr_t ll_zone_lo(const struct ll_block *b)
 {
-    return heap_page_up((uintptr_t)b + LL_REC_END);
+    return heap_page_up_off((uintptr_t)b, LL_REC_END);
 }
 
 static uintptr_t ll_zone_hi(const struct ll_block *b)
@@ -633,8 +633,10 @@ static void ll_release_tail(struct ll *l, struct ll_block *b, size_t size, uintp
     if (leaving == (struct ll_free *)next) {
         if (heap_unlikely(next->size & LL_RELEASED)) { /* b takes over next's released pages */
             uintptr_t lo, hi;
-            ll_rel_get(next, &lo, &hi); /* validated before any resize (validate) */
+            ll_rel_get(next, &lo, &hi);     /* validated before any resize (validate) */
+            ll_poison_swallowed_free(next); /* first: b's record may lie where next's header was */
             ll_rel_set(b, lo, hi);
+            return;
         }
         ll_poison_swallowed_free(next);
     }
@@ -791,7 +793,7 @@ static __attribute__((noinline)) void *ll_alloc_released(struct ll *l, struct ll
         ll_tree_report_and_abort(&l->tree, f);
         return NULL;
     }
-    need = split ? heap_page_up(rem + LL_REC_END) : fend;
+    need = split ? heap_page_up_off(rem, LL_REC_END) : fend;
     rlo = heap_page_down(u) > lo ? heap_page_down(u) : lo;
     rhi = need < hi ? need : hi;
     if (rlo < rhi && !heap_reclaim_pages(l->envh, rlo, rhi))
@@ -839,7 +841,7 @@ static __attribute__((noinline)) void ll_release_merged(struct ll *l, struct ll_
         ll_poison_swallowed_free(&n->hdr);
     }
     if (!l->growing) {
-        uintptr_t t = heap_page_up((uintptr_t)m + LL_REC_END + HEAP_TRIM_THRESHOLD);
+        uintptr_t t = heap_page_up_off((uintptr_t)m, LL_REC_END + HEAP_TRIM_THRESHOLD);
         if (t < zhi) {
             lo = t;
             hi = zhi;

@@ -29,11 +29,11 @@
  * Giving memory back (env.release / env.reclaim, docs/memory.md): a reset gives back the whole pages
  * of the region beyond its first HEAP_TRIM_THRESHOLD bytes (the hysteresis: phases that stay below
  * it never map or unmap) and lowers end to there, remembering the old end in rel_end. An allocation
- * that no longer fits reclaims the whole released tail and retries (if env refuses, it fails and
- * the front end may grow); growth adjacent to the released tail reclaims it first, else the region
- * is replaced as for any non-adjacent growth. Rollback and other frees give nothing back. Hardened:
- * [next, dirty) never reaches past end, so released pages are never verified as poison, and
- * validate() rejects a pointer into them without reading it.
+ * that no longer fits reclaims what it needs of the released tail (at least HEAP_TRIM_THRESHOLD) and
+ * retries (if env refuses, it fails and the front end may grow); growth adjacent to the released tail
+ * reclaims it first, else the region is replaced as for any non-adjacent growth. Rollback and other frees
+ * give nothing back. Hardened: [next, dirty) never reaches past end, so released pages are never verified as
+ * poison, and validate() rejects a pointer into them without reading it.
  *
  * Complexity: every operation is O(1); check() is O(1).
  * Trade-offs: the fastest and simplest backend with zero fragmentation for phase-structured work
@@ -515,15 +515,24 @@ static struct heap *bump_init(void *mem, size_t size, uint64_t secret)
 
 static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usable);
 
-/* bump_alloc() found the region too small: if a reset gave its tail back, reclaims all of it and
- * retries; NULL if nothing was given back or env refuses (nothing changed). */
+/* bump_alloc() found the region too small: if a reset gave its tail back, reclaims as much of it as
+ * the request needs (at least HEAP_TRIM_THRESHOLD more, so that a run of small allocations does not
+ * reclaim page by page) and retries; NULL if nothing was given back or env refuses (nothing changed). */
 static __attribute__((noinline)) void *bump_alloc_reclaim(struct bump *b, size_t size, size_t align,
                                                           size_t *usable)
 {
-    if (b->rel_end == 0 || !heap_reclaim_pages(&b->common, b->end, b->rel_end))
+    size_t want = BUMP_HDR_SIZE + size + align; /* <= HEAP_MAX_REQUEST + small: no overflow */
+    uintptr_t to = heap_page_up_off(b->next, want > HEAP_TRIM_THRESHOLD ? want : HEAP_TRIM_THRESHOLD);
+
+    if (b->rel_end == 0)
         return NULL;
-    b->end = b->rel_end;
-    b->rel_end = 0;
+    if (to > b->rel_end)
+        to = b->rel_end;
+    if (!heap_reclaim_pages(&b->common, b->end, to))
+        return NULL;
+    b->end = to;
+    if (to == b->rel_end)
+        b->rel_end = 0;
     return bump_alloc(&b->common, size, align, usable);
 }
 

@@ -53,6 +53,26 @@ static int heap_grow(void *ctx, size_t min_bytes, void **start, size_t *len)
     return 0;
 }
 
+/* The allocator's "give pages back" callback: unmaps [start, start + len)
+   of the heap region (page aligned, mapped: the library guarantees it) and
+   frees the frames. */
+static void heap_release(void *ctx, void *start, size_t len)
+{
+    struct kernel_heap *kh = ctx;
+    heap_region_release(&kh->region, (uint64_t)(uintptr_t)start, len / PAGE_SIZE);
+}
+
+/* The allocator's "pages again" callback: maps fresh zeroed frames at a
+   range it gave back; -1 if frames ran out (nothing changed). */
+static int heap_reclaim(void *ctx, void *start, size_t len)
+{
+    struct kernel_heap *kh = ctx;
+    return heap_region_reclaim(&kh->region, (uint64_t)(uintptr_t)start, len / PAGE_SIZE) == PAGING_OK ? 0
+                                                                                                      : -1;
+}
+
+_Static_assert(PAGE_SIZE == HEAP_PAGE_SIZE, "the heap library gives back 4 KiB pages");
+
 /* Hardened heap: a detected error is recorded here, while the library still
    holds the heap lock, and raised by heap_unlock() once the library has
    abandoned the offending operation safely (a bad free ignored, a damaged
@@ -131,6 +151,8 @@ static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_o
         .lock = heap_lock,
         .unlock = heap_unlock,
         .grow = heap_grow,
+        .release = heap_release,
+        .reclaim = heap_reclaim,
         .report = heap_report,
         .secret = secret,
     };
@@ -177,7 +199,8 @@ void kernel_heap_private_destroy(struct kernel_heap *kh)
         return;
     kassert(kh != &kernel_heap);
     unsigned long flags = irq_save(); /* no heap call may be half-way through it */
-    heap_region_shrink(&kh->region, (size_t)(heap_region_mapped(&kh->region) / PAGE_SIZE));
+    heap_region_shrink(&kh->region,
+                       (size_t)((heap_region_end(&kh->region) - heap_region_start(&kh->region)) / PAGE_SIZE));
     kh->heap = NULL;
     irq_restore(flags);
 }

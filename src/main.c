@@ -72,10 +72,12 @@ static void print_heap_stats(void)
 {
     struct heap_stats s = kmalloc_stats();
     kprintf("heap stats: %zu bytes in use, %zu mapped, peak %zu, %zu live; "
-            "%llu allocations, %llu frees, %llu failed; grown %llu times; check: %zu problems\n",
+            "%llu allocations, %llu frees, %llu failed; grown %llu times; %llu pages given back, %llu "
+            "re-mapped; check: %zu problems\n",
             s.bytes_in_use, s.bytes_mapped, s.peak_in_use, s.live_allocs, (unsigned long long)s.total_allocs,
             (unsigned long long)s.total_frees, (unsigned long long)s.failed_allocs,
-            (unsigned long long)kernel_heap_grow_calls(), kmalloc_check());
+            (unsigned long long)kernel_heap_grow_calls(), (unsigned long long)s.pages_released,
+            (unsigned long long)s.pages_reclaimed, kmalloc_check());
 }
 
 _Noreturn void kernel_main(void)

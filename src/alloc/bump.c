@@ -26,6 +26,15 @@
  * Invariants (checked by bump_check): start <= next <= end, all 16-aligned; live == 0 implies
  * next == start and last == 0; last, if set, lies in [start, next) and its block ends exactly at next.
  *
+ * Giving memory back (env.release / env.reclaim, docs/memory.md): a reset gives back the whole pages
+ * of the region beyond its first HEAP_TRIM_THRESHOLD bytes (the hysteresis: phases that stay below
+ * it never map or unmap) and lowers end to there, remembering the old end in rel_end. An allocation
+ * that no longer fits reclaims what it needs of the released tail (at least HEAP_TRIM_THRESHOLD) and
+ * retries (if env refuses, it fails and the front end may grow); growth adjacent to the released tail
+ * reclaims it first, else the region is replaced as for any non-adjacent growth. Rollback and other frees
+ * give nothing back. Hardened: [next, dirty) never reaches past end, so released pages are never verified as
+ * poison, and validate() rejects a pointer into them without reading it.
+ *
  * Complexity: every operation is O(1); check() is O(1).
  * Trade-offs: the fastest and simplest backend with zero fragmentation for phase-structured work
  * (allocate a lot, free it all), but a single long-lived block pins the whole region forever and
@@ -62,6 +71,8 @@ struct bump {
     uintptr_t end;      /* one past the last byte of the current region */
     uintptr_t last;     /* user pointer of the most recent live block, or 0 */
     size_t live;        /* live allocations, in every region */
+    uintptr_t rel_end;  /* giving memory back: [end, rel_end) was given back at a reset; 0 if not */
+    bool release;       /* env gives memory back (release_enable) */
 };
 
 _Static_assert(sizeof(struct bump_hdr) == 16, "bump header layout");
@@ -154,7 +165,8 @@ static bool hard_plausible(const struct bump *b, uintptr_t p)
 {
     const struct bump_hard *hb = to_chard(b);
 
-    return p % HEAP_MIN_ALIGN == 0 && p >= hb->lo + BUMP_HDR_SIZE && p < hb->hi;
+    return p % HEAP_MIN_ALIGN == 0 && p >= hb->lo + BUMP_HDR_SIZE && p < hb->hi &&
+           !(p - BUMP_HDR_SIZE >= b->end && p - BUMP_HDR_SIZE < b->rel_end);
 }
 
 /* init(): the heap reports through itself; nothing was used yet, the envelope is the first region. */
@@ -278,6 +290,15 @@ static void hard_poison_tail(struct bump *b, void *ptr, size_t rsize)
         if (b->next > hb->dirty)
             hb->dirty = b->next;
     }
+}
+
+/* A reset gave back the pages at and above end: their poison is gone, so [next, dirty) stops there. */
+static void hard_after_release(struct bump *b)
+{
+    struct bump_hard *hb = to_hard(b);
+
+    if (hb->dirty > b->end)
+        hb->dirty = b->end;
 }
 
 /* add_memory(), after the region grew in place to end: the envelope grows with it. */
@@ -444,6 +465,11 @@ static inline void hard_poison_tail(struct bump *b, void *ptr, size_t rsize)
     (void)b, (void)ptr, (void)rsize;
 }
 
+static inline void hard_after_release(struct bump *b)
+{
+    (void)b;
+}
+
 static inline void hard_after_extend(struct bump *b)
 {
     (void)b;
@@ -487,6 +513,44 @@ static struct heap *bump_init(void *mem, size_t size, uint64_t secret)
     return &b->common;
 }
 
+static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usable);
+
+/* bump_alloc() found the region too small: if a reset gave its tail back, reclaims as much of it as
+ * the request needs (at least HEAP_TRIM_THRESHOLD more, so that a run of small allocations does not
+ * reclaim page by page) and retries; NULL if nothing was given back or env refuses (nothing changed). */
+static __attribute__((noinline)) void *bump_alloc_reclaim(struct bump *b, size_t size, size_t align,
+                                                          size_t *usable)
+{
+    size_t want = BUMP_HDR_SIZE + size + align; /* <= HEAP_MAX_REQUEST + small: no overflow */
+    uintptr_t to = heap_page_up_off(b->next, want > HEAP_TRIM_THRESHOLD ? want : HEAP_TRIM_THRESHOLD);
+
+    if (b->rel_end == 0)
+        return NULL;
+    if (to > b->rel_end)
+        to = b->rel_end;
+    if (!heap_reclaim_pages(&b->common, b->end, to))
+        return NULL;
+    b->end = to;
+    if (to == b->rel_end)
+        b->rel_end = 0;
+    return bump_alloc(&b->common, size, align, usable);
+}
+
+/* A reset, giving memory back: releases the region's whole pages beyond its first
+ * HEAP_TRIM_THRESHOLD bytes and lowers end to them. */
+static __attribute__((noinline)) void bump_release_tail(struct bump *b)
+{
+    uintptr_t lo = heap_page_up_off(b->start, HEAP_TRIM_THRESHOLD), hi = heap_page_down(b->end);
+
+    if (lo >= hi || lo <= b->start)
+        return;
+    heap_release_pages(&b->common, lo, hi);
+    if (b->rel_end == 0)
+        b->rel_end = b->end;
+    b->end = lo;
+    hard_after_release(b);
+}
+
 /* Returns size bytes aligned to align after next, or NULL if the region's tail is too small. */
 static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 {
@@ -499,11 +563,11 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
     bool intact;
 
     if (room < BUMP_HDR_SIZE)
-        return NULL;
+        return bump_alloc_reclaim(b, size, align, usable);
     room -= BUMP_HDR_SIZE;
     pad = heap_pad_to(b->next + BUMP_HDR_SIZE, align);
     if (pad > room || rsize > room - pad)
-        return NULL;
+        return bump_alloc_reclaim(b, size, align, usable);
     p = b->next + BUMP_HDR_SIZE + pad;
     intact = hard_check_reused(b, p, rsize); /* before the header is written over reused memory */
     hdr = hdr_of((void *)p);
@@ -534,6 +598,8 @@ static size_t bump_free(struct heap *h, void *ptr)
         hard_before_reset(b);
         b->next = b->start;
         b->last = 0;
+        if (b->release)
+            bump_release_tail(b);
     } else if ((uintptr_t)ptr == b->last) {
         uintptr_t end = b->next;
         b->next = link_get(b, &hdr->prev_next);
@@ -577,6 +643,11 @@ static void bump_add_memory(struct heap *h, void *start, size_t len)
     uintptr_t s = heap_align_up((uintptr_t)start, HEAP_MIN_ALIGN);
     uintptr_t e = heap_align_down((uintptr_t)start + len, HEAP_MIN_ALIGN);
 
+    if (b->rel_end != 0 && (uintptr_t)start == b->rel_end &&
+        heap_reclaim_pages(&b->common, b->end, b->rel_end)) {
+        b->end = b->rel_end; /* the released tail first, then the new memory after it */
+        b->rel_end = 0;
+    }
     if ((uintptr_t)start == b->end) {
         b->end = e;
         hard_after_extend(b);
@@ -588,6 +659,7 @@ static void bump_add_memory(struct heap *h, void *start, size_t len)
     b->next = s;
     b->end = e;
     b->last = 0;
+    b->rel_end = 0; /* the old region's released tail is abandoned with it */
     hard_after_new_region(b);
 }
 
@@ -632,6 +704,12 @@ static size_t bump_walk(const struct heap *h, heap_walk_fn fn, void *ctx)
     return n;
 }
 
+/* release_enable (heap_backend.h): resets give the region's tail back from now on. */
+static void bump_release_enable(struct heap *h)
+{
+    to_bump(h)->release = true;
+}
+
 const struct heap_ops heap_bump_ops = {
     .name = "bump",
     .grow_overhead = BUMP_HDR_SIZE + 2 * HEAP_MIN_ALIGN,
@@ -645,4 +723,5 @@ const struct heap_ops heap_bump_ops = {
     .check = bump_check,
     .validate = BUMP_OPS_VALIDATE,
     .walk = bump_walk,
+    .release_enable = bump_release_enable,
 };

@@ -141,6 +141,8 @@ struct fsb {
     struct fsb_list full[FSB_NCLASSES];    /* slabs without one */
     uint32_t capacity[FSB_NCLASSES];       /* objects per slab per class */
     struct fsb_cache cache;                /* freed large blocks (fsb_cache.h) */
+    bool release;                          /* env gives memory back (release_enable) */
+    bool draining;                         /* pages went back since the last large allocation */
     struct fsb_hard hard[];                /* hardened mode only: one struct fsb_hard (as in a slab) */
 };
 
@@ -542,6 +544,9 @@ static enum heap_error fsb_validate(struct heap *h, const void *ptr, size_t *usa
      * grow, so the last region found stays a valid answer: most frees need no region walk. */
     if (heap_unlikely(s - f->hard->seen_lo >= f->hard->seen_hi - f->hard->seen_lo))
         return validate_small_lookup(f, ptr, usable, free_site);
+    /* A slab that went back to the fallback may have given its pages back: a stale pointer. */
+    if (heap_unlikely(f->release) && heap_ll_released(f->fallback, s))
+        return HEAP_ERR_DOUBLE_FREE;
     return validate_small(f, ptr, (const struct fsb_slab *)s, usable, free_site);
 }
 #else
@@ -792,6 +797,7 @@ static __attribute__((noinline)) void *fsb_alloc_slow(struct heap *h, size_t siz
     }
     s = f->partial[cls].head;
     if (heap_unlikely(s == NULL)) {
+        f->draining = false;
         s = new_slab(f, cls);
         if (s == NULL && fsb_cache_flush(&f->cache, f->fallback))
             s = new_slab(f, cls);
@@ -801,6 +807,7 @@ static __attribute__((noinline)) void *fsb_alloc_slow(struct heap *h, size_t siz
     *usable = class_size[cls];
     return slab_take(f, s, cls);
 large:
+    f->draining = false;
     /* Whole pages including the fallback's block header, so large blocks and slabs tile pages. */
     size = heap_align_up(size + FSB_LL_HDR, FSB_PAGE_SIZE) - FSB_LL_HDR;
     if (align <= FSB_PAGE_SIZE) {
@@ -846,6 +853,22 @@ static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable
     return fsb_alloc_slow(h, size, align, usable);
 }
 
+/* Frees block p (a large block or a slab) to the fallback; returns its usable size. Giving memory back:
+ * when that free gave pages back, the heap is draining, so the large-block cache, which would pin its
+ * blocks' pages and keep their neighbours apart, is flushed into the fallback too, and large frees
+ * bypass the cache until the next large allocation or new slab (fsb_alloc_slow). */
+static size_t fallback_free(struct fsb *f, void *p)
+{
+    uint64_t before = f->common.counts.pages_released;
+    size_t u = heap_linked_list_ops.free(f->fallback, p);
+
+    if (heap_unlikely(f->common.counts.pages_released != before)) {
+        f->draining = true;
+        fsb_cache_flush(&f->cache, f->fallback);
+    }
+    return u;
+}
+
 /* Everything fsb_free's fast path does not handle: large blocks, a full slab becoming partial, a
  * slab becoming empty. */
 static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
@@ -856,9 +879,9 @@ static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
 
     if (heap_unlikely(is_large(ptr))) {
         size_t u = heap_linked_list_ops.usable_size(f->fallback, ptr);
-        if (fsb_cache_put(&f->cache, f->fallback, ptr, u))
+        if (!f->draining && fsb_cache_put(&f->cache, f->fallback, ptr, u))
             return u;
-        return heap_linked_list_ops.free(f->fallback, ptr);
+        return fallback_free(f, ptr);
     }
     s = slab_of(ptr);
     cls = s->cls;
@@ -873,7 +896,7 @@ static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
     if (heap_unlikely(--s->inuse == 0) && (s->prev != NULL || s->next != NULL)) {
         list_remove(&f->partial[cls], s);
         if (heap_likely(slab_unmark(f, s)))
-            heap_linked_list_ops.free(f->fallback, s);
+            fallback_free(f, s);
     }
     return class_size[cls];
 }
@@ -1044,6 +1067,15 @@ static size_t fsb_walk(const struct heap *h, heap_walk_fn fn, void *ctx)
     return n;
 }
 
+/* release_enable (heap_backend.h): the fallback gives pages back through this heap's env. */
+static void fsb_release_enable(struct heap *h)
+{
+    struct fsb *f = to_fsb(h);
+
+    f->release = true;
+    heap_ll_release_enable(f->fallback, h);
+}
+
 const struct heap_ops heap_fixed_size_block_ops = {
     .name = "fixed_size_block",
     /* A new slab needs 16 KiB at 16 KiB alignment; a large block up to a page of alignment. */
@@ -1057,4 +1089,5 @@ const struct heap_ops heap_fixed_size_block_ops = {
     .check = fsb_check,
     .validate = fsb_validate,
     .walk = fsb_walk,
+    .release_enable = fsb_release_enable,
 };

@@ -176,7 +176,31 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
     h->counts = (struct heap_counters){0};
     h->counts.bytes_mapped = size;
     heap_hard_init(h, secret);
+    if (h->env.release != NULL && h->env.reclaim != NULL && ops->release_enable != NULL)
+        ops->release_enable(h);
     return h;
+}
+
+/* Releases [lo, hi) through env and counts it (bytes_mapped goes down). */
+void heap_release_pages(struct heap *h, uintptr_t lo, uintptr_t hi)
+{
+    if (lo >= hi)
+        return;
+    h->env.release(h->env.ctx, (void *)lo, hi - lo);
+    h->counts.bytes_mapped -= hi - lo;
+    h->counts.pages_released += (hi - lo) / HEAP_PAGE_SIZE;
+}
+
+/* Reclaims [lo, hi) through env and counts it; false if env refused. */
+bool heap_reclaim_pages(struct heap *h, uintptr_t lo, uintptr_t hi)
+{
+    if (lo >= hi)
+        return true;
+    if (h->env.reclaim(h->env.ctx, (void *)lo, hi - lo) != 0)
+        return false;
+    h->counts.bytes_mapped += hi - lo;
+    h->counts.pages_reclaimed += (hi - lo) / HEAP_PAGE_SIZE;
+    return true;
 }
 
 /*
@@ -373,6 +397,8 @@ struct heap_stats heap_stats(struct heap *h)
         .total_frees = c->total_frees,
         .failed_allocs = c->failed_allocs,
         .errors_detected = c->errors_detected,
+        .pages_released = c->pages_released,
+        .pages_reclaimed = c->pages_reclaimed,
     };
     heap_unlock(h, saved);
     return s;

@@ -88,6 +88,20 @@
 /* How many grow()/add_memory() rounds one allocation may trigger before it fails. */
 #define HEAP_GROW_TRIES 4
 
+/* The page size the library assumes for giving memory back (env.release / env.reclaim): every range
+ * it passes is HEAP_PAGE_SIZE-aligned and a multiple of it. An environment with larger pages gives
+ * the heap memory in 4 KiB units anyway (x86_64's base page; the host's too). */
+#define HEAP_PAGE_SIZE ((size_t)4096)
+
+/* The trim threshold (glibc's M_TRIM_THRESHOLD, fixed at build time: CMake cache variable
+ * KHEAP_TRIM_THRESHOLD): a free block keeps its first HEAP_TRIM_THRESHOLD bytes mapped and gives
+ * back only the whole pages beyond them, so a loop that allocates and frees a block of up to about
+ * this size out of a released free block never maps or unmaps. The default, 256 KiB, was chosen
+ * from the measured cost of a map/unmap cycle (docs/memory.md, "Giving memory back"). */
+#ifndef HEAP_TRIM_THRESHOLD
+#define HEAP_TRIM_THRESHOLD ((size_t)256 * 1024)
+#endif
+
 /* The kinds of heap corruption hardened mode detects. */
 enum heap_error {
     HEAP_ERR_DOUBLE_FREE,      /* "double free": free/realloc of a block that is already free */
@@ -123,6 +137,21 @@ struct heap_env {
      * always starts exactly at the previous end of the heap; host users may return any region.
      * Called with the lock held. NULL: the heap never grows. */
     int (*grow)(void *ctx, size_t min_bytes, void **start, size_t *len);
+    /* Giving memory back (both or neither; with either NULL the heap never gives memory back and
+     * behaves exactly as without them). Called with the lock held, never re-entering the heap; every
+     * range is HEAP_PAGE_SIZE-aligned, a multiple of it, and lies inside memory the heap was given
+     * (heap_create or grow).
+     * release(start, len): the heap no longer needs the contents of [start, len): the environment
+     * may take the pages away (the kernel unmaps them and frees their frames; the host drops them).
+     * It cannot fail; the heap will not touch the range again until reclaim() of it succeeded. The
+     * library never releases a range twice, nor one holding a live block or the heap's metadata
+     * (block headers, free-tree links, boundary tags and the hardened poison prefix stay mapped).
+     * reclaim(start, len): make a range (or part of one) given to release() usable again, reading
+     * as zeroes; returns 0 on success, anything else if no memory: the allocation that needed it
+     * then fails cleanly (or grows elsewhere) and the range stays released. When and how each
+     * backend gives memory back: docs/memory.md, "Giving memory back", and each backend's essay. */
+    void (*release)(void *ctx, void *start, size_t len);
+    int (*reclaim)(void *ctx, void *start, size_t len);
     /* Hardened mode: called once per detected error, with the lock held (so it must not call back
      * into the heap). It may not return (the kernel panics); if it returns, the library abandons the
      * offending operation safely (see "Hardened mode"). NULL: errors are only counted in
@@ -136,13 +165,16 @@ struct heap_env {
 /* Counters kept by the front end (heap.c); identical meaning for every backend. */
 struct heap_stats {
     size_t bytes_in_use;      /* sum of heap_usable_size() over live blocks */
-    size_t bytes_mapped;      /* size given to heap_create() + all memory added through grow() */
+    size_t bytes_mapped;      /* size given to heap_create() + memory added through grow() - released
+                               * + reclaimed */
     size_t peak_in_use;       /* highest bytes_in_use ever seen */
     size_t live_allocs;       /* blocks allocated and not yet freed */
     uint64_t total_allocs;    /* successful allocations (realloc counts when it moves the block) */
     uint64_t total_frees;     /* frees of non-NULL pointers (realloc counts when it moves the block) */
     uint64_t failed_allocs;   /* allocation requests that returned NULL */
     uint64_t errors_detected; /* hardened mode: corruption reports (also with report == NULL); 0 in plain */
+    uint64_t pages_released;  /* HEAP_PAGE_SIZE pages given to env.release, ever */
+    uint64_t pages_reclaimed; /* HEAP_PAGE_SIZE pages taken back through env.reclaim, ever */
 };
 
 /* A heap instance. Opaque to users; backends see its definition in heap_backend.h. */

@@ -56,6 +56,10 @@ struct heap_ops {
     /* Reports the heap's blocks to fn (see heap_walk() in heap.h) until fn returns false; returns the
      * number of entries reported. NULL: the backend cannot be walked (heap_walk() reports nothing). */
     size_t (*walk)(const struct heap *h, heap_walk_fn fn, void *ctx);
+    /* Called once by heap_create() when env has release and reclaim (never otherwise): from now on
+     * the backend may give pages back with heap_release_pages() and must take them back with
+     * heap_reclaim_pages() before it touches them again. NULL: the backend never gives memory back. */
+    void (*release_enable)(struct heap *h);
 };
 
 /* validate(): ptr is a live block. */
@@ -94,6 +98,8 @@ struct heap_counters {
     uint64_t failed_allocs;
     uint64_t total_frees;
     uint64_t errors_detected;
+    uint64_t pages_released;
+    uint64_t pages_reclaimed;
 };
 
 struct heap {
@@ -157,6 +163,35 @@ static inline bool heap_is_pow2(size_t x)
 
 #define heap_likely(x)   __builtin_expect(!!(x), 1)
 #define heap_unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Rounds x up to HEAP_PAGE_SIZE, or returns UINTPTR_MAX if that would pass 2^64 (a heap at the top
+ * of the address space: the caller then has no page there to give back). */
+static inline uintptr_t heap_page_up(uintptr_t x)
+{
+    return x > UINTPTR_MAX - (HEAP_PAGE_SIZE - 1) ? UINTPTR_MAX : heap_align_up(x, HEAP_PAGE_SIZE);
+}
+
+/* heap_page_up(x + off), saturating at UINTPTR_MAX instead of wrapping. */
+static inline uintptr_t heap_page_up_off(uintptr_t x, size_t off)
+{
+    uintptr_t y;
+
+    return __builtin_add_overflow(x, off, &y) ? UINTPTR_MAX : heap_page_up(y);
+}
+
+/* Rounds an address down to HEAP_PAGE_SIZE. */
+static inline uintptr_t heap_page_down(uintptr_t x)
+{
+    return heap_align_down(x, HEAP_PAGE_SIZE);
+}
+
+/* Gives the pages [lo, hi) (page-aligned; nothing if lo >= hi) back through h's env.release and counts
+ * them in h's statistics. For backends that release_enable() enabled. */
+void heap_release_pages(struct heap *h, uintptr_t lo, uintptr_t hi);
+
+/* Makes the released pages [lo, hi) usable (zeroed) again through h's env.reclaim and counts them;
+ * true on success (also for lo >= hi), false if env refused (nothing changed). */
+bool heap_reclaim_pages(struct heap *h, uintptr_t lo, uintptr_t hi);
 
 /* The hardened layer's shared part (constants, key/mangle, reports, poison) and the front end's
  * hooks: empty stubs in the plain build. */

@@ -81,6 +81,35 @@
  * verifies the part of the new block that was inside the poisoned prefix. check() verifies the
  * prefix of every free block and the canary of every used one.
  *
+ * Giving memory back (env.release / env.reclaim, docs/memory.md): a free block may give back the
+ * whole pages strictly inside its body, beyond a kept prefix, and says so with the RELEASED flag
+ * (bit 2 of its size) and a release record in that prefix (struct ll_rel: the released page range
+ * [lo, hi) and a check word). The prefix holds everything the heap still reads or verifies in a free
+ * block -- header, tree links, the hardened poison span, the record -- and the last page, which holds
+ * the boundary tag (the next block's header), stays too:
+ *
+ *   | hdr | links | (poison span) | record | ...mapped... | lo ... released ... hi | ..tag page.. |
+ *
+ * Invariant: a free block without the flag is mapped throughout; with it, exactly [lo, hi) is given
+ * back, page_up(b + LL_REC_END) <= lo < hi <= page_down(b + size). Releasing happens on free's slow
+ * path only: when a free produces a block of at least release_min bytes (SIZE_MAX while the
+ * callbacks are NULL, so the plain heap pays one comparison), ll_release_merged() gives back its pages
+ * beyond the first HEAP_TRIM_THRESHOLD bytes of body, plus the gaps between the ranges the merged
+ * neighbours had released already (never a page twice), and writes one record covering the hull.
+ * That threshold is the hysteresis: the kept prefix serves allocations from the block's start
+ * (address-ordered first fit takes the lowest address), so a loop that allocates and frees a block
+ * of up to about HEAP_TRIM_THRESHOLD maps and unmaps nothing. alloc() of a flagged block
+ * (ll_alloc_released) first reclaims the released pages the new block and the header and record of
+ * the remainder need -- if that fails the allocation fails with nothing changed -- then splits as
+ * usual and hands the rest of the range to the padding and the remainder as their records. Resize
+ * into a flagged neighbour reclaims its whole range first; a tail cut off a used block that merges
+ * with a flagged neighbour takes over its record. Memory added by growth is never released at once.
+ * Hardened mode: the poison span lies in the kept prefix, so released pages (which lose their
+ * poison and come back as zeroes) are never verified as poison; a remainder carved from reclaimed
+ * memory is poisoned as usual. validate() treats a pointer whose header lies in a released page as a
+ * stale pointer into freed memory (double free) without reading it; validate() also checks the
+ * records of the neighbours a free will merge, and alloc() the record of the block it reclaims for.
+ *
  * All hardened-mode code is in one section below ("Hardened mode: the hooks"), which ends in empty
  * stubs for the plain build; the allocator after it reads the same in both modes.
  */
@@ -105,6 +134,9 @@ struct ll {
     struct ll_region *top;     /* the region grown by adjacent add_memory() */
     uintptr_t top_end;         /* raw end of top as given: where adjacent memory starts */
     struct ll_tree tree;       /* every free block (hardened: also the envelope of all regions) */
+    size_t release_min;        /* free blocks this large take the release path; SIZE_MAX: never */
+    struct heap *envh;         /* whose env releases and reclaims, and counts (itself or the embedder) */
+    bool growing;              /* add_memory() is merging fresh memory: release nothing new */
 #if KHEAP_HARDENING
     /* Embedded use (fixed_size_block's fallback): used blocks for which this returns true belong to
      * the embedding backend and carry no front-end canary. NULL: every used block does. */
@@ -135,6 +167,74 @@ static size_t ll_request_block_size(size_t size)
 {
     size_t a = heap_align_up(size + LL_HDR, HEAP_MIN_ALIGN);
     return a < LL_MIN_BLOCK ? LL_MIN_BLOCK : a;
+}
+
+/* The release record of a free block with LL_RELEASED set (see "Giving memory back" above). */
+struct ll_rel {
+    uintptr_t lo, hi; /* the released pages */
+    uintptr_t check;  /* ll_rel_check() of the above: a damaged record is refused, never followed */
+    uintptr_t pad;
+};
+
+#define LL_REC_OFF   (LL_MIN_BLOCK + LL_POISON_KEEP) /* after the links and the poison span */
+#define LL_REC_END   (LL_REC_OFF + sizeof(struct ll_rel))
+#define LL_REL_MAGIC ((uintptr_t)0x52454c45415345ull) /* "RELEASE" */
+
+_Static_assert(sizeof(struct ll_rel) % HEAP_MIN_ALIGN == 0, "record keeps the prefix 16-aligned");
+
+static struct ll_rel *ll_rel_of(const struct ll_block *b)
+{
+    return (struct ll_rel *)((uintptr_t)b + LL_REC_OFF);
+}
+
+static uintptr_t ll_rel_check(const struct ll_rel *r, uintptr_t lo, uintptr_t hi)
+{
+    return lo ^ (hi << 1) ^ (uintptr_t)r ^ LL_REL_MAGIC;
+}
+
+/* The pages a free block b may give back: [ll_zone_lo(b), ll_zone_hi(b)). */
+static uintptr_t ll_zone_lo(const struct ll_block *b)
+{
+    return heap_page_up_off((uintptr_t)b, LL_REC_END);
+}
+
+static uintptr_t ll_zone_hi(const struct ll_block *b)
+{
+    return heap_page_down((uintptr_t)b + ll_block_size(b));
+}
+
+/* Reads flagged free block b's released range into *lo, *hi; false if the record is damaged. */
+static bool ll_rel_get(const struct ll_block *b, uintptr_t *lo, uintptr_t *hi)
+{
+    const struct ll_rel *r = ll_rel_of(b);
+
+    *lo = r->lo;
+    *hi = r->hi;
+    return r->check == ll_rel_check(r, *lo, *hi) && (*lo | *hi) % HEAP_PAGE_SIZE == 0 &&
+           ll_zone_lo(b) <= *lo && *lo < *hi && *hi <= ll_zone_hi(b);
+}
+
+/* Free block b has [lo, hi) given back (flag and record) if lo < hi, else is mapped throughout. */
+static void ll_rel_set(struct ll_block *b, uintptr_t lo, uintptr_t hi)
+{
+    struct ll_rel *r = ll_rel_of(b);
+
+    if (lo >= hi) {
+        b->size &= ~LL_RELEASED;
+        return;
+    }
+    r->lo = lo;
+    r->hi = hi;
+    r->check = ll_rel_check(r, lo, hi);
+    b->size |= LL_RELEASED;
+}
+
+/* True if b is a free block without the flag or one whose record is sound. */
+static bool ll_rel_ok(const struct ll_block *b)
+{
+    uintptr_t lo, hi;
+
+    return !(b->size & LL_RELEASED) || ll_rel_get(b, &lo, &hi);
 }
 
 #if KHEAP_HARDENING
@@ -259,13 +359,15 @@ static bool ll_free_path_ok(const struct ll *l, const struct ll_block *b)
 {
     const struct ll_block *next = ll_next_block(b);
 
-    if (!(next->size & LL_INUSE) && !(ll_tree_link_ok(&l->tree, (const struct ll_free *)next) &&
-                                      ll_tree_path_ok(&l->tree, (const struct ll_free *)next, true)))
+    if (!(next->size & LL_INUSE) &&
+        !(ll_tree_link_ok(&l->tree, (const struct ll_free *)next) &&
+          ll_tree_path_ok(&l->tree, (const struct ll_free *)next, true) && ll_rel_ok(next)))
         return false;
     if (!(b->size & LL_PREV_INUSE)) {
         const struct ll_free *prev = (const struct ll_free *)((uintptr_t)b - b->prev_size);
         if (b->prev_size < LL_MIN_BLOCK || !ll_tree_link_ok(&l->tree, prev) ||
-            ll_block_size(&prev->hdr) != b->prev_size || !ll_tree_path_ok(&l->tree, prev, true))
+            ll_block_size(&prev->hdr) != b->prev_size || !ll_tree_path_ok(&l->tree, prev, true) ||
+            !ll_rel_ok(&prev->hdr))
             return false;
     }
     return ll_tree_path_ok(&l->tree, (const struct ll_free *)b, false);
@@ -298,6 +400,18 @@ static const struct ll_region *ll_region_of(const struct ll *l, uintptr_t a)
     return NULL;
 }
 
+/* True if address a lies in pages a free block gave back (reading nothing at a). */
+static bool ll_in_released(const struct ll *l, uintptr_t a)
+{
+    const struct ll_free *f;
+    uintptr_t lo, hi;
+
+    if (l->release_min == SIZE_MAX || (f = ll_tree_free_block_at(&l->tree, a)) == NULL ||
+        !(f->hdr.size & LL_RELEASED) || !ll_rel_get(&f->hdr, &lo, &hi))
+        return false;
+    return a >= lo && a < hi;
+}
+
 static enum heap_error ll_validate(struct heap *h, const void *ptr, size_t *usable, const void **free_site)
 {
     struct ll *l = to_ll(h);
@@ -308,6 +422,8 @@ static enum heap_error ll_validate(struct heap *h, const void *ptr, size_t *usab
 
     if (a % HEAP_MIN_ALIGN != 0 || (r = ll_region_of(l, a)) == NULL)
         return HEAP_ERR_INVALID_FREE;
+    if (ll_in_released(l, a - LL_HDR))
+        return HEAP_ERR_DOUBLE_FREE; /* a stale pointer into pages a free block gave back */
     b = ll_block_of(ptr);
     if (b->cookie == ll_cookie(l->common.hard.secret, b, LL_FREE)) {
         *free_site = b->site;
@@ -333,6 +449,11 @@ static enum heap_error ll_validate(struct heap *h, const void *ptr, size_t *usab
 bool heap_ll_contains(const struct heap *ll, uintptr_t a)
 {
     return ll_region_of(to_const_ll(ll), a) != NULL;
+}
+
+bool heap_ll_released(const struct heap *ll, uintptr_t a)
+{
+    return ll_in_released(to_const_ll(ll), a);
 }
 
 bool heap_ll_region(const struct heap *ll, uintptr_t a, uintptr_t *lo, uintptr_t *hi)
@@ -509,8 +630,16 @@ static void ll_release_tail(struct ll *l, struct ll_block *b, size_t size, uintp
         size += ll_block_size(next);
     }
     ll_make_free(l, b, size, leaving);
-    if (leaving == (struct ll_free *)next)
+    if (leaving == (struct ll_free *)next) {
+        if (heap_unlikely(next->size & LL_RELEASED)) { /* b takes over next's released pages */
+            uintptr_t lo, hi;
+            ll_rel_get(next, &lo, &hi);     /* validated before any resize (validate) */
+            ll_poison_swallowed_free(next); /* first: b's record may lie where next's header was */
+            ll_rel_set(b, lo, hi);
+            return;
+        }
         ll_poison_swallowed_free(next);
+    }
 }
 
 /* Shrinks in-use block b to asize bytes if the rest can be a free block. clean and leaving: as
@@ -560,6 +689,8 @@ static struct heap *ll_init(void *mem, size_t size, uint64_t secret)
     e = heap_align_down((uintptr_t)mem + size, HEAP_MIN_ALIGN);
     l = (struct ll *)base;
     __builtin_memset(l, 0, sizeof(*l));
+    l->release_min = SIZE_MAX;
+    l->envh = &l->common;
     ll_hard_init(l, secret);
     ll_tree_init(&l->tree, &l->common, secret);
     ll_region_setup(l, s, e);
@@ -609,18 +740,15 @@ static struct ll_free *ll_find_aligned(struct ll *l, size_t asize, size_t align)
     return ll_tree_find_fit(&l->tree, asize + align + LL_MIN_BLOCK);
 }
 
-static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
+/* Carves a block of asize bytes at align out of free block f (whose links were validated) and returns
+ * its user pointer (NULL if hardened mode found f's poison disturbed). */
+static inline __attribute__((always_inline)) void *ll_carve(struct ll *l, struct ll_free *f, size_t asize,
+                                                            size_t align, size_t *usable)
 {
-    struct ll *l = to_ll(h);
-    size_t asize = ll_request_block_size(size);
-    struct ll_free *f =
-        align == HEAP_MIN_ALIGN ? ll_tree_find_fit(&l->tree, asize) : ll_find_aligned(l, asize, align);
     struct ll_free *leaving;
     struct ll_block *b;
     uintptr_t clean;
 
-    if (f == NULL || !ll_alloc_path_ok(l, f))
-        return NULL;
     clean = ll_poison_end(&f->hdr, ll_block_size(&f->hdr));
     b = &f->hdr;
     leaving = f; /* the remainder, if any, takes f's place in the tree */
@@ -648,6 +776,96 @@ static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
     return (void *)((uintptr_t)b + LL_HDR);
 }
 
+/* ll_alloc() of flagged free block f: reclaims the released pages the new block and the remainder's
+ * header and record need (NULL, nothing changed, if env refuses or the record is damaged), carves,
+ * and leaves the rest of the released range to the padding and the remainder. */
+static __attribute__((noinline)) void *ll_alloc_released(struct ll *l, struct ll_free *f, size_t asize,
+                                                         size_t align, size_t *usable)
+{
+    struct ll_block *fb = &f->hdr;
+    uintptr_t fend = (uintptr_t)fb + ll_block_size(fb);
+    uintptr_t u = (uintptr_t)fb + (align == HEAP_MIN_ALIGN ? 0 : ll_aligned_pad(fb, align));
+    uintptr_t rem = u + asize, lo, hi, need, rlo, rhi, plo, phi;
+    bool split = fend - rem >= LL_MIN_BLOCK; /* ll_trim's rule */
+    void *p;
+
+    if (!ll_rel_get(fb, &lo, &hi)) {
+        ll_tree_report_and_abort(&l->tree, f);
+        return NULL;
+    }
+    need = split ? heap_page_up_off(rem, LL_REC_END) : fend;
+    rlo = heap_page_down(u) > lo ? heap_page_down(u) : lo;
+    rhi = need < hi ? need : hi;
+    if (rlo < rhi && !heap_reclaim_pages(l->envh, rlo, rhi))
+        return NULL;
+    fb->size &= ~LL_RELEASED;
+    p = ll_carve(l, f, asize, align, usable);
+    phi = heap_page_down(u) < hi ? heap_page_down(u) : hi;
+    if (u != (uintptr_t)fb)
+        ll_rel_set(fb, lo, phi); /* the padding keeps what lies below the new block */
+    plo = need > lo ? need : lo;
+    if (split)
+        ll_rel_set(ll_block_at(rem), plo, hi);
+    return p;
+}
+
+static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
+{
+    struct ll *l = to_ll(h);
+    size_t asize = ll_request_block_size(size);
+    struct ll_free *f =
+        align == HEAP_MIN_ALIGN ? ll_tree_find_fit(&l->tree, asize) : ll_find_aligned(l, asize, align);
+
+    if (f == NULL || !ll_alloc_path_ok(l, f))
+        return NULL;
+    if (heap_unlikely(f->hdr.size & LL_RELEASED))
+        return ll_alloc_released(l, f, asize, align, usable);
+    return ll_carve(l, f, asize, align, usable);
+}
+
+/* free(), after free block m (in the tree) was formed by merging: gives back m's pages beyond its
+ * first HEAP_TRIM_THRESHOLD bytes (none while add_memory() merges fresh memory) together with the gaps
+ * between what m (grown from a flagged predecessor) and n (the free successor merged into it, or NULL)
+ * had given back already, and records the hull. n's header is poisoned (hardened) before its page may
+ * go. Records were validated by validate() (hardened). */
+static __attribute__((noinline)) void ll_release_merged(struct ll *l, struct ll_block *m, struct ll_free *n)
+{
+    uintptr_t have_lo[2] = {0, 0}, have_hi[2] = {0, 0};
+    uintptr_t lo = UINTPTR_MAX, hi = 0, zhi = ll_zone_hi(m), cur;
+
+    if (m->size & LL_RELEASED)
+        ll_rel_get(m, &have_lo[0], &have_hi[0]);
+    if (n != NULL) {
+        if (n->hdr.size & LL_RELEASED)
+            ll_rel_get(&n->hdr, &have_lo[1], &have_hi[1]);
+        ll_poison_swallowed_free(&n->hdr);
+    }
+    if (!l->growing) {
+        uintptr_t t = heap_page_up_off((uintptr_t)m, LL_REC_END + HEAP_TRIM_THRESHOLD);
+        if (t < zhi) {
+            lo = t;
+            hi = zhi;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        if (have_lo[i] >= have_hi[i])
+            continue;
+        lo = have_lo[i] < lo ? have_lo[i] : lo;
+        hi = have_hi[i] > hi ? have_hi[i] : hi;
+    }
+    if (lo >= hi)
+        return;
+    cur = lo;
+    for (int i = 0; i < 2; i++) {
+        if (have_lo[i] >= have_hi[i])
+            continue;
+        heap_release_pages(l->envh, cur, have_lo[i]);
+        cur = have_hi[i];
+    }
+    heap_release_pages(l->envh, cur, hi);
+    ll_rel_set(m, lo, hi);
+}
+
 static size_t ll_free(struct heap *h, void *ptr)
 {
     struct ll *l = to_ll(h);
@@ -655,6 +873,7 @@ static size_t ll_free(struct heap *h, void *ptr)
     size_t size = ll_block_size(b);
     size_t usable = size - LL_HDR;
     struct ll_block *next = ll_next_block(b);
+    struct ll_block *m = b; /* the free block that results */
     struct ll_free *leaving = NULL;
 
     ll_record_free_site(l, b);
@@ -668,8 +887,9 @@ static size_t ll_free(struct heap *h, void *ptr)
         if (leaving != NULL)
             ll_tree_remove(&l->tree, leaving);
         ll_poison_swallowed_header(b);
-        size += ll_block_size(prev);
-        prev->size = size | LL_PREV_INUSE;
+        prev->size += size; /* keeps its flags (PREV_INUSE, RELEASED) */
+        size = ll_block_size(prev);
+        m = prev;
         next = ll_next_block(prev);
         next->prev_size = size;
         next->size &= ~LL_PREV_INUSE;
@@ -677,9 +897,25 @@ static size_t ll_free(struct heap *h, void *ptr)
     } else {
         ll_make_free(l, b, size, leaving);
     }
+    if (heap_unlikely(size >= l->release_min)) {
+        ll_release_merged(l, m, leaving);
+        return usable;
+    }
     if (leaving != NULL)
         ll_poison_swallowed_free(&leaving->hdr);
     return usable;
+}
+
+/* Makes flagged free block f mapped throughout again; false (nothing changed) if env refuses. */
+static bool ll_reclaim_all(struct ll *l, struct ll_block *f)
+{
+    uintptr_t lo, hi;
+
+    ll_rel_get(f, &lo, &hi); /* validated before any resize (validate) */
+    if (!heap_reclaim_pages(l->envh, lo, hi))
+        return false;
+    f->size &= ~LL_RELEASED;
+    return true;
 }
 
 static bool ll_resize(struct heap *h, void *ptr, size_t size)
@@ -696,6 +932,8 @@ static bool ll_resize(struct heap *h, void *ptr, size_t size)
     }
     next = ll_next_block(b);
     if ((next->size & LL_INUSE) || cur + ll_block_size(next) < asize)
+        return false;
+    if (heap_unlikely(next->size & LL_RELEASED) && !ll_reclaim_all(l, next))
         return false;
     ll_tree_remove(&l->tree, (struct ll_free *)next); /* links validated by validate() before any resize */
     b->size += ll_block_size(next);
@@ -735,7 +973,9 @@ static void ll_add_memory(struct heap *h, void *start, size_t len)
         ll_poison_fresh(old_sentinel, size);
         if (!ll_grow_path_ok(l, old_sentinel))
             return;
+        l->growing = true;
         ll_free(h, (void *)((uintptr_t)old_sentinel + LL_HDR)); /* merges with a free predecessor */
+        l->growing = false;
         return;
     }
     uintptr_t s = heap_align_up((uintptr_t)start, HEAP_MIN_ALIGN);
@@ -770,6 +1010,7 @@ static size_t ll_check(const struct heap *h)
                 break;
             }
             bad += !(b->size & LL_PREV_INUSE) != !prev_inuse;
+            bad += inuse ? (b->size & LL_RELEASED) != 0 : !ll_rel_ok(b); /* release record */
             bad += ll_check_block_hard(l, b, inuse);
             if (!inuse) {
                 free_walk++;
@@ -813,6 +1054,19 @@ static size_t ll_walk(const struct heap *h, heap_walk_fn fn, void *ctx)
     return n;
 }
 
+void heap_ll_release_enable(struct heap *ll, struct heap *owner)
+{
+    struct ll *l = to_ll(ll);
+
+    l->envh = owner;
+    l->release_min = LL_REC_END + HEAP_PAGE_SIZE; /* no flagged block is smaller */
+}
+
+static void ll_release_enable(struct heap *h)
+{
+    heap_ll_release_enable(h, h);
+}
+
 const struct heap_ops heap_linked_list_ops = {
     .name = "linked_list",
     .grow_overhead = sizeof(struct ll_region) + 2 * LL_HDR + LL_MIN_BLOCK + 2 * HEAP_MIN_ALIGN,
@@ -825,4 +1079,5 @@ const struct heap_ops heap_linked_list_ops = {
     .check = ll_check,
     .validate = LL_VALIDATE,
     .walk = ll_walk,
+    .release_enable = ll_release_enable,
 };

@@ -8,7 +8,15 @@
 
 #include "heap_backend.h"
 
+/* Lets embedded linked_list heap ll give free pages back through owner's env.release / env.reclaim
+ * (counted in owner's statistics); see "Giving memory back" in linked_list.c. */
+void heap_ll_release_enable(struct heap *ll, struct heap *owner);
+
 #if KHEAP_HARDENING
+/* True if address a lies in pages a free block of ll gave back: reading there would fault. Reads
+ * nothing at a. */
+bool heap_ll_released(const struct heap *ll, uintptr_t a);
+
 /* True if a could be the user pointer of a block of linked_list heap ll (it lies in one of its
  * regions, so reading the 32 bytes before it and a slab header at it is safe). Reads nothing at a. */
 bool heap_ll_contains(const struct heap *ll, uintptr_t a);

@@ -10,7 +10,8 @@
 
 #define LL_INUSE      ((size_t)1) /* this block is in use */
 #define LL_PREV_INUSE ((size_t)2) /* the block before this one is in use */
-#define LL_FLAGS      (LL_INUSE | LL_PREV_INUSE)
+#define LL_RELEASED   ((size_t)4) /* free block: the pages in its release record are given back */
+#define LL_FLAGS      (LL_INUSE | LL_PREV_INUSE | LL_RELEASED)
 
 /* Hardened mode: a block's cookie is key(block) ^ one of these, so a header that was not written by
  * this heap (or was overwritten) does not pass for a block. */
@@ -70,6 +71,11 @@ static inline uint64_t ll_cookie(uint64_t secret, const struct ll_block *b, uint
 {
     return heap_hard_key(secret, (uintptr_t)b) ^ state;
 }
+
+/* Bytes after a free block's links that stay poisoned (the poison invariant, linked_list.c). */
+#define LL_POISON_KEEP HEAP_POISON_SPAN
+#else
+#define LL_POISON_KEEP ((size_t)0)
 #endif
 
 #endif /* KHEAP_ALLOC_LL_BLOCK_H */

@@ -72,12 +72,17 @@ bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool
 
 bool ll_tree_in_free_block(const struct ll_tree *tree, uintptr_t a)
 {
+    return ll_tree_free_block_at(tree, a) != NULL;
+}
+
+const struct ll_free *ll_tree_free_block_at(const struct ll_tree *tree, uintptr_t a)
+{
     const struct ll_free *t = ll_tree_get_link(tree, &tree->root), *below = NULL;
     uintptr_t lo = 0, hi = UINTPTR_MAX;
 
     while (t != NULL) {
         if (!ll_tree_link_ok(tree, t) || (uintptr_t)t <= lo || (uintptr_t)t >= hi)
-            return false;
+            return NULL;
         if ((uintptr_t)t <= a) {
             below = t;
             lo = (uintptr_t)t;
@@ -87,7 +92,7 @@ bool ll_tree_in_free_block(const struct ll_tree *tree, uintptr_t a)
             t = ll_tree_left(tree, t);
         }
     }
-    return below != NULL && a - (uintptr_t)below < ll_block_size(&below->hdr);
+    return below != NULL && a - (uintptr_t)below < ll_block_size(&below->hdr) ? below : NULL;
 }
 
 /* Checks subtree t (the link held by parent, NULL for the root), whose addresses must lie strictly

@@ -478,6 +478,9 @@ bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool
  * tree answers false. */
 bool ll_tree_in_free_block(const struct ll_tree *tree, uintptr_t a);
 
+/* As ll_tree_in_free_block(), returning that node (NULL if none, or on a damaged tree). */
+const struct ll_free *ll_tree_free_block_at(const struct ll_tree *tree, uintptr_t a);
+
 /* Walks the whole tree and returns the number of broken invariants (0 = healthy): in-order is
  * increasing addresses, a parent's priority is >= its children's, every maximum is right, every node
  * is a free block (INUSE clear, size >= LL_MIN_BLOCK, 16-aligned) whose successor's header carries

@@ -36,7 +36,7 @@ uint64_t heap_region_end(const struct heap_region *r)
 
 uint64_t heap_region_mapped(const struct heap_region *r)
 {
-    return r->end - r->base;
+    return r->end - r->base - r->holes;
 }
 
 uint64_t heap_region_limit(const struct heap_region *r)
@@ -57,9 +57,10 @@ enum paging_status heap_region_grow(struct heap_region *r, size_t pages, uint64_
 {
     /* mapped + bytes <= limit <= span, so end + bytes <= base + span:
        nothing below wraps, even for a region at the top of the address space. */
-    uint64_t bytes, mapped;
+    uint64_t bytes, mapped, used;
     if (__builtin_mul_overflow((uint64_t)pages, PAGE_SIZE, &bytes) ||
-        __builtin_add_overflow(heap_region_mapped(r), bytes, &mapped) || mapped > r->limit)
+        __builtin_add_overflow(heap_region_mapped(r), bytes, &mapped) || mapped > r->limit ||
+        __builtin_add_overflow(r->end - r->base, bytes, &used) || used > r->span)
         return PAGING_ERR_NO_MEMORY;
     /* Refuse up front what cannot be finished: a failure half-way would be
        rolled back, but the page tables it created would stay. */
@@ -93,12 +94,69 @@ size_t heap_region_shrink(struct heap_region *r, size_t pages)
 {
     size_t done = 0;
     while (done < pages && r->end > r->base) {
-        uint64_t frame;
+        uint64_t frame, phys;
         r->end -= PAGE_SIZE;
+        done++;
+        if (r->holes != 0 && !paging_translate(r->end, &phys, NULL)) {
+            r->holes -= PAGE_SIZE; /* a hole the heap gave back */
+            continue;
+        }
         if (paging_unmap(r->end, &frame) != PAGING_OK)
             panic("heap_region_shrink: heap page %p was not mapped", (void *)r->end);
         pmm_free_frame(frame);
-        done++;
     }
     return done;
+}
+
+/* True if [start, start + pages pages) is page aligned and inside [base, end). */
+static bool inside(const struct heap_region *r, uint64_t start, size_t pages)
+{
+    uint64_t bytes;
+    return (start & PAGE_MASK) == 0 && start >= r->base && start <= r->end &&
+           !__builtin_mul_overflow((uint64_t)pages, PAGE_SIZE, &bytes) && bytes <= r->end - start;
+}
+
+void heap_region_release(struct heap_region *r, uint64_t start, size_t pages)
+{
+    if (!inside(r, start, pages))
+        panic("heap_region_release: [%p, +%zu pages) is not inside the heap", (void *)start, pages);
+    for (size_t i = 0; i < pages; i++) {
+        uint64_t frame, va = start + i * PAGE_SIZE;
+        if (paging_unmap(va, &frame) != PAGING_OK)
+            panic("heap_region_release: heap page %p was not mapped", (void *)va);
+        pmm_free_frame(frame);
+        r->holes += PAGE_SIZE;
+    }
+}
+
+enum paging_status heap_region_reclaim(struct heap_region *r, uint64_t start, size_t pages)
+{
+    uint64_t phys;
+    if (!inside(r, start, pages))
+        return PAGING_ERR_NOT_MAPPED;
+    if ((uint64_t)pages * PAGE_SIZE > r->holes)
+        return PAGING_ERR_ALREADY_MAPPED;
+    for (size_t i = 0; i < pages; i++)
+        if (paging_translate(start + i * PAGE_SIZE, &phys, NULL))
+            return PAGING_ERR_ALREADY_MAPPED;
+    /* The tables exist (the pages were mapped before): frames for the pages are all it needs. */
+    if (pages > pmm_stats().free_frames ||
+        paging_tables_needed(start, pages) > pmm_stats().free_frames - pages)
+        return PAGING_ERR_NO_MEMORY;
+    for (size_t i = 0; i < pages; i++) {
+        uint64_t va = start + i * PAGE_SIZE, frame = pmm_alloc_frame();
+        enum paging_status st = PAGING_ERR_NO_MEMORY;
+        if (frame != PMM_NO_FRAME) {
+            memset(phys_to_virt(frame), 0, PAGE_SIZE); /* no previous owner's bytes reach the heap */
+            st = paging_map(va, frame, PTE_WRITABLE | PTE_NO_EXECUTE | PTE_GLOBAL);
+        }
+        if (st != PAGING_OK) {
+            if (frame != PMM_NO_FRAME)
+                pmm_free_frame(frame);
+            heap_region_release(r, start, i); /* back to the hole it was */
+            return st;
+        }
+        r->holes -= PAGE_SIZE;
+    }
+    return PAGING_OK;
 }

@@ -4,6 +4,7 @@
  *
  *   base - 4 KiB           never mapped (guard below the heap)
  *   [base, end)            mapped, read/write, no-execute
+ *                          (except holes the heap gave back, heap_region_release)
  *   end                    never mapped until the heap grows (guard above)
  *   base + span            never mapped: the window's last guard
  *
@@ -33,6 +34,7 @@ struct heap_region {
     uint64_t span;  /* virtual bytes reserved from base; page aligned */
     uint64_t end;   /* one past the last mapped byte: base <= end <= base + limit */
     uint64_t limit; /* cap on mapped bytes; page aligned, <= span */
+    uint64_t holes; /* bytes inside [base, end) unmapped by heap_region_release() */
 };
 
 /* Makes r an empty region over [base, base + span) with a cap of max_bytes
@@ -45,7 +47,7 @@ bool heap_region_init(struct heap_region *r, uint64_t base, uint64_t span, uint6
 uint64_t heap_region_start(const struct heap_region *r);
 /* One past the last mapped byte. */
 uint64_t heap_region_end(const struct heap_region *r);
-/* Bytes currently mapped. */
+/* Bytes currently mapped: [base, end) minus the holes. */
 uint64_t heap_region_mapped(const struct heap_region *r);
 /* The cap given to heap_region_init() or heap_region_set_limit(). */
 uint64_t heap_region_limit(const struct heap_region *r);
@@ -61,7 +63,22 @@ uint64_t heap_region_set_limit(struct heap_region *r, uint64_t max_bytes);
    far are unmapped and freed: only page tables created on the way stay. */
 enum paging_status heap_region_grow(struct heap_region *r, size_t pages, uint64_t *start);
 /* Unmaps up to pages pages from the end and frees their frames; returns how
-   many were unmapped. Page tables stay (for the next growth). */
+   many pages of the window it moved end back over (holes included, which it
+   skips). Page tables stay (for the next growth). */
 size_t heap_region_shrink(struct heap_region *r, size_t pages);
+/* Punches a hole: unmaps the pages [start, start + pages * PAGE_SIZE),
+   which must lie below the end and all be mapped, and frees their frames;
+   the page tables stay, so heap_region_reclaim() of them cannot run out of
+   tables. Panics ("heap_region_release: ...") if the range is misaligned,
+   outside [base, end) or not mapped: a heap that releases what it does not
+   own is broken. */
+void heap_region_release(struct heap_region *r, uint64_t start, size_t pages);
+/* Fills a hole again: maps fresh zeroed frames at the pages [start, start +
+   pages * PAGE_SIZE), which must lie below the end and all be unmapped.
+   Returns PAGING_ERR_NO_MEMORY, changing nothing, if fewer frames are free
+   (or the cap would be passed); PAGING_ERR_NOT_MAPPED for a range outside
+   [base, end) or misaligned; PAGING_ERR_ALREADY_MAPPED if a page there is
+   mapped (nothing changed). */
+enum paging_status heap_region_reclaim(struct heap_region *r, uint64_t start, size_t pages);
 
 #endif

@@ -7,6 +7,10 @@
  *   b  the same with one long-lived allocation held throughout
  *   c  10,000 slots, 200,000 steps: each step frees a random slot if it is
  *      live, else allocates into it: 70% 16-128 B, 25% 129-2048 B, 5% 2-64 KiB
+ * Giving memory back (KBENCH release lines): the cost of one map/unmap
+ * cycle of a 4 KiB heap page (heap_region_release + heap_region_reclaim of
+ * a hole, per page), which chose HEAP_TRIM_THRESHOLD (docs/memory.md), and
+ * cycles per kmalloc/kfree pair of a block below and above the threshold.
  * For each it prints TSC cycles per operation (an allocation or a free,
  * median of 5 runs after a warm-up) and, for c, the heap footprint (bytes
  * mapped) divided by the peak of the requested live bytes.
@@ -19,6 +23,7 @@
 
 #include "alloc/heap_backend.h"
 #include "alloc/kmalloc.h"
+#include "memlayout.h"
 #include "cpu.h"
 #include "kprintf.h"
 #include "kstring.h"
@@ -160,6 +165,58 @@ static void bench_pmm(void)
             (unsigned long long)mhz);
 }
 
+#define REL_PAGES  64  /* pages per release/reclaim round */
+#define REL_ROUNDS 200 /* rounds */
+
+/* Map/unmap cycle cost: a hole of REL_PAGES pages punched into and refilled
+   in a private region (what env.release / env.reclaim cost the kernel heap),
+   per page; then kmalloc/kfree pairs below and above the trim threshold. */
+static void bench_release(const char *name)
+{
+    static struct heap_region r;
+    uint64_t start;
+    if (!heap_region_init(&r, KERNEL_PRIVATE_HEAP_WINDOW_BASE(9), KERNEL_PRIVATE_HEAP_WINDOW_SPAN,
+                          KERNEL_PRIVATE_HEAP_WINDOW_SPAN) ||
+        heap_region_grow(&r, 3 * REL_PAGES, &start) != PAGING_OK)
+        return;
+    uint64_t hole = start + REL_PAGES * PAGE_SIZE, t_rel = 0, t_rec = 0;
+    for (int i = 0; i < REL_ROUNDS; i++) {
+        uint64_t t0 = rdtsc();
+        heap_region_release(&r, hole, REL_PAGES);
+        uint64_t t1 = rdtsc();
+        if (heap_region_reclaim(&r, hole, REL_PAGES) != PAGING_OK)
+            break;
+        uint64_t t2 = rdtsc();
+        t_rel += t1 - t0;
+        t_rec += t2 - t1;
+    }
+    heap_region_shrink(&r, 3 * REL_PAGES);
+    uint64_t pages = (uint64_t)REL_PAGES * REL_ROUNDS;
+    struct heap_stats s0 = kmalloc_stats();
+    uint64_t pair[2];
+    size_t sizes[2] = {HEAP_TRIM_THRESHOLD / 2, 4 * HEAP_TRIM_THRESHOLD};
+    for (int k = 0; k < 2; k++) {
+        void *warm = kmalloc(sizes[k]);
+        kfree(warm);
+        uint64_t t0 = rdtsc();
+        for (int i = 0; i < 1000; i++) {
+            void *p = kmalloc(sizes[k]);
+            if (p != NULL)
+                ((volatile char *)p)[0] = 1;
+            kfree(p);
+        }
+        pair[k] = (rdtsc() - t0) / 1000;
+    }
+    struct heap_stats s1 = kmalloc_stats();
+    kprintf("KBENCH release allocator=%s unmap_cycles_per_page=%llu map_cycles_per_page=%llu "
+            "pair_below_threshold=%llu pair_above_threshold=%llu threshold=%zu pages_released=%llu "
+            "pages_reclaimed=%llu\n",
+            name, (unsigned long long)(t_rel / pages), (unsigned long long)(t_rec / pages),
+            (unsigned long long)pair[0], (unsigned long long)pair[1], (size_t)HEAP_TRIM_THRESHOLD,
+            (unsigned long long)(s1.pages_released - s0.pages_released),
+            (unsigned long long)(s1.pages_reclaimed - s0.pages_reclaimed));
+}
+
 _Noreturn void kernel_main(void)
 {
     if (strcmp(kmalloc_backend_name(), heap_backends[0]->name) == 0 && !heap_hardening())
@@ -190,5 +247,6 @@ _Noreturn void kernel_main(void)
             name, (unsigned long long)median(c, RUNS), (unsigned long long)(ratio_x100 / 100),
             (unsigned long long)(ratio_x100 % 100), (unsigned long long)cr.failed, cr.peak_requested,
             cr.mapped);
+    bench_release(name);
     qemu_exit(kmalloc_check() == 0 ? QEMU_EXIT_SUCCESS : QEMU_EXIT_FAILURE);
 }

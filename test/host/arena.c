@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #define HOST_PAGE ((size_t)4096)
@@ -41,6 +42,7 @@ void host_arena_destroy(struct host_arena *a)
 {
     if (a->base != NULL)
         munmap(a->base, a->reserved);
+    free(a->released);
     *a = (struct host_arena){0};
 }
 
@@ -72,6 +74,102 @@ fail:
 struct heap_env host_arena_env(struct host_arena *a)
 {
     return (struct heap_env){.ctx = a, .grow = host_arena_grow};
+}
+
+/* Appends [lo, hi) to the released ranges without touching the pages (a piece left by a reclaim). */
+static void host_arena_release_record(struct host_arena *a, uintptr_t lo, uintptr_t hi)
+{
+    if (a->nreleased == a->released_cap) {
+        size_t cap = a->released_cap ? 2 * a->released_cap : 64;
+        struct host_range *r = realloc(a->released, cap * sizeof(*r));
+        if (r == NULL) {
+            a->release_errors++;
+            return;
+        }
+        a->released = r;
+        a->released_cap = cap;
+    }
+    a->released[a->nreleased++] = (struct host_range){lo, hi};
+}
+
+bool host_arena_overlaps_released(const struct host_arena *a, const void *p, size_t n)
+{
+    uintptr_t lo = (uintptr_t)p, hi = lo + n;
+
+    for (size_t i = 0; i < a->nreleased; i++)
+        if (lo < a->released[i].hi && a->released[i].lo < hi)
+            return true;
+    return false;
+}
+
+void host_arena_release(void *ctx, void *start, size_t len)
+{
+    struct host_arena *a = ctx;
+    uintptr_t lo = (uintptr_t)start, hi = lo + len;
+
+    if (len == 0 || (lo | len) % HOST_PAGE != 0 || !host_arena_contains(a, start, len) ||
+        host_arena_overlaps_released(a, start, len)) {
+        a->release_errors++;
+        return;
+    }
+    if (a->nreleased == a->released_cap) {
+        size_t cap = a->released_cap ? 2 * a->released_cap : 64;
+        struct host_range *r = realloc(a->released, cap * sizeof(*r));
+        if (r == NULL) {
+            a->release_errors++;
+            return;
+        }
+        a->released = r;
+        a->released_cap = cap;
+    }
+    a->released[a->nreleased++] = (struct host_range){lo, hi};
+    a->released_bytes += len;
+    madvise(start, len, MADV_DONTNEED);
+    mprotect(start, len, PROT_NONE);
+}
+
+int host_arena_reclaim(void *ctx, void *start, size_t len)
+{
+    struct host_arena *a = ctx;
+    uintptr_t lo = (uintptr_t)start, hi = lo + len;
+    size_t covered = 0;
+
+    if (a->refuse_reclaim)
+        return -1;
+    for (size_t i = 0; i < a->nreleased; i++) {
+        struct host_range r = a->released[i];
+        uintptr_t cl = r.lo > lo ? r.lo : lo, ch = r.hi < hi ? r.hi : hi;
+        if (cl < ch)
+            covered += ch - cl;
+    }
+    if (len == 0 || (lo | len) % HOST_PAGE != 0 || covered != len) {
+        a->reclaim_errors++; /* some page of it was not given back */
+        return -1;
+    }
+    /* Cut [lo, hi) out of every range it overlaps: up to two pieces of each remain. */
+    for (size_t i = 0; i < a->nreleased;) {
+        struct host_range r = a->released[i];
+        if (r.hi <= lo || hi <= r.lo) {
+            i++;
+            continue;
+        }
+        a->released[i] = a->released[--a->nreleased];
+        if (r.lo < lo)
+            host_arena_release_record(a, r.lo, lo);
+        if (hi < r.hi)
+            host_arena_release_record(a, hi, r.hi);
+    }
+    a->released_bytes -= len;
+    return mprotect(start, len, PROT_READ | PROT_WRITE) == 0 ? 0 : -1;
+}
+
+struct heap_env host_arena_release_env(struct host_arena *a)
+{
+    struct heap_env env = host_arena_env(a);
+
+    env.release = host_arena_release;
+    env.reclaim = host_arena_reclaim;
+    return env;
 }
 
 bool host_arena_contains(const struct host_arena *a, const void *p, size_t n)

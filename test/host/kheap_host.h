@@ -25,6 +25,16 @@ struct host_arena {
     size_t gap_bytes;    /* bytes of committed holes never handed out */
     unsigned grow_calls; /* successful grow() calls */
     unsigned failed_grows;
+    /* Giving memory back (host_arena_release_env): the ranges given back and not reclaimed, in call
+     * order (a mock environment: tests check them against live blocks), and what went wrong. */
+    struct host_range {
+        uintptr_t lo, hi;
+    } * released;
+    size_t nreleased, released_cap;
+    size_t released_bytes;   /* sum over released[] */
+    unsigned release_errors; /* release of a range outside the arena, misaligned, or overlapping */
+    unsigned reclaim_errors; /* reclaim of a range that was not released */
+    bool refuse_reclaim;     /* reclaim() fails (tests of the failure path) */
 };
 
 /* Reserves reserve bytes and makes the first initial bytes usable. Returns 0, or -1 on mmap failure. */
@@ -39,6 +49,20 @@ int host_arena_grow(void *ctx, size_t min_bytes, void **start, size_t *len);
 
 /* Returns an env with grow = host_arena_grow and no lock. */
 struct heap_env host_arena_env(struct host_arena *a);
+
+/* heap_env.release / heap_env.reclaim (ctx = struct host_arena *): release checks the range (page
+ * aligned, committed, overlapping nothing released: else release_errors++), records it, drops the
+ * pages (MADV_DONTNEED) and makes them PROT_NONE, so any later touch by the heap crashes the test;
+ * reclaim makes a recorded range (or a part of one) read/write again (zero-filled), or fails when
+ * refuse_reclaim is set. */
+void host_arena_release(void *ctx, void *start, size_t len);
+int host_arena_reclaim(void *ctx, void *start, size_t len);
+
+/* host_arena_env() plus release and reclaim. */
+struct heap_env host_arena_release_env(struct host_arena *a);
+
+/* True if [p, p + n) overlaps a range the heap gave back. */
+bool host_arena_overlaps_released(const struct host_arena *a, const void *p, size_t n);
 
 /* True if [p, p + n) lies inside the committed part of the arena. */
 bool host_arena_contains(const struct host_arena *a, const void *p, size_t n);

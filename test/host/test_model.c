@@ -185,14 +185,17 @@ static void compare_stats(void)
         die("stats.failed_allocs differs from the model");
     if (st.peak_in_use < st.bytes_in_use || st.peak_in_use < model_peak)
         die("stats.peak_in_use too low");
-    if (st.bytes_mapped != arena.committed - arena.gap_bytes)
-        die("stats.bytes_mapped differs from the memory given");
+    if (st.bytes_mapped != arena.committed - arena.gap_bytes - arena.released_bytes)
+        die("stats.bytes_mapped differs from the memory given (minus what was given back)");
+    if (arena.release_errors != 0 || arena.reclaim_errors != 0)
+        die("a release overlapped another or a reclaim was of memory never given back");
     if (st.errors_detected != 0)
         die("hardened mode reported an error for a correct sequence");
 }
 
 int main(int argc, char **argv)
 {
+    bool give_back;
     const struct heap_ops *ops;
     uint64_t ops_count = 1000000;
     const char *env_seed = getenv("KHEAP_SEED"), *env_ops = getenv("KHEAP_OPS");
@@ -223,7 +226,9 @@ int main(int argc, char **argv)
     /* Non-adjacent growth every 7th time; not for bump, which abandons the old region on each one
      * (documented) and would then spend the run out of memory. */
     arena.gap_every = is_bump ? 0 : 7;
-    env = host_arena_env(&arena);
+    /* A 4th argument "release": the heap gives memory back (arena.c's recording mock environment). */
+    give_back = argc > 4 && strcmp(argv[4], "release") == 0;
+    env = give_back ? host_arena_release_env(&arena) : host_arena_env(&arena);
     h = heap_create(ops, arena.base, ARENA_INITIAL, &env);
     if (h == NULL)
         die("heap_create");

@@ -176,7 +176,7 @@ KTEST_EXPECT_PANIC(hardened_corrupted_free_list_is_caught)
            newest block, followed when that block is freed (rollback). */
         heap_free(h, corrupt_p); /* not the newest: no rollback, nothing to follow */
         corrupted_link = (uintptr_t *)(void *)(corrupt_b - sizeof(uintptr_t));
-        *corrupted_link ^= 0x40;
+        *corrupted_link ^= (uintptr_t)1 << 40; /* far outside the region whatever the layout */
         expect_report("corrupted free list", corrupt_b);
         heap_free(h, corrupt_b);
     } else {

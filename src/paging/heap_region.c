@@ -4,6 +4,7 @@
 #include "memlayout.h"
 #include "panic.h"
 #include "pmm.h"
+#include "tlb.h"
 
 #define PAGE_MASK (PAGE_SIZE - 1)
 
@@ -89,16 +90,28 @@ enum paging_status heap_region_grow(struct heap_region *r, size_t pages, uint64_
     return PAGING_OK;
 }
 
+/* Pages unmapped per TLB shootdown: their frames wait in a local array
+   until every CPU has forgotten them. */
+#define SHRINK_BATCH 32
+
 size_t heap_region_shrink(struct heap_region *r, size_t pages)
 {
     size_t done = 0;
     while (done < pages && r->end > r->base) {
-        uint64_t frame;
-        r->end -= PAGE_SIZE;
-        if (paging_unmap(r->end, &frame) != PAGING_OK)
-            panic("heap_region_shrink: heap page %p was not mapped", (void *)r->end);
-        pmm_free_frame(frame);
-        done++;
+        uint64_t frames[SHRINK_BATCH];
+        size_t n = 0;
+        while (n < SHRINK_BATCH && done < pages && r->end > r->base) {
+            r->end -= PAGE_SIZE;
+            if (paging_unmap(r->end, &frames[n]) != PAGING_OK)
+                panic("heap_region_shrink: heap page %p was not mapped", (void *)r->end);
+            n++;
+            done++;
+        }
+        /* Another CPU may still hold a translation: no frame is reused
+           before every CPU has dropped it. */
+        tlb_shootdown(r->end, n);
+        for (size_t i = 0; i < n; i++)
+            pmm_free_frame(frames[i]);
     }
     return done;
 }

@@ -134,7 +134,7 @@ endfunction()
 # The QEMU settings shared by `run`, `debug` and every kernel test.
 set(KHEAP_QEMU_ARGS
   -DQEMU=${QEMU_SYSTEM_X86_64} -DMEMORY=${QEMU_MEMORY} -DFIRMWARE=${QEMU_FIRMWARE}
-  -DCPU=${QEMU_CPU} -DOVMF_CODE=${OVMF_CODE} -DOVMF_VARS=${OVMF_VARS})
+  -DCPU=${QEMU_CPU} -DSMP=${QEMU_SMP} -DOVMF_CODE=${OVMF_CODE} -DOVMF_VARS=${OVMF_VARS})
 
 # kheap_kernel_test(<image> [EXPECT_FAIL <test>...])
 # Registers CTest test kernel.<image>: boots <image>.iso in QEMU through

@@ -1,6 +1,10 @@
 # Included by the cmake -P scripts that boot an ISO. Defines
 # kheap_qemu_command(<out-var> <iso> <workdir> [extra args...]) from the
-# variables QEMU MEMORY FIRMWARE CPU OVMF_CODE OVMF_VARS.
+# variables QEMU MEMORY FIRMWARE CPU SMP OVMF_CODE OVMF_VARS.
+#
+# SMP CPUs (default 1), run by multi-threaded TCG (one host thread per
+# virtual CPU, -accel tcg,thread=multi) so that CPUs really run in parallel
+# and races can show; docs/measurements.md has the timings.
 #
 # Headless: no display, COM1 on stdio, no reboot (a triple fault ends QEMU
 # with status 0, which never counts as success), and the isa-debug-exit
@@ -9,8 +13,11 @@
 # writable copy of the variable store per run so parallel runs never share it.
 
 function(kheap_qemu_command out iso workdir)
+  if(NOT SMP)
+    set(SMP 1)
+  endif()
   set(cmd ${QEMU}
-    -m ${MEMORY} -cpu ${CPU}
+    -m ${MEMORY} -cpu ${CPU} -smp ${SMP} -accel tcg,thread=multi
     -display none -serial stdio -monitor none -no-reboot -net none
     -device isa-debug-exit,iobase=0xf4,iosize=0x04
     -cdrom ${iso})

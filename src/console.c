@@ -1,11 +1,15 @@
 #include "console.h"
 
 #include "serial.h"
+#include "spinlock.h"
 #include "vga.h"
 
 static bool vga_enabled;
 static char *capture_buf;
 static size_t capture_size, capture_len;
+/* One CPU writes at a time, so lines from several CPUs do not mix
+   mid-chunk. Last in the lock order (spinlock.h): anyone may print. */
+static struct spinlock console_lock = SPINLOCK_INIT("console");
 
 void console_init(void)
 {
@@ -20,6 +24,9 @@ void console_enable_vga(void)
 
 void console_write(const char *s, size_t n)
 {
+    /* Re-entrant on one CPU: a panic inside a write must still print. */
+    bool nested = spin_held(&console_lock);
+    unsigned long flags = nested ? 0 : spin_lock_irqsave(&console_lock);
     serial_write(s, n);
     if (vga_enabled)
         vga_write(s, n);
@@ -28,6 +35,8 @@ void console_write(const char *s, size_t n)
             capture_buf[capture_len++] = s[i];
         capture_buf[capture_len] = '\0';
     }
+    if (!nested)
+        spin_unlock_irqrestore(&console_lock, flags);
 }
 
 void console_capture_begin(char *buf, size_t size)

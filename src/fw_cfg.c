@@ -7,6 +7,7 @@
 #define FW_CFG_PORT_DATA     0x511
 #define FW_CFG_SIGNATURE     0x0000
 #define FW_CFG_RAM_SIZE      0x0003
+#define FW_CFG_NB_CPUS       0x0005
 #define FW_CFG_FILE_DIR      0x0019
 #define FW_CFG_FILE_NAME_LEN 56
 
@@ -50,6 +51,16 @@ uint64_t fw_cfg_ram_size(void)
     fw_cfg_select(FW_CFG_RAM_SIZE);
     fw_cfg_read(&size, sizeof(size));
     return size;
+}
+
+unsigned fw_cfg_cpu_count(void)
+{
+    if (!fw_cfg_present())
+        return 0;
+    uint16_t n; /* little-endian, like the legacy items */
+    fw_cfg_select(FW_CFG_NB_CPUS);
+    fw_cfg_read(&n, sizeof(n));
+    return n;
 }
 
 bool fw_cfg_read_file(const char *name, char *buf, size_t size)

@@ -16,6 +16,8 @@
 bool fw_cfg_present(void);
 /* Returns the RAM size QEMU was started with (-m), or 0 without fw_cfg. */
 uint64_t fw_cfg_ram_size(void);
+/* Returns the number of CPUs QEMU was started with (-smp), or 0 without fw_cfg. */
+unsigned fw_cfg_cpu_count(void);
 /* Copies the file called name into buf (NUL-terminated, truncated to size)
    and returns true, or returns false if there is no such file. */
 bool fw_cfg_read_file(const char *name, char *buf, size_t size);

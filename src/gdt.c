@@ -4,6 +4,8 @@
 
 #include "cpu.h"
 #include "kstring.h"
+#include "panic.h"
+#include "smp.h"
 
 /* Segment descriptor bits (Intel SDM vol. 3, 3.4.5). */
 #define SEG_ACCESSED   (1ull << 40)
@@ -27,18 +29,31 @@ _Static_assert(sizeof(struct tss) == 104, "TSS layout");
 
 extern char df_stack_top[]; /* boot/entry.S: above an unmapped guard page */
 
-static struct tss tss;
-static uint64_t gdt[5] __attribute__((aligned(16)));
-_Static_assert(GDT_TSS / 8 + 2 == sizeof(gdt) / sizeof(gdt[0]), "TSS takes the last two slots");
+#define GDT_ENTRIES 5
+
+/* One GDT and TSS per CPU: the TSS holds the CPU's own IST stack, and a
+   TSS descriptor is marked busy by ltr, so CPUs cannot share one. */
+static struct tss tss_of[SMP_MAX_CPUS];
+static uint64_t gdt_of[SMP_MAX_CPUS][GDT_ENTRIES] __attribute__((aligned(16)));
+_Static_assert(GDT_TSS / 8 + 2 == GDT_ENTRIES, "TSS takes the last two slots");
 
 void gdt_init(void)
 {
-    memset(&tss, 0, sizeof(tss));
-    tss.ist[IST_DOUBLE_FAULT - 1] = (uint64_t)(uintptr_t)df_stack_top;
-    tss.iomap_base = sizeof(tss); /* no I/O permission bitmap */
+    gdt_init_cpu(0, (uint64_t)(uintptr_t)df_stack_top);
+}
 
-    uint64_t base = (uint64_t)(uintptr_t)&tss;
-    uint64_t limit = sizeof(tss) - 1;
+void gdt_init_cpu(unsigned cpu, uint64_t df_stack)
+{
+    if (cpu >= SMP_MAX_CPUS)
+        panic("gdt_init_cpu: CPU %u >= SMP_MAX_CPUS", cpu);
+    struct tss *tss = &tss_of[cpu];
+    uint64_t *gdt = gdt_of[cpu];
+    memset(tss, 0, sizeof(*tss));
+    tss->ist[IST_DOUBLE_FAULT - 1] = df_stack;
+    tss->iomap_base = sizeof(*tss); /* no I/O permission bitmap */
+
+    uint64_t base = (uint64_t)(uintptr_t)tss;
+    uint64_t limit = sizeof(*tss) - 1;
     gdt[0] = 0;
     gdt[GDT_KERNEL_CODE / 8] =
         SEG_PRESENT | SEG_CODE_DATA | SEG_EXECUTABLE | SEG_WRITABLE | SEG_ACCESSED | SEG_LONG_MODE;
@@ -47,7 +62,8 @@ void gdt_init(void)
                        ((base >> 24 & 0xff) << 56);
     gdt[GDT_TSS / 8 + 1] = base >> 32;
 
-    struct descriptor_table_ptr ptr = {.limit = sizeof(gdt) - 1, .base = (uint64_t)(uintptr_t)gdt};
+    struct descriptor_table_ptr ptr = {.limit = GDT_ENTRIES * sizeof(uint64_t) - 1,
+                                       .base = (uint64_t)(uintptr_t)gdt};
     __asm__ volatile("lgdt %0\n\t"
                      "mov %w1, %%ds\n\t"
                      "mov %w1, %%es\n\t"

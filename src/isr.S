@@ -1,5 +1,6 @@
 /*
- * Interrupt entry stubs for vectors 0..47 (32 CPU exceptions, 16 PIC IRQs).
+ * Interrupt entry stubs for vectors 0..47 (32 CPU exceptions, 16 PIC IRQs)
+ * and 0xf0..0xff (inter-processor interrupts).
  * Each stub makes the stack look the same, pushing a zero error code where
  * the CPU does not push one, then the vector number, and jumps to
  * isr_common, which saves the general registers and calls
@@ -70,6 +71,11 @@ ISR_NOERR 44
 ISR_NOERR 45
 ISR_NOERR 46
 ISR_NOERR 47
+
+/* Inter-processor interrupts, vectors 0xf0..0xff. */
+.irp v, 240,241,242,243,244,245,246,247,248,249,250,251,252,253,254,255
+ISR_NOERR \v
+.endr
 
 isr_common:
     pushq   %rax
@@ -160,5 +166,11 @@ isr_stubs:
     .quad isr45
     .quad isr46
     .quad isr47
+
+    .global ipi_stubs
+ipi_stubs:
+.irp v, 240,241,242,243,244,245,246,247,248,249,250,251,252,253,254,255
+    .quad isr\v
+.endr
 
     .section .note.GNU-stack, "", @progbits

@@ -13,6 +13,7 @@
 #include "memlayout.h"
 #include "panic.h"
 #include "pic.h"
+#include "smp.h"
 #include "timer.h"
 #include "trap.h"
 
@@ -80,6 +81,7 @@ static void print_memory_summary(uint64_t pmm_us, uint64_t vmm_us)
 
 _Noreturn void kernel_entry(uint32_t magic, uint64_t info_phys)
 {
+    smp_init_bsp(); /* first: every lock asks which CPU it runs on (GS) */
     console_init();
     kprintf("\nkheap kernel\n");
     if (magic != MB2_BOOTLOADER_MAGIC)
@@ -105,6 +107,10 @@ _Noreturn void kernel_entry(uint32_t magic, uint64_t info_phys)
     kprintf("interrupts on, timer at %d Hz, TSC %llu MHz\n", TIMER_HZ,
             (unsigned long long)(timer_tsc_hz() / 1000000));
     print_memory_summary(tsc_to_us(t1 - t0), tsc_to_us(t2 - t1));
+
+    uint64_t t3 = rdtsc();
+    smp_init(&boot_info);
+    kprintf("smp: start-up took %llu us\n", (unsigned long long)tsc_to_us(rdtsc() - t3));
 
     kernel_heap_init();
     char cap[32];

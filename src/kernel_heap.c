@@ -10,6 +10,8 @@
 #include "paging/heap_region.h"
 #include "paging/pmm.h"
 #include "panic.h"
+#include "smp.h"
+#include "spinlock.h"
 
 /* The kernel heap, behind kmalloc(). */
 static struct kernel_heap kernel_heap;
@@ -26,8 +28,8 @@ struct heap_region *kernel_heap_region(void)
 
 static unsigned long heap_lock(void *ctx)
 {
-    (void)ctx;
-    return irq_save();
+    struct kernel_heap *kh = ctx;
+    return spin_lock_irqsave(&kh->lock);
 }
 
 /* The allocator's "more memory" callback (ctx: the struct kernel_heap):
@@ -77,16 +79,18 @@ _Static_assert(PAGE_SIZE == HEAP_PAGE_SIZE, "the heap library gives back 4 KiB p
    holds the heap lock, and raised by heap_unlock() once the library has
    abandoned the offending operation safely (a bad free ignored, a damaged
    block quarantined). So the panic leaves a consistent heap behind, which
-   lets the tests go on after an expected one. */
-static struct heap_report pending_report;
-static bool report_pending;
+   lets the tests go on after an expected one. Per CPU: the CPU that holds
+   a heap's lock (interrupts off) is the one that records and raises. */
+static struct heap_report pending_report[SMP_MAX_CPUS];
+static bool report_pending[SMP_MAX_CPUS];
 
 static void heap_report(void *ctx, const struct heap_report *r)
 {
     (void)ctx;
-    if (!report_pending) { /* the first error of an operation is the one to show */
-        pending_report = *r;
-        report_pending = true;
+    unsigned cpu = smp_cpu_index();
+    if (!report_pending[cpu]) { /* the first error of an operation is the one to show */
+        pending_report[cpu] = *r;
+        report_pending[cpu] = true;
     }
 }
 
@@ -113,12 +117,17 @@ _Noreturn static void raise_report(const struct heap_report *r)
 
 static void heap_unlock(void *ctx, unsigned long saved)
 {
-    (void)ctx;
-    if (report_pending) {
-        report_pending = false;
-        raise_report(&pending_report);
+    struct kernel_heap *kh = ctx;
+    unsigned cpu = smp_cpu_index();
+    if (report_pending[cpu]) {
+        struct heap_report r = pending_report[cpu];
+        report_pending[cpu] = false;
+        /* Unlocked first: the panic does not return, and the heap must stay
+           usable for whoever catches it. Interrupts stay off, as before. */
+        spin_unlock(&kh->lock);
+        raise_report(&r);
     }
-    irq_restore(saved);
+    spin_unlock_irqrestore(&kh->lock, saved);
 }
 
 /* A per-boot secret for the hardened heap's pointer mangling and canaries:
@@ -144,6 +153,7 @@ static uint64_t secret;
 static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_ops *ops, size_t initial_pages)
 {
     uint64_t start;
+    spin_init(&kh->lock, "heap");
     if (heap_region_grow(&kh->region, initial_pages, &start) != PAGING_OK)
         return NULL;
     struct heap_env env = {
@@ -198,9 +208,9 @@ void kernel_heap_private_destroy(struct kernel_heap *kh)
     if (kh->heap == NULL)
         return;
     kassert(kh != &kernel_heap);
-    unsigned long flags = irq_save(); /* no heap call may be half-way through it */
+    unsigned long flags = spin_lock_irqsave(&kh->lock); /* no heap call may be half-way through it */
     heap_region_shrink(&kh->region,
                        (size_t)((heap_region_end(&kh->region) - heap_region_start(&kh->region)) / PAGE_SIZE));
     kh->heap = NULL;
-    irq_restore(flags);
+    spin_unlock_irqrestore(&kh->lock, flags);
 }

@@ -6,8 +6,9 @@
  * mapped at KERNEL_HEAP_BASE and grows at its end, at least
  * KERNEL_HEAP_GROW_MIN_PAGES at a time, up to a cap: KERNEL_HEAP_MAX from
  * CMake, or by default 7/8 of the RAM that was free at boot. The heap lock
- * disables interrupts and restores the previous state, so kmalloc() may be
- * called from interrupt handlers.
+ * is a spin lock that also disables interrupts and restores the previous
+ * state (spin_lock_irqsave()), so kmalloc() may be called from any CPU and
+ * from interrupt handlers on any CPU.
  *
  * Private heaps (kernel_heap_private_create()) are more of the same in a
  * window of their own (src/memlayout.h): same lock, same hardened-mode
@@ -25,6 +26,7 @@
 #include <stdint.h>
 
 #include "paging/heap_region.h"
+#include "spinlock.h"
 
 struct heap;
 
@@ -56,6 +58,7 @@ struct heap_region *kernel_heap_region(void);
 
 /* A heap of src/alloc/ wired to a heap region of its own. */
 struct kernel_heap {
+    struct spinlock lock; /* the heap lock: first in the lock order (spinlock.h) */
     struct heap_region region;
     struct heap *heap;   /* NULL unless created */
     uint64_t grow_calls; /* times the heap asked the region for more memory */

@@ -7,6 +7,8 @@
  *   0xffffc00000000000  KERNEL_HEAP_BASE: the kernel heap's region (1 TiB)
  *   0xffffd00000000000  KERNEL_PRIVATE_HEAP_BASE: 1024 windows of 1 GiB for private heaps
  *   0xffffe00000000000  KTEST_UNMAPPED_ADDR: never mapped (fault tests)
+ *   0xffffe80000000000  KERNEL_CPU_STACKS_BASE: each CPU's kernel and double-fault stacks
+ *   0xffffef0000000000  LAPIC_MMIO_BASE: the local APIC's registers (xAPIC, uncached)
  *   0xffffffff80000000  KERNEL_VMA: the kernel image (-mcmodel=kernel, top 2 GiB)
  *   0xffffffffff000000  TOP_OF_ADDRESS_SPACE_HEAP_BASE: a heap window ending at the last page
  *   0xfffffffffffff000  ADDRESS_SPACE_LAST_PAGE: never mapped
@@ -55,6 +57,19 @@
 /* A canonical higher-half address the kernel never maps (fault tests). */
 #define KTEST_UNMAPPED_ADDR MEMLAYOUT_U64(0xffffe00000000000)
 
+/* CPU i's stacks live in slot i of CPU_STACK_SLOT bytes: an unmapped
+   guard page, the kernel stack, another guard page, the double-fault (IST1)
+   stack; the rest of the slot stays unmapped. The boot CPU keeps the
+   stacks of boot/entry.S. */
+#define KERNEL_CPU_STACKS_BASE MEMLAYOUT_U64(0xffffe80000000000)
+#define CPU_STACK_SLOT         (MEMLAYOUT_U64(1) << 20) /* 1 MiB per CPU */
+#define CPU_KSTACK_SIZE        (MEMLAYOUT_U64(32) * 1024)
+#define CPU_DFSTACK_SIZE       (MEMLAYOUT_U64(16) * 1024)
+#define CPU_STACK_SLOTS        64
+#define CPU_STACK_SLOT_BASE(i) (KERNEL_CPU_STACKS_BASE + (i)*CPU_STACK_SLOT)
+
+#define LAPIC_MMIO_BASE MEMLAYOUT_U64(0xffffef0000000000)
+
 #define KERNEL_VMA       MEMLAYOUT_U64(0xffffffff80000000)
 /* boot/kernel.ld asserts the image ends below 4 MiB physical, so it ends
    below KERNEL_VMA + KERNEL_IMAGE_MAX. */
@@ -80,7 +95,13 @@ _Static_assert(KERNEL_HEAP_BASE + KERNEL_HEAP_SPAN + PAGE_SIZE <= KERNEL_PRIVATE
                "the kernel heap ends below the first private window's guard page");
 _Static_assert(KERNEL_PRIVATE_HEAP_WINDOW_BASE(KERNEL_PRIVATE_HEAP_WINDOWS) <= KTEST_UNMAPPED_ADDR,
                "the private heap windows end below KTEST_UNMAPPED_ADDR");
-_Static_assert(KTEST_UNMAPPED_ADDR < KERNEL_VMA, "KTEST_UNMAPPED_ADDR is below the kernel image");
+_Static_assert(KTEST_UNMAPPED_ADDR + PAGE_SIZE <= KERNEL_CPU_STACKS_BASE,
+               "the CPU stacks start above KTEST_UNMAPPED_ADDR");
+_Static_assert(2 * PAGE_SIZE + CPU_KSTACK_SIZE + CPU_DFSTACK_SIZE < CPU_STACK_SLOT,
+               "a CPU's stacks and guard pages fit in its slot");
+_Static_assert(CPU_STACK_SLOT_BASE(CPU_STACK_SLOTS) <= LAPIC_MMIO_BASE,
+               "the CPU stacks end below the local APIC");
+_Static_assert(LAPIC_MMIO_BASE + PAGE_SIZE < KERNEL_VMA, "the local APIC page is below the kernel image");
 _Static_assert(KERNEL_VMA + KERNEL_IMAGE_MAX + PAGE_SIZE <= TOP_OF_ADDRESS_SPACE_HEAP_BASE,
                "the kernel image ends below the top window's guard page");
 

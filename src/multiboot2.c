@@ -189,6 +189,14 @@ enum mb2_status mb2_parse(const void *info, uint64_t info_phys, size_t limit, st
             st = parse_mmap(tag, offset, out, err, errlen);
             have_mmap = true;
             break;
+        case MB2_TAG_ACPI_OLD:
+        case MB2_TAG_ACPI_NEW:
+            /* The payload is a copy of the RSDP; acpi_find_cpus() checks it. */
+            if (tag->type == MB2_TAG_ACPI_NEW || out->acpi_rsdp == NULL) {
+                out->acpi_rsdp = tag + 1;
+                out->acpi_rsdp_size = tag->size - sizeof(*tag);
+            }
+            break;
         case MB2_TAG_EFI32:
         case MB2_TAG_EFI64: out->efi_boot = true; break;
         default: break; /* tags we do not need are skipped */

@@ -91,6 +91,10 @@ struct boot_info {
     uint64_t info_phys_start; /* the information block itself, [start, end) */
     uint64_t info_phys_end;
     bool efi_boot; /* an EFI system table tag was present */
+    /* GRUB's copy of the ACPI RSDP (tag 15 "new RSDP" preferred over tag 14
+       "old RSDP"), inside the information block; NULL and 0 when absent. */
+    const void *acpi_rsdp;
+    size_t acpi_rsdp_size;
 };
 
 enum mb2_status {

@@ -5,9 +5,11 @@
 #include "cpu.h"
 #include "gdt.h"
 #include "kprintf.h"
+#include "lapic.h"
 #include "panic.h"
 #include "pic.h"
 #include "qemu.h"
+#include "smp.h"
 
 #define IDT_ENTRIES    256
 #define IDT_STUBS      (TRAP_EXCEPTIONS + TRAP_IRQS)
@@ -27,9 +29,11 @@ struct idt_entry {
 _Static_assert(sizeof(struct idt_entry) == 16, "IDT gate layout");
 
 extern const uint64_t isr_stubs[IDT_STUBS]; /* src/isr.S */
+extern const uint64_t ipi_stubs[TRAP_IPIS]; /* src/isr.S */
 
 static struct idt_entry idt[IDT_ENTRIES] __attribute__((aligned(16)));
 static irq_handler_fn irq_handlers[TRAP_IRQS];
+static irq_handler_fn ipi_handlers[TRAP_IPIS];
 static uint64_t breakpoints;
 static unsigned irq_depth;
 
@@ -106,6 +110,13 @@ void idt_init(void)
 {
     for (unsigned v = 0; v < IDT_STUBS; v++)
         idt_set_gate(v, isr_stubs[v], v == TRAP_DOUBLE_FAULT ? IST_DOUBLE_FAULT : 0);
+    for (unsigned i = 0; i < TRAP_IPIS; i++)
+        idt_set_gate(TRAP_IPI_BASE + i, ipi_stubs[i], 0);
+    idt_load();
+}
+
+void idt_load(void)
+{
     struct descriptor_table_ptr ptr = {.limit = sizeof(idt) - 1, .base = (uint64_t)(uintptr_t)idt};
     __asm__ volatile("lidt %0" : : "m"(ptr) : "memory");
 }
@@ -114,6 +125,12 @@ void irq_set_handler(unsigned irq, irq_handler_fn handler)
 {
     kassert(irq < TRAP_IRQS);
     irq_handlers[irq] = handler;
+}
+
+void ipi_set_handler(unsigned vector, irq_handler_fn handler)
+{
+    kassert(vector >= TRAP_IPI_BASE && vector < TRAP_SPURIOUS);
+    ipi_handlers[vector - TRAP_IPI_BASE] = handler;
 }
 
 static void print_page_fault_bits(uint64_t err)
@@ -129,8 +146,8 @@ static void print_page_fault_bits(uint64_t err)
 
 static void report_exception(const struct trap_frame *f, uint64_t cr2)
 {
-    kprintf("\nEXCEPTION %llu (%s) error code 0x%llx\n", (unsigned long long)f->vector, trap_name(f->vector),
-            (unsigned long long)f->error_code);
+    kprintf("\nEXCEPTION %llu (%s) error code 0x%llx on CPU %u\n", (unsigned long long)f->vector,
+            trap_name(f->vector), (unsigned long long)f->error_code, smp_cpu_index());
     kprintf("  rip %p  rsp %p  rflags 0x%llx  cs 0x%llx\n", (void *)f->rip, (void *)f->rsp,
             (unsigned long long)f->rflags, (unsigned long long)f->cs);
     if (f->vector == TRAP_PAGE_FAULT) {
@@ -153,15 +170,16 @@ static void handle_exception(struct trap_frame *f)
         return;
     }
     report_exception(f, cr2);
-    if (fault_hook != NULL) {
-        struct trap_info info = {
-            .vector = f->vector,
-            .error_code = f->error_code,
-            .rip = f->rip,
-            .cr2 = cr2,
-        };
+    struct trap_info info = {
+        .vector = f->vector,
+        .error_code = f->error_code,
+        .rip = f->rip,
+        .cr2 = cr2,
+    };
+    if (smp_cpu_index() != 0)
+        smp_catch_fault(&info); /* returns only outside a remote call */
+    else if (fault_hook != NULL)
         fault_hook(&info);
-    }
     qemu_exit(QEMU_EXIT_FAILURE);
 }
 
@@ -181,10 +199,23 @@ static void handle_irq(struct trap_frame *f)
 
 void interrupt_dispatch(struct trap_frame *frame);
 
+static void handle_ipi(struct trap_frame *f)
+{
+    if (f->vector == TRAP_SPURIOUS)
+        return; /* the local APIC wants no EOI for it */
+    this_cpu()->ipis++;
+    irq_handler_fn handler = ipi_handlers[f->vector - TRAP_IPI_BASE];
+    if (handler != NULL)
+        handler(f);
+    lapic_eoi();
+}
+
 void interrupt_dispatch(struct trap_frame *frame)
 {
     if (frame->vector < TRAP_EXCEPTIONS)
         handle_exception(frame);
+    else if (frame->vector >= TRAP_IPI_BASE)
+        handle_ipi(frame);
     else
         handle_irq(frame);
 }

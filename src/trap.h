@@ -10,6 +10,13 @@
 #define TRAP_EXCEPTIONS 32 /* vectors 0..31 are CPU exceptions */
 #define TRAP_IRQ_BASE   32 /* PIC IRQ n arrives on vector 32 + n */
 #define TRAP_IRQS       16
+/* Vectors 0xf0..0xff are inter-processor interrupts from local APICs. */
+#define TRAP_IPI_BASE   0xf0
+#define TRAP_IPIS       16
+#define TRAP_IPI_CALL   0xf0 /* wakes a CPU for a remote call (smp.c) */
+#define TRAP_IPI_TLB    0xf1 /* TLB shootdown (tlb.c) */
+#define TRAP_IPI_TEST   0xf2 /* for tests: counts, then EOI */
+#define TRAP_SPURIOUS   0xff /* the local APIC's spurious vector: no EOI */
 
 enum trap_vector {
     TRAP_DIVIDE_ERROR = 0,
@@ -48,10 +55,15 @@ struct trap_info {
 
 typedef void (*irq_handler_fn)(const struct trap_frame *frame);
 
-/* Builds and loads the IDT: every exception vector, IRQs 0..15. */
+/* Builds and loads the IDT: every exception vector, IRQs 0..15, IPIs. */
 void idt_init(void);
+/* Loads the IDT idt_init() built on this CPU (an AP). */
+void idt_load(void);
 /* Installs the handler for PIC IRQ irq (0..15), replacing any previous one. */
 void irq_set_handler(unsigned irq, irq_handler_fn handler);
+/* Installs the handler for IPI vector (TRAP_IPI_BASE..0xfe); it runs with
+   interrupts off and the local APIC's EOI is sent after it returns. */
+void ipi_set_handler(unsigned vector, irq_handler_fn handler);
 /* Returns the exception's name ("Page Fault"), or "Unknown" past vector 31. */
 const char *trap_name(uint64_t vector);
 /* Number of breakpoints (int3) handled since boot; int3 reports and continues. */

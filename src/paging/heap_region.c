@@ -4,6 +4,7 @@
 #include "memlayout.h"
 #include "panic.h"
 #include "pmm.h"
+#include "tlb.h"
 
 #define PAGE_MASK (PAGE_SIZE - 1)
 
@@ -90,20 +91,32 @@ enum paging_status heap_region_grow(struct heap_region *r, size_t pages, uint64_
     return PAGING_OK;
 }
 
+/* Pages unmapped per TLB shootdown: their frames wait in a local array
+   until every CPU has forgotten them. */
+#define SHRINK_BATCH 32
+
 size_t heap_region_shrink(struct heap_region *r, size_t pages)
 {
     size_t done = 0;
     while (done < pages && r->end > r->base) {
-        uint64_t frame, phys;
-        r->end -= PAGE_SIZE;
-        done++;
-        if (r->holes != 0 && !paging_translate(r->end, &phys, NULL)) {
-            r->holes -= PAGE_SIZE; /* a hole the heap gave back */
-            continue;
+        uint64_t frames[SHRINK_BATCH], phys, top = r->end;
+        size_t n = 0;
+        while (n < SHRINK_BATCH && done < pages && r->end > r->base) {
+            r->end -= PAGE_SIZE;
+            done++;
+            if (r->holes != 0 && !paging_translate(r->end, &phys, NULL)) {
+                r->holes -= PAGE_SIZE; /* a hole the heap gave back */
+                continue;
+            }
+            if (paging_unmap(r->end, &frames[n]) != PAGING_OK)
+                panic("heap_region_shrink: heap page %p was not mapped", (void *)r->end);
+            n++;
         }
-        if (paging_unmap(r->end, &frame) != PAGING_OK)
-            panic("heap_region_shrink: heap page %p was not mapped", (void *)r->end);
-        pmm_free_frame(frame);
+        /* Another CPU may still hold a translation: no frame is reused
+           before every CPU has dropped it. */
+        tlb_shootdown(r->end, (size_t)((top - r->end) / PAGE_SIZE));
+        for (size_t i = 0; i < n; i++)
+            pmm_free_frame(frames[i]);
     }
     return done;
 }
@@ -120,12 +133,20 @@ void heap_region_release(struct heap_region *r, uint64_t start, size_t pages)
 {
     if (!inside(r, start, pages))
         panic("heap_region_release: [%p, +%zu pages) is not inside the heap", (void *)start, pages);
-    for (size_t i = 0; i < pages; i++) {
-        uint64_t frame, va = start + i * PAGE_SIZE;
-        if (paging_unmap(va, &frame) != PAGING_OK)
-            panic("heap_region_release: heap page %p was not mapped", (void *)va);
-        pmm_free_frame(frame);
-        r->holes += PAGE_SIZE;
+    /* In batches, like heap_region_shrink(): unmap, make every CPU forget the pages
+       (tlb_shootdown()), and only then free their frames. */
+    for (size_t done = 0; done < pages;) {
+        uint64_t frames[SHRINK_BATCH], first = start + done * PAGE_SIZE;
+        size_t n = 0;
+        for (; n < SHRINK_BATCH && done < pages; n++, done++) {
+            uint64_t va = start + done * PAGE_SIZE;
+            if (paging_unmap(va, &frames[n]) != PAGING_OK)
+                panic("heap_region_release: heap page %p was not mapped", (void *)va);
+        }
+        tlb_shootdown(first, n);
+        for (size_t i = 0; i < n; i++)
+            pmm_free_frame(frames[i]);
+        r->holes += n * PAGE_SIZE;
     }
 }
 

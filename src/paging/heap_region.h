@@ -62,9 +62,10 @@ uint64_t heap_region_set_limit(struct heap_region *r, uint64_t max_bytes);
    half-way (an interrupt took some after that check), the pages mapped so
    far are unmapped and freed: only page tables created on the way stay. */
 enum paging_status heap_region_grow(struct heap_region *r, size_t pages, uint64_t *start);
-/* Unmaps up to pages pages from the end and frees their frames; returns how
-   many pages of the window it moved end back over (holes included, which it
-   skips). Page tables stay (for the next growth). */
+/* Unmaps up to pages pages from the end, makes every CPU forget them
+   (tlb_shootdown(), in batches) and only then frees their frames; returns
+   how many pages of the window it moved end back over (holes included,
+   which it skips). Page tables stay (for the next growth). */
 size_t heap_region_shrink(struct heap_region *r, size_t pages);
 /* Punches a hole: unmaps the pages [start, start + pages * PAGE_SIZE),
    which must lie below the end and all be mapped, and frees their frames;

@@ -9,6 +9,7 @@
 #include "kstring.h"
 #include "memlayout.h"
 #include "pmm.h"
+#include "spinlock.h"
 
 #define ENTRIES_PER_TABLE  512
 #define PAGING_LEVELS      4 /* PML4, PDPT, PD, PT */
@@ -30,6 +31,10 @@ static uint64_t level_page_size(int level)
 
 static uint64_t root_phys;
 static bool low_frames_only;
+/* Serialises changes to the page tables (lock order: spinlock.h). Readers
+   (walk, translate) do not take it: tables are only ever added, and an
+   entry is written with one 64-bit store. */
+static struct spinlock paging_lock = SPINLOCK_INIT("page tables");
 
 void paging_set_root(uint64_t pml4_phys)
 {
@@ -125,7 +130,7 @@ static uint64_t new_table(void)
     return frame;
 }
 
-enum paging_status paging_map_page(uint64_t virt, uint64_t phys, uint64_t flags, uint64_t page_size)
+static enum paging_status map_page_locked(uint64_t virt, uint64_t phys, uint64_t flags, uint64_t page_size)
 {
     int leaf_level;
     if (page_size == PAGE_SIZE)
@@ -191,6 +196,14 @@ enum paging_status paging_map_page(uint64_t virt, uint64_t phys, uint64_t flags,
     return PAGING_OK;
 }
 
+enum paging_status paging_map_page(uint64_t virt, uint64_t phys, uint64_t flags, uint64_t page_size)
+{
+    unsigned long saved = spin_lock_irqsave(&paging_lock);
+    enum paging_status st = map_page_locked(virt, phys, flags, page_size);
+    spin_unlock_irqrestore(&paging_lock, saved);
+    return st;
+}
+
 uint64_t paging_tables_needed(uint64_t virt, size_t pages)
 {
     uint64_t bytes, last;
@@ -229,7 +242,7 @@ enum paging_status paging_map(uint64_t virt, uint64_t phys, uint64_t flags)
     return paging_map_page(virt, phys, flags, PAGE_SIZE);
 }
 
-enum paging_status paging_unmap(uint64_t virt, uint64_t *phys)
+static enum paging_status unmap_locked(uint64_t virt, uint64_t *phys)
 {
     if (!paging_is_canonical(virt))
         return PAGING_ERR_NON_CANONICAL;
@@ -255,4 +268,47 @@ enum paging_status paging_unmap(uint64_t virt, uint64_t *phys)
         return PAGING_OK;
     }
     return PAGING_ERR_NOT_MAPPED;
+}
+
+enum paging_status paging_unmap(uint64_t virt, uint64_t *phys)
+{
+    unsigned long saved = spin_lock_irqsave(&paging_lock);
+    enum paging_status st = unmap_locked(virt, phys);
+    spin_unlock_irqrestore(&paging_lock, saved);
+    return st;
+}
+
+static bool table_empty(uint64_t table)
+{
+    const uint64_t *t = table_at(table);
+    for (unsigned i = 0; i < ENTRIES_PER_TABLE; i++) {
+        if (t[i] & PTE_PRESENT)
+            return false;
+    }
+    return true;
+}
+
+size_t paging_free_empty_tables(uint64_t virt)
+{
+    if (!paging_is_canonical(virt))
+        return 0;
+    unsigned long saved = spin_lock_irqsave(&paging_lock);
+    /* The path from the PML4 down to the page table of virt. */
+    uint64_t path[PAGING_LEVELS] = {paging_root()};
+    int depth = 1;
+    for (int level = 3; level > 0; level--, depth++) {
+        uint64_t entry = table_at(path[depth - 1])[table_index(virt, level)];
+        if (!(entry & PTE_PRESENT) || (level <= 2 && (entry & PTE_HUGE)))
+            break;
+        path[depth] = entry & PTE_ADDR_MASK;
+    }
+    /* Free from the bottom up while a table is empty; never the PML4. */
+    size_t freed = 0;
+    for (int i = depth - 1; i > 0 && table_empty(path[i]); i--) {
+        table_at(path[i - 1])[table_index(virt, 4 - i)] = 0;
+        pmm_free_frame(path[i]);
+        freed++;
+    }
+    spin_unlock_irqrestore(&paging_lock, saved);
+    return freed;
 }

@@ -8,6 +8,10 @@
  *   63      48 47    39 38    30 29    21 20    12 11         0
  *  | sign ext | PML4   | PDPT   | PD     | PT     | offset      |
  *
+ * Changes to the tables are serialised by one spin lock (spinlock.h has the
+ * lock order); unmapping changes only this CPU's TLB: tlb_shootdown()
+ * (tlb.h) makes every CPU forget a range before its frames are reused.
+ *
  * Bits 63..48 must copy bit 47 (a "canonical" address). A PDPT entry with
  * PS set maps a 1 GiB page (offset = bits 29..0), a PD entry with PS set a
  * 2 MiB page (offset = bits 20..0), a PT entry a 4 KiB page.
@@ -100,6 +104,14 @@ enum paging_status paging_map(uint64_t virt, uint64_t phys, uint64_t flags);
    address inside a huge page. Intermediate tables stay. A refusal changes
    nothing. */
 enum paging_status paging_unmap(uint64_t virt, uint64_t *phys);
+
+/* Frees the page tables on the path to virt that map nothing any more,
+   from the page table up (never the PML4), and clears the entries that
+   pointed to them; returns how many were freed. The caller must have
+   shot down virt on every CPU first (tlb_shootdown()): paging-structure
+   caches may still hold the path. Changes nothing when every table on
+   the path still maps something. */
+size_t paging_free_empty_tables(uint64_t virt);
 
 /* While on, new page tables come from below 4 GiB (pmm_alloc_frame_low()):
    needed while only the boot direct map (first 4 GiB) exists. */

@@ -43,6 +43,7 @@
 #include "kstring.h"
 #include "memlayout.h"
 #include "panic.h"
+#include "spinlock.h"
 
 #define PMM_MAX_RANGES      128
 #define LOW_MEMORY_END      0x100000ull    /* first 1 MiB: BIOS, VGA, real-mode leftovers */
@@ -73,6 +74,10 @@ static uint32_t *free_stack;
 static uint64_t low_top, high_bottom, free_cap;
 static struct phys_range metadata;
 static struct pmm_stats stats;
+/* Guards everything above once CPUs run in parallel; taken with interrupts
+   off (frames are allocated from interrupt handlers too). Lock order:
+   spinlock.h. */
+static struct spinlock pmm_lock = SPINLOCK_INIT("frame allocator");
 
 _Static_assert(PMM_PHYS_LIMIT / PAGE_SIZE - 1 <= UINT32_MAX,
                "a free stack entry (uint32_t) must hold every frame number below PMM_PHYS_LIMIT");
@@ -290,14 +295,14 @@ static void mark_allocated(uint64_t frame)
 }
 
 /* Common end of the single-frame allocators: records the outcome and
-   restores the interrupt state taken by the caller's irq_save(). */
+   releases the lock taken by the caller. */
 static uint64_t finish_alloc(uint64_t frame, unsigned long flags)
 {
     if (frame != PMM_NO_FRAME)
         mark_allocated(frame);
     else
         stats.failed_allocs++;
-    irq_restore(flags);
+    spin_unlock_irqrestore(&pmm_lock, flags);
     return frame;
 }
 
@@ -315,7 +320,7 @@ static uint64_t take_top_frontier(uint64_t min)
 
 uint64_t pmm_alloc_frame(void)
 {
-    unsigned long flags = irq_save();
+    unsigned long flags = spin_lock_irqsave(&pmm_lock);
     uint64_t frame = PMM_NO_FRAME;
     if (high_bottom < free_cap)
         frame = (uint64_t)free_stack[high_bottom++] * PAGE_SIZE;
@@ -330,7 +335,7 @@ uint64_t pmm_alloc_frame(void)
 
 uint64_t pmm_alloc_frame_low(void)
 {
-    unsigned long flags = irq_save();
+    unsigned long flags = spin_lock_irqsave(&pmm_lock);
     uint64_t frame = PMM_NO_FRAME;
     while (low_cursor < nranges && ranges[low_cursor].lo == ranges[low_cursor].hi)
         low_cursor++;
@@ -345,7 +350,7 @@ uint64_t pmm_alloc_frame_low(void)
 
 uint64_t pmm_alloc_contiguous(size_t n)
 {
-    unsigned long flags = irq_save();
+    unsigned long flags = spin_lock_irqsave(&pmm_lock);
     uint64_t frame = PMM_NO_FRAME;
     uint64_t bytes;
     if (__builtin_mul_overflow((uint64_t)n, PAGE_SIZE, &bytes))
@@ -361,7 +366,7 @@ uint64_t pmm_alloc_contiguous(size_t n)
     }
     if (frame == PMM_NO_FRAME)
         stats.failed_allocs++;
-    irq_restore(flags);
+    spin_unlock_irqrestore(&pmm_lock, flags);
     return frame;
 }
 
@@ -405,9 +410,11 @@ static bool return_to_frontier(uint64_t frame)
 
 void pmm_free_frame(uint64_t frame)
 {
-    unsigned long flags = irq_save();
-    if (!pmm_frame_allocated(frame))
+    unsigned long flags = spin_lock_irqsave(&pmm_lock);
+    if (!pmm_frame_allocated(frame)) {
+        spin_unlock_irqrestore(&pmm_lock, flags); /* the tests go on after this panic */
         panic("pmm_free_frame: %p is not an allocated frame (double free or bad address)", (void *)frame);
+    }
     uint64_t pfn = frame / PAGE_SIZE;
     bitmap[pfn / BITS_PER_WORD] &= ~(1ull << (pfn % BITS_PER_WORD));
     if (!return_to_frontier(frame)) {
@@ -418,14 +425,14 @@ void pmm_free_frame(uint64_t frame)
             free_stack[low_top++] = (uint32_t)pfn;
     }
     stats.free_frames++;
-    irq_restore(flags);
+    spin_unlock_irqrestore(&pmm_lock, flags);
 }
 
 struct pmm_stats pmm_stats(void)
 {
-    unsigned long flags = irq_save();
+    unsigned long flags = spin_lock_irqsave(&pmm_lock);
     struct pmm_stats s = stats;
-    irq_restore(flags);
+    spin_unlock_irqrestore(&pmm_lock, flags);
     return s;
 }
 

@@ -58,7 +58,8 @@ size_t pmm_usable_ranges(const struct boot_info *bi, const struct phys_range *wi
    failed_allocs) when none is free. Which high or low frame is not
    specified (recently freed ones first). Keeps the scarce memory below
    4 GiB (boot direct map, pmm_alloc_frame_low(), 32-bit devices) for last.
-   O(1). Interrupt-safe. */
+   O(1). Safe from interrupt handlers and from several CPUs (the frame
+   allocator's spin lock). */
 uint64_t pmm_alloc_frame(void);
 /* Returns a frame below 4 GiB, taken from the lowest never-used memory
    or, once that is used up, from the freed low frames, or PMM_NO_FRAME.

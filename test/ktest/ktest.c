@@ -17,6 +17,7 @@
 #include "cpu.h"
 #include "fw_cfg.h"
 #include "kernel.h"
+#include "ksetjmp.h"
 #include "kstring.h"
 #include "panic.h"
 #include "qemu.h"
@@ -26,12 +27,6 @@
 #define KTEST_MAX       512
 #define KTEST_SKIP_FILE "opt/kheap/ktest-skip"
 #define REASON_MAX      200
-
-struct kjmp_buf {
-    uint64_t rbx, rbp, r12, r13, r14, r15, rsp, rip;
-};
-int ksetjmp(struct kjmp_buf *buf) __attribute__((returns_twice));
-_Noreturn void klongjmp(struct kjmp_buf *buf, int value);
 
 extern const struct ktest __ktests_start[], __ktests_end[];
 

@@ -1,5 +1,6 @@
 /*
- * setjmp/longjmp for the test harness: saves and restores the callee-saved
+ * setjmp/longjmp (src/ksetjmp.h), for the test harness and for remote calls
+ * that must survive a fault (src/smp.c): saves and restores the callee-saved
  * registers, the stack pointer and the return address (System V AMD64).
  *   int ksetjmp(struct kjmp_buf *buf);                 returns 0, then the
  *   _Noreturn void klongjmp(struct kjmp_buf *buf, int value);  value (1 if 0)

@@ -76,20 +76,22 @@ struct heap_env host_arena_env(struct host_arena *a)
     return (struct heap_env){.ctx = a, .grow = host_arena_grow};
 }
 
-/* Appends [lo, hi) to the released ranges without touching the pages (a piece left by a reclaim). */
-static void host_arena_release_record(struct host_arena *a, uintptr_t lo, uintptr_t hi)
+/* Appends [lo, hi) to the released ranges without touching the pages (also a piece left by a
+ * reclaim). Returns false, counting a release error, if there is no memory for the record. */
+static bool host_arena_release_record(struct host_arena *a, uintptr_t lo, uintptr_t hi)
 {
     if (a->nreleased == a->released_cap) {
         size_t cap = a->released_cap ? 2 * a->released_cap : 64;
         struct host_range *r = realloc(a->released, cap * sizeof(*r));
         if (r == NULL) {
             a->release_errors++;
-            return;
+            return false;
         }
         a->released = r;
         a->released_cap = cap;
     }
     a->released[a->nreleased++] = (struct host_range){lo, hi};
+    return true;
 }
 
 bool host_arena_overlaps_released(const struct host_arena *a, const void *p, size_t n)
@@ -112,17 +114,8 @@ void host_arena_release(void *ctx, void *start, size_t len)
         a->release_errors++;
         return;
     }
-    if (a->nreleased == a->released_cap) {
-        size_t cap = a->released_cap ? 2 * a->released_cap : 64;
-        struct host_range *r = realloc(a->released, cap * sizeof(*r));
-        if (r == NULL) {
-            a->release_errors++;
-            return;
-        }
-        a->released = r;
-        a->released_cap = cap;
-    }
-    a->released[a->nreleased++] = (struct host_range){lo, hi};
+    if (!host_arena_release_record(a, lo, hi))
+        return;
     a->released_bytes += len;
     madvise(start, len, MADV_DONTNEED);
     mprotect(start, len, PROT_NONE);

@@ -48,26 +48,12 @@ KTEST_EXPECT_PANIC(non_canonical_access_is_general_protection)
     (void)*p;
 }
 
-/* Recurses with large frames until the stack runs into its guard page. The
-   depth limit only exists so the compiler cannot prove infinite recursion. */
-static volatile unsigned long recursion_limit = ~0ul;
-
-static unsigned long overflow_stack(unsigned long depth)
-{
-    volatile char frame[512];
-    frame[0] = (char)depth;
-    if (depth >= recursion_limit)
-        return depth;
-    unsigned long (*volatile self)(unsigned long) = overflow_stack;
-    return self(depth + 1) + (unsigned long)frame[0];
-}
-
 KTEST_EXPECT_PANIC(stack_overflow_ends_in_double_fault)
 {
     /* The page fault on the guard page cannot push its frame on the same
        stack, so the CPU raises a double fault, which runs on IST1. */
     ktest_expect_exception(TRAP_DOUBLE_FAULT);
-    overflow_stack(0);
+    ktest_overflow_stack();
 }
 
 KTEST(timer_ticks_advance)

@@ -123,24 +123,10 @@ KTEST(smp_ap_stacks_sit_above_unmapped_guard_pages)
     }
 }
 
-/* Recurses with large frames until the stack runs into its guard page (the
-   limit only keeps the compiler from proving infinite recursion). */
-static volatile unsigned long recursion_limit = ~0ul;
-
-static unsigned long overflow_stack(unsigned long depth)
-{
-    volatile char frame[512];
-    frame[0] = (char)depth;
-    if (depth >= recursion_limit)
-        return depth;
-    unsigned long (*volatile self)(unsigned long) = overflow_stack;
-    return self(depth + 1) + (unsigned long)frame[0];
-}
-
 static void overflow(void *arg)
 {
     (void)arg;
-    overflow_stack(0);
+    ktest_overflow_stack();
 }
 
 KTEST(ap_stack_overflow_is_a_double_fault_on_its_own_ist)

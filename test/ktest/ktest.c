@@ -272,3 +272,22 @@ _Noreturn void kernel_main(void)
     kprintf("# ktest: %zu passed, %zu failed\n", passed, failed);
     qemu_exit(failed == 0 ? QEMU_EXIT_SUCCESS : QEMU_EXIT_FAILURE);
 }
+
+/* The depth limit only keeps the compiler from proving infinite recursion;
+   the call through a volatile pointer keeps every frame. */
+static volatile unsigned long overflow_limit = ~0ul;
+
+static unsigned long overflow_frames(unsigned long depth)
+{
+    volatile char frame[512];
+    frame[0] = (char)depth;
+    if (depth >= overflow_limit)
+        return depth;
+    unsigned long (*volatile self)(unsigned long) = overflow_frames;
+    return self(depth + 1) + (unsigned long)frame[0];
+}
+
+void ktest_overflow_stack(void)
+{
+    overflow_frames(0);
+}

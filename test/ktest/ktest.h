@@ -77,6 +77,10 @@ void ktest_expect_panic_containing(const char *text);
 #define KTEST_MAX_DEFERRED 16
 void ktest_defer(void (*fn)(void *arg), void *arg);
 
+/* Recurses with large frames until the running stack overflows into its
+   guard page (for tests that expect the double fault); never returns. */
+void ktest_overflow_stack(void);
+
 /* Prints a KTAP diagnostic line ("# ...") for the running test. */
 void ktest_log(const char *fmt, ...) KPRINTF_FORMAT(1, 2);
 

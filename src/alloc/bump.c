@@ -72,7 +72,6 @@ struct bump {
     uintptr_t last;     /* user pointer of the most recent live block, or 0 */
     size_t live;        /* live allocations, in every region */
     uintptr_t rel_end;  /* giving memory back: [end, rel_end) was given back at a reset; 0 if not */
-    bool release;       /* env gives memory back (release_enable) */
 };
 
 _Static_assert(sizeof(struct bump_hdr) == 16, "bump header layout");
@@ -563,11 +562,11 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
     bool intact;
 
     if (room < BUMP_HDR_SIZE)
-        return bump_alloc_reclaim(b, size, align, usable);
+        return NULL;
     room -= BUMP_HDR_SIZE;
     pad = heap_pad_to(b->next + BUMP_HDR_SIZE, align);
     if (pad > room || rsize > room - pad)
-        return bump_alloc_reclaim(b, size, align, usable);
+        return NULL;
     p = b->next + BUMP_HDR_SIZE + pad;
     intact = hard_check_reused(b, p, rsize); /* before the header is written over reused memory */
     hdr = hdr_of((void *)p);
@@ -585,8 +584,20 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
     return (void *)p;
 }
 
-/* Counts ptr dead; rolls next back if ptr was the last block, resets the region if none is live. */
-static size_t bump_free(struct heap *h, void *ptr)
+/* alloc() of bump_releasing_ops: bump_alloc(), and if the region is too small although a reset gave
+ * its tail back (and no corruption was met), reclaims and retries. */
+static void *bump_alloc_releasing(struct heap *h, size_t size, size_t align, size_t *usable)
+{
+    void *p = bump_alloc(h, size, align, usable);
+
+    if (heap_unlikely(p == NULL) && to_bump(h)->rel_end != 0 && !heap_hard_aborted(h))
+        return bump_alloc_reclaim(to_bump(h), size, align, usable);
+    return p;
+}
+
+/* Counts ptr dead; rolls next back if ptr was the last block, resets the region if none is live
+ * (releasing: bump_releasing_ops, giving its tail back). */
+static inline __attribute__((always_inline)) size_t bump_free_body(struct heap *h, void *ptr, bool releasing)
 {
     struct bump *b = to_bump(h);
     struct bump_hdr *hdr = hdr_of(ptr);
@@ -598,7 +609,7 @@ static size_t bump_free(struct heap *h, void *ptr)
         hard_before_reset(b);
         b->next = b->start;
         b->last = 0;
-        if (b->release)
+        if (releasing)
             bump_release_tail(b);
     } else if ((uintptr_t)ptr == b->last) {
         uintptr_t end = b->next;
@@ -607,6 +618,16 @@ static size_t bump_free(struct heap *h, void *ptr)
         hard_after_rollback(b, ptr, end);
     }
     return size;
+}
+
+static size_t bump_free(struct heap *h, void *ptr)
+{
+    return bump_free_body(h, ptr, false);
+}
+
+static size_t bump_free_releasing(struct heap *h, void *ptr)
+{
+    return bump_free_body(h, ptr, true);
 }
 
 /* The last block can grow or shrink by moving next; any block can shrink in place. */
@@ -704,24 +725,23 @@ static size_t bump_walk(const struct heap *h, heap_walk_fn fn, void *ctx)
     return n;
 }
 
+static void bump_release_enable(struct heap *h);
+
+/* The vtable, and its releasing twin (the same but for alloc and free), which release_enable installs:
+ * a heap without env.release never tests for giving memory back. */
+#define BUMP_OPS(alloc_fn, free_fn)                                                              \
+    {                                                                                            \
+        .name = "bump", .grow_overhead = BUMP_HDR_SIZE + 2 * HEAP_MIN_ALIGN, .arena = true,      \
+        .init = bump_init, .alloc = alloc_fn, .free = free_fn, .resize = bump_resize,            \
+        .usable_size = bump_usable_size, .add_memory = bump_add_memory, .check = bump_check,     \
+        .validate = BUMP_OPS_VALIDATE, .walk = bump_walk, .release_enable = bump_release_enable, \
+    }
+
+const struct heap_ops heap_bump_ops = BUMP_OPS(bump_alloc, bump_free);
+static const struct heap_ops bump_releasing_ops = BUMP_OPS(bump_alloc_releasing, bump_free_releasing);
+
 /* release_enable (heap_backend.h): resets give the region's tail back from now on. */
 static void bump_release_enable(struct heap *h)
 {
-    to_bump(h)->release = true;
+    h->ops = &bump_releasing_ops;
 }
-
-const struct heap_ops heap_bump_ops = {
-    .name = "bump",
-    .grow_overhead = BUMP_HDR_SIZE + 2 * HEAP_MIN_ALIGN,
-    .arena = true,
-    .init = bump_init,
-    .alloc = bump_alloc,
-    .free = bump_free,
-    .resize = bump_resize,
-    .usable_size = bump_usable_size,
-    .add_memory = bump_add_memory,
-    .check = bump_check,
-    .validate = BUMP_OPS_VALIDATE,
-    .walk = bump_walk,
-    .release_enable = bump_release_enable,
-};

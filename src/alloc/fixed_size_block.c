@@ -294,7 +294,6 @@ static void init_hard(struct fsb *f, struct heap *fallback, uint64_t secret)
 {
     f->common.hard.owner = &f->common;
     f->common.hard.secret = secret;
-    fallback->ops = &heap_linked_list_ops;
     heap_ll_embed(fallback, &f->common, fallback_internal);
     for (unsigned c = 0; c < FSB_NCLASSES; c++)
         f->hard->divides[c] = UINT64_MAX / class_size[c] + 1;
@@ -704,7 +703,7 @@ static struct heap *fsb_init(void *mem, size_t size, uint64_t secret)
 static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
 {
     size_t usable;
-    struct fsb_slab *s = heap_linked_list_ops.alloc(f->fallback, FSB_SLAB_USABLE, FSB_SLAB_SIZE, &usable);
+    struct fsb_slab *s = f->fallback->ops->alloc(f->fallback, FSB_SLAB_USABLE, FSB_SLAB_SIZE, &usable);
 
     if (s == NULL)
         return NULL;
@@ -764,7 +763,7 @@ static inline void *slab_take(struct fsb *f, struct fsb_slab *s, unsigned cls)
 static void *large_alloc(struct fsb *f, size_t size, size_t align, size_t *usable)
 {
     void *p =
-        heap_linked_list_ops.alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE, usable);
+        f->fallback->ops->alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE, usable);
 
     large_clear_magic(p);
     return p;
@@ -857,10 +856,10 @@ static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable
  * when that free gave pages back, the heap is draining, so the large-block cache, which would pin its
  * blocks' pages and keep their neighbours apart, is flushed into the fallback too, and large frees
  * bypass the cache until the next large allocation or new slab (fsb_alloc_slow). */
-static size_t fallback_free(struct fsb *f, void *p)
+static __attribute__((noinline)) size_t fallback_free(struct fsb *f, void *p)
 {
     uint64_t before = f->common.counts.pages_released;
-    size_t u = heap_linked_list_ops.free(f->fallback, p);
+    size_t u = f->fallback->ops->free(f->fallback, p);
 
     if (heap_unlikely(f->common.counts.pages_released != before)) {
         f->draining = true;

@@ -102,13 +102,13 @@
  * (ll_alloc_released) first reclaims the released pages the new block and the header and record of
  * the remainder need -- if that fails the allocation fails with nothing changed -- then splits as
  * usual and hands the rest of the range to the padding and the remainder as their records. Resize
- * into a flagged neighbour reclaims its whole range first; a tail cut off a used block that merges
- * with a flagged neighbour takes over its record. Memory added by growth is never released at once.
- * Hardened mode: the poison span lies in the kept prefix, so released pages (which lose their
- * poison and come back as zeroes) are never verified as poison; a remainder carved from reclaimed
- * memory is poisoned as usual. validate() treats a pointer whose header lies in a released page as a
- * stale pointer into freed memory (double free) without reading it; validate() also checks the
- * records of the neighbours a free will merge, and alloc() the record of the block it reclaims for.
+ * into a flagged neighbour reclaims the same way (only what the grown block needs); a tail cut off a used
+ * block that merges with a flagged neighbour takes over its record. Memory added by growth is never released
+ * at once. Hardened mode: the poison span lies in the kept prefix, so released pages (which lose their poison
+ * and come back as zeroes) are never verified as poison; a remainder carved from reclaimed memory is poisoned
+ * as usual. validate() treats a pointer whose header lies in a released page as a stale pointer into freed
+ * memory (double free) without reading it; validate() also checks the records of the neighbours a free will
+ * merge, and alloc() the record of the block it reclaims for.
  *
  * All hardened-mode code is in one section below ("Hardened mode: the hooks"), which ends in empty
  * stubs for the plain build; the allocator after it reads the same in both modes.
@@ -944,15 +944,26 @@ static size_t ll_free_releasing(struct heap *h, void *ptr)
     return ll_free_body(h, ptr, true);
 }
 
-/* Makes flagged free block f mapped throughout again; false (nothing changed) if env refuses. */
-static bool ll_reclaim_all(struct ll *l, struct ll_block *f)
+/* ll_resize() of used block b to asize bytes into its flagged free successor (which has room):
+ * reclaims only the released pages the grown block and the remainder's header and record need (false,
+ * nothing changed, if env refuses), and leaves the rest of the range to the remainder. */
+static __attribute__((noinline)) bool ll_resize_released(struct ll *l, struct ll_block *b, size_t asize)
 {
-    uintptr_t lo, hi;
+    struct ll_block *next = ll_next_block(b);
+    uintptr_t end = (uintptr_t)next + ll_block_size(next), rem = (uintptr_t)b + asize, lo, hi, need;
+    bool split = end - rem >= LL_MIN_BLOCK; /* ll_trim's rule */
 
-    ll_rel_get(f, &lo, &hi); /* validated before any resize (validate) */
-    if (!heap_reclaim_pages(l->envh, lo, hi))
+    ll_rel_get(next, &lo, &hi); /* validated before any resize (validate) */
+    need = split ? heap_page_up_off(rem, LL_REC_END) : end;
+    if (need > lo && !heap_reclaim_pages(l->envh, lo, need < hi ? need : hi))
         return false;
-    f->size &= ~LL_RELEASED;
+    next->size &= ~LL_RELEASED;
+    ll_tree_remove(&l->tree, (struct ll_free *)next);
+    b->size += ll_block_size(next);
+    ll_next_block(b)->size |= LL_PREV_INUSE;
+    ll_trim(l, b, asize, 0, NULL, true);
+    if (split)
+        ll_rel_set(ll_block_at(rem), need > lo ? need : lo, hi);
     return true;
 }
 
@@ -971,8 +982,8 @@ static bool ll_resize(struct heap *h, void *ptr, size_t size)
     next = ll_next_block(b);
     if ((next->size & LL_INUSE) || cur + ll_block_size(next) < asize)
         return false;
-    if (heap_unlikely(next->size & LL_RELEASED) && !ll_reclaim_all(l, next))
-        return false;
+    if (heap_unlikely(next->size & LL_RELEASED))
+        return ll_resize_released(l, b, asize);
     ll_tree_remove(&l->tree, (struct ll_free *)next); /* links validated by validate() before any resize */
     b->size += ll_block_size(next);
     ll_next_block(b)->size |= LL_PREV_INUSE;

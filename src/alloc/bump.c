@@ -514,16 +514,18 @@ static struct heap *bump_init(void *mem, size_t size, uint64_t secret)
 
 static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usable);
 
-/* bump_alloc() found the region too small: if a reset gave its tail back, reclaims as much of it as
- * the request needs (at least HEAP_TRIM_THRESHOLD more, so that a run of small allocations does not
- * reclaim page by page) and retries; NULL if nothing was given back or env refuses (nothing changed). */
+/* bump_alloc() found the region too small: if a reset gave its tail back and the request fits in
+ * what is left of the region with it, reclaims as much of the tail as the request needs (at least
+ * HEAP_TRIM_THRESHOLD more, so that a run of small allocations does not reclaim page by page) and
+ * retries; NULL (nothing changed) if nothing was given back, the request would not fit anyway (growth
+ * adjacent to the tail reclaims it then: bump_add_memory), or env refuses. */
 static __attribute__((noinline)) void *bump_alloc_reclaim(struct bump *b, size_t size, size_t align,
                                                           size_t *usable)
 {
     size_t want = BUMP_HDR_SIZE + size + align; /* <= HEAP_MAX_REQUEST + small: no overflow */
     uintptr_t to = heap_page_up_off(b->next, want > HEAP_TRIM_THRESHOLD ? want : HEAP_TRIM_THRESHOLD);
 
-    if (b->rel_end == 0)
+    if (b->rel_end == 0 || want > b->rel_end - b->next)
         return NULL;
     if (to > b->rel_end)
         to = b->rel_end;

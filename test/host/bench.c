@@ -1,10 +1,15 @@
 /*
  * bench.c - kheap-bench: every backend and the system malloc on the same workloads, in one process.
  *
- * Usage: kheap-bench [reps] [--plain-only] [--only NAME] [--workload a|b|c]
+ * Usage: kheap-bench [reps] [--plain-only] [--only NAME] [--workload a|b|c] [--release] [--burst]
  *   reps: timed repetitions after 1 warm-up (default 5; the median is reported). --only runs just the
  *   allocators whose name starts with NAME (e.g. for `perf stat` of one backend), --workload just one
- *   workload (the others print 0); both are passed on to the hardened twin.
+ *   workload (the others print 0); both are passed on to the hardened twin. --release: our heaps give
+ *   memory back through arena.c's recording environment (host_arena_release_env: its bookkeeping and
+ *   the madvise/mprotect calls are part of the cost). --burst: instead of a-d, workload e only (our
+ *   heaps; with --release to give memory back): BURST_ROUNDS rounds of allocating 64 MiB in mixed sizes (16 B
+ * .. 64 KiB, every 16th 1 MiB) with a 64 B block allocated after them and freed last, then freeing the burst
+ * in random order; ops = allocations + frees.
  *
  * Workloads (sizes and slot choices are pre-generated from fixed seeds, outside the timed region):
  *   a  1,000,000 x { p = alloc(8..64 B); free(p) }                           ops = 2,000,000
@@ -45,12 +50,20 @@
 #define RESERVE      ((size_t)4 << 30)
 #define BUMP_C_LIMIT ((size_t)1 << 30)
 #define MAX_REPS     31
+#define BURST_BYTES  ((size_t)64 << 20)
+#define BURST_MAX    20000
+#define BURST_ROUNDS 4
 
 static uint32_t sizes_ab[N_AB];
 static uint32_t c_slot[C_STEPS];
 static uint32_t c_size[C_STEPS];
 static void *slots[C_SLOTS];
 static uint32_t slot_size[C_SLOTS]; /* requested size of each live slot (footprint pass only) */
+
+static uint32_t burst_size[BURST_MAX], burst_order[BURST_MAX];
+static void *burst_p[BURST_MAX];
+static int burst_n;
+static int give_back; /* --release */
 
 static uint64_t rng_state;
 
@@ -74,6 +87,19 @@ static void generate(void)
             c_size[i] = 129 + (uint32_t)(rnd() % 1920);
         else
             c_size[i] = 2048 + (uint32_t)(rnd() % (62 * 1024 + 1));
+    }
+    rng_state = 424242;
+    for (size_t total = 0; total < BURST_BYTES && burst_n < BURST_MAX; burst_n++) {
+        uint64_t r = rnd();
+        burst_size[burst_n] = r % 16 == 0 ? (uint32_t)1 << 20 : (uint32_t)16 << (r % 13);
+        burst_order[burst_n] = (uint32_t)burst_n;
+        total += burst_size[burst_n];
+    }
+    for (int i = burst_n - 1; i > 0; i--) { /* the order of the frees: a random permutation */
+        int j = (int)(rnd() % (uint64_t)(i + 1));
+        uint32_t t = burst_order[i];
+        burst_order[i] = burst_order[j];
+        burst_order[j] = t;
     }
 }
 
@@ -184,7 +210,7 @@ static void open_heap(struct arena_heap *ah, const struct heap_ops *ops, size_t 
     }
     ah->arena.chunk = CHUNK;
     ah->arena.limit = limit;
-    env = host_arena_env(&ah->arena);
+    env = give_back ? host_arena_release_env(&ah->arena) : host_arena_env(&ah->arena);
     ah->h = heap_create(ops, ah->arena.base, INITIAL, &env);
     if (ah->h == NULL) {
         fprintf(stderr, "heap_create(%s) failed\n", ops->name);
@@ -274,6 +300,53 @@ static double footprint(const struct allocator *al, size_t *mapped_out, size_t *
     return res.peak_live ? (double)mapped / (double)res.peak_live : -1;
 }
 
+/* Workload e (--burst): BURST_ROUNDS bursts, each freed; prints one BENCH line for al (a heap). */
+static void burst_workload(const struct allocator *al, int reps)
+{
+    double t[MAX_REPS];
+    struct heap_stats st = {0};
+
+    for (int r = -1; r < reps; r++) {
+        struct arena_heap ah = {0};
+        double t0, t1;
+
+        open_heap(&ah, al->ops, RESERVE);
+        t0 = now_ns();
+        for (int round = 0; round < BURST_ROUNDS; round++) {
+            char *keep;
+            for (int i = 0; i < burst_n; i++) {
+                char *p = heap_alloc(ah.h, burst_size[i]);
+                if (p == NULL) {
+                    fprintf(stderr, "%s: burst allocation failed\n", al->name);
+                    exit(1);
+                }
+                *p = 1;
+                burst_p[i] = p;
+            }
+            keep = heap_alloc(ah.h, 64);
+            *(volatile char *)keep = 1;
+            for (int i = 0; i < burst_n; i++)
+                heap_free(ah.h, burst_p[burst_order[i]]);
+            heap_free(ah.h, keep);
+        }
+        t1 = now_ns();
+        st = heap_stats(ah.h);
+        if (heap_check(ah.h) != 0 || st.live_allocs != 0 || ah.arena.release_errors != 0 ||
+            ah.arena.reclaim_errors != 0) {
+            fprintf(stderr, "%s: heap broken after workload e\n", al->name);
+            exit(1);
+        }
+        host_arena_destroy(&ah.arena);
+        if (r >= 0)
+            t[r] = (t1 - t0) / (2.0 * (burst_n + 1) * BURST_ROUNDS);
+    }
+    printf("BENCH allocator=%s workload=e ns_per_op=%.2f ops=%d pages_released=%llu pages_reclaimed=%llu "
+           "mapped_after=%zu\n",
+           al->name, median(t, reps), 2 * (burst_n + 1) * BURST_ROUNDS, (unsigned long long)st.pages_released,
+           (unsigned long long)st.pages_reclaimed, st.bytes_mapped);
+    fflush(stdout);
+}
+
 /* The floor for bump: the same loop as workload a with a bare pointer increment and no free. */
 static double pointer_increment_ns(int reps)
 {
@@ -303,7 +376,7 @@ int main(int argc, char **argv)
     size_t fp_mapped[8], fp_peak[8], failed_c[8];
 
     static char names[8][64];
-    int plain_only = 0, has_system = !KHEAP_HARDENING;
+    int plain_only = 0, has_system = !KHEAP_HARDENING, burst = 0;
     const char *only = NULL, *workload = NULL;
 
     for (int i = 1; i < argc; i++) {
@@ -313,6 +386,10 @@ int main(int argc, char **argv)
             only = argv[++i];
         else if (strcmp(argv[i], "--workload") == 0 && i + 1 < argc)
             workload = argv[++i];
+        else if (strcmp(argv[i], "--release") == 0)
+            give_back = 1;
+        else if (strcmp(argv[i], "--burst") == 0)
+            burst = 1;
         else
             reps = atoi(argv[i]);
     }
@@ -334,10 +411,18 @@ int main(int argc, char **argv)
         has_system = has_system && nal > 0 && als[nal - 1].ops == NULL;
     }
     generate();
+    if (burst) {
+        printf("# kheap-bench --burst: workload e, median of %d repetitions after 1 warm-up\n", reps);
+        for (int i = 0; i < nal; i++)
+            if (als[i].ops != NULL)
+                burst_workload(&als[i], reps);
+    }
 
-    printf("# kheap-bench: median of %d repetitions after 1 warm-up; ns_per_op = time / 2,000,000 ops\n",
-           reps);
-    for (int i = 0; i < nal; i++) {
+    if (!burst)
+        printf(
+            "# kheap-bench: median of %d repetitions after 1 warm-up; ns_per_op = time / 2,000,000 ops%s\n",
+            reps, give_back ? "; our heaps give memory back (--release)" : "");
+    for (int i = 0; i < nal && !burst; i++) {
         size_t failed;
         failed_c[i] = 0;
         for (int w = 0; w < 3; w++) {
@@ -361,6 +446,8 @@ int main(int argc, char **argv)
         }
         fflush(stdout);
     }
+    if (burst)
+        goto twin;
     double inc = pointer_increment_ns(reps);
 
     printf("\n%-26s %10s %10s %10s %10s %10s %10s\n", "allocator", "a ns/op", "b ns/op", "c ns/op",
@@ -378,6 +465,7 @@ int main(int argc, char **argv)
         printf("\n");
     }
     fflush(stdout);
+twin:
     if (!KHEAP_HARDENING && !plain_only) {
         /* The hardened twin of this program, built next to it. */
         char self[4096], cmd[4200];
@@ -386,8 +474,9 @@ int main(int argc, char **argv)
             self[n] = '\0';
             snprintf(cmd, sizeof(cmd), "%s-hardened", self);
             if (access(cmd, X_OK) == 0) {
-                snprintf(cmd, sizeof(cmd), "'%s-hardened' %d%s%s%s%s", self, reps, only ? " --only " : "",
-                         only ? only : "", workload ? " --workload " : "", workload ? workload : "");
+                snprintf(cmd, sizeof(cmd), "'%s-hardened' %d%s%s%s%s%s%s", self, reps, only ? " --only " : "",
+                         only ? only : "", workload ? " --workload " : "", workload ? workload : "",
+                         give_back ? " --release" : "", burst ? " --burst" : "");
                 printf("\n");
                 fflush(stdout);
                 if (system(cmd) != 0)

@@ -51,6 +51,23 @@
  * coalesce, and the request is retried. What it costs in footprint and gains in time is measured in
  * docs/allocators.md.
  *
+ * Giving memory back (env.release / env.reclaim, docs/memory.md): this backend never releases a page
+ * itself. Everything it owns that could be given back lives in the linked_list fallback, whose
+ * release_enable (heap_ll_release_enable) makes it give pages back through this heap's env and count
+ * them in this heap's statistics; from then on the fallback is called through its releasing vtable
+ * (fallback->ops). So memory goes back in three ways, all through the fallback's free: a large block
+ * freed to it; an empty slab returned to it (above: all but one empty slab per class); and the
+ * large-block cache, which would pin its blocks' pages and keep the free blocks around them apart.
+ * When a free to the fallback gives pages back (fallback_free), the heap is "draining": the cache is
+ * flushed into the fallback and large frees bypass it until the next large allocation or new slab.
+ * The fallback then keeps, of each free block, its first HEAP_TRIM_THRESHOLD bytes plus partial pages
+ * (linked_list.c); what stays here is one empty slab per class, slabs with a live object, and the
+ * cache if nothing drained since it filled. The bound this gives after a burst, and the measured
+ * frames: docs/memory.md. Slabs, the cache and the fast paths never test for released memory: the
+ * fallback reclaims what it hands out before a slab or large block is carved from it. Hardened mode:
+ * validate() treats a pointer into pages the fallback gave back as a stale pointer (double free)
+ * without reading it.
+ *
  * Invariants (fsb_check): every slab in a class's lists is 16 KiB aligned and names that class;
  * partial slabs have 0 <= inuse < capacity, full slabs inuse == capacity; free objects lie inside
  * their slab on an object boundary, are not page-aligned and number capacity - inuse - uncarved;

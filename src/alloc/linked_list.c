@@ -330,8 +330,9 @@ static bool ll_alloc_path_ok(const struct ll *l, const struct ll_free *f)
 /* Used block b was carved out of free block f, whose poisoned prefix ended at clean: true if the part
  * of b (usable bytes) that lay in that prefix still holds the poison. Else reports a use-after-free
  * write, fails the call, quarantines b for good and returns false. */
-static bool ll_alloc_poison_ok(struct ll *l, const struct ll_free *f, struct ll_block *b, uintptr_t clean,
-                               size_t usable)
+static inline __attribute__((always_inline)) bool ll_alloc_poison_ok(struct ll *l, const struct ll_free *f,
+                                                                     struct ll_block *b, uintptr_t clean,
+                                                                     size_t usable)
 {
     uintptr_t p = (uintptr_t)b + LL_HDR;
     uintptr_t from = (uintptr_t)f + LL_HDR + HEAP_HARD_LINK;
@@ -400,8 +401,9 @@ static const struct ll_region *ll_region_of(const struct ll *l, uintptr_t a)
     return NULL;
 }
 
-/* True if address a lies in pages a free block gave back (reading nothing at a). */
-static bool ll_in_released(const struct ll *l, uintptr_t a)
+/* True if address a lies in pages a free block gave back (reading nothing at a). Out of line: validate()
+ * calls it only for a heap that gives memory back. */
+static __attribute__((noinline)) bool ll_in_released(const struct ll *l, uintptr_t a)
 {
     const struct ll_free *f;
     uintptr_t lo, hi;
@@ -422,7 +424,7 @@ static enum heap_error ll_validate(struct heap *h, const void *ptr, size_t *usab
 
     if (a % HEAP_MIN_ALIGN != 0 || (r = ll_region_of(l, a)) == NULL)
         return HEAP_ERR_INVALID_FREE;
-    if (ll_in_released(l, a - LL_HDR))
+    if (heap_unlikely(l->release_min != SIZE_MAX) && ll_in_released(l, a - LL_HDR))
         return HEAP_ERR_DOUBLE_FREE; /* a stale pointer into pages a free block gave back */
     b = ll_block_of(ptr);
     if (b->cookie == ll_cookie(l->common.hard.secret, b, LL_FREE)) {

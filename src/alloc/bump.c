@@ -72,7 +72,6 @@ struct bump {
     uintptr_t last;     /* user pointer of the most recent live block, or 0 */
     size_t live;        /* live allocations, in every region */
     uintptr_t rel_end;  /* giving memory back: [end, rel_end) was given back at a reset; 0 if not */
-    bool release;       /* env gives memory back (release_enable) */
 };
 
 _Static_assert(sizeof(struct bump_hdr) == 16, "bump header layout");
@@ -236,8 +235,9 @@ static void hard_mark_dead(struct bump *b, void *ptr)
 }
 
 /* free() of the last live block, before next returns to start: verifies the poison of the dead blocks
- * on the chain (reporting use-after-free writes), poisons [start, next) and empties the chain. */
-static void hard_before_reset(struct bump *b)
+ * on the chain (reporting use-after-free writes), poisons [start, next) and empties the chain. Inlined
+ * into both free()s: it runs at every reset, in a phase-structured workload at nearly every free. */
+static inline __attribute__((always_inline)) void hard_before_reset(struct bump *b)
 {
     struct bump_hard *hb = to_hard(b);
     uintptr_t p = hb->chain;
@@ -515,16 +515,18 @@ static struct heap *bump_init(void *mem, size_t size, uint64_t secret)
 
 static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usable);
 
-/* bump_alloc() found the region too small: if a reset gave its tail back, reclaims as much of it as
- * the request needs (at least HEAP_TRIM_THRESHOLD more, so that a run of small allocations does not
- * reclaim page by page) and retries; NULL if nothing was given back or env refuses (nothing changed). */
+/* bump_alloc() found the region too small: if a reset gave its tail back and the request fits in
+ * what is left of the region with it, reclaims as much of the tail as the request needs (at least
+ * HEAP_TRIM_THRESHOLD more, so that a run of small allocations does not reclaim page by page) and
+ * retries; NULL (nothing changed) if nothing was given back, the request would not fit anyway (growth
+ * adjacent to the tail reclaims it then: bump_add_memory), or env refuses. */
 static __attribute__((noinline)) void *bump_alloc_reclaim(struct bump *b, size_t size, size_t align,
                                                           size_t *usable)
 {
     size_t want = BUMP_HDR_SIZE + size + align; /* <= HEAP_MAX_REQUEST + small: no overflow */
     uintptr_t to = heap_page_up_off(b->next, want > HEAP_TRIM_THRESHOLD ? want : HEAP_TRIM_THRESHOLD);
 
-    if (b->rel_end == 0)
+    if (b->rel_end == 0 || want > b->rel_end - b->next)
         return NULL;
     if (to > b->rel_end)
         to = b->rel_end;
@@ -563,11 +565,11 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
     bool intact;
 
     if (room < BUMP_HDR_SIZE)
-        return bump_alloc_reclaim(b, size, align, usable);
+        return NULL;
     room -= BUMP_HDR_SIZE;
     pad = heap_pad_to(b->next + BUMP_HDR_SIZE, align);
     if (pad > room || rsize > room - pad)
-        return bump_alloc_reclaim(b, size, align, usable);
+        return NULL;
     p = b->next + BUMP_HDR_SIZE + pad;
     intact = hard_check_reused(b, p, rsize); /* before the header is written over reused memory */
     hdr = hdr_of((void *)p);
@@ -585,8 +587,20 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
     return (void *)p;
 }
 
-/* Counts ptr dead; rolls next back if ptr was the last block, resets the region if none is live. */
-static size_t bump_free(struct heap *h, void *ptr)
+/* alloc() of bump_releasing_ops: bump_alloc(), and if the region is too small although a reset gave
+ * its tail back (and no corruption was met), reclaims and retries. */
+static void *bump_alloc_releasing(struct heap *h, size_t size, size_t align, size_t *usable)
+{
+    void *p = bump_alloc(h, size, align, usable);
+
+    if (heap_unlikely(p == NULL) && to_bump(h)->rel_end != 0 && !heap_hard_aborted(h))
+        return bump_alloc_reclaim(to_bump(h), size, align, usable);
+    return p;
+}
+
+/* Counts ptr dead; rolls next back if ptr was the last block, resets the region if none is live
+ * (releasing: bump_releasing_ops, giving its tail back). */
+static inline __attribute__((always_inline)) size_t bump_free_body(struct heap *h, void *ptr, bool releasing)
 {
     struct bump *b = to_bump(h);
     struct bump_hdr *hdr = hdr_of(ptr);
@@ -598,7 +612,7 @@ static size_t bump_free(struct heap *h, void *ptr)
         hard_before_reset(b);
         b->next = b->start;
         b->last = 0;
-        if (b->release)
+        if (releasing)
             bump_release_tail(b);
     } else if ((uintptr_t)ptr == b->last) {
         uintptr_t end = b->next;
@@ -607,6 +621,16 @@ static size_t bump_free(struct heap *h, void *ptr)
         hard_after_rollback(b, ptr, end);
     }
     return size;
+}
+
+static size_t bump_free(struct heap *h, void *ptr)
+{
+    return bump_free_body(h, ptr, false);
+}
+
+static size_t bump_free_releasing(struct heap *h, void *ptr)
+{
+    return bump_free_body(h, ptr, true);
 }
 
 /* The last block can grow or shrink by moving next; any block can shrink in place. */
@@ -704,24 +728,23 @@ static size_t bump_walk(const struct heap *h, heap_walk_fn fn, void *ctx)
     return n;
 }
 
+static void bump_release_enable(struct heap *h);
+
+/* The vtable, and its releasing twin (the same but for alloc and free), which release_enable installs:
+ * a heap without env.release never tests for giving memory back. */
+#define BUMP_OPS(alloc_fn, free_fn)                                                              \
+    {                                                                                            \
+        .name = "bump", .grow_overhead = BUMP_HDR_SIZE + 2 * HEAP_MIN_ALIGN, .arena = true,      \
+        .init = bump_init, .alloc = alloc_fn, .free = free_fn, .resize = bump_resize,            \
+        .usable_size = bump_usable_size, .add_memory = bump_add_memory, .check = bump_check,     \
+        .validate = BUMP_OPS_VALIDATE, .walk = bump_walk, .release_enable = bump_release_enable, \
+    }
+
+const struct heap_ops heap_bump_ops = BUMP_OPS(bump_alloc, bump_free);
+static const struct heap_ops bump_releasing_ops = BUMP_OPS(bump_alloc_releasing, bump_free_releasing);
+
 /* release_enable (heap_backend.h): resets give the region's tail back from now on. */
 static void bump_release_enable(struct heap *h)
 {
-    to_bump(h)->release = true;
+    h->ops = &bump_releasing_ops;
 }
-
-const struct heap_ops heap_bump_ops = {
-    .name = "bump",
-    .grow_overhead = BUMP_HDR_SIZE + 2 * HEAP_MIN_ALIGN,
-    .arena = true,
-    .init = bump_init,
-    .alloc = bump_alloc,
-    .free = bump_free,
-    .resize = bump_resize,
-    .usable_size = bump_usable_size,
-    .add_memory = bump_add_memory,
-    .check = bump_check,
-    .validate = BUMP_OPS_VALIDATE,
-    .walk = bump_walk,
-    .release_enable = bump_release_enable,
-};

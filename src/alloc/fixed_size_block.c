@@ -51,6 +51,23 @@
  * coalesce, and the request is retried. What it costs in footprint and gains in time is measured in
  * docs/allocators.md.
  *
+ * Giving memory back (env.release / env.reclaim, docs/memory.md): this backend never releases a page
+ * itself. Everything it owns that could be given back lives in the linked_list fallback, whose
+ * release_enable (heap_ll_release_enable) makes it give pages back through this heap's env and count
+ * them in this heap's statistics; from then on the fallback is called through its releasing vtable
+ * (fallback->ops). So memory goes back in three ways, all through the fallback's free: a large block
+ * freed to it; an empty slab returned to it (above: all but one empty slab per class); and the
+ * large-block cache, which would pin its blocks' pages and keep the free blocks around them apart.
+ * When a free to the fallback gives pages back (fallback_free), the heap is "draining": the cache is
+ * flushed into the fallback and large frees bypass it until the next large allocation or new slab.
+ * The fallback then keeps, of each free block, its first HEAP_TRIM_THRESHOLD bytes plus partial pages
+ * (linked_list.c); what stays here is one empty slab per class, slabs with a live object, and the
+ * cache if nothing drained since it filled. The bound this gives after a burst, and the measured
+ * frames: docs/memory.md. Slabs, the cache and the fast paths never test for released memory: the
+ * fallback reclaims what it hands out before a slab or large block is carved from it. Hardened mode:
+ * validate() treats a pointer into pages the fallback gave back as a stale pointer (double free)
+ * without reading it.
+ *
  * Invariants (fsb_check): every slab in a class's lists is 16 KiB aligned and names that class;
  * partial slabs have 0 <= inuse < capacity, full slabs inuse == capacity; free objects lie inside
  * their slab on an object boundary, are not page-aligned and number capacity - inuse - uncarved;
@@ -294,7 +311,6 @@ static void init_hard(struct fsb *f, struct heap *fallback, uint64_t secret)
 {
     f->common.hard.owner = &f->common;
     f->common.hard.secret = secret;
-    fallback->ops = &heap_linked_list_ops;
     heap_ll_embed(fallback, &f->common, fallback_internal);
     for (unsigned c = 0; c < FSB_NCLASSES; c++)
         f->hard->divides[c] = UINT64_MAX / class_size[c] + 1;
@@ -531,6 +547,18 @@ static __attribute__((noinline)) enum heap_error validate_small_lookup(struct fs
 }
 
 /* The ops' validate (heap_backend.h): classifies any ptr without reading outside the heap. */
+/* fsb_validate() for a small object in a heap that gives memory back: a slab that went back to the
+ * fallback may have given its pages back, and a pointer into them is a stale one (read nothing
+ * there). Out of line, so the other heaps' validate saves no registers for the call. */
+static __attribute__((noinline)) enum heap_error validate_small_releasing(struct fsb *f, const void *ptr,
+                                                                          uintptr_t s, size_t *usable,
+                                                                          const void **free_site)
+{
+    if (heap_ll_released(f->fallback, s))
+        return HEAP_ERR_DOUBLE_FREE;
+    return validate_small(f, ptr, (const struct fsb_slab *)s, usable, free_site);
+}
+
 static enum heap_error fsb_validate(struct heap *h, const void *ptr, size_t *usable, const void **free_site)
 {
     struct fsb *f = to_fsb(h);
@@ -544,9 +572,8 @@ static enum heap_error fsb_validate(struct heap *h, const void *ptr, size_t *usa
      * grow, so the last region found stays a valid answer: most frees need no region walk. */
     if (heap_unlikely(s - f->hard->seen_lo >= f->hard->seen_hi - f->hard->seen_lo))
         return validate_small_lookup(f, ptr, usable, free_site);
-    /* A slab that went back to the fallback may have given its pages back: a stale pointer. */
-    if (heap_unlikely(f->release) && heap_ll_released(f->fallback, s))
-        return HEAP_ERR_DOUBLE_FREE;
+    if (heap_unlikely(f->release))
+        return validate_small_releasing(f, ptr, s, usable, free_site);
     return validate_small(f, ptr, (const struct fsb_slab *)s, usable, free_site);
 }
 #else
@@ -704,7 +731,7 @@ static struct heap *fsb_init(void *mem, size_t size, uint64_t secret)
 static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
 {
     size_t usable;
-    struct fsb_slab *s = heap_linked_list_ops.alloc(f->fallback, FSB_SLAB_USABLE, FSB_SLAB_SIZE, &usable);
+    struct fsb_slab *s = f->fallback->ops->alloc(f->fallback, FSB_SLAB_USABLE, FSB_SLAB_SIZE, &usable);
 
     if (s == NULL)
         return NULL;
@@ -764,7 +791,7 @@ static inline void *slab_take(struct fsb *f, struct fsb_slab *s, unsigned cls)
 static void *large_alloc(struct fsb *f, size_t size, size_t align, size_t *usable)
 {
     void *p =
-        heap_linked_list_ops.alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE, usable);
+        f->fallback->ops->alloc(f->fallback, size, align > FSB_PAGE_SIZE ? align : FSB_PAGE_SIZE, usable);
 
     large_clear_magic(p);
     return p;
@@ -857,10 +884,10 @@ static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable
  * when that free gave pages back, the heap is draining, so the large-block cache, which would pin its
  * blocks' pages and keep their neighbours apart, is flushed into the fallback too, and large frees
  * bypass the cache until the next large allocation or new slab (fsb_alloc_slow). */
-static size_t fallback_free(struct fsb *f, void *p)
+static __attribute__((noinline)) size_t fallback_free(struct fsb *f, void *p)
 {
     uint64_t before = f->common.counts.pages_released;
-    size_t u = heap_linked_list_ops.free(f->fallback, p);
+    size_t u = f->fallback->ops->free(f->fallback, p);
 
     if (heap_unlikely(f->common.counts.pages_released != before)) {
         f->draining = true;

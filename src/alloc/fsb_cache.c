@@ -208,7 +208,7 @@ static void cache_release(struct heap *fallback, void *p, size_t u, const void *
         return;
     /* The fallback records the free site of what it frees: the user's free, not this call. */
     caller = cache_set_caller(fallback, site);
-    heap_linked_list_ops.free(fallback, p);
+    fallback->ops->free(fallback, p);
     cache_set_caller(fallback, caller);
 }
 

@@ -58,7 +58,10 @@ struct heap_ops {
     size_t (*walk)(const struct heap *h, heap_walk_fn fn, void *ctx);
     /* Called once by heap_create() when env has release and reclaim (never otherwise): from now on
      * the backend may give pages back with heap_release_pages() and must take them back with
-     * heap_reclaim_pages() before it touches them again. NULL: the backend never gives memory back. */
+     * heap_reclaim_pages() before it touches them again. It may install a twin of its vtable in h->ops
+     * (same name and behaviour) whose entry points also handle released memory, so that the entry
+     * points of a heap that never gives memory back test for none (docs/measurements.md). NULL: the
+     * backend never gives memory back. */
     void (*release_enable)(struct heap *h);
 };
 

@@ -102,13 +102,13 @@
  * (ll_alloc_released) first reclaims the released pages the new block and the header and record of
  * the remainder need -- if that fails the allocation fails with nothing changed -- then splits as
  * usual and hands the rest of the range to the padding and the remainder as their records. Resize
- * into a flagged neighbour reclaims its whole range first; a tail cut off a used block that merges
- * with a flagged neighbour takes over its record. Memory added by growth is never released at once.
- * Hardened mode: the poison span lies in the kept prefix, so released pages (which lose their
- * poison and come back as zeroes) are never verified as poison; a remainder carved from reclaimed
- * memory is poisoned as usual. validate() treats a pointer whose header lies in a released page as a
- * stale pointer into freed memory (double free) without reading it; validate() also checks the
- * records of the neighbours a free will merge, and alloc() the record of the block it reclaims for.
+ * into a flagged neighbour reclaims the same way (only what the grown block needs); a tail cut off a used
+ * block that merges with a flagged neighbour takes over its record. Memory added by growth is never released
+ * at once. Hardened mode: the poison span lies in the kept prefix, so released pages (which lose their poison
+ * and come back as zeroes) are never verified as poison; a remainder carved from reclaimed memory is poisoned
+ * as usual. validate() treats a pointer whose header lies in a released page as a stale pointer into freed
+ * memory (double free) without reading it; validate() also checks the records of the neighbours a free will
+ * merge, and alloc() the record of the block it reclaims for.
  *
  * All hardened-mode code is in one section below ("Hardened mode: the hooks"), which ends in empty
  * stubs for the plain build; the allocator after it reads the same in both modes.
@@ -330,8 +330,9 @@ static bool ll_alloc_path_ok(const struct ll *l, const struct ll_free *f)
 /* Used block b was carved out of free block f, whose poisoned prefix ended at clean: true if the part
  * of b (usable bytes) that lay in that prefix still holds the poison. Else reports a use-after-free
  * write, fails the call, quarantines b for good and returns false. */
-static bool ll_alloc_poison_ok(struct ll *l, const struct ll_free *f, struct ll_block *b, uintptr_t clean,
-                               size_t usable)
+static inline __attribute__((always_inline)) bool ll_alloc_poison_ok(struct ll *l, const struct ll_free *f,
+                                                                     struct ll_block *b, uintptr_t clean,
+                                                                     size_t usable)
 {
     uintptr_t p = (uintptr_t)b + LL_HDR;
     uintptr_t from = (uintptr_t)f + LL_HDR + HEAP_HARD_LINK;
@@ -400,8 +401,9 @@ static const struct ll_region *ll_region_of(const struct ll *l, uintptr_t a)
     return NULL;
 }
 
-/* True if address a lies in pages a free block gave back (reading nothing at a). */
-static bool ll_in_released(const struct ll *l, uintptr_t a)
+/* True if address a lies in pages a free block gave back (reading nothing at a). Out of line: validate()
+ * calls it only for a heap that gives memory back. */
+static __attribute__((noinline)) bool ll_in_released(const struct ll *l, uintptr_t a)
 {
     const struct ll_free *f;
     uintptr_t lo, hi;
@@ -422,7 +424,7 @@ static enum heap_error ll_validate(struct heap *h, const void *ptr, size_t *usab
 
     if (a % HEAP_MIN_ALIGN != 0 || (r = ll_region_of(l, a)) == NULL)
         return HEAP_ERR_INVALID_FREE;
-    if (ll_in_released(l, a - LL_HDR))
+    if (heap_unlikely(l->release_min != SIZE_MAX) && ll_in_released(l, a - LL_HDR))
         return HEAP_ERR_DOUBLE_FREE; /* a stale pointer into pages a free block gave back */
     b = ll_block_of(ptr);
     if (b->cookie == ll_cookie(l->common.hard.secret, b, LL_FREE)) {
@@ -616,11 +618,24 @@ static void ll_make_free(struct ll *l, struct ll_block *b, size_t size, struct l
         ll_tree_insert(&l->tree, (struct ll_free *)b);
 }
 
+/* Free block b swallowed flagged free block next: b takes over next's released pages. */
+static __attribute__((noinline)) void ll_take_record(struct ll_block *b, struct ll_block *next)
+{
+    uintptr_t lo, hi;
+
+    ll_rel_get(next, &lo, &hi);     /* validated before any resize (validate) */
+    ll_poison_swallowed_free(next); /* first: b's record may lie where next's header was */
+    ll_rel_set(b, lo, hi);
+}
+
 /* Frees [b, b + size) whose predecessor is in use, merging with a free successor (whose links the
  * caller validated). clean (hardened): the body of [b, b + size) below this address is poison.
- * leaving: a free block just before b (in the tree, about to leave it) whose place b takes, or NULL. */
-static void ll_release_tail(struct ll *l, struct ll_block *b, size_t size, uintptr_t clean,
-                            struct ll_free *leaving)
+ * leaving: a free block just before b (in the tree, about to leave it) whose place b takes, or NULL.
+ * releasing: the successor may carry a release record (the heap gives memory back, or the caller
+ * does not know); false spares the plain alloc path the test. Inlined: callers pass constants. */
+static inline __attribute__((always_inline)) void ll_release_tail(struct ll *l, struct ll_block *b,
+                                                                  size_t size, uintptr_t clean,
+                                                                  struct ll_free *leaving, bool releasing)
 {
     struct ll_block *next = ll_block_at((uintptr_t)b + size);
 
@@ -631,20 +646,19 @@ static void ll_release_tail(struct ll *l, struct ll_block *b, size_t size, uintp
     }
     ll_make_free(l, b, size, leaving);
     if (leaving == (struct ll_free *)next) {
-        if (heap_unlikely(next->size & LL_RELEASED)) { /* b takes over next's released pages */
-            uintptr_t lo, hi;
-            ll_rel_get(next, &lo, &hi);     /* validated before any resize (validate) */
-            ll_poison_swallowed_free(next); /* first: b's record may lie where next's header was */
-            ll_rel_set(b, lo, hi);
+        if (releasing && heap_unlikely(next->size & LL_RELEASED)) {
+            ll_take_record(b, next);
             return;
         }
         ll_poison_swallowed_free(next);
     }
 }
 
-/* Shrinks in-use block b to asize bytes if the rest can be a free block. clean and leaving: as
- * ll_release_tail; leaving (if not NULL) leaves the tree either way. */
-static void ll_trim(struct ll *l, struct ll_block *b, size_t asize, uintptr_t clean, struct ll_free *leaving)
+/* Shrinks in-use block b to asize bytes if the rest can be a free block. clean, leaving and releasing:
+ * as ll_release_tail; leaving (if not NULL) leaves the tree either way. */
+static inline __attribute__((always_inline)) void ll_trim(struct ll *l, struct ll_block *b, size_t asize,
+                                                          uintptr_t clean, struct ll_free *leaving,
+                                                          bool releasing)
 {
     size_t size = ll_block_size(b);
 
@@ -654,7 +668,7 @@ static void ll_trim(struct ll *l, struct ll_block *b, size_t asize, uintptr_t cl
         return;
     }
     b->size = asize | (b->size & LL_FLAGS);
-    ll_release_tail(l, ll_block_at((uintptr_t)b + asize), size - asize, clean, leaving);
+    ll_release_tail(l, ll_block_at((uintptr_t)b + asize), size - asize, clean, leaving, releasing);
 }
 
 /* Sets up a fresh region [s, e) (16-aligned) with one free block and a sentinel. */
@@ -689,6 +703,7 @@ static struct heap *ll_init(void *mem, size_t size, uint64_t secret)
     e = heap_align_down((uintptr_t)mem + size, HEAP_MIN_ALIGN);
     l = (struct ll *)base;
     __builtin_memset(l, 0, sizeof(*l));
+    l->common.ops = &heap_linked_list_ops; /* heap_create() sets it too; an embedding backend calls it */
     l->release_min = SIZE_MAX;
     l->envh = &l->common;
     ll_hard_init(l, secret);
@@ -741,9 +756,9 @@ static struct ll_free *ll_find_aligned(struct ll *l, size_t asize, size_t align)
 }
 
 /* Carves a block of asize bytes at align out of free block f (whose links were validated) and returns
- * its user pointer (NULL if hardened mode found f's poison disturbed). */
+ * its user pointer (NULL if hardened mode found f's poison disturbed). releasing: as ll_release_tail. */
 static inline __attribute__((always_inline)) void *ll_carve(struct ll *l, struct ll_free *f, size_t asize,
-                                                            size_t align, size_t *usable)
+                                                            size_t align, size_t *usable, bool releasing)
 {
     struct ll_free *leaving;
     struct ll_block *b;
@@ -768,7 +783,7 @@ static inline __attribute__((always_inline)) void *ll_carve(struct ll *l, struct
     }
     b->size |= LL_INUSE;
     ll_next_block(b)->size |= LL_PREV_INUSE;
-    ll_trim(l, b, asize, clean, leaving);
+    ll_trim(l, b, asize, clean, leaving, releasing);
     *usable = ll_block_size(b) - LL_HDR;
     ll_mark_used(l, b);
     if (!ll_alloc_poison_ok(l, f, b, clean, *usable))
@@ -799,7 +814,7 @@ static __attribute__((noinline)) void *ll_alloc_released(struct ll *l, struct ll
     if (rlo < rhi && !heap_reclaim_pages(l->envh, rlo, rhi))
         return NULL;
     fb->size &= ~LL_RELEASED;
-    p = ll_carve(l, f, asize, align, usable);
+    p = ll_carve(l, f, asize, align, usable, true);
     phi = heap_page_down(u) < hi ? heap_page_down(u) : hi;
     if (u != (uintptr_t)fb)
         ll_rel_set(fb, lo, phi); /* the padding keeps what lies below the new block */
@@ -809,7 +824,10 @@ static __attribute__((noinline)) void *ll_alloc_released(struct ll *l, struct ll
     return p;
 }
 
-static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
+/* alloc(): first fit, then carve. releasing: the heap gives memory back (ll_releasing_ops), so the
+ * block found may carry the RELEASED flag; without it no block ever does and nothing tests for it. */
+static inline __attribute__((always_inline)) void *ll_alloc_body(struct heap *h, size_t size, size_t align,
+                                                                 size_t *usable, bool releasing)
 {
     struct ll *l = to_ll(h);
     size_t asize = ll_request_block_size(size);
@@ -818,9 +836,19 @@ static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 
     if (f == NULL || !ll_alloc_path_ok(l, f))
         return NULL;
-    if (heap_unlikely(f->hdr.size & LL_RELEASED))
+    if (releasing && heap_unlikely(f->hdr.size & LL_RELEASED))
         return ll_alloc_released(l, f, asize, align, usable);
-    return ll_carve(l, f, asize, align, usable);
+    return ll_carve(l, f, asize, align, usable, releasing);
+}
+
+static void *ll_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
+{
+    return ll_alloc_body(h, size, align, usable, false);
+}
+
+static void *ll_alloc_releasing(struct heap *h, size_t size, size_t align, size_t *usable)
+{
+    return ll_alloc_body(h, size, align, usable, true);
 }
 
 /* free(), after free block m (in the tree) was formed by merging: gives back m's pages beyond its
@@ -866,7 +894,9 @@ static __attribute__((noinline)) void ll_release_merged(struct ll *l, struct ll_
     ll_rel_set(m, lo, hi);
 }
 
-static size_t ll_free(struct heap *h, void *ptr)
+/* free(): coalesce with the free neighbours, then (releasing: ll_releasing_ops) give pages back if the
+ * block that results is large enough to hold any (release_min). */
+static inline __attribute__((always_inline)) size_t ll_free_body(struct heap *h, void *ptr, bool releasing)
 {
     struct ll *l = to_ll(h);
     struct ll_block *b = ll_block_of(ptr);
@@ -897,7 +927,7 @@ static size_t ll_free(struct heap *h, void *ptr)
     } else {
         ll_make_free(l, b, size, leaving);
     }
-    if (heap_unlikely(size >= l->release_min)) {
+    if (releasing && heap_unlikely(size >= l->release_min)) {
         ll_release_merged(l, m, leaving);
         return usable;
     }
@@ -906,15 +936,36 @@ static size_t ll_free(struct heap *h, void *ptr)
     return usable;
 }
 
-/* Makes flagged free block f mapped throughout again; false (nothing changed) if env refuses. */
-static bool ll_reclaim_all(struct ll *l, struct ll_block *f)
+static size_t ll_free(struct heap *h, void *ptr)
 {
-    uintptr_t lo, hi;
+    return ll_free_body(h, ptr, false);
+}
 
-    ll_rel_get(f, &lo, &hi); /* validated before any resize (validate) */
-    if (!heap_reclaim_pages(l->envh, lo, hi))
+static size_t ll_free_releasing(struct heap *h, void *ptr)
+{
+    return ll_free_body(h, ptr, true);
+}
+
+/* ll_resize() of used block b to asize bytes into its flagged free successor (which has room):
+ * reclaims only the released pages the grown block and the remainder's header and record need (false,
+ * nothing changed, if env refuses), and leaves the rest of the range to the remainder. */
+static __attribute__((noinline)) bool ll_resize_released(struct ll *l, struct ll_block *b, size_t asize)
+{
+    struct ll_block *next = ll_next_block(b);
+    uintptr_t end = (uintptr_t)next + ll_block_size(next), rem = (uintptr_t)b + asize, lo, hi, need;
+    bool split = end - rem >= LL_MIN_BLOCK; /* ll_trim's rule */
+
+    ll_rel_get(next, &lo, &hi); /* validated before any resize (validate) */
+    need = split ? heap_page_up_off(rem, LL_REC_END) : end;
+    if (need > lo && !heap_reclaim_pages(l->envh, lo, need < hi ? need : hi))
         return false;
-    f->size &= ~LL_RELEASED;
+    next->size &= ~LL_RELEASED;
+    ll_tree_remove(&l->tree, (struct ll_free *)next);
+    b->size += ll_block_size(next);
+    ll_next_block(b)->size |= LL_PREV_INUSE;
+    ll_trim(l, b, asize, 0, NULL, true);
+    if (split)
+        ll_rel_set(ll_block_at(rem), need > lo ? need : lo, hi);
     return true;
 }
 
@@ -927,18 +978,18 @@ static bool ll_resize(struct heap *h, void *ptr, size_t size)
     struct ll_block *next;
 
     if (asize <= cur) {
-        ll_trim(l, b, asize, 0, NULL);
+        ll_trim(l, b, asize, 0, NULL, true);
         return true;
     }
     next = ll_next_block(b);
     if ((next->size & LL_INUSE) || cur + ll_block_size(next) < asize)
         return false;
-    if (heap_unlikely(next->size & LL_RELEASED) && !ll_reclaim_all(l, next))
-        return false;
+    if (heap_unlikely(next->size & LL_RELEASED))
+        return ll_resize_released(l, b, asize);
     ll_tree_remove(&l->tree, (struct ll_free *)next); /* links validated by validate() before any resize */
     b->size += ll_block_size(next);
     ll_next_block(b)->size |= LL_PREV_INUSE;
-    ll_trim(l, b, asize, 0, NULL);
+    ll_trim(l, b, asize, 0, NULL, true);
     return true;
 }
 
@@ -974,7 +1025,9 @@ static void ll_add_memory(struct heap *h, void *start, size_t len)
         if (!ll_grow_path_ok(l, old_sentinel))
             return;
         l->growing = true;
-        ll_free(h, (void *)((uintptr_t)old_sentinel + LL_HDR)); /* merges with a free predecessor */
+        /* Merges with a free predecessor (and keeps its record: release_min is SIZE_MAX unless the
+         * heap gives memory back). */
+        ll_free_releasing(h, (void *)((uintptr_t)old_sentinel + LL_HDR));
         l->growing = false;
         return;
     }
@@ -1054,30 +1107,33 @@ static size_t ll_walk(const struct heap *h, heap_walk_fn fn, void *ctx)
     return n;
 }
 
+static void ll_release_enable(struct heap *h);
+
+/* The vtable, and its releasing twin (the same but for alloc and free, which test for released pages
+ * only there), which heap_ll_release_enable() installs: a heap without env.release never pays for
+ * giving memory back. */
+#define LL_OPS(alloc_fn, free_fn)                                                                   \
+    {                                                                                               \
+        .name = "linked_list",                                                                      \
+        .grow_overhead = sizeof(struct ll_region) + 2 * LL_HDR + LL_MIN_BLOCK + 2 * HEAP_MIN_ALIGN, \
+        .init = ll_init, .alloc = alloc_fn, .free = free_fn, .resize = ll_resize,                   \
+        .usable_size = ll_usable_size, .add_memory = ll_add_memory, .check = ll_check,              \
+        .validate = LL_VALIDATE, .walk = ll_walk, .release_enable = ll_release_enable,              \
+    }
+
+const struct heap_ops heap_linked_list_ops = LL_OPS(ll_alloc, ll_free);
+static const struct heap_ops ll_releasing_ops = LL_OPS(ll_alloc_releasing, ll_free_releasing);
+
 void heap_ll_release_enable(struct heap *ll, struct heap *owner)
 {
     struct ll *l = to_ll(ll);
 
     l->envh = owner;
     l->release_min = LL_REC_END + HEAP_PAGE_SIZE; /* no flagged block is smaller */
+    ll->ops = &ll_releasing_ops;
 }
 
 static void ll_release_enable(struct heap *h)
 {
     heap_ll_release_enable(h, h);
 }
-
-const struct heap_ops heap_linked_list_ops = {
-    .name = "linked_list",
-    .grow_overhead = sizeof(struct ll_region) + 2 * LL_HDR + LL_MIN_BLOCK + 2 * HEAP_MIN_ALIGN,
-    .init = ll_init,
-    .alloc = ll_alloc,
-    .free = ll_free,
-    .resize = ll_resize,
-    .usable_size = ll_usable_size,
-    .add_memory = ll_add_memory,
-    .check = ll_check,
-    .validate = LL_VALIDATE,
-    .walk = ll_walk,
-    .release_enable = ll_release_enable,
-};

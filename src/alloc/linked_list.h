@@ -9,7 +9,9 @@
 #include "heap_backend.h"
 
 /* Lets embedded linked_list heap ll give free pages back through owner's env.release / env.reclaim
- * (counted in owner's statistics); see "Giving memory back" in linked_list.c. */
+ * (counted in owner's statistics); see "Giving memory back" in linked_list.c. It installs ll's
+ * releasing vtable in ll->ops: from then on the embedder must allocate and free through ll->ops, not
+ * heap_linked_list_ops (whose alloc and free never look for released pages). */
 void heap_ll_release_enable(struct heap *ll, struct heap *owner);
 
 #if KHEAP_HARDENING

@@ -1,11 +1,16 @@
 /*
  * bench.c - kheap-bench: every backend and the system malloc on the same workloads, in one process.
  *
- * Usage: kheap-bench [reps] [--plain-only] [--only NAME] [--workload a|b|c]
+ * Usage: kheap-bench [reps] [--plain-only] [--only NAME] [--workload a|b|c] [--release] [--burst]
  *        kheap-bench --footprint-trace FILE [--steps N] [--plain-only] [--only NAME]
  *   reps: timed repetitions after 1 warm-up (default 5; the median is reported). --only runs just the
  *   allocators whose name starts with NAME (e.g. for `perf stat` of one backend), --workload just one
- *   workload (the others print 0); both are passed on to the hardened twin.
+ *   workload (the others print 0); both are passed on to the hardened twin. --release: our heaps give
+ *   memory back through arena.c's recording environment (host_arena_release_env: its bookkeeping and
+ *   the madvise/mprotect calls are part of the cost). --burst: instead of a-d, workload e only (our
+ *   heaps; with --release to give memory back): BURST_ROUNDS rounds of allocating 64 MiB in mixed sizes (16 B
+ * .. 64 KiB, every 16th 1 MiB) with a 64 B block allocated after them and freed last, then freeing the burst
+ * in random order; ops = allocations + frees.
  *   --footprint-trace: no timing; runs the first N steps of workload c (default all 2,000,000) once per
  *   allocator and writes FILE, one line "allocator step bytes_mapped bytes_in_use" per sample (every
  *   N / TRACE_SAMPLES steps, and once more after the final frees, as step N + 1); the hardened twin
@@ -44,14 +49,17 @@
 #include "heap_backend.h"
 #include "kheap_host.h"
 
-#define N_AB          1000000
-#define C_SLOTS       10000
-#define C_STEPS       2000000
-#define INITIAL       ((size_t)64 << 10)
-#define CHUNK         ((size_t)64 << 10)
-#define RESERVE       ((size_t)4 << 30)
-#define BUMP_C_LIMIT  ((size_t)1 << 30)
-#define MAX_REPS      31
+#define N_AB         1000000
+#define C_SLOTS      10000
+#define C_STEPS      2000000
+#define INITIAL      ((size_t)64 << 10)
+#define CHUNK        ((size_t)64 << 10)
+#define RESERVE      ((size_t)4 << 30)
+#define BUMP_C_LIMIT ((size_t)1 << 30)
+#define MAX_REPS     31
+#define BURST_BYTES  ((size_t)64 << 20)
+#define BURST_MAX    20000
+#define BURST_ROUNDS 4
 #define TRACE_SAMPLES 400
 
 static uint32_t sizes_ab[N_AB];
@@ -59,6 +67,11 @@ static uint32_t c_slot[C_STEPS];
 static uint32_t c_size[C_STEPS];
 static void *slots[C_SLOTS];
 static uint32_t slot_size[C_SLOTS]; /* requested size of each live slot (footprint pass only) */
+
+static uint32_t burst_size[BURST_MAX], burst_order[BURST_MAX];
+static void *burst_p[BURST_MAX];
+static int burst_n;
+static int give_back; /* --release */
 
 static uint64_t rng_state;
 
@@ -82,6 +95,19 @@ static void generate(void)
             c_size[i] = 129 + (uint32_t)(rnd() % 1920);
         else
             c_size[i] = 2048 + (uint32_t)(rnd() % (62 * 1024 + 1));
+    }
+    rng_state = 424242;
+    for (size_t total = 0; total < BURST_BYTES && burst_n < BURST_MAX; burst_n++) {
+        uint64_t r = rnd();
+        burst_size[burst_n] = r % 16 == 0 ? (uint32_t)1 << 20 : (uint32_t)16 << (r % 13);
+        burst_order[burst_n] = (uint32_t)burst_n;
+        total += burst_size[burst_n];
+    }
+    for (int i = burst_n - 1; i > 0; i--) { /* the order of the frees: a random permutation */
+        int j = (int)(rnd() % (uint64_t)(i + 1));
+        uint32_t t = burst_order[i];
+        burst_order[i] = burst_order[j];
+        burst_order[j] = t;
     }
 }
 
@@ -228,7 +254,7 @@ static double time_workload(const struct allocator *al, char w, int reps, size_t
         if (al->ops != NULL) {
             if (w == 'c' && al->ops->arena)
                 limit = BUMP_C_LIMIT;
-            open_heap(&ah, al->ops, limit, false);
+            open_heap(&ah, al->ops, limit, give_back);
         }
         t0 = now_ns();
         if (al->ops != NULL) {
@@ -269,7 +295,7 @@ static double footprint(const struct allocator *al, size_t *mapped_out, size_t *
 
     if (al->ops != NULL) {
         struct arena_heap ah = {0};
-        open_heap(&ah, al->ops, al->ops->arena ? BUMP_C_LIMIT : RESERVE, false);
+        open_heap(&ah, al->ops, al->ops->arena ? BUMP_C_LIMIT : RESERVE, give_back);
         work_c_heap(ah.h, &res, 1);
         mapped = heap_stats(ah.h).bytes_mapped;
         host_arena_destroy(&ah.arena);
@@ -386,6 +412,53 @@ static void footprint_trace(const struct allocator *als, int nal, const char *pa
     }
 }
 
+/* Workload e (--burst): BURST_ROUNDS bursts, each freed; prints one BENCH line for al (a heap). */
+static void burst_workload(const struct allocator *al, int reps)
+{
+    double t[MAX_REPS];
+    struct heap_stats st = {0};
+
+    for (int r = -1; r < reps; r++) {
+        struct arena_heap ah = {0};
+        double t0, t1;
+
+        open_heap(&ah, al->ops, RESERVE, give_back);
+        t0 = now_ns();
+        for (int round = 0; round < BURST_ROUNDS; round++) {
+            char *keep;
+            for (int i = 0; i < burst_n; i++) {
+                char *p = heap_alloc(ah.h, burst_size[i]);
+                if (p == NULL) {
+                    fprintf(stderr, "%s: burst allocation failed\n", al->name);
+                    exit(1);
+                }
+                *p = 1;
+                burst_p[i] = p;
+            }
+            keep = heap_alloc(ah.h, 64);
+            *(volatile char *)keep = 1;
+            for (int i = 0; i < burst_n; i++)
+                heap_free(ah.h, burst_p[burst_order[i]]);
+            heap_free(ah.h, keep);
+        }
+        t1 = now_ns();
+        st = heap_stats(ah.h);
+        if (heap_check(ah.h) != 0 || st.live_allocs != 0 || ah.arena.release_errors != 0 ||
+            ah.arena.reclaim_errors != 0) {
+            fprintf(stderr, "%s: heap broken after workload e\n", al->name);
+            exit(1);
+        }
+        host_arena_destroy(&ah.arena);
+        if (r >= 0)
+            t[r] = (t1 - t0) / (2.0 * (burst_n + 1) * BURST_ROUNDS);
+    }
+    printf("BENCH allocator=%s workload=e ns_per_op=%.2f ops=%d pages_released=%llu pages_reclaimed=%llu "
+           "mapped_after=%zu\n",
+           al->name, median(t, reps), 2 * (burst_n + 1) * BURST_ROUNDS, (unsigned long long)st.pages_released,
+           (unsigned long long)st.pages_reclaimed, st.bytes_mapped);
+    fflush(stdout);
+}
+
 /* The floor for bump: the same loop as workload a with a bare pointer increment and no free. */
 static double pointer_increment_ns(int reps)
 {
@@ -433,7 +506,7 @@ int main(int argc, char **argv)
     size_t fp_mapped[8], fp_peak[8], failed_c[8];
 
     static char names[8][64];
-    int plain_only = 0, has_system = !KHEAP_HARDENING;
+    int plain_only = 0, has_system = !KHEAP_HARDENING, burst = 0;
     const char *only = NULL, *workload = NULL, *trace = NULL;
     bool append = false;
     int steps = C_STEPS;
@@ -451,6 +524,10 @@ int main(int argc, char **argv)
             steps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--append") == 0) /* the hardened twin, called by the plain program */
             append = true;
+        else if (strcmp(argv[i], "--release") == 0)
+            give_back = 1;
+        else if (strcmp(argv[i], "--burst") == 0)
+            burst = 1;
         else
             reps = atoi(argv[i]);
     }
@@ -483,10 +560,18 @@ int main(int argc, char **argv)
                  only ? " --only " : "", only ? only : "");
         return plain_only ? 0 : run_hardened_twin(args);
     }
+    if (burst) {
+        printf("# kheap-bench --burst: workload e, median of %d repetitions after 1 warm-up\n", reps);
+        for (int i = 0; i < nal; i++)
+            if (als[i].ops != NULL)
+                burst_workload(&als[i], reps);
+    }
 
-    printf("# kheap-bench: median of %d repetitions after 1 warm-up; ns_per_op = time / 2,000,000 ops\n",
-           reps);
-    for (int i = 0; i < nal; i++) {
+    if (!burst)
+        printf(
+            "# kheap-bench: median of %d repetitions after 1 warm-up; ns_per_op = time / 2,000,000 ops%s\n",
+            reps, give_back ? "; our heaps give memory back (--release)" : "");
+    for (int i = 0; i < nal && !burst; i++) {
         size_t failed;
         failed_c[i] = 0;
         for (int w = 0; w < 3; w++) {
@@ -510,6 +595,8 @@ int main(int argc, char **argv)
         }
         fflush(stdout);
     }
+    if (burst)
+        goto twin;
     double inc = pointer_increment_ns(reps);
 
     printf("\n%-26s %10s %10s %10s %10s %10s %10s\n", "allocator", "a ns/op", "b ns/op", "c ns/op",
@@ -527,10 +614,12 @@ int main(int argc, char **argv)
         printf("\n");
     }
     fflush(stdout);
+twin:
     if (!plain_only && !KHEAP_HARDENING) {
         char args[256];
-        snprintf(args, sizeof(args), "%d%s%s%s%s", reps, only ? " --only " : "", only ? only : "",
-                 workload ? " --workload " : "", workload ? workload : "");
+        snprintf(args, sizeof(args), "%d%s%s%s%s%s%s", reps, only ? " --only " : "", only ? only : "",
+                 workload ? " --workload " : "", workload ? workload : "", give_back ? " --release" : "",
+                 burst ? " --burst" : "");
         printf("\n");
         fflush(stdout);
         return run_hardened_twin(args);

@@ -9,7 +9,10 @@
  * non-adjacently) up to a limit, so out-of-memory and growth paths are exercised. After every step:
  * the new block is aligned, inside committed arena memory and overlaps no live block; usable sizes and
  * stats equal the model's; contents of blocks survive (probe bytes at both ends). heap_check() runs
- * every CHECK_EVERY steps and at the end. On failure the seed is printed with the command to rerun it.
+ * every CHECK_EVERY steps and at the end. With a 4th argument "release" the heap gives memory back
+ * through arena.c's recording environment, and whenever no block is live bytes_mapped must lie within
+ * the documented bound (check_full_free_bound). On failure the seed is printed with the command to
+ * rerun it.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -43,6 +46,7 @@ static uint64_t seed, step, rng;
 static size_t model_in_use, model_live;
 static uint64_t model_failed;
 static size_t model_peak;
+static uint64_t full_free_checks; /* check_full_free_bound() calls once something was freed */
 
 static uint64_t next_rand(void)
 {
@@ -174,6 +178,69 @@ static void op_realloc(int s)
     adopt(s, q, size, 16);
 }
 
+/* The bound on what stays mapped once every block is freed (docs/memory.md, "What stays mapped after
+ * everything is freed"): each free block keeps at most min(its size, FULL_FREE_KEEP) mapped; what
+ * the walk does not cover (instances, region headers, sentinels) and the backend's own used blocks
+ * (fixed_size_block's kept empty slabs, at most one per object size, and cached large blocks) stay;
+ * bump keeps only its current region's first FULL_FREE_KEEP bytes. */
+#define FULL_FREE_KEEP (HEAP_TRIM_THRESHOLD + 3 * HEAP_PAGE_SIZE)
+
+struct walk_sum {
+    size_t covered;      /* bytes of all non-SLAB entries */
+    size_t free_allowed; /* sum over free blocks of min(size, FULL_FREE_KEEP) */
+    size_t used;         /* bytes of used (backend-owned: no block is live) entries */
+    size_t slabs;        /* SLAB entries */
+    size_t sizes[64];    /* object sizes of the SLAB entries seen */
+    bool bad;            /* a SLAB with live objects, or two empty slabs of one size */
+};
+
+static bool sum_entry(void *ctx, const struct heap_walk_entry *e)
+{
+    struct walk_sum *w = ctx;
+
+    if (e->state == HEAP_WALK_SLAB) {
+        for (size_t i = 0; i < w->slabs && i < 64; i++)
+            w->bad |= w->sizes[i] == e->object_size;
+        if (w->slabs < 64)
+            w->sizes[w->slabs] = e->object_size;
+        w->slabs++;
+        w->bad |= e->objects != 0;
+        return true;
+    }
+    w->covered += e->size;
+    if (e->state == HEAP_WALK_FREE)
+        w->free_allowed += e->size < FULL_FREE_KEEP ? e->size : FULL_FREE_KEEP;
+    else
+        w->used += e->size;
+    return true;
+}
+
+/* No block is live: bytes_mapped is within the bound above. */
+static void check_full_free_bound(void)
+{
+    struct heap_stats st = heap_stats(h);
+    struct walk_sum w = {0};
+    size_t given = arena.committed - arena.gap_bytes, metadata;
+
+    full_free_checks += st.total_frees != 0;
+    if (heap_is_arena(h)) {
+        /* One region (no gaps for bump here): the reset gave back every page beyond the first
+         * HEAP_TRIM_THRESHOLD bytes after the reset point, and nothing took them back since. */
+        if (st.bytes_mapped > FULL_FREE_KEEP)
+            die("bytes_mapped with no live block exceeds HEAP_TRIM_THRESHOLD + 3 pages (bump reset)");
+        return;
+    }
+    heap_walk(h, sum_entry, &w);
+    if (w.bad)
+        die("no live block, yet a slab with live objects or two kept empty slabs of one size");
+    if (w.covered > given)
+        die("heap_walk covers more than the heap was given");
+    metadata = given - w.covered;
+    if (st.bytes_mapped > metadata + w.free_allowed + w.used)
+        die("bytes_mapped with no live block exceeds the bound (a free block keeps HEAP_TRIM_THRESHOLD + 3 "
+            "pages)");
+}
+
 static void compare_stats(void)
 {
     struct heap_stats st = heap_stats(h);
@@ -282,6 +349,8 @@ int main(int argc, char **argv)
                 adopt(s, p, size, align);
         }
         compare_stats();
+        if (give_back && model_live == 0)
+            check_full_free_bound();
         if (step % CHECK_EVERY == 0 && heap_check(h) != 0)
             die("heap_check() found broken invariants");
     }
@@ -289,13 +358,15 @@ int main(int argc, char **argv)
         if (slots[i].p != NULL)
             release(i);
     compare_stats();
+    if (give_back)
+        check_full_free_bound();
     if (heap_check(h) != 0)
         die("heap_check() at the end");
     struct heap_stats st = heap_stats(h);
     printf("model ok: backend=%s seed=%" PRIu64 " ops=%" PRIu64 " allocs=%" PRIu64 " failed=%" PRIu64
-           " peak=%zu mapped=%zu grows=%u\n",
+           " peak=%zu mapped=%zu grows=%u full-free checks=%" PRIu64 "\n",
            backend, seed, ops_count, st.total_allocs, st.failed_allocs, st.peak_in_use, st.bytes_mapped,
-           arena.grow_calls);
+           arena.grow_calls, full_free_checks);
     host_arena_destroy(&arena);
     return 0;
 }

@@ -8,7 +8,15 @@
  * CMake, or by default 7/8 of the RAM that was free at boot. The heap lock
  * is a spin lock that also disables interrupts and restores the previous
  * state (spin_lock_irqsave()), so kmalloc() may be called from any CPU and
- * from interrupt handlers on any CPU.
+ * from interrupt handlers on any CPU. With several CPUs online the heap is
+ * created with per-CPU caches for them (heap_env.cpu_count =
+ * smp_cpu_count(), heap.h; fixed_size_block has them, the other backends
+ * and hardened mode ignore them): small blocks then come and go on their
+ * CPU without the heap lock, with interrupts off on that CPU meanwhile
+ * (cpu_enter = irq_save + smp_cpu_index(), cpu_exit = irq_restore). The
+ * heap is created after smp_init(), so cpu_count is every CPU that came
+ * up; a CPU started later (smp_start_cpu()) has an index beyond it and the
+ * library then takes the heap lock for it.
  *
  * Private heaps (kernel_heap_private_create()) are more of the same in a
  * window of their own (src/memlayout.h): same lock, same hardened-mode
@@ -69,13 +77,23 @@ struct kernel_heap {
    this heap may use (a KERNEL_PRIVATE_HEAP_WINDOW_BASE(i) window with
    KERNEL_PRIVATE_HEAP_WINDOW_SPAN, or the TOP_OF_ADDRESS_SPACE_HEAP window);
    initial_pages are mapped now and the heap grows on demand up to the span.
-   It shares the kernel heap's lock, hardened-mode report (panic at unlock)
-   and secret. Returns kh->heap, or NULL with nothing mapped if the backend
-   is unknown, heap_region_init() refuses the window, initial_pages cannot
-   be mapped or the backend refuses them. Use it with heap.h's heap_*()
-   calls; kmalloc() is unaffected. */
+   It shares the kernel heap's lock, hardened-mode report (panic at unlock),
+   secret and per-CPU caches (one per CPU online now). Returns kh->heap, or
+   NULL with nothing mapped if the backend is unknown, heap_region_init()
+   refuses the window, initial_pages cannot be mapped or the backend
+   refuses them. Use it with heap.h's heap_*() calls; kmalloc() is
+   unaffected. */
 struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *backend, uint64_t base,
                                         uint64_t span, size_t initial_pages);
+
+/* Flags of kernel_heap_private_create_flags(). */
+#define KERNEL_HEAP_NO_CPU_CACHES (1u << 0) /* no per-CPU caches: every operation takes the heap lock */
+
+/* kernel_heap_private_create() with flags: KERNEL_HEAP_NO_CPU_CACHES gives
+   a heap without per-CPU caches whatever the number of CPUs (the
+   benchmark compares both); 0 is kernel_heap_private_create(). */
+struct heap *kernel_heap_private_create_flags(struct kernel_heap *kh, const char *backend, uint64_t base,
+                                              uint64_t span, size_t initial_pages, unsigned flags);
 /* Destroys a private heap: unmaps every page of its region and frees their
    frames (blocks still allocated simply vanish). The page tables that
    mapped them stay, as after any heap_region_shrink(), so free frames come

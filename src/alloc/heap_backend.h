@@ -18,6 +18,9 @@
  * HEAP_MIN_ALIGN, size + align <= HEAP_MAX_REQUEST, and ptr was returned by this heap and is live. Backends
  * never lock, grow or count: the front end does that.
  */
+struct heap_cpu_classes;
+struct heap_cpus;
+
 struct heap_ops {
     const char *name; /* "bump", "linked_list", "fixed_size_block" */
     /* Extra bytes, beyond size + align, that a fresh non-adjacent region needs so that one allocation
@@ -60,6 +63,9 @@ struct heap_ops {
      * the backend may give pages back with heap_release_pages() and must take them back with
      * heap_reclaim_pages() before it touches them again. NULL: the backend never gives memory back. */
     void (*release_enable)(struct heap *h);
+    /* Per-CPU caches (heap_cpu.h): the size classes the front end may cache per CPU for this backend,
+     * or NULL: the backend has none and every operation takes the heap lock (bump, linked_list). */
+    const struct heap_cpu_classes *cpu_classes;
 };
 
 /* validate(): ptr is a live block. */
@@ -106,6 +112,7 @@ struct heap {
     const struct heap_ops *ops;
     struct heap_env env;
     struct heap_counters counts;
+    struct heap_cpus *cpu; /* per-CPU caches (heap_cpu.h), NULL = none */
 #if KHEAP_HARDENING
     struct heap_hard hard;
 #endif
@@ -196,5 +203,8 @@ bool heap_reclaim_pages(struct heap *h, uintptr_t lo, uintptr_t hi);
 /* The hardened layer's shared part (constants, key/mangle, reports, poison) and the front end's
  * hooks: empty stubs in the plain build. */
 #include "heap_hard.h"
+
+/* The per-CPU cache layer (heap_cpu.h): what heap.c's per-CPU step and the backends' classes use. */
+#include "heap_cpu.h"
 
 #endif /* KHEAP_ALLOC_HEAP_BACKEND_H */

@@ -168,7 +168,7 @@ static uint64_t secret;
 
 /* Maps initial_pages at the start of kh->region and creates a heap of ops
    there with the kernel's lock, growth, report and secret, and per-CPU
-   caches for the CPUs online now unless flags has KERNEL_HEAP_NO_CPU_CACHES.
+   caches for the CPUs online now if flags has KERNEL_HEAP_CPU_CACHES.
    Returns the heap, or NULL with nothing mapped. */
 static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_ops *ops, size_t initial_pages,
                                      unsigned flags)
@@ -186,7 +186,7 @@ static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_o
         .reclaim = heap_reclaim,
         .report = heap_report,
         .secret = secret,
-        .cpu_count = (flags & KERNEL_HEAP_NO_CPU_CACHES) ? 0 : smp_cpu_count(),
+        .cpu_count = (flags & KERNEL_HEAP_CPU_CACHES) ? smp_cpu_count() : 0,
         .cpu_enter = heap_cpu_enter,
         .cpu_exit = heap_cpu_exit,
     };
@@ -210,7 +210,7 @@ void kernel_heap_init(void)
         panic("kernel_heap_init: heap_region_init refused the kernel heap window");
 
     secret = boot_secret();
-    if (create_in_region(&kernel_heap, ops, KERNEL_HEAP_INITIAL_PAGES, 0) == NULL)
+    if (create_in_region(&kernel_heap, ops, KERNEL_HEAP_INITIAL_PAGES, KERNEL_HEAP_CPU_CACHES) == NULL)
         panic("kernel_heap_init: cannot map the initial %d heap pages or backend %s refused them",
               KERNEL_HEAP_INITIAL_PAGES, kernel_allocator_name);
     kmalloc_init(kernel_heap.heap);

@@ -20,7 +20,9 @@
  *
  * Private heaps (kernel_heap_private_create()) are more of the same in a
  * window of their own (src/memlayout.h): same lock, same hardened-mode
- * report (a panic raised at unlock), same secret, same growth policy. A
+ * report (a panic raised at unlock), same secret, same growth policy; per-CPU
+ * caches only when asked for (kernel_heap_private_create_flags()), so a
+ * test that inspects a private heap block by block sees no cached objects. A
  * test that damages a heap on purpose uses one, so the kernel heap stays
  * healthy whatever order the tests run in.
  *
@@ -77,8 +79,8 @@ struct kernel_heap {
    this heap may use (a KERNEL_PRIVATE_HEAP_WINDOW_BASE(i) window with
    KERNEL_PRIVATE_HEAP_WINDOW_SPAN, or the TOP_OF_ADDRESS_SPACE_HEAP window);
    initial_pages are mapped now and the heap grows on demand up to the span.
-   It shares the kernel heap's lock, hardened-mode report (panic at unlock),
-   secret and per-CPU caches (one per CPU online now). Returns kh->heap, or
+   It shares the kernel heap's lock, hardened-mode report (panic at unlock)
+   and secret, without per-CPU caches. Returns kh->heap, or
    NULL with nothing mapped if the backend is unknown, heap_region_init()
    refuses the window, initial_pages cannot be mapped or the backend
    refuses them. Use it with heap.h's heap_*() calls; kmalloc() is
@@ -87,11 +89,12 @@ struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *back
                                         uint64_t span, size_t initial_pages);
 
 /* Flags of kernel_heap_private_create_flags(). */
-#define KERNEL_HEAP_NO_CPU_CACHES (1u << 0) /* no per-CPU caches: every operation takes the heap lock */
+#define KERNEL_HEAP_CPU_CACHES (1u << 0) /* per-CPU caches for the CPUs online now, like the kernel heap's \
+                                          */
 
-/* kernel_heap_private_create() with flags: KERNEL_HEAP_NO_CPU_CACHES gives
-   a heap without per-CPU caches whatever the number of CPUs (the
-   benchmark compares both); 0 is kernel_heap_private_create(). */
+/* kernel_heap_private_create() with flags: KERNEL_HEAP_CPU_CACHES gives the
+   heap per-CPU caches as the kernel heap has (the benchmark compares heaps
+   with and without); 0 is kernel_heap_private_create(). */
 struct heap *kernel_heap_private_create_flags(struct kernel_heap *kh, const char *backend, uint64_t base,
                                               uint64_t span, size_t initial_pages, unsigned flags);
 /* Destroys a private heap: unmaps every page of its region and frees their

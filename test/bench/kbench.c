@@ -18,7 +18,7 @@
  * (allocate, write a byte, free; immediate pairs, so that bump reuses its
  * memory too) on one CPU, then on every CPU at once, each on its own
  * SMP_PAIRS; on two private heaps of the image's backend, one with
- * per-CPU caches and one without (KERNEL_HEAP_NO_CPU_CACHES), runs
+ * per-CPU caches (KERNEL_HEAP_CPU_CACHES) and one without, runs
  * interleaved over SMP_REPS repetitions. It prints the cycles per
  * operation (wall time of the run / operations of one CPU) for both and
  * the throughput ratio all-CPUs / one CPU = ncpus * T(1 CPU) / T(all
@@ -294,7 +294,7 @@ static void bench_smp(const char *name)
 {
     static struct kernel_heap heaps[2];
     const unsigned windows[2] = {SMP_CACHED_WINDOW, SMP_UNCACHED_WINDOW};
-    const unsigned flags[2] = {0, KERNEL_HEAP_NO_CPU_CACHES};
+    const unsigned flags[2] = {KERNEL_HEAP_CPU_CACHES, 0};
     unsigned n = smp_cpu_count();
     uint64_t one[2][SMP_REPS], all[2][SMP_REPS], ratio[2][SMP_REPS], failed[2] = {0, 0};
     for (int k = 0; k < 2; k++) {

@@ -88,9 +88,9 @@ struct kernel_heap {
 struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *backend, uint64_t base,
                                         uint64_t span, size_t initial_pages);
 
-/* Flags of kernel_heap_private_create_flags(). */
-#define KERNEL_HEAP_CPU_CACHES (1u << 0) /* per-CPU caches for the CPUs online now, like the kernel heap's \
-                                          */
+/* Flag of kernel_heap_private_create_flags(): per-CPU caches for the CPUs
+   online now, like the kernel heap's. */
+#define KERNEL_HEAP_CPU_CACHES (1u << 0)
 
 /* kernel_heap_private_create() with flags: KERNEL_HEAP_CPU_CACHES gives the
    heap per-CPU caches as the kernel heap has (the benchmark compares heaps

@@ -25,7 +25,7 @@
 #include "timer.h"
 #include "trap.h"
 
-#define WORK_TIMEOUT_MS 30000 /* generous: four vCPUs on two shared host cores are slow */
+#define WORK_TIMEOUT_MS 60000 /* generous: four vCPUs on two busy host cores are very slow */
 
 struct block {
     uint8_t *p;
@@ -51,8 +51,8 @@ static size_t stress_size(uint64_t *rng)
 
 /* --- Stress with blocks handed between CPUs --------------------------- */
 
-#define STRESS_ROUNDS 6
-#define STRESS_OPS    2000 /* per CPU and round */
+#define STRESS_ROUNDS 4
+#define STRESS_OPS    1500 /* per CPU and round */
 #define STRESS_SLOTS  32
 #define RING_SIZE     32
 
@@ -211,9 +211,9 @@ KTEST(heap_stress_on_every_cpu_hands_blocks_between_cpus)
 
 /* --- Allocation in interrupt context on every CPU --------------------- */
 
-#define IRQ_ROUNDS      400 /* timer interrupts with a heap operation, per CPU */
+#define IRQ_ROUNDS      300 /* timer interrupts with a heap operation, per CPU */
 #define IRQ_SLOTS       8
-#define IRQ_TIMER_COUNT 4000 /* x 16 bus clocks between interrupts: 64 us at QEMU's 1 GHz */
+#define IRQ_TIMER_COUNT 1000 /* x 16 bus clocks between interrupts: well under a millisecond in QEMU */
 
 struct irq_cpu {
     struct block slots[IRQ_SLOTS]; /* the handler's own blocks, kept across interrupts */

@@ -130,6 +130,25 @@ static void heap_unlock(void *ctx, unsigned long saved)
     spin_unlock_irqrestore(&kh->lock, saved);
 }
 
+/* Per-CPU caches (heap.h, heap_env.cpu_enter/cpu_exit): the library may
+   use this CPU's cache until cpu_exit, so no other heap call may run on
+   this CPU meanwhile: interrupts go off here (an interrupt handler's
+   kmalloc() would otherwise enter the same cache), and a kernel thread is
+   never moved to another CPU (the kernel has no scheduler). No lock is
+   taken: that is the point. */
+static unsigned heap_cpu_enter(void *ctx, unsigned long *saved)
+{
+    (void)ctx;
+    *saved = irq_save();
+    return smp_cpu_index();
+}
+
+static void heap_cpu_exit(void *ctx, unsigned long saved)
+{
+    (void)ctx;
+    irq_restore(saved);
+}
+
 /* A per-boot secret for the hardened heap's pointer mangling and canaries:
    RDRAND where the CPU has it, mixed with the TSC. */
 static uint64_t boot_secret(void)
@@ -148,9 +167,11 @@ static uint64_t boot_secret(void)
 static uint64_t secret;
 
 /* Maps initial_pages at the start of kh->region and creates a heap of ops
-   there with the kernel's lock, growth, report and secret. Returns the
-   heap, or NULL with nothing mapped. */
-static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_ops *ops, size_t initial_pages)
+   there with the kernel's lock, growth, report and secret, and per-CPU
+   caches for the CPUs online now if flags has KERNEL_HEAP_CPU_CACHES.
+   Returns the heap, or NULL with nothing mapped. */
+static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_ops *ops, size_t initial_pages,
+                                     unsigned flags)
 {
     uint64_t start;
     spin_init(&kh->lock, "heap");
@@ -165,6 +186,9 @@ static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_o
         .reclaim = heap_reclaim,
         .report = heap_report,
         .secret = secret,
+        .cpu_count = (flags & KERNEL_HEAP_CPU_CACHES) ? smp_cpu_count() : 0,
+        .cpu_enter = heap_cpu_enter,
+        .cpu_exit = heap_cpu_exit,
     };
     kh->grow_calls = 0;
     kh->heap = heap_create(ops, (void *)(uintptr_t)start, initial_pages * PAGE_SIZE, &env);
@@ -186,21 +210,27 @@ void kernel_heap_init(void)
         panic("kernel_heap_init: heap_region_init refused the kernel heap window");
 
     secret = boot_secret();
-    if (create_in_region(&kernel_heap, ops, KERNEL_HEAP_INITIAL_PAGES) == NULL)
+    if (create_in_region(&kernel_heap, ops, KERNEL_HEAP_INITIAL_PAGES, KERNEL_HEAP_CPU_CACHES) == NULL)
         panic("kernel_heap_init: cannot map the initial %d heap pages or backend %s refused them",
               KERNEL_HEAP_INITIAL_PAGES, kernel_allocator_name);
     kmalloc_init(kernel_heap.heap);
 }
 
-struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *backend, uint64_t base,
-                                        uint64_t span, size_t initial_pages)
+struct heap *kernel_heap_private_create_flags(struct kernel_heap *kh, const char *backend, uint64_t base,
+                                              uint64_t span, size_t initial_pages, unsigned flags)
 {
     kh->heap = NULL;
     kh->grow_calls = 0;
     const struct heap_ops *ops = heap_backend_find(backend != NULL ? backend : kernel_allocator_name);
     if (ops == NULL || !heap_region_init(&kh->region, base, span, span))
         return NULL;
-    return create_in_region(kh, ops, initial_pages);
+    return create_in_region(kh, ops, initial_pages, flags);
+}
+
+struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *backend, uint64_t base,
+                                        uint64_t span, size_t initial_pages)
+{
+    return kernel_heap_private_create_flags(kh, backend, base, span, initial_pages, 0);
 }
 
 void kernel_heap_private_destroy(struct kernel_heap *kh)

@@ -8,11 +8,21 @@
  * CMake, or by default 7/8 of the RAM that was free at boot. The heap lock
  * is a spin lock that also disables interrupts and restores the previous
  * state (spin_lock_irqsave()), so kmalloc() may be called from any CPU and
- * from interrupt handlers on any CPU.
+ * from interrupt handlers on any CPU. With several CPUs online the heap is
+ * created with per-CPU caches for them (heap_env.cpu_count =
+ * smp_cpu_count(), heap.h; fixed_size_block has them, the other backends
+ * and hardened mode ignore them): small blocks then come and go on their
+ * CPU without the heap lock, with interrupts off on that CPU meanwhile
+ * (cpu_enter = irq_save + smp_cpu_index(), cpu_exit = irq_restore). The
+ * heap is created after smp_init(), so cpu_count is every CPU that came
+ * up; a CPU started later (smp_start_cpu()) has an index beyond it and the
+ * library then takes the heap lock for it.
  *
  * Private heaps (kernel_heap_private_create()) are more of the same in a
  * window of their own (src/memlayout.h): same lock, same hardened-mode
- * report (a panic raised at unlock), same secret, same growth policy. A
+ * report (a panic raised at unlock), same secret, same growth policy; per-CPU
+ * caches only when asked for (kernel_heap_private_create_flags()), so a
+ * test that inspects a private heap block by block sees no cached objects. A
  * test that damages a heap on purpose uses one, so the kernel heap stays
  * healthy whatever order the tests run in.
  *
@@ -70,12 +80,23 @@ struct kernel_heap {
    KERNEL_PRIVATE_HEAP_WINDOW_SPAN, or the TOP_OF_ADDRESS_SPACE_HEAP window);
    initial_pages are mapped now and the heap grows on demand up to the span.
    It shares the kernel heap's lock, hardened-mode report (panic at unlock)
-   and secret. Returns kh->heap, or NULL with nothing mapped if the backend
-   is unknown, heap_region_init() refuses the window, initial_pages cannot
-   be mapped or the backend refuses them. Use it with heap.h's heap_*()
-   calls; kmalloc() is unaffected. */
+   and secret, without per-CPU caches. Returns kh->heap, or
+   NULL with nothing mapped if the backend is unknown, heap_region_init()
+   refuses the window, initial_pages cannot be mapped or the backend
+   refuses them. Use it with heap.h's heap_*() calls; kmalloc() is
+   unaffected. */
 struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *backend, uint64_t base,
                                         uint64_t span, size_t initial_pages);
+
+/* Flag of kernel_heap_private_create_flags(): per-CPU caches for the CPUs
+   online now, like the kernel heap's. */
+#define KERNEL_HEAP_CPU_CACHES (1u << 0)
+
+/* kernel_heap_private_create() with flags: KERNEL_HEAP_CPU_CACHES gives the
+   heap per-CPU caches as the kernel heap has (the benchmark compares heaps
+   with and without); 0 is kernel_heap_private_create(). */
+struct heap *kernel_heap_private_create_flags(struct kernel_heap *kh, const char *backend, uint64_t base,
+                                              uint64_t span, size_t initial_pages, unsigned flags);
 /* Destroys a private heap: unmaps every page of its region and frees their
    frames (blocks still allocated simply vanish). The page tables that
    mapped them stay, as after any heap_region_shrink(), so free frames come

@@ -98,3 +98,16 @@ void lapic_send_ipi(uint32_t apic_id, uint32_t icr_low)
         cpu_relax();
     irq_restore(flags);
 }
+
+void lapic_timer_start_periodic(uint8_t vector, uint32_t count)
+{
+    lapic_write(LAPIC_REG_TIMER_DIV, LAPIC_TIMER_DIV_16);
+    lapic_write(LAPIC_REG_LVT_TIMER, LAPIC_LVT_TIMER_PERIODIC | vector);
+    lapic_write(LAPIC_REG_TIMER_INIT, count);
+}
+
+void lapic_timer_stop(void)
+{
+    lapic_write(LAPIC_REG_LVT_TIMER, LAPIC_LVT_MASKED);
+    lapic_write(LAPIC_REG_TIMER_INIT, 0);
+}

@@ -4,7 +4,9 @@
  * memory-mapped (mapped once at LAPIC_MMIO_BASE, uncached); with x2APIC
  * (CPUID.1:ECX bit 21) they are MSRs 0x800 + offset / 16 and the ICR is one
  * 64-bit MSR. lapic_init() picks the mode on the BSP and every AP uses the
- * same one.
+ * same one. Each local APIC also has a timer (11.5.4), which the kernel uses
+ * only to interrupt a CPU at random points of what it runs (tests, e.g. heap
+ * allocation in interrupt context on every CPU at once).
  */
 #ifndef KHEAP_LAPIC_H
 #define KHEAP_LAPIC_H
@@ -13,14 +15,22 @@
 #include <stdint.h>
 
 /* Register offsets in the xAPIC page (SDM vol. 3, table 11-1). */
-#define LAPIC_REG_ID     0x020
-#define LAPIC_REG_VER    0x030
-#define LAPIC_REG_TPR    0x080
-#define LAPIC_REG_EOI    0x0b0
-#define LAPIC_REG_SVR    0x0f0
-#define LAPIC_REG_ESR    0x280
-#define LAPIC_REG_ICR_LO 0x300
-#define LAPIC_REG_ICR_HI 0x310
+#define LAPIC_REG_ID         0x020
+#define LAPIC_REG_VER        0x030
+#define LAPIC_REG_TPR        0x080
+#define LAPIC_REG_EOI        0x0b0
+#define LAPIC_REG_SVR        0x0f0
+#define LAPIC_REG_ESR        0x280
+#define LAPIC_REG_ICR_LO     0x300
+#define LAPIC_REG_ICR_HI     0x310
+#define LAPIC_REG_LVT_TIMER  0x320
+#define LAPIC_REG_TIMER_INIT 0x380 /* initial count: writing it (re)starts the timer; 0 stops it */
+#define LAPIC_REG_TIMER_DIV  0x3e0
+
+/* LVT timer entry (SDM vol. 3, figure 11-8) and divide configuration (figure 11-10). */
+#define LAPIC_LVT_MASKED         (1u << 16)
+#define LAPIC_LVT_TIMER_PERIODIC (1u << 17)
+#define LAPIC_TIMER_DIV_16       0x3u
 
 #define LAPIC_SVR_ENABLE (1u << 8)
 
@@ -58,5 +68,13 @@ void lapic_eoi(void);
 /* Sends an IPI: icr_low (delivery mode, level, vector) to apic_id, and
    waits (xAPIC) until the local APIC has sent it. */
 void lapic_send_ipi(uint32_t apic_id, uint32_t icr_low);
+/* Starts this CPU's local APIC timer in periodic mode: an interrupt on
+   vector (TRAP_IPI_BASE..0xfe, handled like an IPI: ipi_set_handler()) every
+   count * 16 bus clocks. Requires lapic_init() (and lapic_init_ap() on an
+   AP); count 0 stops it as lapic_timer_stop() does. */
+void lapic_timer_start_periodic(uint8_t vector, uint32_t count);
+/* Stops this CPU's local APIC timer (masked, count 0). An interrupt it
+   raised already may still arrive once interrupts are on. */
+void lapic_timer_stop(void);
 
 #endif

@@ -293,6 +293,15 @@ static void map_stacks(struct cpu *c)
     c->df_stack_top = dfstack + CPU_DFSTACK_SIZE;
 }
 
+/* The trampoline while APs start: its page below 1 MiB (identity-mapped)
+   and the parameter block in it. */
+struct trampoline {
+    uint64_t phys;
+    uint8_t *page;
+    size_t size;
+    struct trampoline_params *params;
+};
+
 static bool wait_online(struct cpu *c, uint64_t us)
 {
     uint64_t start = rdtsc(), limit = timer_tsc_hz() / 1000000 * us;
@@ -304,8 +313,9 @@ static bool wait_online(struct cpu *c, uint64_t us)
     return true;
 }
 
-/* Starts the AP with apic_id as CPU index; returns true once it is online. */
-static bool start_ap(uint32_t apic_id, unsigned index, uint64_t tramp, struct trampoline_params *params)
+/* Starts the AP with apic_id as CPU index, waiting up to timeout_ms for
+   it; returns true once it is online. */
+static bool start_ap(uint32_t apic_id, unsigned index, const struct trampoline *t, uint64_t timeout_ms)
 {
     struct cpu *c = &cpus[index];
     memset(c, 0, sizeof(*c));
@@ -313,21 +323,83 @@ static bool start_ap(uint32_t apic_id, unsigned index, uint64_t tramp, struct tr
     c->index = index;
     c->apic_id = apic_id;
     map_stacks(c);
-    params->stack = c->stack_top;
-    params->entry = (uint64_t)(uintptr_t)ap_entry;
-    params->cpu = (uint64_t)(uintptr_t)c;
+    t->params->stack = c->stack_top;
+    t->params->entry = (uint64_t)(uintptr_t)ap_entry;
+    t->params->cpu = (uint64_t)(uintptr_t)c;
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 
-    uint32_t vector = (uint32_t)(tramp / PAGE_SIZE);
+    uint32_t vector = (uint32_t)(t->phys / PAGE_SIZE);
     lapic_send_ipi(apic_id, LAPIC_ICR_INIT | LAPIC_ICR_ASSERT);
     delay_us(INIT_DELAY_US);
     lapic_send_ipi(apic_id, LAPIC_ICR_STARTUP | vector);
     if (!wait_online(c, SIPI_DELAY_US))
         lapic_send_ipi(apic_id, LAPIC_ICR_STARTUP | vector);
-    if (wait_online(c, SMP_AP_START_TIMEOUT_MS * 1000ull))
+    if (wait_online(c, timeout_ms * 1000ull))
         return true;
     lapic_send_ipi(apic_id, LAPIC_ICR_INIT | LAPIC_ICR_ASSERT); /* back to sleep for good */
     return false;
+}
+
+/* Starts apic_id as the next CPU index; on success it counts as online,
+   otherwise it is reported and skipped (its stack slot is reused by the
+   next attempt). */
+static bool start_next_ap(uint32_t apic_id, const struct trampoline *t, uint64_t timeout_ms)
+{
+    unsigned index = ncpus;
+    if (start_ap(apic_id, index, t, timeout_ms)) {
+        __atomic_store_n(&ncpus, index + 1, __ATOMIC_RELEASE);
+        return true;
+    }
+    kprintf("smp: CPU with APIC id %u did not start within %llu ms: skipped\n", apic_id,
+            (unsigned long long)timeout_ms);
+    return false;
+}
+
+/* Copies the trampoline to a free page below 1 MiB, fills its parameter
+   block and identity-maps the page (the switch to long mode runs from it
+   with paging on). Panics if there is no such page or the mapping fails. */
+static void trampoline_install(const struct boot_info *bi, struct trampoline *t)
+{
+    t->phys = find_trampoline_page(bi);
+    if (t->phys == 0)
+        panic("smp_init: no available page below 1 MiB for the AP trampoline");
+    t->size = (size_t)(trampoline_end - trampoline_start);
+    _Static_assert(TP_SIZE < PAGE_SIZE, "the parameter block fits in the page");
+    if (t->size > PAGE_SIZE)
+        panic("smp_init: trampoline of %zu bytes larger than a page", t->size);
+    t->page = phys_to_virt(t->phys);
+    memcpy(t->page, trampoline_start, t->size);
+    struct trampoline_params *params =
+        (struct trampoline_params *)(t->page + (trampoline_params - trampoline_start));
+    uint64_t cr3 = read_cr3() & PTE_ADDR_MASK;
+    if (cr3 >= (1ull << 32))
+        panic("smp_init: kernel PML4 at %p above 4 GiB: a 32-bit trampoline cannot load it", (void *)cr3);
+    params->gdt_limit = (uint16_t)(trampoline_gdt_end - trampoline_gdt - 1);
+    params->gdt_base = (uint32_t)(t->phys + (uint64_t)(trampoline_gdt - trampoline_start));
+    params->far32_offset = (uint32_t)(t->phys + (uint64_t)(trampoline_pm32 - trampoline_start));
+    params->far32_selector = TR_CODE32;
+    params->far64_offset = (uint32_t)(t->phys + (uint64_t)(trampoline_lm64 - trampoline_start));
+    params->far64_selector = TR_CODE64;
+    params->cr3 = (uint32_t)cr3;
+    params->cr4 = (uint32_t)read_cr4();
+    params->efer = (uint32_t)(rdmsr(MSR_EFER) & (EFER_LME | EFER_NXE));
+    t->params = params;
+    /* Read-only and executable, for as long as start-up takes. */
+    enum paging_status st = paging_map(t->phys, t->phys, 0);
+    if (st != PAGING_OK)
+        panic("smp_init: identity-mapping the trampoline at %p: %s", (void *)t->phys, paging_strerror(st));
+}
+
+/* Removes the identity mapping from every CPU's TLB and the tables that
+   held it, and wipes the page. */
+static void trampoline_remove(const struct trampoline *t)
+{
+    uint64_t ignored;
+    if (paging_unmap(t->phys, &ignored) != PAGING_OK)
+        panic("smp_init: the trampoline's identity mapping is gone");
+    tlb_shootdown(t->phys, 1);
+    paging_free_empty_tables(t->phys);
+    memset(t->page, 0, t->size);
 }
 
 void smp_init(const struct boot_info *bi)
@@ -347,62 +419,31 @@ void smp_init(const struct boot_info *bi)
         kprintf("smp: the MADT lists %zu more CPUs than SMP_MAX_CPUS %d; ignoring them\n", found.ignored,
                 SMP_MAX_CPUS);
 
-    uint64_t tramp = find_trampoline_page(bi);
-    if (tramp == 0)
-        panic("smp_init: no available page below 1 MiB for the AP trampoline");
-    size_t size = (size_t)(trampoline_end - trampoline_start);
-    _Static_assert(TP_SIZE < PAGE_SIZE, "the parameter block fits in the page");
-    if (size > PAGE_SIZE)
-        panic("smp_init: trampoline of %zu bytes larger than a page", size);
-    uint8_t *page = phys_to_virt(tramp);
-    memcpy(page, trampoline_start, size);
-    struct trampoline_params *params =
-        (struct trampoline_params *)(page + (trampoline_params - trampoline_start));
-    uint64_t cr3 = read_cr3() & PTE_ADDR_MASK;
-    if (cr3 >= (1ull << 32))
-        panic("smp_init: kernel PML4 at %p above 4 GiB: a 32-bit trampoline cannot load it", (void *)cr3);
-    params->gdt_limit = (uint16_t)(trampoline_gdt_end - trampoline_gdt - 1);
-    params->gdt_base = (uint32_t)(tramp + (uint64_t)(trampoline_gdt - trampoline_start));
-    params->far32_offset = (uint32_t)(tramp + (uint64_t)(trampoline_pm32 - trampoline_start));
-    params->far32_selector = TR_CODE32;
-    params->far64_offset = (uint32_t)(tramp + (uint64_t)(trampoline_lm64 - trampoline_start));
-    params->far64_selector = TR_CODE64;
-    params->cr3 = (uint32_t)cr3;
-    params->cr4 = (uint32_t)read_cr4();
-    params->efer = (uint32_t)(rdmsr(MSR_EFER) & (EFER_LME | EFER_NXE));
-    /* The switch to long mode runs from this page with paging on: map it at
-       its own address, read-only and executable, for as long as it takes. */
-    enum paging_status st = paging_map(tramp, tramp, 0);
-    if (st != PAGING_OK)
-        panic("smp_init: identity-mapping the trampoline at %p: %s", (void *)tramp, paging_strerror(st));
-
+    struct trampoline t;
+    trampoline_install(bi, &t);
     kprintf("smp: %zu CPUs in the MADT, local APIC %p (%s), trampoline at %p\n", found.count,
-            (void *)found.lapic_phys, lapic_x2apic() ? "x2APIC" : "xAPIC", (void *)tramp);
-    unsigned index = 1;
-    for (size_t i = 0; i < found.count; i++) {
-        uint32_t id = found.apic_ids[i];
-        if (id == cpus[0].apic_id)
-            continue;
-        if (index == SMP_MAX_CPUS)
-            break;
-        if (start_ap(id, index, tramp, params)) {
-            __atomic_store_n(&ncpus, index + 1, __ATOMIC_RELEASE);
-            index++;
-        } else {
-            kprintf("smp: CPU with APIC id %u did not start within %d ms: skipped\n", id,
-                    SMP_AP_START_TIMEOUT_MS);
-        }
-    }
-
-    uint64_t ignored;
-    if (paging_unmap(tramp, &ignored) != PAGING_OK)
-        panic("smp_init: the trampoline's identity mapping is gone");
-    tlb_shootdown(tramp, 1);
-    paging_free_empty_tables(tramp);
-    memset(page, 0, size);
+            (void *)found.lapic_phys, lapic_x2apic() ? "x2APIC" : "xAPIC", (void *)t.phys);
+    for (size_t i = 0; i < found.count && ncpus < SMP_MAX_CPUS; i++)
+        if (found.apic_ids[i] != cpus[0].apic_id)
+            start_next_ap(found.apic_ids[i], &t, SMP_AP_START_TIMEOUT_MS);
+    trampoline_remove(&t);
 
     kprintf("smp: %u CPUs online, APIC ids:", ncpus);
     for (unsigned i = 0; i < ncpus; i++)
         kprintf(" %u", cpus[i].apic_id);
     kprintf("\n");
+}
+
+bool smp_start_cpu(const struct boot_info *bi, uint32_t apic_id, uint64_t timeout_ms)
+{
+    if (!lapic_ready() || smp_cpu_index() != 0 || ncpus == SMP_MAX_CPUS)
+        return false;
+    for (unsigned i = 0; i < ncpus; i++)
+        if (cpus[i].apic_id == apic_id)
+            return false; /* an INIT would reset a running CPU */
+    struct trampoline t;
+    trampoline_install(bi, &t);
+    bool ok = start_next_ap(apic_id, &t, timeout_ms);
+    trampoline_remove(&t);
+    return ok;
 }

@@ -63,7 +63,7 @@ struct cpu {
     uint64_t call_seq, call_done;
     struct smp_call_result call_result;
     struct kjmp_buf *catch_env; /* set while a remote call runs: faults and panics jump here */
-    uint64_t ipis;              /* IPIs this CPU has handled */
+    uint64_t ipis;              /* local APIC interrupts (IPIs, APIC timer) this CPU has handled */
 };
 
 /* Returns this CPU's struct cpu (from the GS base). */
@@ -91,6 +91,16 @@ void smp_init_bsp(void);
    the parsed boot information (for the RSDP and the memory map). Panics on
    bad ACPI tables or if no usable page below 1 MiB holds the trampoline. */
 void smp_init(const struct boot_info *bi);
+/* After smp_init(), on the BSP: starts the CPU with APIC id apic_id as the
+   next CPU index, through the same trampoline and INIT-SIPI-SIPI sequence,
+   waiting up to timeout_ms for it. Returns true once it is online. A CPU
+   that does not answer in time is reported ("smp: CPU with APIC id N did
+   not start within T ms: skipped"), sent INIT again and skipped: false, and
+   nothing else changes (its stack slot stays mapped for the next attempt).
+   Also false, without sending anything, if apic_id is already online (an
+   INIT would reset it), SMP_MAX_CPUS are online, there is no local APIC or
+   the caller is not the BSP. Not for concurrent use. */
+bool smp_start_cpu(const struct boot_info *bi, uint32_t apic_id, uint64_t timeout_ms);
 /* Number of CPUs online (1 before smp_init()). */
 unsigned smp_cpu_count(void);
 /* The struct cpu of online CPU index (< smp_cpu_count()), or NULL. */

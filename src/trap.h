@@ -7,16 +7,17 @@
 
 #include <stdint.h>
 
-#define TRAP_EXCEPTIONS 32 /* vectors 0..31 are CPU exceptions */
-#define TRAP_IRQ_BASE   32 /* PIC IRQ n arrives on vector 32 + n */
-#define TRAP_IRQS       16
-/* Vectors 0xf0..0xff are inter-processor interrupts from local APICs. */
-#define TRAP_IPI_BASE   0xf0
-#define TRAP_IPIS       16
-#define TRAP_IPI_CALL   0xf0 /* wakes a CPU for a remote call (smp.c) */
-#define TRAP_IPI_TLB    0xf1 /* TLB shootdown (tlb.c) */
-#define TRAP_IPI_TEST   0xf2 /* for tests: counts, then EOI */
-#define TRAP_SPURIOUS   0xff /* the local APIC's spurious vector: no EOI */
+#define TRAP_EXCEPTIONS  32 /* vectors 0..31 are CPU exceptions */
+#define TRAP_IRQ_BASE    32 /* PIC IRQ n arrives on vector 32 + n */
+#define TRAP_IRQS        16
+/* Vectors 0xf0..0xff come from local APICs: inter-processor interrupts and the APIC timer. */
+#define TRAP_IPI_BASE    0xf0
+#define TRAP_IPIS        16
+#define TRAP_IPI_CALL    0xf0 /* wakes a CPU for a remote call (smp.c) */
+#define TRAP_IPI_TLB     0xf1 /* TLB shootdown (tlb.c) */
+#define TRAP_IPI_TEST    0xf2 /* for tests: counts, then EOI */
+#define TRAP_LAPIC_TIMER 0xf3 /* the local APIC timer (lapic.h), for tests: handler installed by them */
+#define TRAP_SPURIOUS    0xff /* the local APIC's spurious vector: no EOI */
 
 enum trap_vector {
     TRAP_DIVIDE_ERROR = 0,

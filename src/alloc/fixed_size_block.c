@@ -1094,6 +1094,53 @@ static size_t fsb_walk(const struct heap *h, heap_walk_fn fn, void *ctx)
     return n;
 }
 
+/* Per-CPU caches (heap_cpu.h): the class of live block ptr, read without the heap lock. A live
+ * object's slab stays a slab of its class until the object is freed, and its class was written
+ * before the object was first handed out; a large block has no class. */
+static unsigned fsb_class_of(const void *ptr)
+{
+    return is_large(ptr) ? FSB_NCLASSES : slab_of(ptr)->cls;
+}
+
+/* True if slab s is on one of class cls's lists. */
+static bool slab_listed(const struct fsb *f, const struct fsb_slab *s, unsigned cls)
+{
+    const struct fsb_slab *lists[2] = {f->partial[cls].head, f->full[cls].head};
+
+    for (size_t i = 0; i < 2; i++)
+        for (const struct fsb_slab *t = lists[i]; t != NULL; t = t->next)
+            if (t == s)
+                return true;
+    return false;
+}
+
+/* heap_check() of the per-CPU caches: true if p is an allocated object of class cls -- its slab is
+ * one of the class's (found on its lists before its header is read), p lies on an object boundary
+ * of the carved part and is not on the slab's free list, so the slab counts it in inuse. */
+static bool fsb_holds(const struct heap *h, const void *p, unsigned cls)
+{
+    const struct fsb *f = to_cfsb(h);
+    const struct fsb_slab *s = slab_of(p);
+    uint32_t n = 0;
+
+    if (cls >= FSB_NCLASSES || is_large(p) || !slab_listed(f, s, cls) || !obj_in_slab(s, cls, p))
+        return false;
+    for (const void *o = s->free; o != NULL && n++ <= s->capacity; o = (const void *)obj_next(f, o))
+        if (o == p)
+            return false;
+    return true;
+}
+
+static const struct heap_cpu_classes fsb_cpu_classes = {
+    .count = FSB_NCLASSES,
+    .max_size = FSB_MAX_SMALL,
+    .of_size = size_class,
+    .size = class_size,
+    .of_block = fsb_class_of,
+    .holds = fsb_holds,
+};
+_Static_assert(FSB_NCLASSES <= HEAP_CPU_MAX_CLASSES, "every class can be cached per CPU");
+
 /* release_enable (heap_backend.h): the fallback gives pages back through this heap's env. */
 static void fsb_release_enable(struct heap *h)
 {
@@ -1117,4 +1164,5 @@ const struct heap_ops heap_fixed_size_block_ops = {
     .validate = fsb_validate,
     .walk = fsb_walk,
     .release_enable = fsb_release_enable,
+    .cpu_classes = &fsb_cpu_classes,
 };

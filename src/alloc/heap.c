@@ -20,6 +20,15 @@
  * effect: a bad free is ignored, an allocation that met corruption returns NULL (failed_allocs++),
  * and the block involved is never handed out again. Statistics count requested sizes, which is what
  * heap_usable_size() returns in this mode. In the plain build every hook is an empty stub.
+ *
+ * Per-CPU caches (heap_cpu.h; the design is heap_cpu.c's essay): a heap created with cpu_count >= 2,
+ * cpu_enter/cpu_exit and a lock, of a backend with size classes (fixed_size_block), in plain mode,
+ * serves small allocations and frees from the calling CPU's cache without the heap lock: the
+ * per-CPU step below, which the locked slow paths enter first when h->cpu is set. Its counters are
+ * per CPU and heap_stats()/heap_check() add them up; when the backend finds no memory, every CPU's
+ * cache is drained into it before the heap grows or fails (backend_retry), and when a free gives
+ * pages back, too. Every other heap takes exactly the paths it took before: one test of h->cpu in
+ * each locked slow path is all it pays.
  */
 #include "heap_backend.h"
 
@@ -34,9 +43,14 @@ static inline void heap_unlock(struct heap *h, unsigned long saved)
         h->env.unlock(h->env.ctx, saved);
 }
 
+static inline size_t counted_in_use(const struct heap_counters *c)
+{
+    return c->bytes_allocated - c->bytes_freed;
+}
+
 static inline size_t in_use(const struct heap *h)
 {
-    return h->counts.bytes_allocated - h->counts.bytes_freed;
+    return counted_in_use(&h->counts);
 }
 
 /* Counts usable more bytes in use (an allocation, or in-place growth) and updates the peak. */
@@ -86,22 +100,32 @@ static bool grow(struct heap *h, size_t size, size_t align)
     return true;
 }
 
-/* The one grow-and-retry path, for every entry point: the backend found nothing for size user bytes
- * at align, so grow the heap and ask again, at most HEAP_GROW_TRIES times (not after a backend met
- * corruption), then finish the allocation like alloc_block(): counted, or failed. Out of line and
- * finishing the job itself, so the fast path reaches it by a tail call and saves no registers. */
+/* The one out-of-memory path, for every entry point: the backend found nothing for bsize bytes at
+ * align (lock held). Memory pressure first drains the per-CPU caches (if any) into the backend and
+ * asks again; then it grows the heap and asks again, at most HEAP_GROW_TRIES times (not after a
+ * backend met corruption). Returns the block (usable size in *usable) or NULL; counts nothing. */
+static void *backend_retry(struct heap *h, size_t bsize, size_t align, size_t *usable)
+{
+    void *p = NULL;
+
+    if (heap_cpu_drain(h))
+        p = h->ops->alloc(h, bsize, align, usable);
+    for (int i = 0; i < HEAP_GROW_TRIES && p == NULL && h->env.grow != NULL && !heap_hard_aborted(h); i++) {
+        if (!grow(h, bsize, align))
+            break;
+        p = h->ops->alloc(h, bsize, align, usable);
+    }
+    return p;
+}
+
+/* The backend found nothing for size user bytes at align: backend_retry(), then finish the
+ * allocation like alloc_block(): counted, or failed. Out of line and finishing the job itself, so the
+ * fast path reaches it by a tail call and saves no registers. */
 static __attribute__((noinline)) void *alloc_retry(struct heap *h, size_t size, size_t align)
 {
     size_t usable;
-    void *p = NULL;
+    void *p = backend_retry(h, size + HEAP_HARD_TAIL, align, &usable);
 
-    for (int i = 0; i < HEAP_GROW_TRIES && h->env.grow != NULL && !heap_hard_aborted(h); i++) {
-        if (!grow(h, size + HEAP_HARD_TAIL, align))
-            break;
-        p = h->ops->alloc(h, size + HEAP_HARD_TAIL, align, &usable);
-        if (p != NULL)
-            break;
-    }
     if (p == NULL) {
         heap_hard_alloc_failed(h);
         return fail(h);
@@ -178,6 +202,7 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
     heap_hard_init(h, secret);
     if (h->env.release != NULL && h->env.reclaim != NULL && ops->release_enable != NULL)
         ops->release_enable(h);
+    heap_cpu_create(h);
     return h;
 }
 
@@ -204,6 +229,142 @@ bool heap_reclaim_pages(struct heap *h, uintptr_t lo, uintptr_t hi)
 }
 
 /*
+ * The per-CPU step (heap_cpu.c's essay). With per-CPU caches, a small allocation or free is served by
+ * the calling CPU's cache: pinned (env.cpu_enter), under that CPU's own lock, no heap lock. Only a
+ * refill (the cache is empty) or a flush (full) takes the heap lock, after leaving the pin, and
+ * pins again under it. A CPU index the caches do not cover takes the locked path.
+ */
+
+/* cpu_alloc() found no object of class cls: under the heap lock, one for the caller (memory pressure
+ * drains the caches, growth, as for any allocation) and up to batch - 1 more for the cache of the CPU
+ * the caller is on now. */
+static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
+{
+    const struct heap_cpus *cs = h->cpu;
+    size_t size = cs->classes->size[cls], usable;
+    void *more[HEAP_CPU_BATCH_MAX];
+    uint32_t n = 0, kept = 0;
+    unsigned long saved = heap_lock(h), pin;
+    struct heap_cpu *c;
+    void *p = h->ops->alloc(h, size, HEAP_MIN_ALIGN, &usable);
+
+    if (p == NULL && (p = backend_retry(h, size, HEAP_MIN_ALIGN, &usable)) == NULL) {
+        fail(h);
+        heap_unlock(h, saved);
+        return NULL;
+    }
+    c = heap_cpu_pin(cs, &pin);
+    if (c != NULL) {
+        while (n < c->mag[cls].batch - 1 &&
+               (more[n] = h->ops->alloc(h, size, HEAP_MIN_ALIGN, &usable)) != NULL)
+            n++;
+        heap_cpu_lock(c);
+        while (kept < n && heap_cpu_push(c, cls, more[kept]))
+            kept++;
+        heap_cpu_count_alloc(c, size);
+        heap_cpu_unlock(c);
+    } else {
+        note_alloc(h, usable);
+    }
+    heap_cpu_unpin(cs, pin);
+    heap_cpu_sample_peak(h);
+    for (; kept < n; kept++)
+        h->ops->free(h, more[kept]);
+    heap_unlock(h, saved);
+    return p;
+}
+
+/* A small allocation (1 <= size <= the classes' max_size, 16-aligned) from this CPU's cache. */
+static void *cpu_alloc(struct heap *h, size_t size)
+{
+    const struct heap_cpus *cs = h->cpu;
+    unsigned cls = cs->classes->of_size[(size + 15) / 16];
+    unsigned long pin;
+    struct heap_cpu *c = heap_cpu_pin(cs, &pin);
+    void *p = NULL;
+
+    if (heap_likely(c != NULL)) {
+        heap_cpu_lock(c);
+        p = heap_cpu_pop(c, cls);
+        if (heap_likely(p != NULL))
+            heap_cpu_count_alloc(c, cs->classes->size[cls]);
+        heap_cpu_unlock(c);
+    }
+    heap_cpu_unpin(cs, pin);
+    return heap_likely(p != NULL) ? p : cpu_refill(h, cls);
+}
+
+/* The locked free of a heap with caches, for blocks they do not take: when the free gives pages
+ * back, the caches are drained too, so that their objects do not pin the slabs around those pages. */
+static __attribute__((noinline)) void cpu_free_locked(struct heap *h, void *ptr)
+{
+    unsigned long saved = heap_lock(h);
+    uint64_t released = h->counts.pages_released;
+
+    free_locked(h, ptr);
+    if (h->counts.pages_released != released)
+        heap_cpu_drain_all(h);
+    heap_unlock(h, saved);
+}
+
+/* cpu_free() found the cache of class cls full (or the CPU has none): under the heap lock, the oldest
+ * batch goes back to the backend and ptr into the cache of the CPU the caller is on now; as in
+ * cpu_free_locked(), pages given back drain every cache. */
+static __attribute__((noinline)) void cpu_flush(struct heap *h, unsigned cls, void *ptr)
+{
+    const struct heap_cpus *cs = h->cpu;
+    void *out[HEAP_CPU_BATCH_MAX];
+    uint32_t n = 0;
+    unsigned long saved = heap_lock(h), pin;
+    uint64_t released = h->counts.pages_released;
+    struct heap_cpu *c = heap_cpu_pin(cs, &pin);
+
+    if (c != NULL) {
+        heap_cpu_lock(c);
+        n = heap_cpu_take_batch(c, cls, out);
+        if (heap_cpu_push(c, cls, ptr)) {
+            heap_cpu_count_free(c, cs->classes->size[cls]);
+            ptr = NULL;
+        }
+        heap_cpu_unlock(c);
+    }
+    heap_cpu_unpin(cs, pin);
+    for (uint32_t i = 0; i < n; i++)
+        h->ops->free(h, out[i]);
+    if (ptr != NULL)
+        note_free(h, h->ops->free(h, ptr));
+    if (h->counts.pages_released != released)
+        heap_cpu_drain_all(h);
+    heap_unlock(h, saved);
+}
+
+/* A free of ptr (not NULL) on a heap with caches: small objects into this CPU's cache. */
+static void cpu_free(struct heap *h, void *ptr)
+{
+    const struct heap_cpus *cs = h->cpu;
+    unsigned cls = cs->classes->of_block(ptr);
+    unsigned long pin;
+    struct heap_cpu *c;
+    bool kept = false;
+
+    if (heap_unlikely(cls >= cs->classes->count)) {
+        cpu_free_locked(h, ptr);
+        return;
+    }
+    c = heap_cpu_pin(cs, &pin);
+    if (heap_likely(c != NULL)) {
+        heap_cpu_lock(c);
+        kept = heap_cpu_push(c, cls, ptr);
+        if (heap_likely(kept))
+            heap_cpu_count_free(c, cs->classes->size[cls]);
+        heap_cpu_unlock(c);
+    }
+    heap_cpu_unpin(cs, pin);
+    if (heap_unlikely(!kept))
+        cpu_flush(h, cls, ptr);
+}
+
+/*
  * The allocation and free entry points. Every public allocation and free goes through alloc_entry() /
  * free_entry(), inlined into each exported function so that a heap_alloc() or kmalloc() is one call
  * plus the backend's. The common case -- no lock installed, an ordinary size -- takes the fast path:
@@ -211,13 +372,17 @@ bool heap_reclaim_pages(struct heap *h, uintptr_t lo, uintptr_t hi)
  * goes to an out-of-line slow path, which keeps the fast path free of register spills.
  */
 
-/* Allocation with the lock and full validation. */
+/* Allocation with the lock and full validation, or (a small request to a heap with per-CPU caches)
+ * the per-CPU step. */
 static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, size_t align,
                                                   const void *caller)
 {
-    unsigned long saved = heap_lock(h);
+    unsigned long saved;
     void *p;
 
+    if (h->cpu != NULL && align == HEAP_MIN_ALIGN && size - 1 < h->cpu->classes->max_size)
+        return cpu_alloc(h, size);
+    saved = heap_lock(h);
     heap_hard_set_caller(h, caller);
     p = alloc_locked(h, size, align);
     heap_unlock(h, saved);
@@ -238,11 +403,16 @@ static inline __attribute__((always_inline)) void *alloc_entry(struct heap *h, s
     return alloc_slow(h, size, align, caller);
 }
 
-/* A free with the lock. */
+/* A free with the lock, or (a heap with per-CPU caches) the per-CPU step. */
 static __attribute__((noinline)) void free_slow(struct heap *h, void *ptr, const void *caller)
 {
-    unsigned long saved = heap_lock(h);
+    unsigned long saved;
 
+    if (h->cpu != NULL) {
+        cpu_free(h, ptr);
+        return;
+    }
+    saved = heap_lock(h);
     heap_hard_set_caller(h, caller);
     free_locked(h, ptr);
     heap_unlock(h, saved);
@@ -387,9 +557,12 @@ size_t heap_usable_size(struct heap *h, const void *ptr)
 struct heap_stats heap_stats(struct heap *h)
 {
     unsigned long saved = heap_lock(h);
-    const struct heap_counters *c = &h->counts;
+    struct heap_counters sum = h->counts;
+    const struct heap_counters *c = &sum;
+
+    heap_cpu_counters(h, &sum); /* the per-CPU caches' shares, if any */
     struct heap_stats s = {
-        .bytes_in_use = in_use(h),
+        .bytes_in_use = counted_in_use(c),
         .bytes_mapped = c->bytes_mapped,
         .peak_in_use = c->peak_in_use,
         .live_allocs = (size_t)(c->total_allocs - c->total_frees),
@@ -408,12 +581,15 @@ struct heap_stats heap_stats(struct heap *h)
 size_t heap_check(struct heap *h)
 {
     unsigned long saved = heap_lock(h);
-    const struct heap_counters *c = &h->counts;
-    size_t bytes = in_use(h), live = (size_t)(c->total_allocs - c->total_frees);
-    size_t bad;
+    struct heap_counters sum = h->counts;
+    const struct heap_counters *c = &sum;
+    size_t bytes, live, bad;
 
+    heap_cpu_counters(h, &sum); /* the per-CPU caches' shares, if any */
+    bytes = counted_in_use(c);
+    live = (size_t)(c->total_allocs - c->total_frees);
     heap_hard_set_caller(h, __builtin_return_address(0));
-    bad = h->ops->check(h);
+    bad = h->ops->check(h) + heap_cpu_checked(h);
     bad += c->total_frees > c->total_allocs; /* more frees than allocations */
     bad += c->peak_in_use < bytes;
     bad += bytes > c->bytes_mapped; /* also catches more bytes freed than allocated */

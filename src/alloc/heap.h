@@ -85,6 +85,9 @@
  * with padding arithmetic that is exact anywhere (heap_pad_to in heap_backend.h). */
 #define HEAP_MAX_REQUEST (SIZE_MAX / 4)
 
+/* The most CPUs a heap's per-CPU caches serve (heap_env.cpu_count). */
+#define HEAP_MAX_CPUS 64
+
 /* How many grow()/add_memory() rounds one allocation may trigger before it fails. */
 #define HEAP_GROW_TRIES 4
 
@@ -160,6 +163,16 @@ struct heap_env {
     /* Hardened mode: per-boot secret keying free-list pointer mangling and canaries. 0: the library
      * derives a non-zero value from the heap's address (weak: predictable). Ignored in plain mode. */
     uint64_t secret;
+    /* Per-CPU caches (docs: which backend has them -- fixed_size_block; the others ignore these).
+     * cpu_count: how many CPUs may call into the heap, at most HEAP_MAX_CPUS. With cpu_count < 2 or
+     * cpu_enter == NULL there are no per-CPU caches: every operation takes the heap lock, exactly as
+     * without these fields.
+     * cpu_enter(ctx, &saved): pins the caller to its CPU and returns that CPU's index (< cpu_count);
+     * until cpu_exit(ctx, saved) no other heap call runs on this index (the kernel disables interrupts
+     * on its CPU; a host gives each thread its own index). Must not take the heap lock. */
+    unsigned cpu_count;
+    unsigned (*cpu_enter)(void *ctx, unsigned long *saved);
+    void (*cpu_exit)(void *ctx, unsigned long saved);
 };
 
 /* Counters kept by the front end (heap.c); identical meaning for every backend. */

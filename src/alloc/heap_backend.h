@@ -18,6 +18,9 @@
  * HEAP_MIN_ALIGN, size + align <= HEAP_MAX_REQUEST, and ptr was returned by this heap and is live. Backends
  * never lock, grow or count: the front end does that.
  */
+struct heap_cpu_classes;
+struct heap_cpus;
+
 struct heap_ops {
     const char *name; /* "bump", "linked_list", "fixed_size_block" */
     /* Extra bytes, beyond size + align, that a fresh non-adjacent region needs so that one allocation
@@ -63,6 +66,9 @@ struct heap_ops {
      * points of a heap that never gives memory back test for none (docs/measurements.md). NULL: the
      * backend never gives memory back. */
     void (*release_enable)(struct heap *h);
+    /* Per-CPU caches (heap_cpu.h): the size classes the front end may cache per CPU for this backend,
+     * or NULL: the backend has none and every operation takes the heap lock (bump, linked_list). */
+    const struct heap_cpu_classes *cpu_classes;
 };
 
 /* validate(): ptr is a live block. */
@@ -109,6 +115,7 @@ struct heap {
     const struct heap_ops *ops;
     struct heap_env env;
     struct heap_counters counts;
+    struct heap_cpus *cpu; /* per-CPU caches (heap_cpu.h), NULL = none */
 #if KHEAP_HARDENING
     struct heap_hard hard;
 #endif
@@ -199,5 +206,8 @@ bool heap_reclaim_pages(struct heap *h, uintptr_t lo, uintptr_t hi);
 /* The hardened layer's shared part (constants, key/mangle, reports, poison) and the front end's
  * hooks: empty stubs in the plain build. */
 #include "heap_hard.h"
+
+/* The per-CPU cache layer (heap_cpu.h): what heap.c's per-CPU step and the backends' classes use. */
+#include "heap_cpu.h"
 
 #endif /* KHEAP_ALLOC_HEAP_BACKEND_H */

@@ -99,10 +99,14 @@ uint64_t paging_tables_needed(uint64_t virt, size_t pages);
 enum paging_status paging_map(uint64_t virt, uint64_t phys, uint64_t flags);
 /* Removes the mapping of the page starting at virt (4 KiB, or a whole
    2 MiB / 1 GiB page when virt is its first address), invalidates its TLB
-   entry and stores the physical address it mapped in *phys (if not NULL):
-   the caller decides what happens to the frame. PAGING_ERR_HUGE_PAGE for an
-   address inside a huge page. Intermediate tables stay. A refusal changes
-   nothing. */
+   entry on this CPU only and stores the physical address it mapped in
+   *phys (if not NULL): the caller decides what happens to the frame.
+   PAGING_ERR_HUGE_PAGE for an address inside a huge page. Intermediate
+   tables stay. A refusal changes nothing. A caller that unmaps memory
+   another CPU may have used (so may hold in its TLB) must tlb_shootdown()
+   the page before its frame is reused or its tables freed: heap_region.c
+   (release, shrink) and smp.c (the trampoline) do; tests that map a page
+   only the BSP ever touches need not. */
 enum paging_status paging_unmap(uint64_t virt, uint64_t *phys);
 
 /* Frees the page tables on the path to virt that map nothing any more,

@@ -14,6 +14,15 @@
  * For each it prints TSC cycles per operation (an allocation or a free,
  * median of 5 runs after a warm-up) and, for c, the heap footprint (bytes
  * mapped) divided by the peak of the requested live bytes.
+ * Several CPUs (KBENCH smp lines): SMP_PAIRS alloc/free pairs of 16-256 B
+ * (allocate, write a byte, free; immediate pairs, so that bump reuses its
+ * memory too) on one CPU, then on every CPU at once, each on its own
+ * SMP_PAIRS; on two private heaps of the image's backend, one with
+ * per-CPU caches (KERNEL_HEAP_CPU_CACHES) and one without, runs
+ * interleaved over SMP_REPS repetitions. It prints the cycles per
+ * operation (wall time of the run / operations of one CPU) for both and
+ * the throughput ratio all-CPUs / one CPU = ncpus * T(1 CPU) / T(all
+ * CPUs): the median over the repetitions and its spread (min, max).
  *
  * Under QEMU TCG the TSC follows host time while the guest is emulated, so
  * the cycle counts are those of the emulation, not of real hardware: use
@@ -25,10 +34,12 @@
 #include "alloc/kmalloc.h"
 #include "memlayout.h"
 #include "cpu.h"
+#include "kernel_heap.h"
 #include "kprintf.h"
 #include "kstring.h"
 #include "paging/heap_region.h"
 #include "paging/pmm.h"
+#include "smp.h"
 #include "timer.h"
 #include "qemu.h"
 
@@ -39,14 +50,20 @@
 
 static uint64_t rng_state;
 
-static uint64_t rand64(void)
+/* xorshift64*: advances *state (never 0) and returns 64 random bits. */
+static uint64_t xorshift(uint64_t *state)
 {
-    uint64_t x = rng_state;
+    uint64_t x = *state;
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    rng_state = x;
+    *state = x;
     return x * 0x2545f4914f6cdd1dull;
+}
+
+static uint64_t rand64(void)
+{
+    return xorshift(&rng_state);
 }
 
 static size_t mix_size(void)
@@ -217,6 +234,108 @@ static void bench_release(const char *name)
             (unsigned long long)(s1.pages_reclaimed - s0.pages_reclaimed));
 }
 
+#define SMP_PAIRS           50000
+#define SMP_REPS            5
+#define SMP_WAIT_MS         600000 /* an uncached heap on overcommitted vCPUs is slow, never stuck */
+#define SMP_CACHED_WINDOW   10     /* private heap windows (memlayout.h) */
+#define SMP_UNCACHED_WINDOW 11
+
+struct smp_run {
+    struct heap *heap;
+    uint64_t seed;
+    uint64_t failed;
+    const volatile bool *go;
+};
+
+/* One CPU's share: waits for go, then SMP_PAIRS alloc/free pairs. */
+static void smp_pairs(void *arg)
+{
+    struct smp_run *r = arg;
+    while (!__atomic_load_n(r->go, __ATOMIC_ACQUIRE))
+        cpu_relax();
+    uint64_t rng = r->seed;
+    for (uint64_t i = 0; i < SMP_PAIRS; i++) {
+        volatile uint8_t *p = heap_alloc(r->heap, 16 + xorshift(&rng) % 241);
+        if (p == NULL) {
+            r->failed++;
+            continue;
+        }
+        p[0] = (uint8_t)i;
+        heap_free(r->heap, (void *)(uintptr_t)p);
+    }
+}
+
+/* Runs smp_pairs on CPUs 0 .. cpus-1 at once; returns the wall TSC cycles
+   from the start signal until every CPU has finished, 0 if a CPU failed. */
+static uint64_t smp_run_on(struct heap *h, unsigned cpus, uint64_t *failed)
+{
+    static struct smp_run runs[SMP_MAX_CPUS];
+    static volatile bool go;
+    go = false;
+    for (unsigned i = 0; i < cpus; i++)
+        runs[i] = (struct smp_run){.heap = h, .seed = 0x5eed + i * 0x9e37, .go = &go};
+    for (unsigned i = 1; i < cpus; i++)
+        if (smp_call_start(i, smp_pairs, &runs[i]) != SMP_CALL_OK)
+            return 0;
+    uint64_t t0 = rdtsc();
+    __atomic_store_n(&go, true, __ATOMIC_RELEASE);
+    smp_pairs(&runs[0]);
+    bool ok = true;
+    for (unsigned i = 1; i < cpus; i++)
+        ok &= smp_call_wait(i, SMP_WAIT_MS, NULL) == SMP_CALL_OK;
+    uint64_t t = rdtsc() - t0;
+    for (unsigned i = 0; i < cpus; i++)
+        *failed += runs[i].failed;
+    return ok ? t : 0;
+}
+
+/* One CPU vs every CPU, with and without per-CPU caches (see the top). */
+static void bench_smp(const char *name)
+{
+    static struct kernel_heap heaps[2];
+    const unsigned windows[2] = {SMP_CACHED_WINDOW, SMP_UNCACHED_WINDOW};
+    const unsigned flags[2] = {KERNEL_HEAP_CPU_CACHES, 0};
+    unsigned n = smp_cpu_count();
+    uint64_t one[2][SMP_REPS], all[2][SMP_REPS], ratio[2][SMP_REPS], failed[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        if (kernel_heap_private_create_flags(&heaps[k], NULL, KERNEL_PRIVATE_HEAP_WINDOW_BASE(windows[k]),
+                                             KERNEL_PRIVATE_HEAP_WINDOW_SPAN, 64, flags[k]) == NULL) {
+            kprintf("KBENCH smp allocator=%s: cannot create the private heaps\n", name);
+            return;
+        }
+        smp_run_on(heaps[k].heap, n, &failed[k]); /* warm-up: caches filled, pages mapped */
+    }
+    for (int rep = 0; rep < SMP_REPS; rep++) {
+        for (int k = 0; k < 2; k++) { /* interleaved: both heaps see the same host noise */
+            uint64_t t1 = smp_run_on(heaps[k].heap, 1, &failed[k]);
+            uint64_t tn = smp_run_on(heaps[k].heap, n, &failed[k]);
+            one[k][rep] = t1 / (2 * SMP_PAIRS);
+            all[k][rep] = tn / (2 * SMP_PAIRS);
+            ratio[k][rep] = tn != 0 ? (uint64_t)n * t1 * 100 / tn : 0;
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        struct heap_stats st = heap_stats(heaps[k].heap);
+        size_t problems = heap_check(heaps[k].heap);
+        uint64_t lo = ratio[k][0], hi = ratio[k][0];
+        for (int rep = 1; rep < SMP_REPS; rep++) {
+            lo = ratio[k][rep] < lo ? ratio[k][rep] : lo;
+            hi = ratio[k][rep] > hi ? ratio[k][rep] : hi;
+        }
+        uint64_t med = median(ratio[k], SMP_REPS);
+        kprintf("KBENCH smp allocator=%s cpus=%u caches=%s pairs_per_cpu=%d one_cpu_cycles_per_op=%llu "
+                "all_cpus_cycles_per_op=%llu speedup=%llu.%02llu speedup_min=%llu.%02llu "
+                "speedup_max=%llu.%02llu reps=%d failed_allocs=%llu live=%zu check=%zu\n",
+                name, n, k == 0 ? "on" : "off", SMP_PAIRS, (unsigned long long)median(one[k], SMP_REPS),
+                (unsigned long long)median(all[k], SMP_REPS), (unsigned long long)(med / 100),
+                (unsigned long long)(med % 100), (unsigned long long)(lo / 100),
+                (unsigned long long)(lo % 100), (unsigned long long)(hi / 100),
+                (unsigned long long)(hi % 100), SMP_REPS, (unsigned long long)failed[k], st.live_allocs,
+                problems);
+        kernel_heap_private_destroy(&heaps[k]);
+    }
+}
+
 _Noreturn void kernel_main(void)
 {
     if (strcmp(kmalloc_backend_name(), heap_backends[0]->name) == 0 && !heap_hardening())
@@ -248,5 +367,6 @@ _Noreturn void kernel_main(void)
             (unsigned long long)(ratio_x100 % 100), (unsigned long long)cr.failed, cr.peak_requested,
             cr.mapped);
     bench_release(name);
+    bench_smp(name);
     qemu_exit(kmalloc_check() == 0 ? QEMU_EXIT_SUCCESS : QEMU_EXIT_FAILURE);
 }

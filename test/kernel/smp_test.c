@@ -4,51 +4,35 @@
  * spin lock excludes under contention from all CPUs; a fault or panic on
  * another CPU comes back as the call's result; a page unmapped on one CPU
  * faults on another after the TLB shootdown. Every wait has a timeout, so
- * a broken CPU fails a test instead of hanging the run. Tests that need
- * two CPUs pass trivially (with a note) under -smp 1.
+ * a broken CPU fails a test instead of hanging the run, and a CPU that
+ * does not answer at start-up is reported and skipped. Tests that need two
+ * CPUs pass trivially (with a note) under -smp 1.
  */
+#include "kheap_test.h"
+#include "ksmp_test.h"
 #include "ktest.h"
 
+#include "alloc/heap.h"
 #include "alloc/kmalloc.h"
+#include "console.h"
 #include "cpu.h"
 #include "fw_cfg.h"
+#include "kernel.h"
+#include "kernel_heap.h"
 #include "kstring.h"
 #include "lapic.h"
 #include "memlayout.h"
+#include "paging/heap_region.h"
 #include "paging/paging.h"
 #include "paging/pmm.h"
 #include "panic.h"
 #include "smp.h"
 #include "spinlock.h"
+#include "timer.h"
 #include "tlb.h"
 #include "trap.h"
 
 #define TEST_VIRT_TLB 0x0000520000000000ull
-
-static bool need_two_cpus(void)
-{
-    if (smp_cpu_count() >= 2)
-        return true;
-    ktest_log("only one CPU online: nothing to check here");
-    return false;
-}
-
-/* Runs fn(arg[i]) on every CPU at once (the BSP too) and checks every call
-   ended well. */
-static void on_all_cpus(void (*fn)(void *arg), void *args, size_t arg_size)
-{
-    unsigned n = smp_cpu_count();
-    for (unsigned i = 1; i < n; i++)
-        KASSERT_EQ(smp_call_start(i, fn, (char *)args + i * arg_size), SMP_CALL_OK);
-    fn(args);
-    for (unsigned i = 1; i < n; i++) {
-        struct smp_call_result r;
-        enum smp_call_status st = smp_call_wait(i, SMP_CALL_TIMEOUT_MS, &r);
-        if (st != SMP_CALL_OK)
-            ktest_log("CPU %u: %s %s", i, smp_call_status_name(st), r.panic_message);
-        KASSERT_EQ(st, SMP_CALL_OK);
-    }
-}
 
 KTEST(smp_every_cpu_came_up)
 {
@@ -89,7 +73,7 @@ KTEST(smp_per_cpu_data_stacks_and_gdts_are_distinct)
 {
     static struct whoami w[SMP_MAX_CPUS];
     memset(w, 0, sizeof(w));
-    on_all_cpus(whoami, w, sizeof(w[0]));
+    ktest_on_all_cpus(whoami, w, sizeof(w[0]));
     unsigned n = smp_cpu_count();
     for (unsigned i = 0; i < n; i++) {
         KASSERT(w[i].self == smp_cpu(i));
@@ -110,7 +94,7 @@ KTEST(smp_per_cpu_data_stacks_and_gdts_are_distinct)
 
 KTEST(smp_ap_stacks_sit_above_unmapped_guard_pages)
 {
-    if (!need_two_cpus())
+    if (!ktest_need_two_cpus())
         return;
     uint64_t phys;
     for (unsigned i = 1; i < smp_cpu_count(); i++) {
@@ -131,7 +115,7 @@ static void overflow(void *arg)
 
 KTEST(ap_stack_overflow_is_a_double_fault_on_its_own_ist)
 {
-    if (!need_two_cpus())
+    if (!ktest_need_two_cpus())
         return;
     /* The page fault on the guard page cannot push its frame, so the CPU
        takes a double fault on IST1 of its own TSS; the AP survives it. */
@@ -253,7 +237,7 @@ static void panic_remotely(void *arg)
 
 KTEST(remote_fault_and_panic_come_back_as_results)
 {
-    if (!need_two_cpus())
+    if (!ktest_need_two_cpus())
         return;
     unsigned last = smp_cpu_count() - 1;
     struct smp_call_result r;
@@ -281,7 +265,7 @@ static void peek(void *arg)
 
 KTEST(unmapped_page_faults_on_another_cpu_after_shootdown)
 {
-    if (!need_two_cpus())
+    if (!ktest_need_two_cpus())
         return;
     const unsigned other = 1;
     uint64_t frame = pmm_alloc_frame();
@@ -357,4 +341,132 @@ KTEST(kernel_heap_is_usable_from_every_cpu_at_once)
         KASSERT_EQ(w[i].failures, 0);
     KASSERT_EQ(kmalloc_stats().live_allocs, live);
     KASSERT_EQ(kmalloc_check(), 0);
+}
+
+KTEST(cpu_that_does_not_answer_is_reported_and_skipped)
+{
+    /* An APIC id no CPU has (one past the highest online; never 0xff, the
+       xAPIC broadcast id): INIT-SIPI-SIPI goes unanswered. */
+    unsigned n = smp_cpu_count();
+    uint32_t silent = 0;
+    for (unsigned i = 0; i < n; i++)
+        if (smp_cpu(i)->apic_id >= silent)
+            silent = smp_cpu(i)->apic_id + 1;
+    KASSERT(silent < 0xff);
+    const uint64_t timeout_ms = 100;
+    static char log[256];
+    console_capture_begin(log, sizeof(log));
+    uint64_t t0 = rdtsc();
+    bool started = smp_start_cpu(kernel_boot_info(), silent, timeout_ms);
+    uint64_t waited = tsc_to_us(rdtsc() - t0) / 1000;
+    console_capture_end();
+    ktest_log("APIC id %u: %s after %llu ms", silent, started ? "started" : "skipped",
+              (unsigned long long)waited);
+    KASSERT(!started);
+    KASSERT(waited >= timeout_ms);
+    char expected[96];
+    ksnprintf(expected, sizeof(expected), "CPU with APIC id %u did not start within %llu ms: skipped", silent,
+              (unsigned long long)timeout_ms);
+    KASSERT(kstrstr(log, expected) != NULL);
+
+    /* Nothing else changed: the same CPUs, each answering remote calls. */
+    KASSERT_EQ(smp_cpu_count(), n);
+    KASSERT(smp_cpu(n) == NULL);
+    for (unsigned i = 0; i < n; i++) {
+        struct square s = {.in = 3 + i};
+        KASSERT_EQ(smp_call(i, square, &s, NULL), SMP_CALL_OK);
+        KASSERT_EQ(s.out, (3 + i) * (3 + i));
+        KASSERT_EQ(s.cpu, i);
+    }
+    /* The trampoline's identity mapping is gone again: nothing below 1 MiB is mapped. */
+    uint64_t phys;
+    for (uint64_t page = 0; page < 0x100000; page += PAGE_SIZE)
+        KASSERT(!paging_translate(page, &phys, NULL));
+    /* A running CPU is never sent INIT. */
+    KASSERT(!smp_start_cpu(kernel_boot_info(), smp_cpu(n - 1)->apic_id, timeout_ms));
+    KASSERT_EQ(smp_cpu_count(), n);
+    struct square s = {.in = 5};
+    KASSERT_EQ(smp_call(n - 1, square, &s, NULL), SMP_CALL_OK);
+    KASSERT_EQ(s.out, 25);
+}
+
+/* Every caller of paging_unmap() that unmaps memory another CPU may have
+   used must shoot it down before the frame is reused (paging.h): the heap
+   region's release and shrink, and so kernel_heap_private_destroy() and
+   the heap's env.release. Each page below is first read on every other
+   CPU, so their TLBs hold it. */
+#define TLB_WINDOW 8 /* private heap window (memlayout.h) */
+
+/* True if CPU cpu faults reading virt. */
+static bool faults_on(unsigned cpu, uint64_t virt)
+{
+    struct peek p = {.addr = virt};
+    struct smp_call_result r;
+    enum smp_call_status st = smp_call(cpu, peek, &p, &r);
+    if (st == SMP_CALL_OK)
+        ktest_log("CPU %u read %p through a stale TLB entry", cpu, (void *)virt);
+    return st == SMP_CALL_FAULT && r.fault.vector == TRAP_PAGE_FAULT && r.fault.cr2 == virt;
+}
+
+/* True if CPU cpu reads value at virt. */
+static bool reads_on(unsigned cpu, uint64_t virt, uint64_t value)
+{
+    struct peek p = {.addr = virt};
+    return smp_call(cpu, peek, &p, NULL) == SMP_CALL_OK && p.value == value;
+}
+
+static void shrink_all(void *region)
+{
+    heap_region_shrink(region, SIZE_MAX);
+}
+
+KTEST(pages_a_heap_region_gives_back_fault_on_every_other_cpu)
+{
+    if (!ktest_need_two_cpus())
+        return;
+    static struct heap_region r;
+    const size_t pages = 8;
+    KASSERT(heap_region_init(&r, KERNEL_PRIVATE_HEAP_WINDOW_BASE(TLB_WINDOW), KERNEL_PRIVATE_HEAP_WINDOW_SPAN,
+                             KERNEL_PRIVATE_HEAP_WINDOW_SPAN));
+    uint64_t start;
+    KASSERT_EQ(heap_region_grow(&r, pages, &start), PAGING_OK);
+    ktest_defer(shrink_all, &r); /* whatever happens, the window is free for the next test */
+    for (size_t i = 0; i < pages; i++)
+        *(volatile uint64_t *)(uintptr_t)(start + i * PAGE_SIZE) = 0xab00 + i;
+    for (unsigned cpu = 1; cpu < smp_cpu_count(); cpu++)
+        for (size_t i = 0; i < pages; i++)
+            KASSERT(reads_on(cpu, start + i * PAGE_SIZE, 0xab00 + i));
+
+    heap_region_release(&r, start + 2 * PAGE_SIZE, 2); /* a hole: pages 2 and 3 */
+    KASSERT_EQ(heap_region_shrink(&r, 2), 2);          /* the end: pages 6 and 7 */
+    for (unsigned cpu = 1; cpu < smp_cpu_count(); cpu++) {
+        for (size_t i = 0; i < pages; i++) {
+            uint64_t va = start + i * PAGE_SIZE;
+            bool gone = (i >= 2 && i <= 3) || i >= 6;
+            KASSERT(gone ? faults_on(cpu, va) : reads_on(cpu, va, 0xab00 + i));
+        }
+    }
+    KASSERT_EQ(heap_region_shrink(&r, pages), pages - 2);
+    for (unsigned cpu = 1; cpu < smp_cpu_count(); cpu++)
+        KASSERT(faults_on(cpu, start));
+}
+
+KTEST(destroyed_private_heap_faults_on_every_other_cpu)
+{
+    if (!ktest_need_two_cpus())
+        return;
+    static struct kernel_heap kh;
+    struct heap *h = kernel_heap_private_create(&kh, NULL, KERNEL_PRIVATE_HEAP_WINDOW_BASE(TLB_WINDOW),
+                                                KERNEL_PRIVATE_HEAP_WINDOW_SPAN, 16);
+    KASSERT(h != NULL);
+    ktest_defer(heap_test_destroy_private, &kh);
+    uint64_t *block = heap_alloc(h, 64);
+    KASSERT(block != NULL);
+    *block = 0x600d;
+    uint64_t va = (uint64_t)(uintptr_t)block;
+    for (unsigned cpu = 1; cpu < smp_cpu_count(); cpu++)
+        KASSERT(reads_on(cpu, va, 0x600d));
+    kernel_heap_private_destroy(&kh);
+    for (unsigned cpu = 1; cpu < smp_cpu_count(); cpu++)
+        KASSERT(faults_on(cpu, va));
 }

@@ -1,0 +1,205 @@
+/*
+ * heap_cpu.h - per-CPU object caches: the front end's layer that serves small allocations and frees
+ * on one CPU without the heap lock (the design, its invariants and its costs: heap_cpu.c's essay).
+ *
+ * What a backend provides (struct heap_cpu_classes, through heap_ops.cpu_classes), what the front
+ * end's per-CPU step (heap.c, "The per-CPU step") does with the inline helpers below, and what the
+ * out-of-line part (heap_cpu.c) does under the heap lock: create the caches, drain them, sum their
+ * counters, check them. A heap without caches (h->cpu == NULL: cpu_count < 2, no cpu_enter, no lock,
+ * a backend without classes, hardened mode, or too little memory for the caches) never reaches any
+ * of this except the one test of h->cpu in the locked slow paths and in the out-of-memory path.
+ *
+ * Included by heap_backend.h after struct heap is defined; not for users (heap.h is their header).
+ */
+#ifndef KHEAP_ALLOC_HEAP_CPU_H
+#define KHEAP_ALLOC_HEAP_CPU_H
+
+#define HEAP_CPU_SLOTS       32 /* objects one CPU's cache of one class can hold */
+#define HEAP_CPU_BATCH_MAX   (HEAP_CPU_SLOTS / 2)
+#define HEAP_CPU_BATCH_BYTES 4096 /* a refill or flush moves about this many bytes ... */
+#define HEAP_CPU_BATCH_MIN   2    /* ... but at least this many objects */
+#define HEAP_CPU_MAX_CLASSES 32   /* most size classes a backend may hand the layer */
+#define HEAP_CPU_LINE        64   /* cache line: every CPU's cache starts on its own */
+
+/*
+ * What a backend with per-CPU caches tells the front end about its size classes. The front end caches
+ * requests of 1..max_size bytes at HEAP_MIN_ALIGN, by class; every object the backend returns for a
+ * request of size[c] bytes must have class c and usable size size[c].
+ */
+struct heap_cpu_classes {
+    unsigned count;         /* classes, <= HEAP_CPU_MAX_CLASSES */
+    size_t max_size;        /* largest request cached (a multiple of 16) */
+    const uint8_t *of_size; /* of_size[(size + 15) / 16]: the class of a request of 1 <= size <= max_size */
+    const uint16_t *size;   /* size[c]: the usable size of every object of class c */
+    /* The class of live block ptr, or count if it has none (a large block). Called without the heap
+     * lock: it may read only what stays fixed while ptr is live (fixed_size_block: its slab's class). */
+    unsigned (*of_block)(const void *ptr);
+    /* heap_check(): true if ptr is an allocated object of class cls of h (a live block to the
+     * backend), found from the backend's own structures without trusting ptr. Heap lock held. */
+    bool (*holds)(const struct heap *h, const void *ptr, unsigned cls);
+};
+
+/* One CPU's cache of one class: a stack, obj[count - 1] the most recently freed object. */
+struct heap_cpu_mag {
+    uint32_t count; /* objects held, <= 2 * batch <= HEAP_CPU_SLOTS */
+    uint32_t batch; /* objects a refill brings, a flush takes away */
+    void *obj[HEAP_CPU_SLOTS];
+};
+
+/* One CPU's share of the front end's counters (struct heap_counters): summed by heap_stats(). Only
+ * the owner writes them (under its CPU lock), with relaxed atomic stores, so that a refill may read
+ * them without that lock to sample the peak (plain loads and stores on x86). */
+struct heap_cpu_counters {
+    uint64_t total_allocs;
+    uint64_t total_frees;
+    size_t bytes_allocated;
+    size_t bytes_freed;
+};
+
+/* One CPU's cache: its lock, its counters, one heap_cpu_mag per class. Starts on a cache line of its
+ * own and spans a multiple of HEAP_CPU_LINE bytes (struct heap_cpus.stride). */
+struct heap_cpu {
+    uint32_t lock; /* 0 free, 1 held: the owner around every use, others only to drain or read */
+    struct heap_cpu_counters counts;
+    struct heap_cpu_mag mag[]; /* classes->count of them */
+};
+
+/* The per-CPU area, allocated from the backend at heap_create: this header (read-only after create,
+ * except peak_in_use, which only heap_stats/heap_check write), then count CPU caches. */
+struct heap_cpus {
+    unsigned count;                         /* CPUs with a cache: min(cpu_count, HEAP_MAX_CPUS) */
+    size_t stride;                          /* bytes per struct heap_cpu */
+    const struct heap_cpu_classes *classes; /* the backend's */
+    void *ctx;                              /* env.ctx, env.cpu_enter, env.cpu_exit: one line away */
+    unsigned (*enter)(void *ctx, unsigned long *saved);
+    void (*exit)(void *ctx, unsigned long saved);
+    unsigned char *first; /* CPU 0's struct heap_cpu (HEAP_CPU_LINE aligned) */
+    /* The highest summed bytes_in_use seen (heap.h): written under the heap lock by refills, heap_stats
+     * and heap_check, on a line of its own so that the fast path's reads of the fields above stay
+     * hits. */
+    _Alignas(HEAP_CPU_LINE) size_t peak_in_use;
+};
+
+_Static_assert(HEAP_CPU_SLOTS >= 2 * HEAP_CPU_BATCH_MAX && HEAP_CPU_BATCH_MIN >= 1 &&
+                   HEAP_CPU_BATCH_MIN <= HEAP_CPU_BATCH_MAX,
+               "a cache holds two batches");
+_Static_assert(HEAP_MAX_CPUS >= 2, "per-CPU caches need two CPUs");
+
+/* ---- the owner's fast path (heap.c) ---- */
+
+/* Pins the caller to its CPU (env.cpu_enter) and returns that CPU's cache, or NULL if the index is
+ * not one of the caches' (a CPU beyond HEAP_MAX_CPUS, or a broken environment): the caller then
+ * takes the locked path. Always pair with heap_cpu_unpin(cs, *saved). */
+static inline struct heap_cpu *heap_cpu_pin(const struct heap_cpus *cs, unsigned long *saved)
+{
+    unsigned i = cs->enter(cs->ctx, saved);
+
+    if (heap_unlikely(i >= cs->count))
+        return NULL;
+    return (struct heap_cpu *)(void *)(cs->first + (size_t)i * cs->stride);
+}
+
+static inline void heap_cpu_unpin(const struct heap_cpus *cs, unsigned long saved)
+{
+    cs->exit(cs->ctx, saved);
+}
+
+static inline void heap_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Takes CPU cache c's lock. Uncontended unless another CPU drains or reads c (heap_cpu.c). */
+static inline void heap_cpu_lock(struct heap_cpu *c)
+{
+    while (heap_unlikely(__atomic_exchange_n(&c->lock, 1, __ATOMIC_ACQUIRE) != 0))
+        while (__atomic_load_n(&c->lock, __ATOMIC_RELAXED) != 0)
+            heap_cpu_relax();
+}
+
+static inline void heap_cpu_unlock(struct heap_cpu *c)
+{
+    __atomic_store_n(&c->lock, 0, __ATOMIC_RELEASE);
+}
+
+/* The most recently freed object of class cls in c, taken out; NULL if c holds none. c locked. */
+static inline void *heap_cpu_pop(struct heap_cpu *c, unsigned cls)
+{
+    struct heap_cpu_mag *m = &c->mag[cls];
+
+    return heap_likely(m->count != 0) ? m->obj[--m->count] : NULL;
+}
+
+/* Keeps object p of class cls in c; false if c's cache of cls is full (2 * batch). c locked. */
+static inline bool heap_cpu_push(struct heap_cpu *c, unsigned cls, void *p)
+{
+    struct heap_cpu_mag *m = &c->mag[cls];
+
+    if (heap_unlikely(m->count >= 2 * m->batch))
+        return false;
+    m->obj[m->count++] = p;
+    return true;
+}
+
+/* Counts a user's allocation / free of usable bytes on c. c locked. */
+static inline void heap_cpu_count_alloc(struct heap_cpu *c, size_t usable)
+{
+    __atomic_store_n(&c->counts.total_allocs, c->counts.total_allocs + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->counts.bytes_allocated, c->counts.bytes_allocated + usable, __ATOMIC_RELAXED);
+}
+
+static inline void heap_cpu_count_free(struct heap_cpu *c, size_t usable)
+{
+    __atomic_store_n(&c->counts.total_frees, c->counts.total_frees + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->counts.bytes_freed, c->counts.bytes_freed + usable, __ATOMIC_RELAXED);
+}
+
+/* ---- under the heap lock (heap_cpu.c) ---- */
+
+/* heap_create(): gives h per-CPU caches if env asks for them (cpu_count >= 2, cpu_enter and cpu_exit
+ * set), a lock is installed, the backend has classes and the library is plain (hardened heaps take
+ * the lock for everything: heap.h). The area comes from the backend (not counted in the stats); if
+ * it has no room h simply gets none. Sets h->cpu (NULL: none). */
+void heap_cpu_create(struct heap *h);
+
+/* Moves the oldest batch of c's objects of class cls into out (room for HEAP_CPU_BATCH_MAX) and
+ * returns how many: the flush of a full cache. c locked. */
+uint32_t heap_cpu_take_batch(struct heap_cpu *c, unsigned cls, void **out);
+
+/* Memory pressure or memory going back: gives every object in every CPU's cache back to the backend
+ * (heap lock held; takes each CPU's lock in turn, never two at once). Returns true if any object was
+ * given back, false if there were none (or h has no caches): retrying an allocation is pointless. */
+bool heap_cpu_drain_all(struct heap *h);
+
+/* A refill (heap lock held): raises the sampled peak to the bytes in use now, read without the CPUs'
+ * locks: every CPU's allocated bytes first, then every CPU's freed bytes, so the sum never exceeds
+ * what was really in use at one moment (a lower bound, never a peak that did not happen). */
+void heap_cpu_sample_peak(struct heap *h);
+
+/* Adds every CPU's counters to *c and sets c->peak_in_use to the highest summed bytes in use seen,
+ * this sum included (heap lock held). */
+void heap_cpu_sum(struct heap *h, struct heap_counters *c);
+
+/* heap_check(): the caches' invariants (heap_cpu.c's essay); returns how many are broken. */
+size_t heap_cpu_check(struct heap *h);
+
+/* The same three for callers that do not know whether h has caches: nothing when it has none. */
+static inline bool heap_cpu_drain(struct heap *h)
+{
+    return heap_unlikely(h->cpu != NULL) && heap_cpu_drain_all(h);
+}
+
+static inline void heap_cpu_counters(struct heap *h, struct heap_counters *c)
+{
+    if (h->cpu != NULL)
+        heap_cpu_sum(h, c);
+}
+
+static inline size_t heap_cpu_checked(struct heap *h)
+{
+    return h->cpu != NULL ? heap_cpu_check(h) : 0;
+}
+
+#endif /* KHEAP_ALLOC_HEAP_CPU_H */

@@ -119,7 +119,10 @@ if backend == "fixed_size_block":
     # object's free site next to its link.
     box = int(re.search(r"box: value 41 at (0x[0-9a-f]+)", open(os.environ["KHEAP_GDB_SERIAL"]).read()).group(1), 16)
     out = run("kheap block %#x" % (box + 2))
-    expect(re.search(r"is in slab 0x[0-9a-f]+: 0/\d+ objects of \d+ bytes", out), "box: in an empty slab")
+    # Plain images keep a per-CPU cache in front of the slabs: the freed box may still be counted as
+    # taken from its slab there; hardened heaps have no per-CPU caches, so their slab is empty.
+    m = re.search(r"is in slab 0x[0-9a-f]+: (\d+)/\d+ objects of \d+ bytes", out)
+    expect(m and (not hardened or m.group(1) == "0"), "box: in its slab (empty in a hardened image)")
     if hardened:
         m = re.search(r"freed block (0x[0-9a-f]+), offset 2\n", out)
         expect(m and int(m.group(1), 16) == box, "box: hardened: the freed object")

@@ -49,17 +49,17 @@
 #include "heap_backend.h"
 #include "kheap_host.h"
 
-#define N_AB         1000000
-#define C_SLOTS      10000
-#define C_STEPS      2000000
-#define INITIAL      ((size_t)64 << 10)
-#define CHUNK        ((size_t)64 << 10)
-#define RESERVE      ((size_t)4 << 30)
-#define BUMP_C_LIMIT ((size_t)1 << 30)
-#define MAX_REPS     31
-#define BURST_BYTES  ((size_t)64 << 20)
-#define BURST_MAX    20000
-#define BURST_ROUNDS 4
+#define N_AB          1000000
+#define C_SLOTS       10000
+#define C_STEPS       2000000
+#define INITIAL       ((size_t)64 << 10)
+#define CHUNK         ((size_t)64 << 10)
+#define RESERVE       ((size_t)4 << 30)
+#define BUMP_C_LIMIT  ((size_t)1 << 30)
+#define MAX_REPS      31
+#define BURST_BYTES   ((size_t)64 << 20)
+#define BURST_MAX     20000
+#define BURST_ROUNDS  4
 #define TRACE_SAMPLES 400
 
 static uint32_t sizes_ab[N_AB];

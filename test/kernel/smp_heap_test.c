@@ -213,7 +213,7 @@ KTEST(heap_stress_on_every_cpu_hands_blocks_between_cpus)
 
 #define IRQ_ROUNDS      300 /* timer interrupts with a heap operation, per CPU */
 #define IRQ_SLOTS       8
-#define IRQ_TIMER_COUNT 1000 /* x 16 bus clocks between interrupts: well under a millisecond in QEMU */
+#define IRQ_TIMER_COUNT 4000 /* x 16 bus clocks between interrupts: well under a millisecond in QEMU */
 
 struct irq_cpu {
     struct block slots[IRQ_SLOTS]; /* the handler's own blocks, kept across interrupts */
@@ -244,7 +244,10 @@ static void timer_allocator(const struct trap_frame *frame)
     (void)frame;
     unsigned cpu = smp_cpu_index();
     struct irq_cpu *c = &irq_cpus[cpu];
-    if (__atomic_load_n(&c->done, __ATOMIC_RELAXED)) {
+    /* Done, or quota reached: no more interrupts. A handler slower than the
+       timer's period (a vCPU the host preempts) would otherwise be
+       re-entered right after each iret and starve the loop for good. */
+    if (__atomic_load_n(&c->done, __ATOMIC_RELAXED) || c->rounds >= IRQ_ROUNDS) {
         lapic_timer_stop();
         return;
     }

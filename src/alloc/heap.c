@@ -105,7 +105,8 @@ static bool grow(struct heap *h, size_t size, size_t align)
  * met corruption); if that does not help, memory has run short: drain the per-CPU caches (if any)
  * into the backend and ask once more. Returns the block (usable size in *usable) or NULL; counts
  * nothing. */
-static void *backend_retry(struct heap *h, size_t bsize, size_t align, size_t *usable)
+static inline __attribute__((always_inline)) void *backend_retry(struct heap *h, size_t bsize, size_t align,
+                                                                 size_t *usable)
 {
     void *p = NULL;
 

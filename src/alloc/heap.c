@@ -24,11 +24,11 @@
  * Per-CPU caches (heap_cpu.h; the design is heap_cpu.c's essay): a heap created with cpu_count >= 2,
  * cpu_enter/cpu_exit and a lock, of a backend with size classes (fixed_size_block), in plain mode,
  * serves small allocations and frees from the calling CPU's cache without the heap lock: the
- * per-CPU step below, which the locked slow paths enter first when h->cpu is set. Its counters are
- * per CPU and heap_stats()/heap_check() add them up; when the backend finds no memory, every CPU's
- * cache is drained into it before the heap grows or fails (backend_retry), and when a free gives
- * pages back, too. Every other heap takes exactly the paths it took before: one test of h->cpu in
- * each locked slow path is all it pays.
+ * per-CPU step below, which heap_create() makes the heap's slow paths (h->alloc_slow, h->free_slow).
+ * Its counters are per CPU and heap_stats()/heap_check() add them up; when the backend finds no
+ * memory and growth cannot help, every CPU's cache is drained into it before the allocation fails
+ * (backend_retry), and when a free gives pages back, too. Every other heap takes exactly the paths
+ * it took before; reaching its locked slow path through h->alloc_slow / h->free_slow is all it pays.
  */
 #include "heap_backend.h"
 
@@ -101,20 +101,24 @@ static bool grow(struct heap *h, size_t size, size_t align)
 }
 
 /* The one out-of-memory path, for every entry point: the backend found nothing for bsize bytes at
- * align (lock held). Memory pressure first drains the per-CPU caches (if any) into the backend and
- * asks again; then it grows the heap and asks again, at most HEAP_GROW_TRIES times (not after a
- * backend met corruption). Returns the block (usable size in *usable) or NULL; counts nothing. */
-static void *backend_retry(struct heap *h, size_t bsize, size_t align, size_t *usable)
+ * align (lock held). Grow the heap and ask again, at most HEAP_GROW_TRIES times (not after a backend
+ * met corruption); if that does not help, memory has run short: drain the per-CPU caches (if any)
+ * into the backend and ask once more. Returns the block (usable size in *usable) or NULL; counts
+ * nothing. */
+static inline __attribute__((always_inline)) void *backend_retry(struct heap *h, size_t bsize, size_t align,
+                                                                 size_t *usable)
 {
     void *p = NULL;
 
-    if (heap_cpu_drain(h))
-        p = h->ops->alloc(h, bsize, align, usable);
-    for (int i = 0; i < HEAP_GROW_TRIES && p == NULL && h->env.grow != NULL && !heap_hard_aborted(h); i++) {
+    for (int i = 0; i < HEAP_GROW_TRIES && h->env.grow != NULL && !heap_hard_aborted(h); i++) {
         if (!grow(h, bsize, align))
             break;
         p = h->ops->alloc(h, bsize, align, usable);
+        if (p != NULL)
+            break;
     }
+    if (p == NULL && heap_cpu_drain(h))
+        p = h->ops->alloc(h, bsize, align, usable);
     return p;
 }
 
@@ -178,6 +182,12 @@ static inline void free_locked(struct heap *h, void *ptr)
         release_block(h, ptr, &b);
 }
 
+/* The slow paths heap_create() chooses from (defined with the entry points below). */
+static void *alloc_slow(struct heap *h, size_t size, size_t align, const void *caller);
+static void *cpu_alloc_slow(struct heap *h, size_t size, size_t align, const void *caller);
+static void free_slow(struct heap *h, void *ptr, const void *caller);
+static void cpu_free(struct heap *h, void *ptr, const void *caller);
+
 /* Creates a heap of backend ops in [mem, mem + size); NULL if ops is NULL or size is too small. */
 struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, const struct heap_env *env)
 {
@@ -203,6 +213,8 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
     if (h->env.release != NULL && h->env.reclaim != NULL && ops->release_enable != NULL)
         ops->release_enable(h);
     heap_cpu_create(h);
+    h->alloc_slow = h->cpu != NULL ? cpu_alloc_slow : alloc_slow;
+    h->free_slow = h->cpu != NULL ? cpu_free : free_slow;
     return h;
 }
 
@@ -275,7 +287,7 @@ static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
 }
 
 /* A small allocation (1 <= size <= the classes' max_size, 16-aligned) from this CPU's cache. */
-static void *cpu_alloc(struct heap *h, size_t size)
+static inline void *cpu_alloc(struct heap *h, size_t size)
 {
     const struct heap_cpus *cs = h->cpu;
     unsigned cls = cs->classes->of_size[(size + 15) / 16];
@@ -338,8 +350,9 @@ static __attribute__((noinline)) void cpu_flush(struct heap *h, unsigned cls, vo
     heap_unlock(h, saved);
 }
 
-/* A free of ptr (not NULL) on a heap with caches: small objects into this CPU's cache. */
-static void cpu_free(struct heap *h, void *ptr)
+/* The free slow path of a heap with caches (h->free_slow): ptr (not NULL) into this CPU's cache if
+ * it is a small object, else the locked free. */
+static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr, const void *caller)
 {
     const struct heap_cpus *cs = h->cpu;
     unsigned cls = cs->classes->of_block(ptr);
@@ -347,6 +360,7 @@ static void cpu_free(struct heap *h, void *ptr)
     struct heap_cpu *c;
     bool kept = false;
 
+    (void)caller; /* hardened heaps, whose reports name it, have no caches */
     if (heap_unlikely(cls >= cs->classes->count)) {
         cpu_free_locked(h, ptr);
         return;
@@ -369,20 +383,19 @@ static void cpu_free(struct heap *h, void *ptr)
  * free_entry(), inlined into each exported function so that a heap_alloc() or kmalloc() is one call
  * plus the backend's. The common case -- no lock installed, an ordinary size -- takes the fast path:
  * one range check, then alloc_block(). Everything else (a lock to take, size 0, an oversized request)
- * goes to an out-of-line slow path, which keeps the fast path free of register spills.
+ * goes to an out-of-line slow path, which keeps the fast path free of register spills: the heap's
+ * h->alloc_slow / h->free_slow, chosen once by heap_create() -- the locked paths below, or, for a
+ * heap with per-CPU caches, the per-CPU step, which hands what the caches do not serve to the locked
+ * paths. A heap without caches pays one indirect jump instead of a direct one for this.
  */
 
-/* Allocation with the lock and full validation, or (a small request to a heap with per-CPU caches)
- * the per-CPU step. */
+/* Allocation with the lock and full validation (h->alloc_slow of a heap without caches). */
 static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, size_t align,
                                                   const void *caller)
 {
-    unsigned long saved;
+    unsigned long saved = heap_lock(h);
     void *p;
 
-    if (h->cpu != NULL && align == HEAP_MIN_ALIGN && size - 1 < h->cpu->classes->max_size)
-        return cpu_alloc(h, size);
-    saved = heap_lock(h);
     heap_hard_set_caller(h, caller);
     p = alloc_locked(h, size, align);
     heap_unlock(h, saved);
@@ -400,19 +413,24 @@ static inline __attribute__((always_inline)) void *alloc_entry(struct heap *h, s
         heap_hard_set_caller(h, caller);
         return alloc_block(h, size, align);
     }
+    return h->alloc_slow(h, size, align, heap_hard_caller(caller));
+}
+
+/* The allocation slow path of a heap with caches (h->alloc_slow): small requests from this CPU's
+ * cache, everything else locked. */
+static __attribute__((noinline)) void *cpu_alloc_slow(struct heap *h, size_t size, size_t align,
+                                                      const void *caller)
+{
+    if (heap_likely(align == HEAP_MIN_ALIGN && size - 1 < h->cpu->classes->max_size))
+        return cpu_alloc(h, size);
     return alloc_slow(h, size, align, caller);
 }
 
-/* A free with the lock, or (a heap with per-CPU caches) the per-CPU step. */
+/* A free with the lock (h->free_slow of a heap without caches). */
 static __attribute__((noinline)) void free_slow(struct heap *h, void *ptr, const void *caller)
 {
-    unsigned long saved;
+    unsigned long saved = heap_lock(h);
 
-    if (h->cpu != NULL) {
-        cpu_free(h, ptr);
-        return;
-    }
-    saved = heap_lock(h);
     heap_hard_set_caller(h, caller);
     free_locked(h, ptr);
     heap_unlock(h, saved);
@@ -427,7 +445,7 @@ static inline __attribute__((always_inline)) void free_entry(struct heap *h, voi
         free_locked(h, ptr);
         return;
     }
-    free_slow(h, ptr, caller);
+    h->free_slow(h, ptr, heap_hard_caller(caller));
 }
 
 /* Returns a block of at least size bytes aligned to 16, or NULL. */

@@ -23,9 +23,33 @@
  *   - Failed heap_realloc() returns NULL and leaves the old block allocated and unchanged.
  *
  * Thread and interrupt safety: every public operation runs between env.lock() and env.unlock(), and
- * nothing else. With env.lock == NULL the heap is single-threaded. env.grow() is called WITH the lock
- * held, so grow() must not call back into the same heap (in the kernel it maps fresh frames at the end
- * of the heap region, which takes no heap lock).
+ * nothing else -- except, on a heap with per-CPU caches, small allocations and frees served by the
+ * calling CPU's cache (below). With env.lock == NULL the heap is single-threaded. env.grow() is
+ * called WITH the lock held, so grow() must not call back into the same heap (in the kernel it maps
+ * fresh frames at the end of the heap region, which takes no heap lock).
+ *
+ * Per-CPU caches (env.cpu_count >= 2 with cpu_enter, cpu_exit and a lock; design: heap_cpu.c):
+ *   - which backend does what: fixed_size_block caches requests of 1..2048 bytes at alignment <= 16
+ *     (its size classes) per CPU: such a heap_alloc/kmalloc and the heap_free/kfree of such a block
+ *     take no heap lock and write no cache line shared with another CPU in the common case; a cache
+ *     miss (empty or full) takes the lock once per batch of 2..16 objects. Everything else (large
+ *     blocks, aligned requests, calloc, realloc, usable_size, stats, check, walk) takes the lock as
+ *     before. bump (an arena) and linked_list have no caches and ignore these fields: every
+ *     operation takes the lock, correct on any number of CPUs.
+ *   - hardened heaps (KHEAP_HARDENING=1) get no caches, like SLUB's debug caches: every operation
+ *     takes the lock, so every check -- a double free through two CPUs included -- works as on one.
+ *   - a block may be freed on another CPU than the one that allocated it. Cached blocks are free to
+ *     the user and allocated to the backend: heap_walk() shows them as used slab objects. They are
+ *     given back to the backend when memory runs short (before an allocation fails, after growth
+ *     could not help) and whenever a free makes the heap give pages back (env.release).
+ *   - a cpu_enter() index >= min(cpu_count, HEAP_MAX_CPUS) is served by the locked path.
+ *   - the heap never calls env.lock() between cpu_enter() and cpu_exit() (a cache miss leaves the
+ *     pin, takes the lock, pins again); cpu_enter/cpu_exit may be called with the lock held.
+ *   - stats are exact when no call is in progress (per-CPU counters summed by heap_stats()), except
+ *     peak_in_use, which is sampled (at every cache refill and every heap_stats/heap_check) and may
+ *     miss up to what the caches hold; heap_check() also checks every cached block.
+ *   - the caches' memory (about 6.5 KiB per CPU) comes from the heap at heap_create(), uncounted in
+ *     the stats; a heap too small for it gets no caches.
  *
  * Undefined behaviour in plain mode (not detected): freeing or resizing a pointer that did not come
  * from this heap or was already freed; writing outside a block (heap_check() usually notices

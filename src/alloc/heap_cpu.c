@@ -34,8 +34,9 @@
  * in the freeing CPU's cache and is reused from there; the backend never learns where it came from.
  * Nothing is stranded, because objects leave a cache in three ways besides being reallocated: a
  * flush, which returns them to their slabs; memory pressure -- when the backend finds no memory for
- * any request, the front end drains every CPU's cache into the backend (heap_cpu_drain_all), where
- * they free slabs and coalesce, and retries before it grows the heap or fails; and giving memory back
+ * a request and growing the heap does not help, the front end drains every CPU's cache into the
+ * backend (heap_cpu_drain_all), where they free slabs and coalesce, and retries before it fails (a
+ * growing heap may thus grow by up to what the caches hold instead); and giving memory back
  * -- when a free or flush made the backend release pages (env.release), every cache is drained too,
  * so a burst freed on several CPUs comes back as far as without caches. What the caches hold at most:
  * 2 * batch objects per class per CPU, about 140 KiB per CPU for fixed_size_block if every class is

@@ -264,6 +264,12 @@ static inline void heap_hard_set_caller(struct heap *h, const void *caller)
     h->hard.caller = caller;
 }
 
+/* The caller as the fast path passes it on to a slow path: only hardened reports use it. */
+static inline const void *heap_hard_caller(const void *caller)
+{
+    return caller;
+}
+
 /* An allocation starts: no backend has met corruption yet. */
 static inline void heap_hard_alloc_begin(struct heap *h)
 {
@@ -407,6 +413,13 @@ static inline void heap_hard_set_caller(struct heap *h, const void *caller)
 {
     (void)h;
     (void)caller;
+}
+
+/* Plain mode passes no caller on: the fast path need not load its return address for the slow one. */
+static inline const void *heap_hard_caller(const void *caller)
+{
+    (void)caller;
+    return NULL;
 }
 
 static inline void heap_hard_alloc_begin(struct heap *h)

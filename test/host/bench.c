@@ -2,6 +2,7 @@
  * bench.c - kheap-bench: every backend and the system malloc on the same workloads, in one process.
  *
  * Usage: kheap-bench [reps] [--plain-only] [--only NAME] [--workload a|b|c] [--release] [--burst]
+ *        kheap-bench --threads N [--caches on|off] [reps] [--only NAME]
  *        kheap-bench --footprint-trace FILE [--steps N] [--plain-only] [--only NAME]
  *   reps: timed repetitions after 1 warm-up (default 5; the median is reported). --only runs just the
  *   allocators whose name starts with NAME (e.g. for `perf stat` of one backend), --workload just one
@@ -17,6 +18,9 @@
  *   appends its rows. Our heaps run on an arena that gives memory back (host_arena_release_env, as
  *   the kernel's heap region does); the system row is mallinfo2's arena + hblkhd and uordblks +
  *   hblkhd. test/host/footprint.py draws the file (docs/img/footprint-c.svg, target footprint-plot).
+ *   --threads N: the several-CPU mode instead (threads_main below): workload a's loop on one thread,
+ *   then on N threads at once, on one heap with a spin lock, per backend with per-CPU caches on
+ *   (cpu_count = N) and off; --caches on|off runs only one of the two (for callgrind).
  *
  * Workloads (sizes and slot choices are pre-generated from fixed seeds, outside the timed region):
  *   a  1,000,000 x { p = alloc(8..64 B); free(p) }                           ops = 2,000,000
@@ -39,6 +43,7 @@
 #define _GNU_SOURCE
 #include <inttypes.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,6 +503,212 @@ static int run_hardened_twin(const char *args)
     return system(cmd) != 0;
 }
 
+/*
+ * The several-CPU mode (--threads N). Each thread runs workload a's loop (1,000,000 x { alloc 8..64 B,
+ * write a byte, free }, 2,000,000 operations) on one shared heap whose env has a test-and-set spin
+ * lock (as the kernel's) and, with caches on, cpu_count = N and each thread's index as its CPU.
+ * A round runs every configuration (backend x caches on/off) once with 1 thread and once with N
+ * threads started together at a barrier, interleaved so that the machine's load hits all of them
+ * alike; reps rounds. Throughput = operations of all threads / wall time until the last finished.
+ * Reported per configuration: the median, min and max ops/s with 1 and with N threads and the ratio
+ * N-thread / 1-thread median (ideal: N with N idle cores). On a machine whose cores are busy with
+ * other work the threads do not really run at once, so the table also gives each thread's CPU time
+ * per operation (CLOCK_THREAD_CPUTIME_ID, median over rounds of the threads' mean): it grows with N
+ * only through contention -- lock spinning, cache lines moving between cores -- not through the
+ * machine's load, and "cpu ratio" = N x (1-thread CPU ns/op) / (N-thread CPU ns/op) is the speed-up
+ * N idle cores would give if the threads overlapped.
+ */
+struct mt_heap {
+    struct host_arena arena; /* first: the arena callbacks get this struct as ctx */
+    uint32_t lock;
+    struct heap *h;
+};
+
+static _Thread_local unsigned bench_cpu;
+
+static unsigned long spin_lock(void *ctx)
+{
+    struct mt_heap *m = ctx;
+
+    while (__atomic_exchange_n(&m->lock, 1, __ATOMIC_ACQUIRE) != 0)
+        while (__atomic_load_n(&m->lock, __ATOMIC_RELAXED) != 0)
+            __builtin_ia32_pause();
+    return 0;
+}
+
+static void spin_unlock(void *ctx, unsigned long saved)
+{
+    struct mt_heap *m = ctx;
+
+    (void)saved;
+    __atomic_store_n(&m->lock, 0, __ATOMIC_RELEASE);
+}
+
+static unsigned cpu_enter(void *ctx, unsigned long *saved)
+{
+    (void)ctx;
+    *saved = 0;
+    return bench_cpu;
+}
+
+static void cpu_exit(void *ctx, unsigned long saved)
+{
+    (void)ctx;
+    (void)saved;
+}
+
+struct mt_run {
+    struct mt_heap *m;
+    pthread_barrier_t *start;
+    unsigned cpu;
+    double t0, t1, cpu_ns; /* wall clock at start and end; the thread's CPU time */
+};
+
+static double thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static void *mt_thread(void *arg)
+{
+    struct mt_run *r = arg;
+
+    bench_cpu = r->cpu;
+    pthread_barrier_wait(r->start);
+    r->t0 = now_ns();
+    r->cpu_ns = thread_cpu_ns();
+    work_a_heap(r->m->h);
+    r->cpu_ns = thread_cpu_ns() - r->cpu_ns;
+    r->t1 = now_ns();
+    return NULL;
+}
+
+/* One run of threads threads on a fresh heap of ops (caches on or off); returns operations per second
+ * and stores the threads' mean CPU ns per operation in *cpu_ns. */
+static double mt_once(const struct heap_ops *ops, unsigned threads, bool caches, unsigned cpus,
+                      double *cpu_ns)
+{
+    struct mt_heap *m = calloc(1, sizeof(*m));
+    struct mt_run run[64];
+    pthread_t t[64];
+    pthread_barrier_t start;
+    struct heap_env env;
+    double first = 0, last = 0, cpu = 0;
+
+    if (m == NULL || host_arena_init(&m->arena, RESERVE, INITIAL) != 0) {
+        perror("mmap");
+        exit(1);
+    }
+    m->arena.chunk = CHUNK;
+    env = host_arena_env(&m->arena);
+    env.ctx = m;
+    env.lock = spin_lock;
+    env.unlock = spin_unlock;
+    if (caches) {
+        env.cpu_count = cpus;
+        env.cpu_enter = cpu_enter;
+        env.cpu_exit = cpu_exit;
+    }
+    m->h = heap_create(ops, m->arena.base, INITIAL, &env);
+    if (m->h == NULL) {
+        fprintf(stderr, "heap_create(%s) failed\n", ops->name);
+        exit(1);
+    }
+    pthread_barrier_init(&start, NULL, threads);
+    for (unsigned i = 0; i < threads; i++) {
+        run[i] = (struct mt_run){m, &start, i, 0, 0, 0};
+        if (pthread_create(&t[i], NULL, mt_thread, &run[i]) != 0) {
+            perror("pthread_create");
+            exit(1);
+        }
+    }
+    for (unsigned i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        if (i == 0 || run[i].t0 < first)
+            first = run[i].t0;
+        if (run[i].t1 > last)
+            last = run[i].t1;
+        cpu += run[i].cpu_ns / (2.0 * N_AB) / threads;
+    }
+    *cpu_ns = cpu;
+    pthread_barrier_destroy(&start);
+    if (heap_check(m->h) != 0 || heap_stats(m->h).live_allocs != 0 ||
+        heap_stats(m->h).total_allocs != (uint64_t)threads * N_AB) {
+        fprintf(stderr, "%s: heap broken after the threads run\n", ops->name);
+        exit(1);
+    }
+    host_arena_destroy(&m->arena);
+    free(m);
+    return (double)threads * 2.0 * N_AB / ((last - first) / 1e9);
+}
+
+static int threads_main(unsigned threads, int reps, const char *only, const char *caches)
+{
+    enum { MAXC = 16 };
+    struct {
+        const struct heap_ops *ops;
+        bool caches;
+        double one[MAX_REPS], many[MAX_REPS], cpu_one[MAX_REPS], cpu_many[MAX_REPS];
+    } *cf = calloc(MAXC, sizeof(*cf));
+    int n = 0;
+
+    if (cf == NULL)
+        return 1;
+    for (const struct heap_ops *const *o = heap_backends; *o != NULL && n + 2 <= MAXC; o++) {
+        if (only != NULL && strncmp((*o)->name, only, strlen(only)) != 0)
+            continue;
+        for (int on = 1; on >= 0; on--) {
+            if (caches != NULL && strcmp(caches, on ? "on" : "off") != 0)
+                continue;
+            cf[n].ops = *o;
+            cf[n++].caches = on;
+        }
+    }
+    generate();
+    printf("# kheap-bench --threads %u: workload a per thread (2,000,000 ops), spin-locked heap, %d rounds "
+           "after 1 warm-up, %ld CPUs online%s\n",
+           threads, reps, sysconf(_SC_NPROCESSORS_ONLN), KHEAP_HARDENING ? " (hardened: no caches)" : "");
+    for (int r = -1; r < reps; r++)
+        for (int i = 0; i < n; i++) {
+            double c1, cn;
+            /* --threads 1 (callgrind of the one-CPU path) still gives the heap two CPUs' caches. */
+            unsigned cpus = threads < 2 ? 2 : threads;
+            double one = mt_once(cf[i].ops, 1, cf[i].caches, cpus, &c1);
+            double many = threads > 1 ? mt_once(cf[i].ops, threads, cf[i].caches, cpus, &cn) : one;
+            if (threads <= 1)
+                cn = c1;
+            if (r >= 0) {
+                cf[i].one[r] = one;
+                cf[i].many[r] = many;
+                cf[i].cpu_one[r] = c1;
+                cf[i].cpu_many[r] = cn;
+            }
+        }
+    printf("%-18s %-6s %9s %7s %7s %9s %7s %7s %6s %8s %8s %6s\n", "allocator", "caches", "1T Mops/s", "min",
+           "max", "NT Mops/s", "min", "max", "ratio", "1T cpuns", "NT cpuns", "cpu ratio");
+    for (int i = 0; i < n; i++) {
+        double one, many, lo1, hi1, lo, hi, c1 = median(cf[i].cpu_one, reps),
+                                            cn = median(cf[i].cpu_many, reps);
+        qsort(cf[i].one, (size_t)reps, sizeof(double), cmp_double);
+        qsort(cf[i].many, (size_t)reps, sizeof(double), cmp_double);
+        lo1 = cf[i].one[0], hi1 = cf[i].one[reps - 1];
+        lo = cf[i].many[0], hi = cf[i].many[reps - 1];
+        one = median(cf[i].one, reps);
+        many = median(cf[i].many, reps);
+        printf("BENCH threads=%u allocator=%s%s caches=%s ops_per_s_1=%.0f ops_per_s_n=%.0f ratio=%.2f "
+               "cpu_ns_1=%.2f cpu_ns_n=%.2f cpu_ratio=%.2f\n",
+               threads, cf[i].ops->name, KHEAP_HARDENING ? "_hardened" : "", cf[i].caches ? "on" : "off", one,
+               many, many / one, c1, cn, threads * c1 / cn);
+        printf("%-18s %-6s %9.2f %7.2f %7.2f %9.2f %7.2f %7.2f %6.2f %8.2f %8.2f %6.2f\n", cf[i].ops->name,
+               cf[i].caches ? "on" : "off", one / 1e6, lo1 / 1e6, hi1 / 1e6, many / 1e6, lo / 1e6, hi / 1e6,
+               many / one, c1, cn, threads * c1 / cn);
+    }
+    free(cf);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct allocator als[8];
@@ -507,9 +718,10 @@ int main(int argc, char **argv)
 
     static char names[8][64];
     int plain_only = 0, has_system = !KHEAP_HARDENING, burst = 0;
-    const char *only = NULL, *workload = NULL, *trace = NULL;
+    const char *only = NULL, *workload = NULL, *trace = NULL, *caches = NULL;
     bool append = false;
     int steps = C_STEPS;
+    unsigned threads = 0;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--plain-only") == 0)
@@ -528,6 +740,10 @@ int main(int argc, char **argv)
             give_back = 1;
         else if (strcmp(argv[i], "--burst") == 0)
             burst = 1;
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            threads = (unsigned)atoi(argv[++i]);
+        else if (strcmp(argv[i], "--caches") == 0 && i + 1 < argc)
+            caches = argv[++i];
         else
             reps = atoi(argv[i]);
     }
@@ -537,6 +753,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "kheap-bench: --steps must be 1..%d\n", C_STEPS);
         return 2;
     }
+    if (threads != 0)
+        return threads_main(threads > 64 ? 64 : threads, reps, only, caches);
     for (const struct heap_ops *const *o = heap_backends; *o != NULL && nal < 7; o++) {
         snprintf(names[nal], sizeof(names[nal]), "%s%s", (*o)->name, KHEAP_HARDENING ? "_hardened" : "");
         als[nal] = (struct allocator){names[nal], *o};

@@ -9,7 +9,8 @@
  *     one that allocated them); the exact heap counters and heap_check()
  *     are compared at the end;
  *   - allocation in interrupt context on every CPU: each CPU's local APIC
- *     timer interrupts a kmalloc/kfree loop on that CPU, and the handler
+ *     timer (one-shot, re-armed at a random count) interrupts a
+ *     kmalloc/kfree loop on that CPU, and the handler
  *     allocates, verifies and frees too (and hands blocks to the loop).
  *
  * Code on the APs never fails the test itself: it counts what went wrong
@@ -211,15 +212,17 @@ KTEST(heap_stress_on_every_cpu_hands_blocks_between_cpus)
 
 /* --- Allocation in interrupt context on every CPU --------------------- */
 
-#define IRQ_ROUNDS      300 /* timer interrupts with a heap operation, per CPU */
-#define IRQ_SLOTS       8
-#define IRQ_TIMER_COUNT 4000 /* x 16 bus clocks between interrupts: well under a millisecond in QEMU */
+#define IRQ_ROUNDS     300 /* timer interrupts with a heap operation, per CPU */
+#define IRQ_SLOTS      8
+#define IRQ_TIMER_MIN  50   /* a one-shot timer of 50 .. 50 + IRQ_TIMER_SPAN x 16 bus clocks: */
+#define IRQ_TIMER_SPAN 2000 /* it fires somewhere inside the next loop rounds */
 
 struct irq_cpu {
     struct block slots[IRQ_SLOTS]; /* the handler's own blocks, kept across interrupts */
     struct block handoff;          /* a block the handler leaves for the loop to free */
     uint64_t rng;
     bool done;     /* set by the loop: the handler stops its timer and does nothing */
+    bool armed;    /* the loop started the one-shot timer; the handler clears it */
     bool in_block; /* the loop holds a block between kmalloc and kfree */
     uint64_t rounds, irq_allocs, irq_frees, irq_errors, irq_failed, handed, mid_block;
     uint64_t main_allocs, main_frees, main_errors, main_failed, taken;
@@ -238,19 +241,18 @@ static void irq_free(struct irq_cpu *c, struct block *b)
 }
 
 /* The local APIC timer handler: one heap operation per interrupt, on the
-   CPU it interrupted, in the middle of whatever that CPU's loop does. */
+   CPU it interrupted, in the middle of whatever that CPU's loop does. The
+   loop re-arms a one-shot timer only after the handler has run, so however
+   slow the handler (a vCPU the host preempts), it cannot be re-entered
+   after every iret and starve the loop (a periodic timer could). */
 static void timer_allocator(const struct trap_frame *frame)
 {
     (void)frame;
     unsigned cpu = smp_cpu_index();
     struct irq_cpu *c = &irq_cpus[cpu];
-    /* Done, or quota reached: no more interrupts. A handler slower than the
-       timer's period (a vCPU the host preempts) would otherwise be
-       re-entered right after each iret and starve the loop for good. */
-    if (__atomic_load_n(&c->done, __ATOMIC_RELAXED) || c->rounds >= IRQ_ROUNDS) {
-        lapic_timer_stop();
+    __atomic_store_n(&c->armed, false, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&c->done, __ATOMIC_RELAXED))
         return;
-    }
     if (c->in_block)
         c->mid_block++;
     struct block *s = &c->slots[heap_rand(&c->rng) % IRQ_SLOTS];
@@ -298,11 +300,15 @@ static void irq_worker(void *arg)
     struct irq_cpu *c = arg;
     uint64_t rng = 0x1e7 + smp_cpu_index(), counter = 0;
     uint64_t start = rdtsc(), limit = smp_ms_to_cycles(WORK_TIMEOUT_MS);
-    lapic_timer_start_periodic(TRAP_LAPIC_TIMER, IRQ_TIMER_COUNT);
     while (__atomic_load_n(&c->rounds, __ATOMIC_RELAXED) < IRQ_ROUNDS) {
         if (rdtsc() - start > limit) {
             c->timed_out = true;
             break;
+        }
+        if (!__atomic_load_n(&c->armed, __ATOMIC_RELAXED)) {
+            __atomic_store_n(&c->armed, true, __ATOMIC_RELAXED);
+            lapic_timer_start_oneshot(TRAP_LAPIC_TIMER,
+                                      IRQ_TIMER_MIN + (uint32_t)(heap_rand(&rng) % IRQ_TIMER_SPAN));
         }
         size_t n = 8 + heap_rand(&rng) % 300;
         uint32_t seed = block_seed(smp_cpu_index(), counter++);

@@ -99,10 +99,10 @@ void lapic_send_ipi(uint32_t apic_id, uint32_t icr_low)
     irq_restore(flags);
 }
 
-void lapic_timer_start_periodic(uint8_t vector, uint32_t count)
+void lapic_timer_start_oneshot(uint8_t vector, uint32_t count)
 {
     lapic_write(LAPIC_REG_TIMER_DIV, LAPIC_TIMER_DIV_16);
-    lapic_write(LAPIC_REG_LVT_TIMER, LAPIC_LVT_TIMER_PERIODIC | vector);
+    lapic_write(LAPIC_REG_LVT_TIMER, vector);
     lapic_write(LAPIC_REG_TIMER_INIT, count);
 }
 

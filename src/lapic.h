@@ -28,9 +28,8 @@
 #define LAPIC_REG_TIMER_DIV  0x3e0
 
 /* LVT timer entry (SDM vol. 3, figure 11-8) and divide configuration (figure 11-10). */
-#define LAPIC_LVT_MASKED         (1u << 16)
-#define LAPIC_LVT_TIMER_PERIODIC (1u << 17)
-#define LAPIC_TIMER_DIV_16       0x3u
+#define LAPIC_LVT_MASKED   (1u << 16)
+#define LAPIC_TIMER_DIV_16 0x3u
 
 #define LAPIC_SVR_ENABLE (1u << 8)
 
@@ -68,11 +67,11 @@ void lapic_eoi(void);
 /* Sends an IPI: icr_low (delivery mode, level, vector) to apic_id, and
    waits (xAPIC) until the local APIC has sent it. */
 void lapic_send_ipi(uint32_t apic_id, uint32_t icr_low);
-/* Starts this CPU's local APIC timer in periodic mode: an interrupt on
-   vector (TRAP_IPI_BASE..0xfe, handled like an IPI: ipi_set_handler()) every
-   count * 16 bus clocks. Requires lapic_init() (and lapic_init_ap() on an
-   AP); count 0 stops it as lapic_timer_stop() does. */
-void lapic_timer_start_periodic(uint8_t vector, uint32_t count);
+/* Starts this CPU's local APIC timer once: one interrupt on vector
+   (TRAP_IPI_BASE..0xfe, handled like an IPI: ipi_set_handler()) after
+   count * 16 bus clocks, then it stops by itself. Requires lapic_init()
+   (and lapic_init_ap() on an AP); count 0 stops it. */
+void lapic_timer_start_oneshot(uint8_t vector, uint32_t count);
 /* Stops this CPU's local APIC timer (masked, count 0). An interrupt it
    raised already may still arrive once interrupts are on. */
 void lapic_timer_stop(void);

@@ -9,7 +9,8 @@
  *     one that allocated them); the exact heap counters and heap_check()
  *     are compared at the end;
  *   - allocation in interrupt context on every CPU: each CPU's local APIC
- *     timer interrupts a kmalloc/kfree loop on that CPU, and the handler
+ *     timer (one-shot, re-armed at a random count) interrupts a
+ *     kmalloc/kfree loop on that CPU, and the handler
  *     allocates, verifies and frees too (and hands blocks to the loop).
  *
  * Code on the APs never fails the test itself: it counts what went wrong
@@ -211,17 +212,19 @@ KTEST(heap_stress_on_every_cpu_hands_blocks_between_cpus)
 
 /* --- Allocation in interrupt context on every CPU --------------------- */
 
-#define IRQ_ROUNDS      300 /* timer interrupts with a heap operation, per CPU */
-#define IRQ_SLOTS       8
-#define IRQ_TIMER_COUNT 4000 /* x 16 bus clocks between interrupts: well under a millisecond in QEMU */
+#define IRQ_ROUNDS     300 /* timer interrupts with a heap operation, per CPU */
+#define IRQ_SLOTS      8
+#define IRQ_TIMER_MIN  50   /* a one-shot timer of 50 .. 50 + IRQ_TIMER_SPAN x 16 bus clocks: */
+#define IRQ_TIMER_SPAN 2000 /* it fires somewhere inside the next loop rounds */
 
 struct irq_cpu {
     struct block slots[IRQ_SLOTS]; /* the handler's own blocks, kept across interrupts */
     struct block handoff;          /* a block the handler leaves for the loop to free */
     uint64_t rng;
-    bool done;     /* set by the loop: the handler stops its timer and does nothing */
-    bool in_block; /* the loop holds a block between kmalloc and kfree */
-    uint64_t rounds, irq_allocs, irq_frees, irq_errors, irq_failed, handed, mid_block;
+    bool done;    /* set by the loop: the handler stops its timer and does nothing */
+    bool armed;   /* the loop started the one-shot timer; the handler clears it */
+    bool in_pair; /* the loop is between calling kmalloc and kfree returning */
+    uint64_t rounds, irq_allocs, irq_frees, irq_errors, irq_failed, handed, mid_pair;
     uint64_t main_allocs, main_frees, main_errors, main_failed, taken;
     bool timed_out;
 };
@@ -238,21 +241,20 @@ static void irq_free(struct irq_cpu *c, struct block *b)
 }
 
 /* The local APIC timer handler: one heap operation per interrupt, on the
-   CPU it interrupted, in the middle of whatever that CPU's loop does. */
+   CPU it interrupted, in the middle of whatever that CPU's loop does. The
+   loop re-arms a one-shot timer only after the handler has run, so however
+   slow the handler (a vCPU the host preempts), it cannot be re-entered
+   after every iret and starve the loop (a periodic timer could). */
 static void timer_allocator(const struct trap_frame *frame)
 {
     (void)frame;
     unsigned cpu = smp_cpu_index();
     struct irq_cpu *c = &irq_cpus[cpu];
-    /* Done, or quota reached: no more interrupts. A handler slower than the
-       timer's period (a vCPU the host preempts) would otherwise be
-       re-entered right after each iret and starve the loop for good. */
-    if (__atomic_load_n(&c->done, __ATOMIC_RELAXED) || c->rounds >= IRQ_ROUNDS) {
-        lapic_timer_stop();
+    __atomic_store_n(&c->armed, false, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&c->done, __ATOMIC_RELAXED))
         return;
-    }
-    if (c->in_block)
-        c->mid_block++;
+    if (c->in_pair)
+        c->mid_pair++;
     struct block *s = &c->slots[heap_rand(&c->rng) % IRQ_SLOTS];
     if (s->p != NULL) {
         if (c->handoff.p == NULL && heap_rand(&c->rng) % 4 == 0) {
@@ -298,26 +300,34 @@ static void irq_worker(void *arg)
     struct irq_cpu *c = arg;
     uint64_t rng = 0x1e7 + smp_cpu_index(), counter = 0;
     uint64_t start = rdtsc(), limit = smp_ms_to_cycles(WORK_TIMEOUT_MS);
-    lapic_timer_start_periodic(TRAP_LAPIC_TIMER, IRQ_TIMER_COUNT);
     while (__atomic_load_n(&c->rounds, __ATOMIC_RELAXED) < IRQ_ROUNDS) {
         if (rdtsc() - start > limit) {
             c->timed_out = true;
             break;
         }
+        if (!__atomic_load_n(&c->armed, __ATOMIC_RELAXED)) {
+            __atomic_store_n(&c->armed, true, __ATOMIC_RELAXED);
+            lapic_timer_start_oneshot(TRAP_LAPIC_TIMER,
+                                      IRQ_TIMER_MIN + (uint32_t)(heap_rand(&rng) % IRQ_TIMER_SPAN));
+        }
         size_t n = 8 + heap_rand(&rng) % 300;
         uint32_t seed = block_seed(smp_cpu_index(), counter++);
+        /* From the call to kmalloc to kfree's return: an interrupt that came
+           while the heap lock was held (interrupts off) arrives when kmalloc
+           drops it, still inside the pair. */
+        __atomic_store_n(&c->in_pair, true, __ATOMIC_RELAXED);
         uint8_t *p = kmalloc(n);
         if (p == NULL) {
+            __atomic_store_n(&c->in_pair, false, __ATOMIC_RELAXED);
             c->main_failed++;
             continue;
         }
         c->main_allocs++;
-        __atomic_store_n(&c->in_block, true, __ATOMIC_RELAXED);
         heap_fill(p, n, seed);
         if (!heap_verify(p, n, seed))
             c->main_errors++;
-        __atomic_store_n(&c->in_block, false, __ATOMIC_RELAXED);
         kfree(p);
+        __atomic_store_n(&c->in_pair, false, __ATOMIC_RELAXED);
         c->main_frees++;
         take_handoff(c);
     }
@@ -352,13 +362,14 @@ KTEST(heap_allocation_in_interrupt_context_on_every_cpu)
     uint64_t allocs = 0, frees = 0;
     for (unsigned i = 0; i < n; i++) {
         const struct irq_cpu *c = &irq_cpus[i];
-        ktest_log("CPU %u: %llu interrupts (%llu inside the loop's block), %llu loop rounds, %llu blocks "
-                  "handed from the handler",
-                  i, (unsigned long long)c->rounds, (unsigned long long)c->mid_block,
-                  (unsigned long long)c->main_allocs, (unsigned long long)c->handed);
+        ktest_log(
+            "CPU %u: %llu interrupts (%llu inside a kmalloc..kfree pair), %llu loop rounds, %llu blocks "
+            "handed from the handler",
+            i, (unsigned long long)c->rounds, (unsigned long long)c->mid_pair,
+            (unsigned long long)c->main_allocs, (unsigned long long)c->handed);
         KASSERT(!c->timed_out);
         KASSERT(c->rounds >= IRQ_ROUNDS);
-        KASSERT(c->mid_block > 0); /* the interrupts really cut into the loop's heap work */
+        KASSERT(c->mid_pair > 0); /* the interrupts really cut into the loop's heap work */
         KASSERT_EQ(c->irq_errors, 0);
         KASSERT_EQ(c->irq_failed, 0);
         KASSERT_EQ(c->main_errors, 0);

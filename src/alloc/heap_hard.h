@@ -57,6 +57,15 @@ static inline uint64_t heap_hard_key(uint64_t secret, uintptr_t addr)
     return x ^ (x >> 29);
 }
 
+/* A keyed checksum of word w stored for the object at addr: any change of w (or a copy of the word to
+ * another address) changes it unpredictably for whoever does not know the secret. Seals metadata
+ * whose every bit guards memory (a block's size and flags, a rollback link). */
+static inline uint64_t heap_hard_seal(uint64_t secret, uintptr_t addr, uint64_t w)
+{
+    uint64_t x = (heap_hard_key(secret, addr) ^ w) * 0xbf58476d1ce4e5b9ull;
+    return x ^ (x >> 32);
+}
+
 /* Encodes (and decodes: it is an involution) pointer value v stored at slot. */
 static inline uintptr_t heap_hard_mangle(const struct heap *h, const void *slot, uintptr_t v)
 {

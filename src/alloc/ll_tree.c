@@ -95,48 +95,57 @@ const struct ll_free *ll_tree_free_block_at(const struct ll_tree *tree, uintptr_
     return below != NULL && a - (uintptr_t)below < ll_block_size(&below->hdr) ? below : NULL;
 }
 
-/* Checks subtree t (the link held by parent, NULL for the root), whose addresses must lie strictly
- * between lo and hi and whose priorities must not exceed plimit (its parent's). */
-static size_t check_below(const struct ll_tree *tree, const struct ll_free *parent, const struct ll_free *t,
-                          uintptr_t lo, uintptr_t hi, uint64_t plimit, unsigned depth, size_t *count,
-                          size_t limit)
+/* Checks the subtree whose link lies in slot of node parent (NULL: the root); its addresses must lie
+ * strictly between lo and hi and its priorities must not exceed plimit (its parent's). Every broken
+ * invariant is counted and (hardened mode) reported, naming the node; links out of a broken node are
+ * not followed. */
+static size_t check_below(const struct ll_tree *tree, const struct ll_free *parent,
+                          struct ll_free *const *slot, uintptr_t lo, uintptr_t hi, uint64_t plimit,
+                          unsigned depth, size_t *count, size_t limit)
 {
     size_t bad = 0, m;
     const struct ll_block *next;
+    const struct ll_free *t = ll_tree_get_link(tree, slot);
 
     if (t == NULL)
         return 0;
     if (!ll_tree_link_ok(tree, t)) {
-        /* Name the free block whose link was overwritten (t is garbage), or the root's target. */
-        ll_tree_report_corrupt(tree, parent != NULL ? parent : t);
+        ll_tree_report_link(tree, parent, slot, t); /* t is garbage: name the holder of the link */
         return 1;
     }
     if (++*count > limit || depth > LL_TREE_CHECK_DEPTH || (uintptr_t)t <= lo || (uintptr_t)t >= hi ||
         (uintptr_t)t % HEAP_MIN_ALIGN != 0 || (t->hdr.size & LL_INUSE) ||
-        ll_block_size(&t->hdr) < LL_MIN_BLOCK)
-        return 1; /* a cycle, out of order, or not a free block: do not follow its links */
-    if (!ll_tree_block_inside(tree, t))
+        ll_block_size(&t->hdr) < LL_MIN_BLOCK || !ll_tree_block_inside(tree, t)) {
+        /* A cycle, out of order, or not a free block: do not follow its links. */
+        ll_tree_report_corrupt(tree, parent != NULL ? parent : t);
         return 1;
+    }
     next = ll_next_block(&t->hdr);
-    bad += next->prev_size != ll_block_size(&t->hdr) || (next->size & LL_PREV_INUSE);
-    bad += ll_tree_priority(t) > plimit;
-    bad += check_below(tree, t, ll_tree_left(tree, t), lo, (uintptr_t)t, ll_tree_priority(t), depth + 1,
-                       count, limit);
-    bad += check_below(tree, t, ll_tree_right(tree, t), (uintptr_t)t, hi, ll_tree_priority(t), depth + 1,
-                       count, limit);
+    if (next->prev_size != ll_block_size(&t->hdr) || (next->size & LL_PREV_INUSE)) {
+        ll_tree_report_corrupt(tree, t); /* its boundary tag disagrees with it */
+        bad++;
+    }
+    if (ll_tree_priority(t) > plimit) {
+        ll_tree_report_corrupt(tree, t);
+        bad++;
+    }
+    bad += check_below(tree, t, &t->left, lo, (uintptr_t)t, ll_tree_priority(t), depth + 1, count, limit);
+    bad += check_below(tree, t, &t->right, (uintptr_t)t, hi, ll_tree_priority(t), depth + 1, count, limit);
     if (bad == 0) {
         m = ll_block_size(&t->hdr);
         if (ll_tree_subtree_max(ll_tree_left(tree, t)) > m)
             m = ll_tree_subtree_max(ll_tree_left(tree, t));
         if (ll_tree_subtree_max(ll_tree_right(tree, t)) > m)
             m = ll_tree_subtree_max(ll_tree_right(tree, t));
-        bad += t->hdr.prev_size != m;
+        if (t->hdr.prev_size != m) {
+            ll_tree_report_corrupt(tree, t); /* a wrong subtree maximum */
+            bad++;
+        }
     }
     return bad;
 }
 
 size_t ll_tree_check(const struct ll_tree *tree, size_t *count, size_t limit)
 {
-    return check_below(tree, NULL, ll_tree_get_link(tree, &tree->root), 0, UINTPTR_MAX, UINT64_MAX, 0, count,
-                       limit);
+    return check_below(tree, NULL, &tree->root, 0, UINTPTR_MAX, UINT64_MAX, 0, count, limit);
 }

@@ -455,36 +455,47 @@ static bool ll_alloc_path_ok(const struct ll *l, const struct ll_free *f)
     }
     if (ll_tree_path_ok(&l->tree, f, true))
         return true;
-    ll_tree_report_and_abort(&l->tree, f);
+    ll_tree_path_report(&l->tree, f, true);
+    ll_tree_abort(&l->tree);
     return false;
 }
 
-/* Used block b was carved out of free block f, whose poisoned prefix ended at clean: true if the part
- * of b (usable bytes) that lay in that prefix still holds the poison. Else reports a use-after-free
- * write, fails the call, quarantines b for good and returns false. */
-static bool ll_alloc_poison_ok(struct ll *l, const struct ll_free *f, struct ll_block *b, uintptr_t clean,
-                               size_t usable)
+/* alloc(), before free block f (watermark clean) is carved: the new block will have its header at u
+ * and asize bytes, and a remainder after it gets a header and kept words. Returns the address of the
+ * first byte of all that which lies below the watermark but is not poison (a write into freed
+ * memory: every block that was merged into f, and the bytes new metadata is about to cover, are
+ * verified), or 0. */
+static uintptr_t ll_reused_damage(const struct ll_free *f, uintptr_t u, size_t asize, uintptr_t clean)
 {
-    uintptr_t p = (uintptr_t)b + LL_HDR;
-    uintptr_t from = (uintptr_t)f + LL_HDR + LL_KEEP;
-    uintptr_t to = p + usable; /* all of it below the watermark: spans of blocks merged into f too */
+    uintptr_t from = (uintptr_t)f + LL_HDR + LL_KEEP, to = u + asize + LL_HDR + LL_KEEP;
     size_t off;
 
-    if (heap_unlikely(ll_call_aborted(l))) { /* f's watermark was damaged: reported already */
-        heap_hard_quarantine(&l->common, (void *)p, usable);
-        return false;
-    }
-    if (from < p)
-        from = p;
+    if (from < u)
+        from = u;
     if (to > clean)
         to = clean;
     if (from >= to)
-        return true;
+        return 0;
     off = heap_hard_find_unpoisoned((void *)from, 0, to - from);
-    if (off == to - from)
+    return off == to - from ? 0 : from + off;
+}
+
+/* alloc(), after used block b (usable bytes) was carved: true if ll_reused_damage() found nothing
+ * (hit == 0) and the call was not aborted. Else reports the write (naming b and the offset, or the
+ * byte itself when it lay outside b's user bytes), fails the call, quarantines b for good and returns
+ * false. */
+static bool ll_alloc_poison_ok(struct ll *l, struct ll_block *b, size_t usable, uintptr_t hit)
+{
+    uintptr_t p = (uintptr_t)b + LL_HDR;
+
+    if (heap_likely(hit == 0 && !ll_call_aborted(l)))
         return true;
-    heap_hard_report(&l->common, HEAP_ERR_USE_AFTER_FREE, (void *)p, 0, from + off - p, NULL, NULL);
-    l->common.hard.owner->hard.abort = true;
+    if (hit != 0) {
+        bool inside = hit >= p && hit - p < usable;
+        heap_hard_report(&l->common, HEAP_ERR_USE_AFTER_FREE, (void *)(inside ? p : hit), 0,
+                         inside ? hit - p : 0, NULL, NULL);
+        l->common.hard.owner->hard.abort = true;
+    }
     heap_hard_quarantine(&l->common, (void *)p, usable);
     return false;
 }
@@ -835,14 +846,21 @@ static bool ll_alloc_path_ok(const struct ll *l, const struct ll_free *f)
     return true;
 }
 
-static bool ll_alloc_poison_ok(struct ll *l, const struct ll_free *f, struct ll_block *b, uintptr_t clean,
-                               size_t usable)
+static uintptr_t ll_reused_damage(const struct ll_free *f, uintptr_t u, size_t asize, uintptr_t clean)
+{
+    (void)f;
+    (void)u;
+    (void)asize;
+    (void)clean;
+    return 0;
+}
+
+static bool ll_alloc_poison_ok(struct ll *l, struct ll_block *b, size_t usable, uintptr_t hit)
 {
     (void)l;
-    (void)f;
     (void)b;
-    (void)clean;
     (void)usable;
+    (void)hit;
     return true;
 }
 
@@ -1017,13 +1035,15 @@ static inline __attribute__((always_inline)) void *ll_carve(struct ll *l, struct
 {
     struct ll_free *leaving;
     struct ll_block *b;
-    uintptr_t clean;
+    uintptr_t clean, hit;
+    size_t pad;
 
     clean = ll_clean_end(l, &f->hdr);
     b = &f->hdr;
     leaving = f; /* the remainder, if any, takes f's place in the tree */
+    pad = align != HEAP_MIN_ALIGN ? ll_aligned_pad(b, align) : 0;
+    hit = ll_reused_damage(f, (uintptr_t)f + pad, asize, clean); /* before any metadata is written */
     if (align != HEAP_MIN_ALIGN) {
-        size_t pad = ll_aligned_pad(b, align);
         if (pad != 0) {
             size_t rest = ll_block_size(b) - pad;
             /* The padding becomes a free block (f, smaller: re-inserted); its predecessor is in use. */
@@ -1043,7 +1063,7 @@ static inline __attribute__((always_inline)) void *ll_carve(struct ll *l, struct
     ll_trim(l, b, asize, clean, leaving);
     *usable = ll_block_size(b) - LL_HDR;
     ll_mark_used(l, b);
-    if (!ll_alloc_poison_ok(l, f, b, clean, *usable))
+    if (!ll_alloc_poison_ok(l, b, *usable, hit))
         return NULL;
     return (void *)((uintptr_t)b + LL_HDR);
 }
@@ -1216,7 +1236,8 @@ static bool ll_resize(struct heap *h, void *ptr, size_t size)
     if ((next->size & LL_INUSE) || cur + ll_block_size(next) < asize)
         return false;
     nclean = ll_clean_end(l, next);
-    if (!ll_resize_poison_ok(l, next, nclean, (uintptr_t)b + asize))
+    if (!ll_resize_poison_ok(l, next, nclean,
+                             (uintptr_t)b + asize + LL_HDR + LL_KEEP)) /* and a tail's header */
         return false;
     if (heap_unlikely(next->size & LL_RELEASED) && !ll_reclaim_all(l, next))
         return false;

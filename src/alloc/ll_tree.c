@@ -29,24 +29,54 @@ struct ll_free *ll_tree_fit_after(const struct ll_tree *tree, uintptr_t x, size_
     return fit_after_below(tree, ll_tree_follow_link(tree, NULL, &tree->root, bad), x, need, bad);
 }
 
-bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool present)
+/* True if both links of node t pass ll_tree_link_ok(); else, if report, reports the first that does
+ * not (naming t, or the node it leads to). */
+static bool children_ok(const struct ll_tree *tree, const struct ll_free *t, bool report)
 {
-    struct ll_free *t = ll_tree_get_link(tree, &tree->root), *a, *b;
+    struct ll_free *a = ll_tree_left(tree, t), *b = ll_tree_right(tree, t);
+
+    if (!ll_tree_link_ok(tree, a)) {
+        if (report)
+            ll_tree_report_link(tree, t, &t->left, a);
+        return false;
+    }
+    if (!ll_tree_link_ok(tree, b)) {
+        if (report)
+            ll_tree_report_link(tree, t, &t->right, b);
+        return false;
+    }
+    return true;
+}
+
+/* ll_tree_path_ok(), reporting the first failure if report is set. */
+static bool path_walk(const struct ll_tree *tree, const struct ll_free *key, bool present, bool report)
+{
+    struct ll_free *t = ll_tree_get_link(tree, &tree->root), *a, *b, *up = NULL;
     uintptr_t lo = 0, hi = UINTPTR_MAX;
 
-    if (!ll_tree_link_ok(tree, t))
+    if (!ll_tree_link_ok(tree, t)) {
+        if (report)
+            ll_tree_report_link(tree, NULL, &tree->root, t);
         return false;
+    }
     for (;;) {
-        if (t == NULL)
+        if (t == NULL) {
+            if (present && report)
+                ll_tree_report_corrupt(tree, key); /* a free block missing from the tree */
             return !present;
-        if ((uintptr_t)t <= lo || (uintptr_t)t >= hi)
+        }
+        if ((uintptr_t)t <= lo || (uintptr_t)t >= hi) {
+            if (report)
+                ll_tree_report_corrupt(tree, up != NULL ? up : t); /* out of order: up's link is wrong */
+            return false;
+        }
+        if (!children_ok(tree, t, report))
             return false;
         a = ll_tree_left(tree, t);
         b = ll_tree_right(tree, t);
-        if (!ll_tree_link_ok(tree, a) || !ll_tree_link_ok(tree, b))
-            return false;
         if (t == key)
             break;
+        up = t;
         if (key < t) {
             hi = (uintptr_t)t;
             t = a;
@@ -55,19 +85,40 @@ bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool
             t = b;
         }
     }
-    if (!present)
-        return false; /* a used block in the tree */
+    if (!present) {
+        if (report)
+            ll_tree_report_corrupt(tree, key); /* a used block in the tree */
+        return false;
+    }
     for (uintptr_t x = lo, y = (uintptr_t)t; a != NULL; x = (uintptr_t)a, a = ll_tree_right(tree, a)) {
-        if ((uintptr_t)a <= x || (uintptr_t)a >= y || !ll_tree_link_ok(tree, ll_tree_left(tree, a)) ||
-            !ll_tree_link_ok(tree, ll_tree_right(tree, a)))
+        if ((uintptr_t)a <= x || (uintptr_t)a >= y) {
+            if (report)
+                ll_tree_report_corrupt(tree, a);
+            return false;
+        }
+        if (!children_ok(tree, a, report))
             return false;
     }
     for (uintptr_t x = (uintptr_t)t, y = hi; b != NULL; y = (uintptr_t)b, b = ll_tree_left(tree, b)) {
-        if ((uintptr_t)b <= x || (uintptr_t)b >= y || !ll_tree_link_ok(tree, ll_tree_left(tree, b)) ||
-            !ll_tree_link_ok(tree, ll_tree_right(tree, b)))
+        if ((uintptr_t)b <= x || (uintptr_t)b >= y) {
+            if (report)
+                ll_tree_report_corrupt(tree, b);
+            return false;
+        }
+        if (!children_ok(tree, b, report))
             return false;
     }
     return true;
+}
+
+bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool present)
+{
+    return path_walk(tree, key, present, false);
+}
+
+void ll_tree_path_report(const struct ll_tree *tree, const struct ll_free *key, bool present)
+{
+    path_walk(tree, key, present, true);
 }
 
 bool ll_tree_in_free_block(const struct ll_tree *tree, uintptr_t a)

@@ -547,6 +547,12 @@ struct ll_free *ll_tree_fit_after(const struct ll_tree *tree, uintptr_t x, size_
  * damaged tree. (In plain mode every link counts as valid; hardened mode calls this.) */
 bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool present);
 
+/* After ll_tree_path_ok() answered false: reports (hardened mode) the first thing on that path that
+ * failed, as precisely as it is known: a link whose tag does not match as a write into the free block
+ * that holds it (ll_tree_report_link), an intact link to a damaged header as corrupted metadata,
+ * anything else as a corrupted free list naming the node. */
+void ll_tree_path_report(const struct ll_tree *tree, const struct ll_free *key, bool present);
+
 /* True if address a lies inside a node's block (header or body): one descent to the highest node at
  * or below a, following only validated links inside the interval their ancestors allow. A damaged
  * tree answers false. */

@@ -775,6 +775,108 @@ static void test_double_free_names_first_free(void **state)
     }
 }
 
+/* Every byte (with four bit patterns) of the 48 bytes right in front of a free block and of the newest
+ * used block (whose free rolls bump back) is changed in turn, on a fresh heap with a fresh secret each time,
+ * and a fixed sequence of operations follows. Whatever the byte: no crash, no allocation overlapping a live
+ * block, and whatever check() finds is reported ("a report, then safe refusal, or nothing changes"). Header
+ * bytes that guard nothing (a free site) may change silently. */
+#define FLIP_LIVE 16
+
+struct flip_live {
+    unsigned char *p[FLIP_LIVE];
+    size_t n[FLIP_LIVE];
+};
+
+/* Adds block p of n bytes (NULL: nothing) to lv, asserting it overlaps no live block. */
+static void flip_add(struct flip_live *lv, void *p, size_t n)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < FLIP_LIVE; i++)
+        if (lv->p[i] != NULL)
+            assert_true((unsigned char *)p + n <= lv->p[i] || lv->p[i] + lv->n[i] <= (unsigned char *)p);
+    for (size_t i = 0; i < FLIP_LIVE; i++) {
+        if (lv->p[i] == NULL) {
+            lv->p[i] = p;
+            lv->n[i] = n;
+            return;
+        }
+    }
+    fail_msg("flip_add: more than %d live blocks", FLIP_LIVE);
+}
+
+static void flip_drop(struct flip_live *lv, const void *p)
+{
+    for (size_t i = 0; i < FLIP_LIVE; i++)
+        if (lv->p[i] == p)
+            lv->p[i] = NULL;
+}
+
+static void test_metadata_flips(void **state)
+{
+    static const unsigned char patterns[] = {0x01, 0x10, 0x80, 0xff};
+    struct fixture *f = *state;
+    size_t cases = 0, silent = 0;
+
+    for (int freed = 0; freed < 2; freed++) {
+        for (size_t k = 1; k <= 48; k++) {
+            for (size_t pi = 0; pi < sizeof(patterns); pi++) {
+                struct heap_env env = host_arena_env(&f->arena);
+                struct flip_live lv = {{0}, {0}};
+                unsigned char *a, *v, *b, *c, *q, *t;
+
+                memset(f->arena.base, 0, INITIAL); /* no stale metadata of the case before */
+                env.ctx = f;
+                env.report = capture;
+                env.secret = 0x9e3779b97f4a7c15ull * (cases + 1) | 1;
+                f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+                assert_non_null(f->h);
+                f->n = 0;
+                a = heap_alloc(f->h, 100);
+                v = heap_alloc(f->h, 300);
+                b = heap_alloc(f->h, 100);
+                c = heap_alloc(f->h, 200);
+                assert_true(a && v && b && c);
+                flip_add(&lv, a, 100);
+                flip_add(&lv, b, 100);
+                flip_add(&lv, c, 200);
+                if (freed)
+                    heap_free(f->h, v);
+                else
+                    flip_add(&lv, v, 300);
+                t = freed ? v : c;
+                t[-(ptrdiff_t)k] ^= patterns[pi];
+                /* Reuse, merges on both sides of v, a resize in place, small, large and aligned. */
+                flip_add(&lv, heap_alloc(f->h, 50), 50);
+                flip_add(&lv, heap_alloc(f->h, 280), 280);
+                flip_drop(&lv, b);
+                heap_free(f->h, b);
+                if (!freed) {
+                    flip_drop(&lv, c);
+                    heap_free(f->h, c);
+                    flip_drop(&lv, v);
+                    heap_free(f->h, v);
+                }
+                q = heap_realloc(f->h, a, 400);
+                if (q != NULL) {
+                    flip_drop(&lv, a);
+                    flip_add(&lv, q, 400);
+                }
+                flip_add(&lv, heap_alloc(f->h, 2000), 2000);
+                flip_add(&lv, heap_alloc(f->h, 300), 300);
+                flip_add(&lv, heap_alloc_aligned(f->h, 64, 256), 64);
+                if (heap_check(f->h) != 0)
+                    assert_int_not_equal(f->n, 0); /* what check() finds is reported */
+                silent += f->n == 0;
+                cases++;
+            }
+        }
+    }
+    assert_int_equal(cases, 2 * 48 * sizeof(patterns));
+    if (verbose)
+        fprintf(stderr, "%zu cases, %zu without a report (and a healthy heap)\n", cases, silent);
+}
+
 static const struct kheap_test tests[] = {
     KHEAP_TEST(test_names),
     KHEAP_TEST(test_double_free),
@@ -799,6 +901,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST(test_bump_nonadjacent_region),
     KHEAP_TEST(test_bump_write_after_reset),
     KHEAP_TEST(test_double_free_names_first_free),
+    KHEAP_TEST(test_metadata_flips),
 };
 
 int main(int argc, char **argv)

@@ -43,7 +43,11 @@
  * Hardened mode (docs/hardening.md; the code is the hardened section below, which the allocator
  * reaches only through hard_* hooks): the header grows to 48 bytes, 32 of them in front of the plain
  * header (struct bump_hard_hdr): a cookie (key(ptr) ^ LIVE or DEAD), a `chain` link to the previous
- * block placed since the last reset and the free site; prev_next and chain are stored mangled. The
+ * block placed since the last reset, the free site and a seal; prev_next and chain are stored
+ * mangled, and the seal is a keyed checksum chained over size, prev_next and chain as stored, checked
+ * before a rollback (validate), a reset's walk of the chain and check(): a changed size or link is
+ * reported as corrupted metadata and never used (the mangling alone kept a flipped bit a one-bit
+ * change of the decoded link, which the range check let through). The
  * cookie tells a live block from a dead one (double free) and from anything else (invalid free);
  * `lo`/`hi` bound every region ever used, so a pointer outside is rejected without being read.
  * Memory becomes reusable only by rollback or reset, and that is where it is poisoned: rollback

@@ -40,11 +40,15 @@
  * what a backend keeps in a freed block, links and free site, is mangled and validated too),
  * overflow past the REQUESTED size (a keyed canary right after it, verified on free, realloc,
  * usable_size and heap_check()), and corrupted free lists (links stored mangled with the secret and
- * their own address, validated before use). Fresh blocks are filled with HEAP_POISON_ALLOC (calloc
- * still zeroes). Each detection calls env.report (lock held) and increments stats.errors_detected.
- * If report returns, or is NULL, the operation is abandoned safely: a bad free/realloc is ignored
- * (realloc returns NULL, failed_allocs++), an allocation that met corruption returns NULL
- * (failed_allocs++), the blocks involved are never handed out again. heap_usable_size() returns the
+ * their own address, validated before use). bump and linked_list seal their headers (a keyed
+ * checksum over the size, flags and links that guard memory, checked before use; linked_list also
+ * cross-checks boundary tags against the neighbours' sealed headers and tags its tree links) and
+ * keep a freed block's span verified after coalescing; heap_check() reports every broken invariant
+ * it finds through env.report and never follows unvalidated metadata (docs/hardening.md). Fresh blocks are
+ * filled with HEAP_POISON_ALLOC (calloc still zeroes). Each detection calls env.report (lock held) and
+ * increments stats.errors_detected. If report returns, or is NULL, the operation is abandoned safely: a bad
+ * free/realloc is ignored (realloc returns NULL, failed_allocs++), an allocation that met corruption returns
+ * NULL (failed_allocs++), the blocks involved are never handed out again. heap_usable_size() returns the
  * requested size and bytes_in_use counts requested sizes. Not detected: use-after-free reads, writes
  * into free memory that is never reused or checked, writes beyond the first 2 KiB of a free block,
  * non-contiguous overflows that miss the canary. Cost: several times plain time per operation

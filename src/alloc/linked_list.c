@@ -62,24 +62,41 @@
  * usable_size is O(1), check O(blocks). Insert and remove recurse along one path, so the stack depth
  * is the tree depth.
  *
- * Hardened mode (docs/hardening.md): the header grows to 32 bytes with a cookie (key(block) ^ USED
- * or FREE) and the free site, the minimum block to 48 bytes, and the tree links are stored mangled
- * (keyed by the slot address; the root too). Every link is validated before it is followed
- * (16-aligned, inside the heap, pointing at a block whose cookie says FREE): the first-fit descent
- * checks each link it takes, and before the tree is changed ll_tree_path_ok() checks both children
- * of every node the change will read -- the search path of the block and the two spines below it --
- * and that each lies strictly inside the address interval its ancestors allow. So a corrupted tree
- * is reported instead of followed; validate() runs the checks a free or resize will need before it
- * is allowed. validate() finds the region of a pointer before reading its header, so foreign
- * pointers are never dereferenced. The subtree maxima are not secret: a damaged one can only make
- * the descent miss (reported as a corrupted free list) or look in vain, never hand out a block that
- * is too small, since the block's own size is checked.
- * Poison invariant: the first HEAP_POISON_SPAN bytes of every free block's body after its links are
- * HEAP_POISON_FREE. The front end poisons what it frees; here, a header swallowed by coalescing is
- * poisoned, a remainder split off a free block is poisoned where it reaches beyond the poisoned
- * prefix of that block, a tail cut off a used block or fresh memory is poisoned fully, and alloc
- * verifies the part of the new block that was inside the poisoned prefix. check() verifies the
- * prefix of every free block and the canary of every used one.
+ * Hardened mode (docs/hardening.md): the header grows to 32 bytes with a cookie and the free site,
+ * the minimum block to 64 bytes. The cookie seals the header: a keyed checksum of the block's address
+ * and its size word -- size, INUSE, RELEASED -- xor USED or FREE (ll_cookie), rewritten wherever a
+ * size or an own flag changes, so no header whose size or flags were changed is used. PREV_INUSE is
+ * left out (the neighbour changes it) and cross-checked instead: before alloc, free or resize uses a
+ * block, its successor's header must be sealed and agree with it (a used block's successor has
+ * PREV_INUSE set; a free block's successor is a sealed used block whose prev_size is the free
+ * block's size), and a free predecessor found through a boundary tag must be a sealed free block of
+ * exactly that size. Tree links (the root too) are mangled with a key of their slot and carry a
+ * 20-bit keyed tag in the bits an aligned canonical address does not use (ll_tree.h), so a damaged
+ * link is rejected before anything is read through it; the first-fit descent checks each link it
+ * takes, and before the tree is changed ll_tree_path_ok() checks both children of every node the
+ * change will read -- the search path of the block and the two spines below it -- and that each
+ * lies strictly inside the address interval its ancestors allow. validate() runs the checks a free
+ * or resize will need before it is allowed, and finds the region of a pointer before reading its
+ * header, so foreign pointers are never dereferenced. The subtree maxima are not sealed: a damaged
+ * one can only make the descent miss (reported) or look in vain, never hand out a block that is too
+ * small, since the block's own (sealed) size is checked. The free site is not sealed either: it only
+ * names a caller in a report.
+ * Failed checks are reported (HEAP_ERR_CORRUPT_METADATA for headers and tags, the write into freed
+ * memory for a damaged link or watermark, which lie in a free block's body) and the operation is
+ * refused: a free or resize leaves the block alone (leaked), an allocation fails; a damaged free
+ * block stays where it is and every later operation that would touch it is refused the same way, so
+ * no block involved is ever handed out (the heap degrades, it never overlaps).
+ * Poison invariant: every free block keeps a poison watermark (struct ll_free.clean, sealed with the
+ * block's address): its body from the kept words (links, watermark) up to the watermark is
+ * HEAP_POISON_FREE. A freed block's first HEAP_POISON_SPAN bytes are poisoned by the front end; when
+ * a block whose poisoned span may hold a write through a dangling pointer merges into a free block
+ * below it (or a free block above merges into it), the never-poisoned gap between the two spans (the
+ * tail of a large block beyond its first span) is poisoned, so one watermark covers both -- a span
+ * absorbed by coalescing is verified like any other. A remainder split off a free block keeps the
+ * part of the watermark above it and is poisoned over its own first span; an allocation verifies,
+ * before it writes any header, every byte below the watermark that the new block, a padding header
+ * and a remainder's header and kept words will cover; check() verifies every free block up to its
+ * watermark and the canary of every used one. Gap poisoning costs at most once per byte handed out.
  *
  * Giving memory back (env.release / env.reclaim, docs/memory.md): a free block may give back the
  * whole pages strictly inside its body, beyond a kept prefix, and says so with the RELEASED flag
@@ -435,7 +452,14 @@ static void ll_poison_swallowed_header(struct ll_block *b)
  * else reports, fails the call and returns false. */
 static bool ll_alloc_path_ok(const struct ll *l, const struct ll_free *f)
 {
-    const struct ll_block *next = ll_next_block(&f->hdr);
+    const struct ll_block *next;
+
+    if (!ll_tree_link_ok(&l->tree, f)) { /* the descents checked links, not headers: now f's seal */
+        heap_hard_report(&l->common, HEAP_ERR_CORRUPT_METADATA, (const char *)f + LL_HDR, 0, 0, NULL, NULL);
+        ll_tree_abort(&l->tree);
+        return false;
+    }
+    next = ll_next_block(&f->hdr);
 
     if (heap_unlikely(!ll_clean_ok(l, &f->hdr))) {
         /* The word lies in the free block's body: a write through a dangling pointer. Report it, fail

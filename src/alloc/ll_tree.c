@@ -29,18 +29,19 @@ struct ll_free *ll_tree_fit_after(const struct ll_tree *tree, uintptr_t x, size_
     return fit_after_below(tree, ll_tree_follow_link(tree, NULL, &tree->root, bad), x, need, bad);
 }
 
-/* True if both links of node t pass ll_tree_link_ok(); else, if report, reports the first that does
- * not (naming t, or the node it leads to). */
-static bool children_ok(const struct ll_tree *tree, const struct ll_free *t, bool report)
+/* True if both links of node t pass ll_tree_link_plausible() (decoded once, into *left and *right);
+ * else, if report, reports the first that does not (naming t). */
+static bool children_ok(const struct ll_tree *tree, const struct ll_free *t, bool report,
+                        struct ll_free **left, struct ll_free **right)
 {
-    struct ll_free *a = ll_tree_left(tree, t), *b = ll_tree_right(tree, t);
+    struct ll_free *a = *left = ll_tree_left(tree, t), *b = *right = ll_tree_right(tree, t);
 
-    if (!ll_tree_link_ok(tree, a)) {
+    if (!ll_tree_link_plausible(tree, a)) {
         if (report)
             ll_tree_report_link(tree, t, &t->left, a);
         return false;
     }
-    if (!ll_tree_link_ok(tree, b)) {
+    if (!ll_tree_link_plausible(tree, b)) {
         if (report)
             ll_tree_report_link(tree, t, &t->right, b);
         return false;
@@ -54,7 +55,7 @@ static bool path_walk(const struct ll_tree *tree, const struct ll_free *key, boo
     struct ll_free *t = ll_tree_get_link(tree, &tree->root), *a, *b, *up = NULL;
     uintptr_t lo = 0, hi = UINTPTR_MAX;
 
-    if (!ll_tree_link_ok(tree, t)) {
+    if (!ll_tree_link_plausible(tree, t)) {
         if (report)
             ll_tree_report_link(tree, NULL, &tree->root, t);
         return false;
@@ -70,10 +71,8 @@ static bool path_walk(const struct ll_tree *tree, const struct ll_free *key, boo
                 ll_tree_report_corrupt(tree, up != NULL ? up : t); /* out of order: up's link is wrong */
             return false;
         }
-        if (!children_ok(tree, t, report))
+        if (!children_ok(tree, t, report, &a, &b))
             return false;
-        a = ll_tree_left(tree, t);
-        b = ll_tree_right(tree, t);
         if (t == key)
             break;
         up = t;
@@ -90,23 +89,30 @@ static bool path_walk(const struct ll_tree *tree, const struct ll_free *key, boo
             ll_tree_report_corrupt(tree, key); /* a used block in the tree */
         return false;
     }
-    for (uintptr_t x = lo, y = (uintptr_t)t; a != NULL; x = (uintptr_t)a, a = ll_tree_right(tree, a)) {
+    /* The right spine of t's left subtree, then the left spine of its right subtree (removal joins them). */
+    for (uintptr_t x = lo, y = (uintptr_t)t; a != NULL;) {
+        struct ll_free *c1, *c2;
         if ((uintptr_t)a <= x || (uintptr_t)a >= y) {
             if (report)
                 ll_tree_report_corrupt(tree, a);
             return false;
         }
-        if (!children_ok(tree, a, report))
+        if (!children_ok(tree, a, report, &c1, &c2))
             return false;
+        x = (uintptr_t)a;
+        a = c2;
     }
-    for (uintptr_t x = (uintptr_t)t, y = hi; b != NULL; y = (uintptr_t)b, b = ll_tree_left(tree, b)) {
+    for (uintptr_t x = (uintptr_t)t, y = hi; b != NULL;) {
+        struct ll_free *c1, *c2;
         if ((uintptr_t)b <= x || (uintptr_t)b >= y) {
             if (report)
                 ll_tree_report_corrupt(tree, b);
             return false;
         }
-        if (!children_ok(tree, b, report))
+        if (!children_ok(tree, b, report, &c1, &c2))
             return false;
+        y = (uintptr_t)b;
+        b = c1;
     }
     return true;
 }

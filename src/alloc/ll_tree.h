@@ -12,10 +12,11 @@
  * free block (INUSE clear, a FREE cookie in hardened mode) with its size set before it is inserted,
  * and changes a node's size only through ll_tree_grow() (or by removing and reinserting it).
  *
- * Hardened mode: links (the root too) are stored mangled with a key of the slot's address
- * (ll_tree_get_link/ll_tree_set_link). The descents (ll_tree_find_fit, ll_tree_fit_after,
- * ll_tree_in_free_block, ll_tree_check) validate each link before following it (ll_tree_link_ok);
- * insert, remove, replace and grow follow links without validation, so a caller first runs
+ * Hardened mode: links (the root too) are stored mangled with a key of the slot's address and
+ * tagged with a keyed 20-bit hash of the link and the slot (ll_tree_get_link/ll_tree_set_link): a
+ * changed link decodes to LL_LINK_BAD and is never followed. The descents (ll_tree_find_fit,
+ * ll_tree_fit_after, ll_tree_in_free_block, ll_tree_check) validate each link before following it
+ * (ll_tree_link_ok); insert, remove, replace and grow follow links without validation, so a caller first runs
  * ll_tree_path_ok() on the path a change will take.
  *
  * The operations used on every alloc and free are static inline here, so linked_list.c compiles
@@ -95,6 +96,18 @@ static inline bool ll_tree_link_ok(const struct ll_tree *tree, const struct ll_f
            ll_block_size(&f->hdr) <= tree->hi - a;
 }
 
+/* True if link f is NULL or may be followed: its tag matched (not LL_LINK_BAD), it is aligned and a
+ * minimum block fits inside the envelope there. The tag authenticates the link itself, so the tree's
+ * shape is safe to walk and change with this check alone; the target's header (its sealed size) is
+ * checked by ll_tree_link_ok() only where its size is used to carve or merge memory. */
+static inline bool ll_tree_link_plausible(const struct ll_tree *tree, const struct ll_free *f)
+{
+    uintptr_t a = (uintptr_t)f;
+
+    return f == NULL ||
+           (a % HEAP_MIN_ALIGN == 0 && a >= tree->lo && a < tree->hi && tree->hi - a >= LL_MIN_BLOCK);
+}
+
 /* True if node t's block ends inside the envelope (t itself passed ll_tree_link_ok), so the block
  * after it may be read. */
 static inline bool ll_tree_block_inside(const struct ll_tree *tree, const struct ll_free *t)
@@ -171,6 +184,13 @@ static inline void ll_tree_set_link(const struct ll_tree *tree, struct ll_free *
 }
 
 static inline bool ll_tree_link_ok(const struct ll_tree *tree, const struct ll_free *f)
+{
+    (void)tree;
+    (void)f;
+    return true;
+}
+
+static inline bool ll_tree_link_plausible(const struct ll_tree *tree, const struct ll_free *f)
 {
     (void)tree;
     (void)f;
@@ -496,7 +516,7 @@ static inline struct ll_free *ll_tree_follow_link(const struct ll_tree *tree, co
 {
     struct ll_free *g = ll_tree_get_link(tree, slot);
 
-    if (heap_unlikely(!ll_tree_link_ok(tree, g))) {
+    if (heap_unlikely(!ll_tree_link_plausible(tree, g))) {
         ll_tree_report_link(tree, f, slot, g);
         ll_tree_abort(tree);
         *bad = true;

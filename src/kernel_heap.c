@@ -148,9 +148,11 @@ static uint64_t boot_secret(void)
 static uint64_t secret;
 
 /* Maps initial_pages at the start of kh->region and creates a heap of ops
-   there with the kernel's lock, growth, report and secret. Returns the
-   heap, or NULL with nothing mapped. */
-static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_ops *ops, size_t initial_pages)
+   there with the kernel's lock, growth, report and secret, and (hardened)
+   quarantine_blocks as heap_env.quarantine_blocks (0: the default window).
+   Returns the heap, or NULL with nothing mapped. */
+static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_ops *ops, size_t initial_pages,
+                                     size_t quarantine_blocks)
 {
     uint64_t start;
     spin_init(&kh->lock, "heap");
@@ -165,6 +167,7 @@ static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_o
         .reclaim = heap_reclaim,
         .report = heap_report,
         .secret = secret,
+        .quarantine_blocks = quarantine_blocks,
     };
     kh->grow_calls = 0;
     kh->heap = heap_create(ops, (void *)(uintptr_t)start, initial_pages * PAGE_SIZE, &env);
@@ -186,7 +189,7 @@ void kernel_heap_init(void)
         panic("kernel_heap_init: heap_region_init refused the kernel heap window");
 
     secret = boot_secret();
-    if (create_in_region(&kernel_heap, ops, KERNEL_HEAP_INITIAL_PAGES) == NULL)
+    if (create_in_region(&kernel_heap, ops, KERNEL_HEAP_INITIAL_PAGES, 0) == NULL)
         panic("kernel_heap_init: cannot map the initial %d heap pages or backend %s refused them",
               KERNEL_HEAP_INITIAL_PAGES, kernel_allocator_name);
     kmalloc_init(kernel_heap.heap);
@@ -200,7 +203,9 @@ struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *back
     const struct heap_ops *ops = heap_backend_find(backend != NULL ? backend : kernel_allocator_name);
     if (ops == NULL || !heap_region_init(&kh->region, base, span, span))
         return NULL;
-    return create_in_region(kh, ops, initial_pages);
+    /* No quarantine: the tests on private heaps pin down where each backend reuses and gives back
+       memory, and what it detects when it does (docs/hardening.md, "Quarantine"). */
+    return create_in_region(kh, ops, initial_pages, HEAP_QUARANTINE_OFF);
 }
 
 void kernel_heap_private_destroy(struct kernel_heap *kh)

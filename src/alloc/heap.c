@@ -90,17 +90,30 @@ static bool grow(struct heap *h, size_t size, size_t align)
  * at align, so grow the heap and ask again, at most HEAP_GROW_TRIES times (not after a backend met
  * corruption), then finish the allocation like alloc_block(): counted, or failed. Out of line and
  * finishing the job itself, so the fast path reaches it by a tail call and saves no registers. */
-static __attribute__((noinline)) void *alloc_retry(struct heap *h, size_t size, size_t align)
+static void *grow_and_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 {
-    size_t usable;
     void *p = NULL;
 
     for (int i = 0; i < HEAP_GROW_TRIES && h->env.grow != NULL && !heap_hard_aborted(h); i++) {
         if (!grow(h, size + HEAP_HARD_TAIL, align))
             break;
-        p = h->ops->alloc(h, size + HEAP_HARD_TAIL, align, &usable);
+        p = h->ops->alloc(h, size + HEAP_HARD_TAIL, align, usable);
         if (p != NULL)
             break;
+    }
+    return p;
+}
+
+static __attribute__((noinline)) void *alloc_retry(struct heap *h, size_t size, size_t align)
+{
+    size_t usable;
+    void *p = grow_and_alloc(h, size, align, &usable);
+
+    /* Hardened: before failing, the quarantine gives its blocks back, and the backend tries again. */
+    if (p == NULL && heap_hard_drained(h)) {
+        p = h->ops->alloc(h, size + HEAP_HARD_TAIL, align, &usable);
+        if (p == NULL)
+            p = grow_and_alloc(h, size, align, &usable);
     }
     if (p == NULL) {
         heap_hard_alloc_failed(h);
@@ -142,7 +155,8 @@ static void *alloc_locked(struct heap *h, size_t size, size_t align)
 static inline void release_block(struct heap *h, void *ptr, const struct heap_hard_block *b)
 {
     heap_hard_poison_freed(ptr, b);
-    note_free(h, heap_hard_counted(b, h->ops->free(h, ptr)));
+    note_free(h, heap_hard_counted(b, heap_hard_free(h, ptr, b)));
+    heap_hard_freed(h);
 }
 
 /* Frees ptr (not NULL), lock held: hardened mode first accepts it (or reports and leaves it). */
@@ -175,7 +189,7 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
         h->env.lock = NULL; /* a lock that cannot be released is no lock */
     h->counts = (struct heap_counters){0};
     h->counts.bytes_mapped = size;
-    heap_hard_init(h, secret);
+    heap_hard_init(h, secret, env);
     if (h->env.release != NULL && h->env.reclaim != NULL && ops->release_enable != NULL)
         ops->release_enable(h);
     return h;
@@ -413,7 +427,8 @@ size_t heap_check(struct heap *h)
     size_t bad;
 
     heap_hard_set_caller(h, __builtin_return_address(0));
-    bad = h->ops->check(h);
+    bad = heap_hard_check(h); /* first: it names a quarantined block the backend only sees as used */
+    bad += h->ops->check(h);
     bad += c->total_frees > c->total_allocs; /* more frees than allocations */
     bad += c->peak_in_use < bytes;
     bad += bytes > c->bytes_mapped; /* also catches more bytes freed than allocated */

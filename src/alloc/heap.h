@@ -45,7 +45,10 @@
  * If report returns, or is NULL, the operation is abandoned safely: a bad free/realloc is ignored
  * (realloc returns NULL, failed_allocs++), an allocation that met corruption returns NULL
  * (failed_allocs++), the blocks involved are never handed out again. heap_usable_size() returns the
- * requested size and bytes_in_use counts requested sizes. Not detected: use-after-free reads, writes
+ * requested size and bytes_in_use counts requested sizes. A quarantine (heap_env.quarantine_bytes /
+ * quarantine_blocks; default 256 KiB / 256 blocks) holds freed blocks back before reuse, so a
+ * double free or a use-after-free write within that window is caught after other allocations;
+ * quarantined blocks are not counted in bytes_in_use. Not detected: use-after-free reads, writes
  * into free memory that is never reused or checked, writes beyond the first 2 KiB of a free block,
  * non-contiguous overflows that miss the canary. Cost: several times plain time per operation
  * (measured in docs/hardening.md).
@@ -160,7 +163,17 @@ struct heap_env {
     /* Hardened mode: per-boot secret keying free-list pointer mangling and canaries. 0: the library
      * derives a non-zero value from the heap's address (weak: predictable). Ignored in plain mode. */
     uint64_t secret;
+    /* Hardened mode: the quarantine's window (docs/hardening.md, "Quarantine"). A freed block is
+     * held back, poisoned and verified, until more than quarantine_bytes (backend usable sizes) or
+     * quarantine_blocks blocks were freed after it; then it is verified again and reused. 0: the
+     * default (HEAP_QUARANTINE_DEFAULT_BYTES = 256 KiB, _BLOCKS = 256); HEAP_QUARANTINE_OFF in
+     * either field: no quarantine (every free goes to the backend at once). Ignored in plain mode. */
+    size_t quarantine_bytes;
+    size_t quarantine_blocks;
 };
+
+/* heap_env.quarantine_bytes / quarantine_blocks: turns the hardened quarantine off. */
+#define HEAP_QUARANTINE_OFF SIZE_MAX
 
 /* Counters kept by the front end (heap.c); identical meaning for every backend. */
 struct heap_stats {

@@ -249,13 +249,14 @@ static inline uint64_t heap_hard_secret(const struct heap_env *env, const void *
     return s;
 }
 
-/* Fills in a new heap's hardened state. */
-static inline void heap_hard_init(struct heap *h, uint64_t secret)
+/* Fills in a new heap's hardened state; its quarantine's limits come from env (may be NULL). */
+static inline void heap_hard_init(struct heap *h, uint64_t secret, const struct heap_env *env)
 {
     h->hard.owner = h;
     h->hard.secret = secret;
     h->hard.caller = NULL;
     h->hard.abort = false;
+    heap_quarantine_init(h, env);
 }
 
 /* Records the caller of the public call in progress (lock held). */
@@ -332,6 +333,36 @@ static inline void heap_hard_poison_freed(void *ptr, const struct heap_hard_bloc
     heap_hard_fill(ptr, b->bu < HEAP_POISON_SPAN ? b->bu : HEAP_POISON_SPAN, HEAP_POISON_FREE64);
 }
 
+/* Frees poisoned block ptr: into the quarantine, or (off, too large) to the backend. Returns the
+ * backend's usable size. */
+static inline size_t heap_hard_free(struct heap *h, void *ptr, const struct heap_hard_block *b)
+{
+    if (heap_quarantine_push(h, ptr, b->bu, h->hard.caller))
+        return b->bu;
+    return h->ops->free(h, ptr);
+}
+
+/* A free was counted: once no user block is live, the quarantine is drained, so that memory a
+ * backend gives back only when it is free (bump's reset) is given back as without it. */
+static inline void heap_hard_freed(struct heap *h)
+{
+    if (heap_unlikely(h->counts.total_allocs == h->counts.total_frees) && h->hard.q.head != 0)
+        heap_quarantine_drain(h);
+}
+
+/* An allocation found no memory, even after growth: true if draining the quarantine gave the
+ * backend blocks back (then try again). */
+static inline bool heap_hard_drained(struct heap *h)
+{
+    return !h->hard.abort && heap_quarantine_drain(h);
+}
+
+/* heap_check(): the front end's own structure, the quarantine. Returns the broken invariants. */
+static inline size_t heap_hard_check(struct heap *h)
+{
+    return heap_quarantine_check(h);
+}
+
 /* The size a free counts: the requested size. */
 static inline size_t heap_hard_counted(const struct heap_hard_block *b, size_t usable)
 {
@@ -369,10 +400,11 @@ static inline uint64_t heap_hard_secret(const struct heap_env *env, const void *
     return 0;
 }
 
-static inline void heap_hard_init(struct heap *h, uint64_t secret)
+static inline void heap_hard_init(struct heap *h, uint64_t secret, const struct heap_env *env)
 {
     (void)h;
     (void)secret;
+    (void)env;
 }
 
 static inline void heap_hard_set_caller(struct heap *h, const void *caller)
@@ -431,6 +463,30 @@ static inline size_t heap_hard_counted(const struct heap_hard_block *b, size_t u
 {
     (void)b;
     return usable;
+}
+
+/* The plain free: straight to the backend. */
+static inline size_t heap_hard_free(struct heap *h, void *ptr, const struct heap_hard_block *b)
+{
+    (void)b;
+    return h->ops->free(h, ptr);
+}
+
+static inline void heap_hard_freed(struct heap *h)
+{
+    (void)h;
+}
+
+static inline bool heap_hard_drained(struct heap *h)
+{
+    (void)h;
+    return false;
+}
+
+static inline size_t heap_hard_check(struct heap *h)
+{
+    (void)h;
+    return 0;
 }
 
 static inline size_t heap_hard_resized(struct heap *h, void *ptr, const struct heap_hard_block *b,

@@ -62,6 +62,8 @@ static void fresh_heap(struct fixture *f)
     env.ctx = f; /* capture() needs the fixture; grow needs the arena: arena is its first member */
     env.report = capture;
     env.secret = 0x1234567887654321ull;
+    /* The backends' own checks, where they reuse memory; the quarantine has its own tests below. */
+    env.quarantine_blocks = HEAP_QUARANTINE_OFF;
     f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
     assert_non_null(f->h);
     f->n = 0;
@@ -769,6 +771,149 @@ static void test_double_free_names_first_free(void **state)
     }
 }
 
+/* ---- the quarantine (heap_quarantine.h): on by default; the tests above turn it off ---- */
+
+/* A heap with the default quarantine, over a fresh part of f's arena's memory (a new secret, so no
+ * metadata of the heap before it is recognised). */
+static void quarantine_heap(struct fixture *f)
+{
+    static uint64_t generation;
+    struct heap_env env = host_arena_env(&f->arena);
+
+    env.ctx = f;
+    env.report = capture;
+    env.secret = 0x2468ace013579bdfull + 2 * ++generation;
+    f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+    assert_non_null(f->h);
+    f->n = 0;
+}
+
+/* A double free after many other allocations (and frees) of the same size is still reported, with
+ * the first free's site: the block was held back, no allocation got its memory. */
+static void test_quarantine_double_free_after_reuse(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 100 };
+    static char *q[N];
+    char *a;
+    size_t n;
+
+    quarantine_heap(f);
+    a = heap_alloc(f->h, 100);
+    free_from_one_site(f->h, a);
+    for (int i = 0; i < N; i++) {
+        q[i] = heap_alloc(f->h, 100);
+        assert_non_null(q[i]);
+        assert_false(q[i] < a + 100 && a < q[i] + 100); /* never a's memory */
+        if (i % 2 == 1) {
+            heap_free(f->h, q[i - 1]);
+            q[i - 1] = NULL;
+        }
+    }
+    assert_int_equal(f->n, 0);
+    assert_int_equal(heap_check(f->h), 0);
+    n = f->n;
+    heap_free(f->h, a);
+    const struct heap_report *r = expect(f, n, HEAP_ERR_DOUBLE_FREE, a);
+    assert_non_null(r->free_site);
+    assert_null(heap_realloc(f->h, a, 10)); /* realloc and usable_size of it too */
+    expect(f, n + 1, HEAP_ERR_DOUBLE_FREE, a);
+    assert_int_equal(heap_usable_size(f->h, a), 0);
+    expect(f, n + 2, HEAP_ERR_DOUBLE_FREE, a);
+    for (int i = 0; i < N; i++)
+        heap_free(f->h, q[i]);
+    assert_int_equal(f->n, n + 3);
+}
+
+/* A write into a quarantined block -- its kept words (offsets 0-15), its poison, where its trailer
+ * was -- is found by heap_check() and again when the block leaves the quarantine; it is then never
+ * handed out, and the statistics stay exact. */
+static void test_quarantine_use_after_free(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t offsets[] = {0, 7, 8, 15, 16, 60, 88, 95};
+
+    for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+        char *keep, *a;
+        size_t n;
+
+        quarantine_heap(f);
+        keep = heap_alloc(f->h, 10);
+        a = heap_alloc(f->h, 80); /* backend usable size 112 or 128 here: offsets 88-95 are trailer */
+        heap_free(f->h, a);
+        a[offsets[i]] ^= 0x20;
+        n = f->n;
+        assert_int_equal(heap_check(f->h), 1);
+        expect(f, n, HEAP_ERR_USE_AFTER_FREE, a);
+        /* 300 more frees push it out of the quarantine: reported again, never handed out */
+        for (int j = 0; j < 300; j++) {
+            char *p = heap_alloc(f->h, 80);
+            assert_non_null(p);
+            assert_false(p < a + 80 && a < p + 80);
+            heap_free(f->h, p);
+        }
+        assert_int_equal(f->n, n + 2);
+        assert_int_equal(f->r[n + 1].kind, HEAP_ERR_USE_AFTER_FREE);
+        assert_ptr_equal(f->r[n + 1].ptr, a);
+        for (int j = 0; j < 300; j++) {
+            char *p = heap_alloc(f->h, 80);
+            assert_false(p < a + 80 && a < p + 80);
+            heap_free(f->h, p);
+        }
+        assert_int_equal(heap_check(f->h), 0);
+        assert_int_equal(heap_stats(f->h).bytes_in_use, 10);
+        assert_int_equal(heap_stats(f->h).live_allocs, 1);
+        heap_free(f->h, keep);
+    }
+}
+
+/* Quarantined blocks are not in use: the statistics do not count them; freeing the last live block
+ * drains the quarantine (bump then resets: its next block is its first again), and an allocation
+ * that would fail for lack of memory drains it first. */
+static void test_quarantine_stats_and_drain(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 64 };
+    char *p[N], *first;
+    struct heap_env env;
+
+    quarantine_heap(f);
+    for (int i = 0; i < N; i++)
+        p[i] = heap_alloc(f->h, 1000);
+    first = p[0];
+    for (int i = 1; i < N; i++)
+        heap_free(f->h, p[i]);
+    assert_int_equal(heap_stats(f->h).bytes_in_use, 1000);
+    assert_int_equal(heap_stats(f->h).live_allocs, 1);
+    assert_int_equal(heap_check(f->h), 0);
+    heap_free(f->h, first); /* the last one: the quarantine is drained */
+    assert_int_equal(heap_stats(f->h).bytes_in_use, 0);
+    assert_int_equal(heap_check(f->h), 0);
+    if (g_ops->arena)
+        assert_ptr_equal(heap_alloc(f->h, 1000), first);
+    assert_int_equal(f->n, 0);
+
+    /* No growth: a full heap with everything else quarantined still serves the next request. */
+    env = host_arena_env(&f->arena);
+    env.ctx = f;
+    env.report = capture;
+    env.grow = NULL;
+    env.secret = 0x5555aaaa5555aaabull;
+    f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+    assert_non_null(f->h);
+    size_t got = 0;
+    char *keep = heap_alloc(f->h, 16);
+    for (char *q; (q = heap_alloc(f->h, 4000)) != NULL; got++)
+        if (!g_ops->arena || got > 0)
+            heap_free(f->h, q); /* bump: keep the first, so frees never reset the region */
+    assert_true(got > 0);
+    if (!g_ops->arena)
+        assert_true(got > INITIAL / 4096); /* more than the heap holds at once: drains reused memory */
+    assert_int_equal(heap_check(f->h), 0);
+    assert_int_equal(f->n, 0);
+    (void)keep;
+}
+
 static const struct kheap_test tests[] = {
     KHEAP_TEST(test_names),
     KHEAP_TEST(test_double_free),
@@ -793,6 +938,9 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST(test_bump_nonadjacent_region),
     KHEAP_TEST(test_bump_write_after_reset),
     KHEAP_TEST(test_double_free_names_first_free),
+    KHEAP_TEST(test_quarantine_double_free_after_reuse),
+    KHEAP_TEST(test_quarantine_use_after_free),
+    KHEAP_TEST(test_quarantine_stats_and_drain),
 };
 
 int main(int argc, char **argv)

@@ -241,9 +241,24 @@ size_t heap_quarantine_check(struct heap *h)
         size_t off;
 
         if (++n > q->blocks || st != Q_OK) {
-            if (st != Q_OK)
+            if (st != Q_OK) {
+                /* Reported once: p is retired (the backend's check then sees a consistent used
+                 * block) and the queue ends before it (its link, and the rest, cannot be trusted). */
                 q_report(h, st, p, 0, NULL);
-            return bad + 1; /* the rest of the queue cannot be followed */
+                if (st == Q_DAMAGED && b.bu != 0)
+                    heap_hard_quarantine(h, (void *)p, b.bu);
+            }
+            if (last == 0) {
+                q_give_up(q);
+            } else {
+                struct q_block lb;
+                if (q_read(h, last, &lb) == Q_OK)
+                    q_write(h, last, lb.bu, 0, lb.site);
+                q->tail = last;
+                q->blocks = n - 1;
+                q->bytes = bytes;
+            }
+            return bad + 1;
         }
         off = q_unpoisoned(p, b.bu);
         if (off != 0) {

@@ -73,7 +73,8 @@ bool heap_quarantine_drain(struct heap *h);
 bool heap_quarantine_holds(const struct heap *h, const void *p, size_t bu, const void **free_site);
 
 /* heap_check(): verifies every quarantined block (backend's word, tag, poison), reporting each bad
- * one. Returns the number of broken invariants. */
+ * one. A block whose kept words or tag were damaged is retired there and the queue ends before it
+ * (the rest is given up, as when such a block leaves). Returns the number of broken invariants. */
 size_t heap_quarantine_check(struct heap *h);
 
 #endif /* KHEAP_ALLOC_HEAP_QUARANTINE_H */

@@ -5,7 +5,9 @@
                      inferior: the backend's own heap_walk(), so it is right for every backend)
   kheap check        heap invariants: calls kmalloc_check() in the inferior (the C checker itself,
                      hardened canary/poison checks included; a report in hardened mode panics)
-  kheap block ADDR   the block ADDR belongs to, its state (and slab / object for fixed_size_block)
+  kheap block ADDR   the block ADDR belongs to, its state (and slab / object for fixed_size_block);
+                     hardened kernels: the block's requested size and its allocation site, or the
+                     free site of a freed block, symbolized (heap_block_info() via kheap_debug_block())
   pt ADDR            walks the page tables for virtual address ADDR from CR3: each level's entry
                      and flags, and the physical address (tables read through the direct map)
 
@@ -103,7 +105,8 @@ class KheapCheck(gdb.Command):
 
 
 class KheapBlock(gdb.Command):
-    """kheap block ADDR: the block (and slab object) containing ADDR, and its state."""
+    """kheap block ADDR: the block (and slab object) containing ADDR, its state, and in a hardened
+    kernel its requested size and allocation or free site."""
 
     def __init__(self):
         super().__init__("kheap block", gdb.COMMAND_DATA)
@@ -127,8 +130,54 @@ class KheapBlock(gdb.Command):
             gdb.write("kheap block: %#x is in slab %#x: %d/%d objects of %d bytes\n"
                       % (addr, slab["addr"], slab["objects"], slab["capacity"], slab["object_size"]))
         if int(gdb.parse_and_eval("heap_hardening()")):
-            gdb.write("kheap block: hardened heap: allocation/free sites are in the block's trailer and "
-                      "header (docs/hardening.md); this command does not decode them\n")
+            lo = (slab or block)["addr"]
+            describe_sites(addr, int(gdb.parse_and_eval("kheap_debug_block(%d, %d)" % (addr, lo))))
+
+
+def symbolize(pc):
+    """A call site (a return address) as gdb knows it: address <function+offset> [in inlined function]
+    at file:line."""
+    if pc == 0:
+        return "unknown"
+    text, name = "%#x" % pc, None
+    sym = gdb.execute("info symbol %#x" % pc, to_string=True).strip()
+    if not sym.startswith("No symbol"):
+        name, _, offset = sym.split(" in section")[0].partition(" + ")
+        text += " <%s+%s>" % (name, offset or "0")
+    try:  # the call instruction ends at the return address: look up the byte before it
+        block = gdb.block_for_pc(pc - 1)
+    except RuntimeError:
+        block = None
+    while block is not None and block.function is None:
+        block = block.superblock
+    if block is not None and block.function.name != name:  # the call is in a function inlined there
+        text += " in %s (inlined)" % block.function.name
+    sal = gdb.find_pc_line(pc - 1)
+    if sal.symtab is not None:
+        text += " at %s:%d" % (sal.symtab.filename, sal.line)
+    return text
+
+
+def describe_sites(addr, found):
+    """Hardened heap: what kheap_debug_block() found for addr (heap_block_info(): trailer, sites)."""
+    f = gdb.parse_and_eval("kheap_debug_found")
+    info, ptr = f["info"], u64(f["ptr"])
+    kind = str(info["kind"])
+    if found != 1:
+        gdb.write("kheap block: hardened heap: %#x is not inside a block (a header, padding or never "
+                  "handed out)\n" % addr)
+    elif kind == "HEAP_PTR_LIVE":
+        gdb.write("kheap block: live block %#x: %d bytes requested (%d held), offset %d\n"
+                  % (ptr, int(info["size"]), int(info["usable"]), addr - ptr))
+        gdb.write("kheap block: allocated at %s\n" % symbolize(u64(info["alloc_site"])))
+    elif kind == "HEAP_PTR_FREED" and ptr != 0:
+        gdb.write("kheap block: freed block %#x, offset %d\n" % (ptr, addr - ptr))
+        gdb.write("kheap block: freed at %s\n" % symbolize(u64(info["free_site"])))
+    elif kind == "HEAP_PTR_FREED":
+        gdb.write("kheap block: freed memory; the block freed here is gone (merged, rolled back or "
+                  "reset), so no site is kept\n")
+    else:
+        gdb.write("kheap block: the block at %#x fails validation (%s): run kheap check\n" % (ptr, kind))
 
 
 def flags(entry):

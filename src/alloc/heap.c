@@ -470,6 +470,18 @@ int heap_hardening(void)
     return KHEAP_HARDENING;
 }
 
+struct heap_block_info heap_block_info(struct heap *h, const void *ptr)
+{
+    struct heap_block_info info = {.kind = HEAP_PTR_UNKNOWN};
+
+    if (h == NULL)
+        return info;
+    unsigned long saved = heap_lock(h);
+    heap_hard_describe(h, ptr, &info);
+    heap_unlock(h, saved);
+    return info;
+}
+
 size_t heap_walk(struct heap *h, heap_walk_fn fn, void *ctx)
 {
     if (h == NULL || fn == NULL || h->ops->walk == NULL)

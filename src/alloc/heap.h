@@ -267,6 +267,31 @@ typedef bool (*heap_walk_fn)(void *ctx, const struct heap_walk_entry *e);
  * debuggers): O(n), not for hot paths. */
 size_t heap_walk(struct heap *h, heap_walk_fn fn, void *ctx);
 
+/* What heap_block_info() tells about a pointer. */
+enum heap_ptr_kind {
+    HEAP_PTR_UNKNOWN,   /* plain mode: the heap keeps nothing to tell blocks apart by */
+    HEAP_PTR_LIVE,      /* the start of a live block (what an allocation returned) */
+    HEAP_PTR_FREED,     /* the start of a freed block, or a pointer into memory the heap holds as free */
+    HEAP_PTR_NOT_BLOCK, /* anything else: inside or between blocks, never handed out, outside the heap */
+    HEAP_PTR_DAMAGED    /* the metadata at ptr fails validation (corruption; heap_check() says more) */
+};
+
+struct heap_block_info {
+    enum heap_ptr_kind kind;
+    size_t size;            /* LIVE: the size the user asked for (its trailer); else 0 */
+    size_t usable;          /* LIVE: the bytes the backend holds for it (canary and trailer included) */
+    const void *alloc_site; /* LIVE: where it was allocated (a caller address); NULL if unknown */
+    const void *free_site;  /* FREED: where it was freed; NULL if no longer known (the block was merged
+                             * into a neighbour, or its memory reused or rolled back) */
+};
+
+/* For debuggers and diagnostics: classifies ptr exactly as hardened heap_free() would, but reports
+ * nothing, changes nothing and reads nothing outside the heap; for a live block decodes its trailer
+ * (requested size, allocation site), for a freed one the free site its backend kept. Plain mode:
+ * kind HEAP_PTR_UNKNOWN and the rest 0. Takes the heap lock. Cost: one validation (O(1) for bump
+ * and small fixed_size_block objects, O(log f) for linked_list). */
+struct heap_block_info heap_block_info(struct heap *h, const void *ptr);
+
 /* Returns the name of kind ("double free", "invalid free", "use-after-free write", "heap overflow",
  * "corrupted free list", "corrupted heap metadata"), or "unknown heap error". */
 const char *heap_error_name(enum heap_error kind);

@@ -389,6 +389,34 @@ static inline size_t heap_hard_resized(struct heap *h, void *ptr, const struct h
     return size;
 }
 
+/* heap_block_info(): what the heap knows of ptr, from validate() and the block's trailer, into *info
+ * (kind HEAP_PTR_UNKNOWN on entry). Reports nothing. */
+static inline void heap_hard_describe(struct heap *h, const void *ptr, struct heap_block_info *info)
+{
+    const void *free_site = NULL;
+    struct heap_hard_block b;
+    size_t bu = 0;
+
+    switch (h->ops->validate(h, ptr, &bu, &free_site)) {
+    case HEAP_BLOCK_OK:
+        if (!heap_hard_trailer_read(heap_hard_block_key(h, ptr), ptr, bu, &b)) {
+            info->kind = HEAP_PTR_DAMAGED;
+            break;
+        }
+        info->kind = HEAP_PTR_LIVE;
+        info->size = b.req;
+        info->usable = bu;
+        info->alloc_site = b.site;
+        break;
+    case HEAP_ERR_DOUBLE_FREE:
+        info->kind = HEAP_PTR_FREED;
+        info->free_site = free_site;
+        break;
+    case HEAP_ERR_INVALID_FREE: info->kind = HEAP_PTR_NOT_BLOCK; break;
+    default: info->kind = HEAP_PTR_DAMAGED; break;
+    }
+}
+
 #else /* !KHEAP_HARDENING: the hooks do nothing */
 
 #define HEAP_HARD_TAIL ((size_t)0) /* no canary or trailer after the requested size */
@@ -495,6 +523,14 @@ static inline size_t heap_hard_resized(struct heap *h, void *ptr, const struct h
     (void)b;
     (void)size;
     return h->ops->usable_size(h, ptr);
+}
+
+/* Plain mode keeps no cookies, trailers or sites: heap_block_info() says HEAP_PTR_UNKNOWN. */
+static inline void heap_hard_describe(struct heap *h, const void *ptr, struct heap_block_info *info)
+{
+    (void)h;
+    (void)ptr;
+    (void)info;
 }
 
 #endif /* KHEAP_HARDENING */

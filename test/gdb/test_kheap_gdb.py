@@ -1,6 +1,9 @@
 """Run inside gdb -batch (see test/gdb/run.cmake): attaches to a paused kernel on the unix socket
 named by $KHEAP_GDB_SOCKET, stops in kvec_free() of the demo (one live block: the vector's 1000
-uint64_t) and asserts the output of every command of cmake/gdb/kheap.py."""
+uint64_t) and asserts the output of every command of cmake/gdb/kheap.py, including what is specific
+to the image's backend ($KHEAP_GDB_BACKEND: fixed_size_block slabs, bump's two spans, linked_list's
+blocks) and mode ($KHEAP_GDB_MODE: the requested size and allocation site `kheap block` shows in a
+hardened kernel); then steps out of kvec_free() and asks `kheap block` about the freed vector."""
 import os
 import re
 import time
@@ -30,9 +33,13 @@ gdb.execute("target remote " + sock)
 gdb.execute("break kvec_free")
 gdb.execute("continue")
 data = int(gdb.parse_and_eval("(unsigned long)v->data"))
+data_bytes = int(gdb.parse_and_eval("v->cap * v->elem_size"))
+want_backend, hardened = os.environ["KHEAP_GDB_BACKEND"], os.environ["KHEAP_GDB_MODE"] == "hardened"
+expect(int(gdb.parse_and_eval("heap_hardening()")) == hardened, "the image's heap mode is " + os.environ["KHEAP_GDB_MODE"])
 
 out = run("kheap stats")
 backend = re.search(r"backend (\w+)", out).group(1)
+expect(backend == want_backend, "stats: backend " + want_backend)
 expect(re.search(r"live_allocs +1\n", out), "stats: the vector is the one live block")
 expect(re.search(r"bytes_in_use +8[0-9]{3}\n", out), "stats: 8 KiB in use")
 expect(re.search(r"errors_detected +0\n", out), "stats: no errors")
@@ -43,14 +50,34 @@ expect(len(rows) >= 2, "walk: lists blocks")
 expect(any(st == "used" and a <= data < a + s for a, s, st in rows), "walk: a used block holds v->data")
 expect(any(st == "free" for a, s, st in rows), "walk: free memory is listed")
 if backend == "fixed_size_block":
-    expect(re.search(r"slab 0/1016 objects of 16 bytes", out), "walk: empty 16-byte slab with occupancy")
-
+    slabs = re.findall(r"^0x[0-9a-f]+ +\d+ slab (\d+)/(\d+) objects of (\d+) bytes$", out, re.M)
+    expect(slabs and all(int(n) <= int(cap) for n, cap, _ in slabs), "walk: slabs with occupancy")
+    expect(all(n == "0" for n, _, _ in slabs), "walk: every slab empty (the demo's small blocks are freed)")
+    expect(any(st == "used" and a <= data < a + s and s >= data_bytes for a, s, st in rows),
+           "walk: the vector is a large block of the fallback heap")
+elif backend == "bump":
+    expect(len(rows) == 2 and rows[0][2] == "used" and rows[1][2] == "free" and rows[0][0] + rows[0][1] == rows[1][0],
+           "walk: bump is two adjacent spans, consumed then free")
+    expect(re.search(r"^0x[0-9a-f]+ +\d+ used \(1 live blocks\)$", out, re.M), "walk: one live block in the span")
+else:
+    expect(not re.search(r"slab|live blocks", out), "walk: linked_list lists plain blocks only")
+    expect(all(a + s == b for (a, s, _), (b, _, _) in zip(rows, rows[1:]) if b > a),
+           "walk: the blocks of a region tile it")
 out = run("kheap check")
 expect("0 broken invariants (healthy)" in out, "check: kmalloc_check() says healthy")
 
 out = run("kheap block v->data+100")
 m = re.search(r"is in used block (0x[0-9a-f]+) \((\d+) bytes\), offset (\d+)", out)
 expect(m is not None and int(m.group(1), 16) + int(m.group(3)) == data + 100, "block: right block and offset")
+if hardened:
+    expect(re.search(r"live block %#x: %d bytes requested \(\d+ held\), offset 100\n" % (data, data_bytes), out),
+           "block: hardened: the live block's start and requested size")
+    # kvec_reserve() calls krealloc(); the compiler may inline it into kvec_push().
+    expect(re.search(r"allocated at 0x[0-9a-f]+ <kvec_(push|reserve)\+\d+>( in kvec_reserve \(inlined\))? "
+                     r"at \S*src/alloc/kvec\.c:\d+\n", out) and "kvec_reserve" in out,
+           "block: hardened: allocation site symbolized (kvec_reserve, kvec.c)")
+else:
+    expect("allocated at" not in out and "requested" not in out, "block: plain: no sites (none are kept)")
 out = run("kheap block 0x1000")
 expect("is not in the heap" in out, "block: an address outside the heap")
 
@@ -65,6 +92,38 @@ expect(via_va == via_dm == (5).to_bytes(8, "little"), "pt: element 5 reads 5 thr
 out = run("pt 0xffffe00000000000")
 expect("not mapped" in out, "pt: KTEST_UNMAPPED_ADDR is not mapped")
 
+# Out of kvec_free(): the vector's memory is freed now.
 gdb.execute("delete")
+gdb.execute("finish")
+out = run("kheap block %#x" % (data + 100))
+if not hardened:
+    expect("freed" not in out, "freed block: plain: nothing is known of frees")
+elif backend == "bump":
+    # The vector was the last live block: its free reset the region, which keeps no blocks.
+    expect(re.search(r"is in free block", out) and "the block freed here is gone" in out,
+           "freed block: bump: the reset left free memory and no site")
+elif backend == "linked_list":
+    m = re.search(r"freed block (0x[0-9a-f]+), offset 100\n", out)
+    expect(m and int(m.group(1), 16) == data, "freed block: linked_list: the vector's block, still a block")
+    expect(re.search(r"freed at 0x[0-9a-f]+ <kvec_free\+\d+> at \S*src/alloc/kvec\.c:\d+\n", out),
+           "freed block: linked_list: free site symbolized (kvec_free, kvec.c)")
+else:
+    # The heap gave pages back earlier, so fixed_size_block is draining: the vector went straight to
+    # the fallback and merged with its free neighbour (no large-block cache entry, no site left).
+    expect("the block freed here is gone" in out, "freed block: fixed_size_block: merged into the fallback")
+if backend == "fixed_size_block":
+    # The demo's box (4 bytes, printed on serial) was freed into a slab, which keeps each free
+    # object's free site next to its link.
+    box = int(re.search(r"box: value 41 at (0x[0-9a-f]+)", open(os.environ["KHEAP_GDB_SERIAL"]).read()).group(1), 16)
+    out = run("kheap block %#x" % (box + 2))
+    expect(re.search(r"is in slab 0x[0-9a-f]+: 0/\d+ objects of \d+ bytes", out), "box: in an empty slab")
+    if hardened:
+        m = re.search(r"freed block (0x[0-9a-f]+), offset 2\n", out)
+        expect(m and int(m.group(1), 16) == box, "box: hardened: the freed object")
+        expect(re.search(r"freed at 0x[0-9a-f]+ <\w+\+\d+>.* at \S*src/alloc/kbox\.h:\d+\n", out)
+               and "kbox_release" in out, "box: hardened: free site symbolized (kbox_release, kbox.h)")
+out = run("kheap check")
+expect("0 broken invariants (healthy)" in out, "check: healthy after the free")
+
 gdb.execute("detach")
 print("kheap gdb test: all ok")

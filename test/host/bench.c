@@ -2,9 +2,16 @@
  * bench.c - kheap-bench: every backend and the system malloc on the same workloads, in one process.
  *
  * Usage: kheap-bench [reps] [--plain-only] [--only NAME] [--workload a|b|c]
+ *        kheap-bench --footprint-trace FILE [--steps N] [--plain-only] [--only NAME]
  *   reps: timed repetitions after 1 warm-up (default 5; the median is reported). --only runs just the
  *   allocators whose name starts with NAME (e.g. for `perf stat` of one backend), --workload just one
  *   workload (the others print 0); both are passed on to the hardened twin.
+ *   --footprint-trace: no timing; runs the first N steps of workload c (default all 2,000,000) once per
+ *   allocator and writes FILE, one line "allocator step bytes_mapped bytes_in_use" per sample (every
+ *   N / TRACE_SAMPLES steps, and once more after the final frees, as step N + 1); the hardened twin
+ *   appends its rows. Our heaps run on an arena that gives memory back (host_arena_release_env, as
+ *   the kernel's heap region does); the system row is mallinfo2's arena + hblkhd and uordblks +
+ *   hblkhd. test/host/footprint.py draws the file (docs/img/footprint-c.svg, target footprint-plot).
  *
  * Workloads (sizes and slot choices are pre-generated from fixed seeds, outside the timed region):
  *   a  1,000,000 x { p = alloc(8..64 B); free(p) }                           ops = 2,000,000
@@ -37,14 +44,15 @@
 #include "heap_backend.h"
 #include "kheap_host.h"
 
-#define N_AB         1000000
-#define C_SLOTS      10000
-#define C_STEPS      2000000
-#define INITIAL      ((size_t)64 << 10)
-#define CHUNK        ((size_t)64 << 10)
-#define RESERVE      ((size_t)4 << 30)
-#define BUMP_C_LIMIT ((size_t)1 << 30)
-#define MAX_REPS     31
+#define N_AB          1000000
+#define C_SLOTS       10000
+#define C_STEPS       2000000
+#define INITIAL       ((size_t)64 << 10)
+#define CHUNK         ((size_t)64 << 10)
+#define RESERVE       ((size_t)4 << 30)
+#define BUMP_C_LIMIT  ((size_t)1 << 30)
+#define MAX_REPS      31
+#define TRACE_SAMPLES 400
 
 static uint32_t sizes_ab[N_AB];
 static uint32_t c_slot[C_STEPS];
@@ -174,7 +182,8 @@ struct arena_heap {
     struct heap *h;
 };
 
-static void open_heap(struct arena_heap *ah, const struct heap_ops *ops, size_t limit)
+/* Opens a heap of ops on a fresh arena of at most limit bytes; release: the arena takes memory back. */
+static void open_heap(struct arena_heap *ah, const struct heap_ops *ops, size_t limit, bool release)
 {
     struct heap_env env;
 
@@ -184,7 +193,7 @@ static void open_heap(struct arena_heap *ah, const struct heap_ops *ops, size_t 
     }
     ah->arena.chunk = CHUNK;
     ah->arena.limit = limit;
-    env = host_arena_env(&ah->arena);
+    env = release ? host_arena_release_env(&ah->arena) : host_arena_env(&ah->arena);
     ah->h = heap_create(ops, ah->arena.base, INITIAL, &env);
     if (ah->h == NULL) {
         fprintf(stderr, "heap_create(%s) failed\n", ops->name);
@@ -219,7 +228,7 @@ static double time_workload(const struct allocator *al, char w, int reps, size_t
         if (al->ops != NULL) {
             if (w == 'c' && al->ops->arena)
                 limit = BUMP_C_LIMIT;
-            open_heap(&ah, al->ops, limit);
+            open_heap(&ah, al->ops, limit, false);
         }
         t0 = now_ns();
         if (al->ops != NULL) {
@@ -260,7 +269,7 @@ static double footprint(const struct allocator *al, size_t *mapped_out, size_t *
 
     if (al->ops != NULL) {
         struct arena_heap ah = {0};
-        open_heap(&ah, al->ops, al->ops->arena ? BUMP_C_LIMIT : RESERVE);
+        open_heap(&ah, al->ops, al->ops->arena ? BUMP_C_LIMIT : RESERVE, false);
         work_c_heap(ah.h, &res, 1);
         mapped = heap_stats(ah.h).bytes_mapped;
         host_arena_destroy(&ah.arena);
@@ -272,6 +281,109 @@ static double footprint(const struct allocator *al, size_t *mapped_out, size_t *
     *mapped_out = mapped;
     *peak_out = res.peak_live;
     return res.peak_live ? (double)mapped / (double)res.peak_live : -1;
+}
+
+/* ---- footprint trace (--footprint-trace): untimed, so plain function pointers are fine ---- */
+
+struct tracer {
+    void *(*alloc)(struct heap *h, size_t n);
+    void (*free)(struct heap *h, void *p);
+    void (*sample)(struct heap *h, size_t *mapped, size_t *in_use);
+};
+
+static void heap_sample(struct heap *h, size_t *mapped, size_t *in_use)
+{
+    struct heap_stats s = heap_stats(h);
+    *mapped = s.bytes_mapped;
+    *in_use = s.bytes_in_use;
+}
+
+static void *sys_alloc(struct heap *h, size_t n)
+{
+    (void)h;
+    return malloc(n);
+}
+
+static void sys_free(struct heap *h, void *p)
+{
+    (void)h;
+    free(p);
+}
+
+/* glibc: memory from the OS (main arena + mmapped chunks) and what of it is allocated. */
+static void sys_sample(struct heap *h, size_t *mapped, size_t *in_use)
+{
+    struct mallinfo2 mi = mallinfo2();
+    (void)h;
+    *mapped = mi.arena + mi.hblkhd;
+    *in_use = mi.uordblks + mi.hblkhd;
+}
+
+/* The first steps of workload c on h through t, writing a row to out every `every` steps and one
+ * after the final frees (step steps + 1). */
+static void trace_c(FILE *out, const char *name, struct heap *h, const struct tracer *t, int steps, int every)
+{
+    size_t mapped, in_use;
+
+    memset(slots, 0, sizeof(slots));
+    for (int i = 0; i < steps; i++) {
+        void **s = &slots[c_slot[i]];
+        if (i % every == 0) {
+            t->sample(h, &mapped, &in_use);
+            fprintf(out, "%s %d %zu %zu\n", name, i, mapped, in_use);
+        }
+        if (*s != NULL) {
+            t->free(h, *s);
+            *s = NULL;
+        } else if ((*s = t->alloc(h, c_size[i])) != NULL) {
+            *(char *)*s = 1;
+        }
+    }
+    for (int i = 0; i < C_SLOTS; i++)
+        if (slots[i] != NULL) {
+            t->free(h, slots[i]);
+            slots[i] = NULL;
+        }
+    t->sample(h, &mapped, &in_use);
+    fprintf(out, "%s %d %zu %zu\n", name, steps + 1, mapped, in_use);
+}
+
+/* --footprint-trace: one trace per allocator into path (appended to by the hardened twin). */
+static void footprint_trace(const struct allocator *als, int nal, const char *path, bool append, int steps)
+{
+    static const struct tracer heap_tracer = {heap_alloc, heap_free, heap_sample};
+    static const struct tracer sys_tracer = {sys_alloc, sys_free, sys_sample};
+    int every = steps / TRACE_SAMPLES > 0 ? steps / TRACE_SAMPLES : 1;
+    FILE *out = fopen(path, append ? "a" : "w");
+
+    if (out == NULL) {
+        perror(path);
+        exit(1);
+    }
+    if (!append)
+        fprintf(out,
+                "# kheap-bench footprint trace: workload c, %d steps, a row every %d steps and one "
+                "after the final frees (step %d)\n# allocator step bytes_mapped bytes_in_use\n",
+                steps, every, steps + 1);
+    for (int i = 0; i < nal; i++) {
+        if (als[i].ops != NULL) {
+            struct arena_heap ah = {0};
+            open_heap(&ah, als[i].ops, als[i].ops->arena ? BUMP_C_LIMIT : RESERVE, true);
+            trace_c(out, als[i].name, ah.h, &heap_tracer, steps, every);
+            if (heap_check(ah.h) != 0) {
+                fprintf(stderr, "%s: heap broken after the footprint trace\n", als[i].name);
+                exit(1);
+            }
+            host_arena_destroy(&ah.arena);
+        } else {
+            malloc_trim(0);
+            trace_c(out, als[i].name, NULL, &sys_tracer, steps, every);
+        }
+    }
+    if (fclose(out) != 0) {
+        perror(path);
+        exit(1);
+    }
 }
 
 /* The floor for bump: the same loop as workload a with a bare pointer increment and no free. */
@@ -295,6 +407,24 @@ static double pointer_increment_ns(int reps)
     return median(t, reps);
 }
 
+/* Plain program: runs its hardened twin, built next to it (<self>-hardened), with args (shell words).
+ * Returns 1 if the twin ran and failed, else 0 (also when there is no twin, or in the twin itself). */
+static int run_hardened_twin(const char *args)
+{
+    char self[4096], cmd[8400];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+    if (KHEAP_HARDENING || n <= 0)
+        return 0;
+    self[n] = '\0';
+    snprintf(cmd, sizeof(cmd), "%s-hardened", self);
+    if (access(cmd, X_OK) != 0)
+        return 0;
+    snprintf(cmd, sizeof(cmd), "'%s-hardened' %s", self, args);
+    fflush(stdout);
+    return system(cmd) != 0;
+}
+
 int main(int argc, char **argv)
 {
     struct allocator als[8];
@@ -304,7 +434,9 @@ int main(int argc, char **argv)
 
     static char names[8][64];
     int plain_only = 0, has_system = !KHEAP_HARDENING;
-    const char *only = NULL, *workload = NULL;
+    const char *only = NULL, *workload = NULL, *trace = NULL;
+    bool append = false;
+    int steps = C_STEPS;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--plain-only") == 0)
@@ -313,11 +445,21 @@ int main(int argc, char **argv)
             only = argv[++i];
         else if (strcmp(argv[i], "--workload") == 0 && i + 1 < argc)
             workload = argv[++i];
+        else if (strcmp(argv[i], "--footprint-trace") == 0 && i + 1 < argc)
+            trace = argv[++i];
+        else if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc)
+            steps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--append") == 0) /* the hardened twin, called by the plain program */
+            append = true;
         else
             reps = atoi(argv[i]);
     }
     if (reps < 1 || reps > MAX_REPS)
         reps = 5;
+    if (steps < 1 || steps > C_STEPS) {
+        fprintf(stderr, "kheap-bench: --steps must be 1..%d\n", C_STEPS);
+        return 2;
+    }
     for (const struct heap_ops *const *o = heap_backends; *o != NULL && nal < 7; o++) {
         snprintf(names[nal], sizeof(names[nal]), "%s%s", (*o)->name, KHEAP_HARDENING ? "_hardened" : "");
         als[nal] = (struct allocator){names[nal], *o};
@@ -334,6 +476,13 @@ int main(int argc, char **argv)
         has_system = has_system && nal > 0 && als[nal - 1].ops == NULL;
     }
     generate();
+    if (trace != NULL) {
+        char args[4200];
+        footprint_trace(als, nal, trace, append, steps);
+        snprintf(args, sizeof(args), "--footprint-trace '%s' --append --steps %d%s%s", trace, steps,
+                 only ? " --only " : "", only ? only : "");
+        return plain_only ? 0 : run_hardened_twin(args);
+    }
 
     printf("# kheap-bench: median of %d repetitions after 1 warm-up; ns_per_op = time / 2,000,000 ops\n",
            reps);
@@ -378,22 +527,13 @@ int main(int argc, char **argv)
         printf("\n");
     }
     fflush(stdout);
-    if (!KHEAP_HARDENING && !plain_only) {
-        /* The hardened twin of this program, built next to it. */
-        char self[4096], cmd[4200];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        if (n > 0) {
-            self[n] = '\0';
-            snprintf(cmd, sizeof(cmd), "%s-hardened", self);
-            if (access(cmd, X_OK) == 0) {
-                snprintf(cmd, sizeof(cmd), "'%s-hardened' %d%s%s%s%s", self, reps, only ? " --only " : "",
-                         only ? only : "", workload ? " --workload " : "", workload ? workload : "");
-                printf("\n");
-                fflush(stdout);
-                if (system(cmd) != 0)
-                    return 1;
-            }
-        }
+    if (!plain_only && !KHEAP_HARDENING) {
+        char args[256];
+        snprintf(args, sizeof(args), "%d%s%s%s%s", reps, only ? " --only " : "", only ? only : "",
+                 workload ? " --workload " : "", workload ? workload : "");
+        printf("\n");
+        fflush(stdout);
+        return run_hardened_twin(args);
     }
     return 0;
 }

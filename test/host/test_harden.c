@@ -924,6 +924,48 @@ static void test_quarantine_stats_and_drain(void **state)
     heap_free(f->h, keep);
 }
 
+/* heap_block_info(), the debugger's view: a live block's requested size and allocation site from its
+ * trailer, a freed block's free site, interior and foreign pointers not blocks; nothing is reported. */
+static void test_block_info(void **state)
+{
+    struct fixture *f = *state;
+    static const char alloc_site, free_site; /* two distinct addresses posing as call sites */
+    static const size_t sizes[] = {100, 20000};
+    int local;
+
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        void *before = heap_alloc(f->h, 10);
+        char *p = heap_alloc_from(f->h, sizes[i], &alloc_site);
+        void *after = heap_alloc(f->h, 10); /* p is not the newest block: bump keeps it as a dead one */
+        uint64_t errors = heap_stats(f->h).errors_detected;
+        size_t n = f->n;
+        struct heap_block_info b = heap_block_info(f->h, p);
+
+        assert_non_null(p);
+        assert_int_equal(b.kind, HEAP_PTR_LIVE);
+        assert_int_equal(b.size, sizes[i]);
+        assert_true(b.usable >= sizes[i] + HEAP_HARD_TAIL);
+        assert_ptr_equal(b.alloc_site, &alloc_site);
+        assert_null(b.free_site);
+        assert_int_equal(heap_block_info(f->h, p + 16).kind, HEAP_PTR_NOT_BLOCK);
+        assert_int_equal(heap_block_info(f->h, &local).kind, HEAP_PTR_NOT_BLOCK);
+
+        heap_free_from(f->h, p, &free_site);
+        b = heap_block_info(f->h, p);
+        assert_int_equal(b.kind, HEAP_PTR_FREED);
+        assert_ptr_equal(b.free_site, &free_site);
+        assert_int_equal(b.size, 0);
+        assert_null(b.alloc_site);
+
+        assert_int_equal(f->n, n); /* classification only: no report, nothing counted */
+        assert_int_equal(heap_stats(f->h).errors_detected, errors);
+        heap_free(f->h, before);
+        heap_free(f->h, after);
+        assert_int_equal(heap_check(f->h), 0);
+    }
+    assert_int_equal(heap_block_info(NULL, &local).kind, HEAP_PTR_UNKNOWN);
+}
+
 static const struct kheap_test tests[] = {
     KHEAP_TEST(test_names),
     KHEAP_TEST(test_double_free),
@@ -951,6 +993,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST(test_quarantine_double_free_after_reuse),
     KHEAP_TEST(test_quarantine_use_after_free),
     KHEAP_TEST(test_quarantine_stats_and_drain),
+    KHEAP_TEST(test_block_info),
 };
 
 int main(int argc, char **argv)

@@ -787,6 +787,25 @@ static void test_walk(void **state)
         assert_int_equal(w.e[j].objects, 0);
 }
 
+/* heap_block_info(): a live block is told as such with its requested size in hardened mode; the
+ * plain heap keeps nothing to tell, so it says HEAP_PTR_UNKNOWN (test_harden covers the rest). */
+static void test_block_info_by_mode(void **state)
+{
+    struct fixture *f = *state;
+    void *p = heap_alloc(f->h, 40);
+    struct heap_block_info b = heap_block_info(f->h, p);
+
+    assert_non_null(p);
+    if (heap_hardening()) {
+        assert_int_equal(b.kind, HEAP_PTR_LIVE);
+        assert_int_equal(b.size, 40);
+    } else {
+        assert_int_equal(b.kind, HEAP_PTR_UNKNOWN);
+        assert_true(b.size == 0 && b.usable == 0 && b.alloc_site == NULL && b.free_site == NULL);
+    }
+    heap_free(f->h, p);
+}
+
 static const struct kheap_test tests[] = {
     KHEAP_TEST(test_create_too_small),
     KHEAP_TEST(test_alignment),
@@ -810,6 +829,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_slabs_returned),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_large_cache),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_aligned_small),
+    KHEAP_TEST(test_block_info_by_mode),
 };
 
 int main(int argc, char **argv)

@@ -83,15 +83,23 @@ static enum q_state q_read(struct heap *h, uintptr_t p, struct q_block *b)
     if (h->ops->validate(h, (const void *)p, &bu_b, &fsite) != HEAP_BLOCK_OK)
         return Q_DISOWNED;
     bu_s = (size_t)(w[1] ^ rotl(k, 21));
-    b->bu = bu_s < bu_b ? bu_s : bu_b;
+    if (bu_s != bu_b) {
+        /* Either word changed. The tag is looked for with the smaller size only (inside the real
+         * block either way); a block damaged in its kept words is retired with the backend's size,
+         * the one its check() verifies the retired trailer at. */
+        size_t lo = bu_s < bu_b ? bu_s : bu_b;
+        bool tag_ok = lo >= Q_WORDS + HEAP_HARD_TRAILER && lo % HEAP_MIN_ALIGN == 0 &&
+                      q_trailer(p, lo)[0] == q_tag(h, p, w[0], w[1], q_trailer(p, lo)[1]);
+        b->bu = bu_b;
+        return tag_ok && bu_s < bu_b ? Q_DISOWNED : Q_DAMAGED;
+    }
+    b->bu = bu_b;
     if (b->bu < Q_WORDS + HEAP_HARD_TRAILER || b->bu % HEAP_MIN_ALIGN != 0) {
         b->bu = 0; /* no size to retire it with */
         return Q_DAMAGED;
     }
     const uint64_t *t = q_trailer(p, b->bu);
     bool tag_ok = t[0] == q_tag(h, p, w[0], w[1], t[1]);
-    if (bu_s != bu_b)
-        return tag_ok && bu_s < bu_b ? Q_DISOWNED : Q_DAMAGED; /* the backend's size changed */
     if (!tag_ok)
         return Q_DAMAGED;
     b->next = (uintptr_t)(w[0] ^ k);

@@ -222,7 +222,7 @@ static void hard_mark_live(struct bump *b, uintptr_t p)
  * not reset again and the next allocation moves past the bad bytes; it is never rolled back. */
 static void hard_quarantine(struct bump *b, uintptr_t p, size_t rsize)
 {
-    heap_hard_quarantine(&b->common, (void *)p, rsize);
+    heap_hard_retire(&b->common, (void *)p, rsize);
     b->last = 0;
 }
 

@@ -173,10 +173,16 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
 {
     struct heap *h;
     uint64_t secret = heap_hard_secret(env, mem);
+    size_t mapped;
+    void *ring;
 
     if (ops == NULL || mem == NULL)
         return NULL;
     heap_clamp_range(mem, &size);
+    mapped = size;
+    ring = heap_hard_reserve(env, &mem, &size); /* hardened: the quarantine's ring comes first */
+    if (size == 0)
+        return NULL;
     h = ops->init(mem, size, secret);
     if (h == NULL)
         return NULL;
@@ -188,8 +194,8 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
     if (h->env.unlock == NULL)
         h->env.lock = NULL; /* a lock that cannot be released is no lock */
     h->counts = (struct heap_counters){0};
-    h->counts.bytes_mapped = size;
-    heap_hard_init(h, secret, env);
+    h->counts.bytes_mapped = mapped;
+    heap_hard_init(h, secret, env, ring);
     if (h->env.release != NULL && h->env.reclaim != NULL && ops->release_enable != NULL)
         ops->release_enable(h);
     return h;

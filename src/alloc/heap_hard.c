@@ -107,7 +107,7 @@ bool heap_hard_verify_live(const struct heap *h, const void *p, size_t bu)
     return heap_quarantine_holds(h, p, bu, NULL) || heap_hard_live_damaged(h, k, p, bu);
 }
 
-void heap_hard_quarantine(struct heap *h, void *p, size_t bu)
+void heap_hard_retire(struct heap *h, void *p, size_t bu)
 {
     heap_hard_layout(h->hard.owner, p, bu - HEAP_HARD_TAIL, bu, NULL); /* no site: no user ever held it */
 }

@@ -1,283 +1,203 @@
 /*
- * heap_quarantine.c - the hardened front end's quarantine (heap_quarantine.h has the design: layout
- * of a quarantined block, when blocks leave, what is verified). Everything here runs only when
- * KHEAP_HARDENING=1; the plain build compiles this file to nothing.
+ * heap_quarantine.c - the hardened front end's quarantine (heap_quarantine.h has the design: the ring,
+ * the mark a quarantined block carries, when blocks leave, what is verified). Everything here runs
+ * only when KHEAP_HARDENING=1; the plain build compiles this file to nothing.
  */
 #include "heap_backend.h"
 
 #if KHEAP_HARDENING
 
-#define Q_KEY   ((uint64_t)0x7175617261746e65ull) /* keys the words a quarantined block keeps */
-#define Q_TAG   ((uint64_t)0x6e69746e61727571ull) /* keys the tag over them */
-#define Q_WORDS ((size_t)16)                      /* next and bu at the start of the block */
+_Static_assert(sizeof(struct heap_quarantine_entry) == 16, "ring entry layout");
 
-_Static_assert(Q_WORDS == HEAP_HARD_LINK && HEAP_HARD_TRAILER == 16, "quarantine layout");
-
-static inline uint64_t rotl(uint64_t x, unsigned r)
+static inline bool q_marked(uint64_t k, uintptr_t p, size_t bu)
 {
-    return (x << r) | (x >> (64 - r));
+    return heap_quarantine_marked(k, (const void *)p, bu);
 }
 
-/* The key of the words block p keeps (next at offset 0, bu at 8, the site at bu - 8). */
-static inline uint64_t q_key(const struct heap *h, uintptr_t p)
+/* The free site in p's mark (trustworthy only if q_marked()). */
+static inline const void *q_site(uint64_t k, uintptr_t p, size_t bu)
 {
-    return heap_hard_key(h->hard.owner->hard.secret ^ Q_KEY, p);
+    return (const void *)(uintptr_t)(heap_hard_trailer_of((const void *)p, bu)->alloc_site ^
+                                     heap_hard_site_key(k));
 }
 
-/* The tag over p and its three kept words: any change of one of them changes it (the XOR of p and
- * the rotated words is a bijection of each word, key() of it a bijection too). */
-static inline uint64_t q_tag(const struct heap *h, uintptr_t p, uint64_t w_next, uint64_t w_bu,
-                             uint64_t w_site)
+/* True if [p, p + to) (to a multiple of 16) holds the free poison: four words per step, no exit
+ * inside a step, the bad byte located only on a mismatch (q_damage). */
+static inline bool q_poisoned(uintptr_t p, size_t to)
 {
-    return heap_hard_key(h->hard.owner->hard.secret ^ Q_TAG, p ^ w_next ^ rotl(w_bu, 17) ^ rotl(w_site, 39));
-}
+    const unsigned char *b = (const unsigned char *)p;
+    uint64_t d = 0;
+    size_t i = 0;
 
-static inline uint64_t *q_words(uintptr_t p)
-{
-    return (uint64_t *)p;
-}
-
-/* The tag and site words: where the live block's trailer was. */
-static inline uint64_t *q_trailer(uintptr_t p, size_t bu)
-{
-    return (uint64_t *)(p + bu - HEAP_HARD_TRAILER);
-}
-
-/* Writes block p's kept words: next newer block, its size bu, its free site, and their tag. */
-static void q_write(const struct heap *h, uintptr_t p, size_t bu, uintptr_t next, const void *site)
-{
-    uint64_t k = q_key(h, p);
-    uint64_t *w = q_words(p), *t = q_trailer(p, bu);
-
-    w[0] = next ^ k;
-    w[1] = bu ^ rotl(k, 21);
-    t[1] = (uintptr_t)site ^ rotl(k, 42);
-    t[0] = q_tag(h, p, w[0], w[1], t[1]);
-}
-
-/* What reading a quarantined block found. */
-enum q_state {
-    Q_OK,       /* the backend vouches for it, its tag matches: next and site are trustworthy */
-    Q_DISOWNED, /* the backend's metadata no longer says "a used block of size bu" */
-    Q_DAMAGED,  /* the kept words or the tag were written to: a use-after-free write */
-};
-
-struct q_block {
-    size_t bu;        /* usable size (when the state is OK, or the smaller candidate otherwise) */
-    uintptr_t next;   /* OK: the next newer block */
-    const void *site; /* OK: where it was freed */
-};
-
-/*
- * Reads quarantined block p. Its size has two sources, the word it keeps and the backend's
- * (validate(), which never faults); one corrupted byte changes at most one of them, so only the
- * smaller is ever used to locate the tag: it lies inside the real block either way.
- */
-static enum q_state q_read(struct heap *h, uintptr_t p, struct q_block *b)
-{
-    const void *fsite = NULL;
-    size_t bu_b = 0, bu_s;
-    uint64_t k = q_key(h, p);
-    const uint64_t *w = q_words(p);
-
-    if (h->ops->validate(h, (const void *)p, &bu_b, &fsite) != HEAP_BLOCK_OK)
-        return Q_DISOWNED;
-    bu_s = (size_t)(w[1] ^ rotl(k, 21));
-    if (bu_s != bu_b) {
-        /* Either word changed. The tag is looked for with the smaller size only (inside the real
-         * block either way); a block damaged in its kept words is retired with the backend's size,
-         * the one its check() verifies the retired trailer at. */
-        size_t lo = bu_s < bu_b ? bu_s : bu_b;
-        bool tag_ok = lo >= Q_WORDS + HEAP_HARD_TRAILER && lo % HEAP_MIN_ALIGN == 0 &&
-                      q_trailer(p, lo)[0] == q_tag(h, p, w[0], w[1], q_trailer(p, lo)[1]);
-        b->bu = bu_b;
-        return tag_ok && bu_s < bu_b ? Q_DISOWNED : Q_DAMAGED;
+    for (; i + 32 <= to; i += 32) {
+        d |= (heap_hard_load64(b + i) ^ HEAP_POISON_FREE64) |
+             (heap_hard_load64(b + i + 8) ^ HEAP_POISON_FREE64) |
+             (heap_hard_load64(b + i + 16) ^ HEAP_POISON_FREE64) |
+             (heap_hard_load64(b + i + 24) ^ HEAP_POISON_FREE64);
+        if (heap_unlikely(d != 0))
+            return false;
     }
-    b->bu = bu_b;
-    if (b->bu < Q_WORDS + HEAP_HARD_TRAILER || b->bu % HEAP_MIN_ALIGN != 0) {
-        b->bu = 0; /* no size to retire it with */
-        return Q_DAMAGED;
-    }
-    const uint64_t *t = q_trailer(p, b->bu);
-    bool tag_ok = t[0] == q_tag(h, p, w[0], w[1], t[1]);
-    if (!tag_ok)
-        return Q_DAMAGED;
-    b->next = (uintptr_t)(w[0] ^ k);
-    b->site = (const void *)(uintptr_t)(t[1] ^ rotl(k, 42));
-    return Q_OK;
+    if (i < to)
+        d |= (heap_hard_load64(b + i) ^ HEAP_POISON_FREE64) |
+             (heap_hard_load64(b + i + 8) ^ HEAP_POISON_FREE64);
+    return d == 0;
 }
 
-/* Offset of the first byte of quarantined block p (usable bu) that lost the free poison, or 0. */
-static size_t q_unpoisoned(uintptr_t p, size_t bu)
+/* Offset of the first damaged byte of quarantined block p (key k, usable bu) -- its poison over the
+ * first span up to the mark, then the mark's size word -- or bu if it is intact. The poison is
+ * compared two words per step inline: workload-sized blocks are a few steps. */
+static inline size_t q_damage(uint64_t k, uintptr_t p, size_t bu)
 {
-    size_t span = bu < HEAP_POISON_SPAN ? bu : HEAP_POISON_SPAN;
-    size_t to = span < bu - HEAP_HARD_TRAILER ? span : bu - HEAP_HARD_TRAILER;
-    size_t bad = heap_hard_find_unpoisoned((const void *)p, Q_WORDS, to);
+    size_t mark = bu - HEAP_HARD_TRAILER;
+    size_t to = mark < HEAP_POISON_SPAN ? mark : HEAP_POISON_SPAN;
 
-    return bad == to ? 0 : bad;
+    if (heap_likely(q_poisoned(p, to) && q_marked(k, p, bu)))
+        return bu;
+    size_t bad = heap_hard_find_unpoisoned((const void *)p, 0, to);
+    return bad != to ? bad : mark;
 }
 
-/* Reports what q_read() or the poison found wrong with block p. */
-static void q_report(struct heap *h, enum q_state st, uintptr_t p, size_t offset, const void *site)
+/* Reports the use-after-free write at offset off of block p and retires p (never handed out). */
+static __attribute__((noinline, cold)) void q_reject(struct heap *h, uint64_t k, uintptr_t p, size_t bu,
+                                                     size_t off)
 {
-    heap_hard_report(h, st == Q_DISOWNED ? HEAP_ERR_CORRUPT_METADATA : HEAP_ERR_USE_AFTER_FREE,
-                     (const void *)p, 0, offset, NULL, site);
+    const void *site = q_marked(k, p, bu) ? q_site(k, p, bu) : NULL;
+
+    heap_hard_report(h, HEAP_ERR_USE_AFTER_FREE, (const void *)p, 0, off, NULL, site);
+    heap_hard_retire(h, (void *)p, bu);
 }
 
-/* Forgets every block still queued: they stay used blocks of the backend, never handed out. For a
- * queue whose links can no longer be trusted. */
-static void q_give_up(struct heap_quarantine *q)
-{
-    q->head = q->tail = 0;
-    q->bytes = q->blocks = 0;
-}
-
-/* Lets the oldest block leave: verified, then freed to the backend (or reported and retired). */
+/* Lets the oldest entry leave: verified, the mark poisoned again, freed to the backend (or reported
+ * and retired). */
 static void q_leave(struct heap *h)
 {
     struct heap_quarantine *q = &h->hard.q;
-    uintptr_t p = q->head;
-    struct q_block b;
-    enum q_state st = q_read(h, p, &b);
-    size_t bad;
+    struct heap_quarantine_entry e = q->ring[q->head];
+    uint64_t k;
+    size_t off;
 
-    if (heap_unlikely(st != Q_OK)) {
-        q_report(h, st, p, 0, NULL);
-        if (st == Q_DAMAGED && b.bu != 0)
-            heap_hard_quarantine(h, (void *)p, b.bu); /* a consistent used block, never handed out */
-        q_give_up(q);                                 /* its next link is not trustworthy */
-        return;
-    }
-    q->head = b.next;
-    if (b.next == 0)
-        q->tail = 0;
-    q->bytes -= b.bu;
+    if (++q->head == q->cap)
+        q->head = 0;
     q->blocks--;
-    bad = q_unpoisoned(p, b.bu);
-    if (heap_unlikely(bad != 0)) {
-        q_report(h, Q_DAMAGED, p, bad, b.site);
-        heap_hard_quarantine(h, (void *)p, b.bu);
+    q->bytes -= e.bu;
+    if (heap_unlikely(e.p == 0))
+        return; /* retired by heap_check() */
+    k = heap_hard_block_key(h, (const void *)e.p);
+    off = q_damage(k, e.p, e.bu);
+    if (heap_unlikely(off != e.bu)) {
+        q_reject(h, k, e.p, e.bu, off);
         return;
     }
-    /* Back to the state a freed block has: poison over the words the queue kept. */
-    heap_hard_poison((void *)p, Q_WORDS);
-    if (b.bu <= HEAP_POISON_SPAN)
-        heap_hard_poison(q_trailer(p, b.bu), HEAP_HARD_TRAILER);
-    h->ops->free(h, (void *)p);
+    if (e.bu <= HEAP_POISON_SPAN)
+        heap_hard_fill(heap_hard_trailer_of((const void *)e.p, e.bu), HEAP_HARD_TRAILER, HEAP_POISON_FREE64);
+    h->ops->free(h, (void *)e.p);
 }
 
-void heap_quarantine_init(struct heap *h, const struct heap_env *env)
+/* The limits env asks for: blocks (0: off) and bytes. */
+static void q_limits(const struct heap_env *env, size_t *blocks, size_t *bytes)
 {
-    struct heap_quarantine *q = &h->hard.q;
-    size_t bytes = env != NULL ? env->quarantine_bytes : 0, blocks = env != NULL ? env->quarantine_blocks : 0;
+    size_t by = env != NULL ? env->quarantine_bytes : 0, bl = env != NULL ? env->quarantine_blocks : 0;
 
-    q_give_up(q);
-    if (bytes == HEAP_QUARANTINE_OFF || blocks == HEAP_QUARANTINE_OFF) {
-        q->max_bytes = q->max_blocks = 0;
+    if (by == HEAP_QUARANTINE_OFF || bl == HEAP_QUARANTINE_OFF) {
+        *blocks = *bytes = 0;
         return;
     }
-    q->max_bytes = bytes != 0 ? bytes : HEAP_QUARANTINE_DEFAULT_BYTES;
-    q->max_blocks = blocks != 0 ? blocks : HEAP_QUARANTINE_DEFAULT_BLOCKS;
+    *blocks = bl != 0 ? bl : HEAP_QUARANTINE_DEFAULT_BLOCKS;
+    *bytes = by != 0 ? by : HEAP_QUARANTINE_DEFAULT_BYTES;
 }
 
-bool heap_quarantine_push(struct heap *h, void *ptr, size_t bu, const void *site)
+struct heap_quarantine_entry *heap_quarantine_reserve(const struct heap_env *env, void **mem, size_t *size)
+{
+    size_t blocks, bytes, ring, skip;
+    uintptr_t m = (uintptr_t)*mem;
+
+    q_limits(env, &blocks, &bytes);
+    if (blocks == 0)
+        return NULL;
+    skip = (size_t)(-m & (HEAP_MIN_ALIGN - 1));
+    if (__builtin_mul_overflow(blocks, sizeof(struct heap_quarantine_entry), &ring) ||
+        __builtin_add_overflow(ring, skip, &skip) || skip >= *size) {
+        *size = 0;
+        return NULL;
+    }
+    *mem = (void *)(m + skip);
+    *size -= skip;
+    return (struct heap_quarantine_entry *)(m + skip - ring);
+}
+
+void heap_quarantine_init(struct heap *h, const struct heap_env *env, struct heap_quarantine_entry *ring)
 {
     struct heap_quarantine *q = &h->hard.q;
-    uintptr_t p = (uintptr_t)ptr;
+    size_t blocks, bytes;
 
-    if (q->max_blocks == 0 || bu > q->max_bytes || bu < Q_WORDS + HEAP_HARD_TRAILER)
-        return false;
-    q_write(h, p, bu, 0, site);
-    if (q->tail != 0) {
-        /* The newest block gets p as its next: verified first, so a write into it is not sealed. */
-        struct q_block t;
-        enum q_state st = q_read(h, q->tail, &t);
-        if (heap_likely(st == Q_OK)) {
-            q_write(h, q->tail, t.bu, p, t.site);
-        } else {
-            q_report(h, st, q->tail, 0, NULL);
-            if (st == Q_DAMAGED && t.bu != 0)
-                heap_hard_quarantine(h, (void *)q->tail, t.bu);
-            q_give_up(q);
-        }
-    }
-    if (q->tail == 0)
-        q->head = p;
-    q->tail = p;
-    q->bytes += bu;
-    q->blocks++;
-    while (q->blocks > q->max_blocks || q->bytes > q->max_bytes)
+    q_limits(env, &blocks, &bytes);
+    *q = (struct heap_quarantine){0};
+    if (ring == NULL || blocks == 0)
+        return; /* off: max_bytes 0, every block bypasses */
+    q->ring = ring;
+    q->cap = blocks;
+    q->max_bytes = bytes;
+}
+
+void heap_quarantine_make_room(struct heap *h, size_t bu)
+{
+    struct heap_quarantine *q = &h->hard.q;
+
+    while (q->blocks == q->cap || bu > q->max_bytes - q->bytes)
         q_leave(h);
-    return true;
 }
 
 bool heap_quarantine_drain(struct heap *h)
 {
     struct heap_quarantine *q = &h->hard.q;
-    bool any = q->head != 0;
+    bool any = q->blocks != 0;
 
-    while (q->head != 0)
+    while (q->blocks != 0)
         q_leave(h);
     return any;
 }
 
-bool heap_quarantine_holds(const struct heap *h, const void *ptr, size_t bu, const void **free_site)
+bool heap_quarantine_holds(const struct heap *h, const void *p, size_t bu, const void **free_site)
 {
-    uintptr_t p = (uintptr_t)ptr;
-    uint64_t k = q_key(h, p);
-    const uint64_t *w = q_words(p), *t;
+    uint64_t k = heap_hard_block_key(h, p);
 
-    if (bu < Q_WORDS + HEAP_HARD_TRAILER || (size_t)(w[1] ^ rotl(k, 21)) != bu)
-        return false;
-    t = q_trailer(p, bu);
-    if (t[0] != q_tag(h, p, w[0], w[1], t[1]))
+    if (bu < HEAP_HARD_TAIL || !q_marked(k, (uintptr_t)p, bu))
         return false;
     if (free_site != NULL)
-        *free_site = (const void *)(uintptr_t)(t[1] ^ rotl(k, 42));
+        *free_site = q_site(k, (uintptr_t)p, bu);
     return true;
 }
 
 size_t heap_quarantine_check(struct heap *h)
 {
     struct heap_quarantine *q = &h->hard.q;
-    size_t bad = 0, n = 0, bytes = 0;
-    uintptr_t p = q->head, last = 0;
+    size_t bad = 0, bytes = 0, i = q->head;
 
-    while (p != 0) {
-        struct q_block b;
-        enum q_state st = q_read(h, p, &b);
-        size_t off;
+    for (size_t n = 0; n < q->blocks; n++, i = i + 1 == q->cap ? 0 : i + 1) {
+        struct heap_quarantine_entry *e = &q->ring[i];
+        const void *fsite = NULL;
+        size_t bu = 0, off;
+        uint64_t k;
 
-        if (++n > q->blocks || st != Q_OK) {
-            if (st != Q_OK) {
-                /* Reported once: p is retired (the backend's check then sees a consistent used
-                 * block) and the queue ends before it (its link, and the rest, cannot be trusted). */
-                q_report(h, st, p, 0, NULL);
-                if (st == Q_DAMAGED && b.bu != 0)
-                    heap_hard_quarantine(h, (void *)p, b.bu);
-            }
-            if (last == 0) {
-                q_give_up(q);
-            } else {
-                struct q_block lb;
-                if (q_read(h, last, &lb) == Q_OK)
-                    q_write(h, last, lb.bu, 0, lb.site);
-                q->tail = last;
-                q->blocks = n - 1;
-                q->bytes = bytes;
-            }
-            return bad + 1;
+        bytes += e->bu;
+        if (e->p == 0)
+            continue;
+        if (h->ops->validate(h, (const void *)e->p, &bu, &fsite) != HEAP_BLOCK_OK || bu != e->bu) {
+            /* The backend no longer vouches for it: not freed, not touched again. */
+            heap_hard_report(h, HEAP_ERR_CORRUPT_METADATA, (const void *)e->p, 0, 0, NULL, NULL);
+            e->p = 0;
+            bad++;
+            continue;
         }
-        off = q_unpoisoned(p, b.bu);
-        if (off != 0) {
-            q_report(h, Q_DAMAGED, p, off, b.site);
+        k = heap_hard_block_key(h, (const void *)e->p);
+        off = q_damage(k, e->p, e->bu);
+        if (off != e->bu) {
+            q_reject(h, k, e->p, e->bu, off); /* reported once: the entry is emptied */
+            e->p = 0;
             bad++;
         }
-        bytes += b.bu;
-        last = p;
-        p = b.next;
     }
-    return bad + (n != q->blocks) + (bytes != q->bytes) + (last != q->tail);
+    return bad + (bytes != q->bytes) + (q->blocks > q->cap) + (q->bytes > q->max_bytes);
 }
 
 #endif /* KHEAP_HARDENING */

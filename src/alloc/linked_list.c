@@ -349,7 +349,7 @@ static bool ll_alloc_poison_ok(struct ll *l, const struct ll_free *f, struct ll_
         return true;
     heap_hard_report(&l->common, HEAP_ERR_USE_AFTER_FREE, (void *)p, 0, from + off - p, NULL, NULL);
     l->common.hard.owner->hard.abort = true;
-    heap_hard_quarantine(&l->common, (void *)p, usable);
+    heap_hard_retire(&l->common, (void *)p, usable);
     return false;
 }
 

@@ -284,7 +284,8 @@ static void test_freed_large_block(void **state)
         return; /* bump reuses memory only on rollback or reset: covered by the tests above */
     env.ctx = f;
     env.report = capture;
-    env.grow = NULL; /* so that running out of memory happens in this test */
+    env.grow = NULL;                             /* so that running out of memory happens in this test */
+    env.quarantine_blocks = HEAP_QUARANTINE_OFF; /* the backend's reuse checks, as in fresh_heap() */
     f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
     assert_non_null(f->h);
     keep = heap_alloc(f->h, 10);
@@ -827,47 +828,85 @@ static void test_quarantine_double_free_after_reuse(void **state)
     assert_int_equal(f->n, n + 3);
 }
 
-/* A write into a quarantined block -- its kept words (offsets 0-15), its poison, where its trailer
- * was -- is found by heap_check() and again when the block leaves the quarantine; it is then never
- * handed out, and the statistics stay exact. */
+/* A write into a quarantined block -- anywhere in its poison, or its mark where its trailer was -- is
+ * found by heap_check(): exactly one use-after-free report naming the block, the first damaged
+ * byte and the first free's site; the block is retired there, so neither a later heap_check() nor its
+ * leaving the quarantine reports it again, it is never handed out, and the statistics stay exact. */
 static void test_quarantine_use_after_free(void **state)
 {
     struct fixture *f = *state;
-    static const size_t offsets[] = {0, 7, 8, 15, 16, 60, 88, 95};
+    static const size_t offsets[] = {0, 7, 8, 15, 16, 60, 88, 95, 111};
 
     for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
         char *keep, *a;
-        size_t n;
+        size_t n, bu, mark;
+        const struct heap_report *r;
 
         quarantine_heap(f);
         keep = heap_alloc(f->h, 10);
-        a = heap_alloc(f->h, 80); /* backend usable size 112 or 128 here: offsets 88-95 are trailer */
-        heap_free(f->h, a);
+        a = heap_alloc(f->h, 80); /* backend usable size 112 or 128: the mark at bu - 16 */
+        bu = heap_block_info(f->h, a).usable;
+        mark = bu - HEAP_HARD_TRAILER;
+        free_from_one_site(f->h, a);
+        assert_int_equal(heap_block_info(f->h, a).kind, HEAP_PTR_FREED);
         a[offsets[i]] ^= 0x20;
         n = f->n;
         assert_int_equal(heap_check(f->h), 1);
-        expect(f, n, HEAP_ERR_USE_AFTER_FREE, a);
-        /* 300 more frees push it out of the quarantine: a damaged poison is reported again then
-         * (a damaged kept word or tag retired it at the check); it is never handed out */
-        for (int j = 0; j < 300; j++) {
+        r = expect(f, n, HEAP_ERR_USE_AFTER_FREE, a);
+        /* the first damaged byte; a write into the mark's site word is found as a damaged mark */
+        assert_int_equal(r->offset, offsets[i] < mark ? offsets[i] : mark);
+        if (offsets[i] < mark)
+            assert_non_null(r->free_site);
+        assert_int_equal(heap_check(f->h), 0); /* retired: a consistent used block */
+        assert_int_equal(f->n, n + 1);
+        /* 600 more frees push its entry out of the quarantine: nothing more is reported, and its
+         * memory is never handed out */
+        for (int j = 0; j < 600; j++) {
             char *p = heap_alloc(f->h, 80);
             assert_non_null(p);
-            assert_false(p < a + 80 && a < p + 80);
+            assert_false(p < a + bu && a < p + 80);
             heap_free(f->h, p);
         }
-        assert_true(f->n == n + 1 || f->n == n + 2);
-        assert_int_equal(f->r[f->n - 1].kind, HEAP_ERR_USE_AFTER_FREE);
-        assert_ptr_equal(f->r[f->n - 1].ptr, a);
-        for (int j = 0; j < 300; j++) {
-            char *p = heap_alloc(f->h, 80);
-            assert_false(p < a + 80 && a < p + 80);
-            heap_free(f->h, p);
-        }
+        assert_int_equal(f->n, n + 1);
         assert_int_equal(heap_check(f->h), 0);
         assert_int_equal(heap_stats(f->h).bytes_in_use, 10);
         assert_int_equal(heap_stats(f->h).live_allocs, 1);
         heap_free(f->h, keep);
+        assert_int_equal(heap_check(f->h), 0);
     }
+}
+
+/* A write into a quarantined block that heap_check() did not see is found when the block leaves the
+ * quarantine: one report, and the block is retired instead of freed to the backend. */
+static void test_quarantine_use_after_free_on_leave(void **state)
+{
+    struct fixture *f = *state;
+    char *keep, *a;
+    size_t n;
+
+    quarantine_heap(f);
+    keep = heap_alloc(f->h, 10);
+    a = heap_alloc(f->h, 48);
+    heap_free(f->h, a);
+    a[20] = 'u';
+    n = f->n;
+    for (size_t j = 0; j < HEAP_QUARANTINE_DEFAULT_BLOCKS; j++) {
+        char *p = heap_alloc(f->h, 48);
+        assert_non_null(p);
+        assert_false(p < a + 48 && a < p + 48);
+        heap_free(f->h, p);
+    }
+    const struct heap_report *r = expect(f, n, HEAP_ERR_USE_AFTER_FREE, a);
+    assert_int_equal(r->offset, 20);
+    assert_int_equal(heap_check(f->h), 0);
+    for (int j = 0; j < 300; j++) {
+        char *p = heap_alloc(f->h, 48);
+        assert_false(p < a + 48 && a < p + 48);
+        heap_free(f->h, p);
+    }
+    assert_int_equal(f->n, n + 1);
+    heap_free(f->h, keep);
+    assert_int_equal(heap_check(f->h), 0);
 }
 
 /* Quarantined blocks are not in use: the statistics do not count them; freeing the last live block
@@ -992,6 +1031,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST(test_double_free_names_first_free),
     KHEAP_TEST(test_quarantine_double_free_after_reuse),
     KHEAP_TEST(test_quarantine_use_after_free),
+    KHEAP_TEST(test_quarantine_use_after_free_on_leave),
     KHEAP_TEST(test_quarantine_stats_and_drain),
     KHEAP_TEST(test_block_info),
 };

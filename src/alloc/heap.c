@@ -180,7 +180,7 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
         return NULL;
     heap_clamp_range(mem, &size);
     mapped = size;
-    ring = heap_hard_reserve(env, &mem, &size); /* hardened: the quarantine's ring comes first */
+    ring = heap_hard_reserve(ops, env, &mem, &size); /* hardened: the quarantine's ring comes first */
     if (size == 0)
         return NULL;
     h = ops->init(mem, size, secret);

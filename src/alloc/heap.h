@@ -172,7 +172,8 @@ struct heap_env {
      * held back, poisoned, until holding it and the blocks freed after it would exceed
      * quarantine_bytes (backend usable sizes) or quarantine_blocks blocks; then it is verified and
      * freed to the backend. The ring of quarantine_blocks 16-byte entries is taken from the start
-     * of heap_create()'s range (it must fit, with the backend's instance). 0: the
+     * of heap_create()'s range (it must fit, with the backend's instance). An arena backend
+     * (bump) has no quarantine unless one of the two is set (docs/hardening.md says why). 0: the
      * default (HEAP_QUARANTINE_DEFAULT_BYTES = 256 KiB, _BLOCKS = 256); HEAP_QUARANTINE_OFF in
      * either field: no quarantine (every free goes to the backend at once). Ignored in plain mode. */
     size_t quarantine_bytes;

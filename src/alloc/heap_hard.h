@@ -253,9 +253,10 @@ static inline uint64_t heap_hard_secret(const struct heap_env *env, const void *
 
 /* heap_create(), before the backend's init: takes the quarantine's ring off the start of
  * [*mem, *mem + *size) (heap_quarantine_reserve(); *size 0: too small). Returns the ring or NULL. */
-static inline void *heap_hard_reserve(const struct heap_env *env, void **mem, size_t *size)
+static inline void *heap_hard_reserve(const struct heap_ops *ops, const struct heap_env *env, void **mem,
+                                      size_t *size)
 {
-    return heap_quarantine_reserve(env, mem, size);
+    return heap_quarantine_reserve(ops, env, mem, size);
 }
 
 /* Fills in a new heap's hardened state; its quarantine's limits come from env (may be NULL), its
@@ -492,8 +493,10 @@ static inline uint64_t heap_hard_secret(const struct heap_env *env, const void *
     return 0;
 }
 
-static inline void *heap_hard_reserve(const struct heap_env *env, void **mem, size_t *size)
+static inline void *heap_hard_reserve(const struct heap_ops *ops, const struct heap_env *env, void **mem,
+                                      size_t *size)
 {
+    (void)ops;
     (void)env;
     (void)mem;
     (void)size;

@@ -67,6 +67,21 @@ static __attribute__((noinline, cold)) void q_reject(struct heap *h, uint64_t k,
     heap_hard_retire(h, (void *)p, bu);
 }
 
+/* True if the backend still vouches for entry e as a live block of usable size e->bu; else reports
+ * corrupted metadata (the entry's block is neither freed nor touched again: a leak, never an
+ * overlap). A neighbour's overflow or a wild write into the block's header while it was held back
+ * would otherwise reach the backend's free(), which trusts its metadata. */
+static inline bool q_vouched(struct heap *h, const struct heap_quarantine_entry *e)
+{
+    const void *fsite = NULL;
+    size_t bu = 0;
+
+    if (heap_likely(h->ops->validate(h, (const void *)e->p, &bu, &fsite) == HEAP_BLOCK_OK && bu == e->bu))
+        return true;
+    heap_hard_report(h, HEAP_ERR_CORRUPT_METADATA, (const void *)e->p, 0, 0, NULL, NULL);
+    return false;
+}
+
 /* Lets the oldest entry leave: verified, the mark poisoned again, freed to the backend (or reported
  * and retired). */
 static void q_leave(struct heap *h)
@@ -82,6 +97,8 @@ static void q_leave(struct heap *h)
     q->bytes -= e.bu;
     if (heap_unlikely(e.p == 0))
         return; /* retired by heap_check() */
+    if (heap_unlikely(!q_vouched(h, &e)))
+        return;
     k = heap_hard_block_key(h, (const void *)e.p);
     off = q_damage(k, e.p, e.bu);
     if (heap_unlikely(off != e.bu)) {
@@ -93,12 +110,16 @@ static void q_leave(struct heap *h)
     h->ops->free(h, (void *)e.p);
 }
 
-/* The limits env asks for: blocks (0: off) and bytes. */
-static void q_limits(const struct heap_env *env, size_t *blocks, size_t *bytes)
+/* The limits env asks for a heap of an arena backend or not: blocks (0: off) and bytes. An arena
+ * backend (bump) gets no quarantine unless env asks for one: it reuses memory only by rolling back
+ * its newest block or by a reset, so every block held back would become a dead block until the next
+ * reset (the heap grows by the whole workload), and it already finds writes into dead blocks and
+ * their double frees (docs/hardening.md, "Quarantine"). */
+static void q_limits(const struct heap_env *env, bool arena, size_t *blocks, size_t *bytes)
 {
     size_t by = env != NULL ? env->quarantine_bytes : 0, bl = env != NULL ? env->quarantine_blocks : 0;
 
-    if (by == HEAP_QUARANTINE_OFF || bl == HEAP_QUARANTINE_OFF) {
+    if (by == HEAP_QUARANTINE_OFF || bl == HEAP_QUARANTINE_OFF || (arena && by == 0 && bl == 0)) {
         *blocks = *bytes = 0;
         return;
     }
@@ -106,12 +127,13 @@ static void q_limits(const struct heap_env *env, size_t *blocks, size_t *bytes)
     *bytes = by != 0 ? by : HEAP_QUARANTINE_DEFAULT_BYTES;
 }
 
-struct heap_quarantine_entry *heap_quarantine_reserve(const struct heap_env *env, void **mem, size_t *size)
+struct heap_quarantine_entry *heap_quarantine_reserve(const struct heap_ops *ops, const struct heap_env *env,
+                                                      void **mem, size_t *size)
 {
     size_t blocks, bytes, ring, skip;
     uintptr_t m = (uintptr_t)*mem;
 
-    q_limits(env, &blocks, &bytes);
+    q_limits(env, ops->arena, &blocks, &bytes);
     if (blocks == 0)
         return NULL;
     skip = (size_t)(-m & (HEAP_MIN_ALIGN - 1));
@@ -130,7 +152,7 @@ void heap_quarantine_init(struct heap *h, const struct heap_env *env, struct hea
     struct heap_quarantine *q = &h->hard.q;
     size_t blocks, bytes;
 
-    q_limits(env, &blocks, &bytes);
+    q_limits(env, h->ops->arena, &blocks, &bytes);
     *q = (struct heap_quarantine){0};
     if (ring == NULL || blocks == 0)
         return; /* off: max_bytes 0, every block bypasses */
@@ -175,17 +197,14 @@ size_t heap_quarantine_check(struct heap *h)
 
     for (size_t n = 0; n < q->blocks; n++, i = i + 1 == q->cap ? 0 : i + 1) {
         struct heap_quarantine_entry *e = &q->ring[i];
-        const void *fsite = NULL;
-        size_t bu = 0, off;
+        size_t off;
         uint64_t k;
 
         bytes += e->bu;
         if (e->p == 0)
             continue;
-        if (h->ops->validate(h, (const void *)e->p, &bu, &fsite) != HEAP_BLOCK_OK || bu != e->bu) {
-            /* The backend no longer vouches for it: not freed, not touched again. */
-            heap_hard_report(h, HEAP_ERR_CORRUPT_METADATA, (const void *)e->p, 0, 0, NULL, NULL);
-            e->p = 0;
+        if (!q_vouched(h, e)) {
+            e->p = 0; /* not freed, not touched again */
             bad++;
             continue;
         }

@@ -37,7 +37,9 @@
  * load, the mark and poison compared, two stores. Memory: the ring (16 bytes per entry, 4 KiB at the
  * default) and up to quarantine_bytes of freed blocks not yet reused. Limits come from
  * heap_env.quarantine_bytes / quarantine_blocks (0: the defaults below; HEAP_QUARANTINE_OFF in
- * either: no quarantine and no ring). A block larger than the byte limit bypasses it.
+ * either: no quarantine and no ring). An arena backend (bump) has none unless env sets a limit (see
+ * q_limits()). A block larger than the byte limit bypasses it, and so does the last live block (the
+ * queue is drained right after).
  */
 #ifndef KHEAP_ALLOC_HEAP_QUARANTINE_H
 #define KHEAP_ALLOC_HEAP_QUARANTINE_H
@@ -69,15 +71,17 @@ struct heap_quarantine {
 
 struct heap;
 struct heap_env;
+struct heap_ops;
 
-/* heap_create(), before the backend's init: takes the ring env asks for (NULL env: the defaults) off
- * the start of [*mem, *mem + *size) and advances *mem / shrinks *size past it (16-aligned). Returns
- * the ring, NULL when the quarantine is off (nothing taken), or sets *size to 0 if the range is too
- * small for it or the entry count overflows (heap_create() then fails). */
-struct heap_quarantine_entry *heap_quarantine_reserve(const struct heap_env *env, void **mem, size_t *size);
+/* heap_create(), before the backend's init: takes the ring env asks for a heap of ops (NULL env:
+ * the defaults) off the start of [*mem, *mem + *size) and advances *mem / shrinks *size past it
+ * (16-aligned). Returns the ring, NULL when the quarantine is off (nothing taken), or sets *size to
+ * 0 if the range is too small for it or the entry count overflows (heap_create() then fails). */
+struct heap_quarantine_entry *heap_quarantine_reserve(const struct heap_ops *ops, const struct heap_env *env,
+                                                      void **mem, size_t *size);
 
-/* Sets up h's quarantine from env's limits (env may be NULL: defaults) over ring, the memory
- * heap_quarantine_reserve() returned for the same env (NULL: off). */
+/* Sets up h's quarantine (h->ops set) from env's limits (env may be NULL: defaults) over ring, the
+ * memory heap_quarantine_reserve() returned for the same ops and env (NULL: off). */
 void heap_quarantine_init(struct heap *h, const struct heap_env *env, struct heap_quarantine_entry *ring);
 
 /* heap_quarantine_push() (heap_hard.h: the free path, inline) would go over a limit with a block of

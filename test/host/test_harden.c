@@ -772,7 +772,7 @@ static void test_double_free_names_first_free(void **state)
     }
 }
 
-/* ---- the quarantine (heap_quarantine.h): on by default; the tests above turn it off ---- */
+/* ---- the quarantine (heap_quarantine.h): on by default but for bump; the tests above turn it off ---- */
 
 /* A heap with the default quarantine, over a fresh part of f's arena's memory (a new secret, so no
  * metadata of the heap before it is recognised). */
@@ -784,6 +784,7 @@ static void quarantine_heap(struct fixture *f)
     env.ctx = f;
     env.report = capture;
     env.secret = 0x2468ace013579bdfull + 2 * ++generation;
+    env.quarantine_blocks = HEAP_QUARANTINE_DEFAULT_BLOCKS; /* set: bump too (its default is none) */
     f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
     assert_non_null(f->h);
     f->n = 0;
@@ -941,6 +942,7 @@ static void test_quarantine_stats_and_drain(void **state)
     env.report = capture;
     env.grow = NULL;
     env.secret = 0x5555aaaa5555aaabull;
+    env.quarantine_blocks = HEAP_QUARANTINE_DEFAULT_BLOCKS;
     f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
     assert_non_null(f->h);
     enum { MAX = INITIAL / 4000 + 1 };

@@ -47,7 +47,8 @@
  * (realloc returns NULL, failed_allocs++), an allocation that met corruption returns NULL
  * (failed_allocs++), the blocks involved are never handed out again. heap_usable_size() returns the
  * requested size and bytes_in_use counts requested sizes. A quarantine (heap_env.quarantine_bytes /
- * quarantine_blocks; default 256 KiB / 256 blocks) holds freed blocks back, first in first out,
+ * quarantine_blocks; default 256 KiB / 256 blocks, none for bump unless set; the last live block
+ * bypasses it) holds freed blocks back, first in first out,
  * before the backend may reuse them, so a double free or a use-after-free write within that window
  * is caught after other allocations: a free of a quarantined block is a double free (with the first
  * free's site); a write into one is reported once, by heap_check() or when the block leaves the

@@ -167,11 +167,12 @@ static uint64_t boot_secret(void)
 static uint64_t secret;
 
 /* Maps initial_pages at the start of kh->region and creates a heap of ops
-   there with the kernel's lock, growth, report and secret, and per-CPU
-   caches for the CPUs online now if flags has KERNEL_HEAP_CPU_CACHES.
-   Returns the heap, or NULL with nothing mapped. */
+   there with the kernel's lock, growth, report and secret, per-CPU caches
+   for the CPUs online now if flags has KERNEL_HEAP_CPU_CACHES, and
+   (hardened) quarantine_blocks as heap_env.quarantine_blocks (0: the
+   default window). Returns the heap, or NULL with nothing mapped. */
 static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_ops *ops, size_t initial_pages,
-                                     unsigned flags)
+                                     unsigned flags, size_t quarantine_blocks)
 {
     uint64_t start;
     spin_init(&kh->lock, "heap");
@@ -189,6 +190,7 @@ static struct heap *create_in_region(struct kernel_heap *kh, const struct heap_o
         .cpu_count = (flags & KERNEL_HEAP_CPU_CACHES) ? smp_cpu_count() : 0,
         .cpu_enter = heap_cpu_enter,
         .cpu_exit = heap_cpu_exit,
+        .quarantine_blocks = quarantine_blocks,
     };
     kh->grow_calls = 0;
     kh->heap = heap_create(ops, (void *)(uintptr_t)start, initial_pages * PAGE_SIZE, &env);
@@ -210,7 +212,7 @@ void kernel_heap_init(void)
         panic("kernel_heap_init: heap_region_init refused the kernel heap window");
 
     secret = boot_secret();
-    if (create_in_region(&kernel_heap, ops, KERNEL_HEAP_INITIAL_PAGES, KERNEL_HEAP_CPU_CACHES) == NULL)
+    if (create_in_region(&kernel_heap, ops, KERNEL_HEAP_INITIAL_PAGES, KERNEL_HEAP_CPU_CACHES, 0) == NULL)
         panic("kernel_heap_init: cannot map the initial %d heap pages or backend %s refused them",
               KERNEL_HEAP_INITIAL_PAGES, kernel_allocator_name);
     kmalloc_init(kernel_heap.heap);
@@ -224,7 +226,9 @@ struct heap *kernel_heap_private_create_flags(struct kernel_heap *kh, const char
     const struct heap_ops *ops = heap_backend_find(backend != NULL ? backend : kernel_allocator_name);
     if (ops == NULL || !heap_region_init(&kh->region, base, span, span))
         return NULL;
-    return create_in_region(kh, ops, initial_pages, flags);
+    /* No quarantine: the tests on private heaps pin down where each backend reuses and gives back
+       memory, and what it detects when it does (docs/hardening.md, "Quarantine"). */
+    return create_in_region(kh, ops, initial_pages, flags, HEAP_QUARANTINE_OFF);
 }
 
 struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *backend, uint64_t base,

@@ -80,11 +80,11 @@ struct kernel_heap {
    KERNEL_PRIVATE_HEAP_WINDOW_SPAN, or the TOP_OF_ADDRESS_SPACE_HEAP window);
    initial_pages are mapped now and the heap grows on demand up to the span.
    It shares the kernel heap's lock, hardened-mode report (panic at unlock)
-   and secret, without per-CPU caches. Returns kh->heap, or
-   NULL with nothing mapped if the backend is unknown, heap_region_init()
-   refuses the window, initial_pages cannot be mapped or the backend
-   refuses them. Use it with heap.h's heap_*() calls; kmalloc() is
-   unaffected. */
+   and secret, without per-CPU caches and without a quarantine (the kernel
+   heap has the default one). Returns kh->heap, or NULL with nothing mapped
+   if the backend is unknown, heap_region_init() refuses the window,
+   initial_pages cannot be mapped or the backend refuses them. Use it with
+   heap.h's heap_*() calls; kmalloc() is unaffected. */
 struct heap *kernel_heap_private_create(struct kernel_heap *kh, const char *backend, uint64_t base,
                                         uint64_t span, size_t initial_pages);
 

@@ -43,7 +43,11 @@
  * Hardened mode (docs/hardening.md; the code is the hardened section below, which the allocator
  * reaches only through hard_* hooks): the header grows to 48 bytes, 32 of them in front of the plain
  * header (struct bump_hard_hdr): a cookie (key(ptr) ^ LIVE or DEAD), a `chain` link to the previous
- * block placed since the last reset and the free site; prev_next and chain are stored mangled. The
+ * block placed since the last reset, the free site and a seal; prev_next and chain are stored
+ * mangled, and the seal is a keyed checksum chained over size, prev_next and chain as stored, checked
+ * before a rollback (validate), a reset's walk of the chain and check(): a changed size or link is
+ * reported as corrupted metadata and never used (the mangling alone kept a flipped bit a one-bit
+ * change of the decoded link, which the range check let through). The
  * cookie tells a live block from a dead one (double free) and from anything else (invalid free);
  * `lo`/`hi` bound every region ever used, so a pointer outside is rejected without being read.
  * Memory becomes reusable only by rollback or reset, and that is where it is poisoned: rollback
@@ -106,8 +110,8 @@ struct bump_hard_hdr {
     uint64_t cookie;       /* key(ptr) ^ BUMP_LIVE or BUMP_DEAD */
     uintptr_t chain;       /* user pointer of the previous block since the reset, or 0 (a link) */
     const void *free_site; /* caller of the free, once dead */
-    uint64_t pad;
-    struct bump_hdr hdr; /* last member: ends at the user pointer */
+    uint64_t seal;         /* hard_seal(): keyed checksum of size, prev_next and chain as stored */
+    struct bump_hdr hdr;   /* last member: ends at the user pointer */
 };
 
 /* The hardened instance: the plain one, then the state only hardened mode keeps. */
@@ -159,6 +163,38 @@ static uint64_t hard_cookie(const struct bump *b, uintptr_t p, uint64_t state)
     return heap_hard_key(b->common.hard.secret, p) ^ state;
 }
 
+/* The seal of block p's header: a keyed checksum chained over the words that guard memory -- the
+ * size (how far a rollback, a resize and check() reach), the rollback link and the chain link, as
+ * stored (mangled). The XOR mangling alone keeps a one-bit flip a one-bit change of the decoded
+ * link, which a range check cannot tell from a legitimate value; the seal changes unpredictably. */
+static uint64_t hard_seal(const struct bump *b, uintptr_t p, const struct bump_hard_hdr *hh)
+{
+    uint64_t x = heap_hard_seal(b->common.hard.secret, p, hh->hdr.size);
+    return heap_hard_seal(x, hh->hdr.prev_next, hh->chain);
+}
+
+/* True if block p's header still carries the seal of its size and links. */
+static bool hard_sealed(const struct bump *b, uintptr_t p, const struct bump_hard_hdr *hh)
+{
+    return hh->seal == hard_seal(b, p, hh);
+}
+
+/* resize(): block ptr's size changed; its seal follows. */
+static void hard_reseal(struct bump *b, void *ptr)
+{
+    struct bump_hard_hdr *hh = hard_hdr_of(ptr);
+
+    hh->seal = hard_seal(b, (uintptr_t)ptr, hh);
+}
+
+/* check() found the plain invariants of the instance broken: reports it, naming the newest block (or
+ * the instance when there is none), so that the report reaches env.report, not only the count. */
+static void hard_report_state(const struct bump *b)
+{
+    heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA,
+                     b->last != 0 ? (const void *)b->last : (const void *)b, 0, 0, NULL, NULL);
+}
+
 /* True if p could be a block's user pointer: aligned, header and one byte inside the envelope. */
 static bool hard_plausible(const struct bump *b, uintptr_t p)
 {
@@ -203,7 +239,8 @@ static bool hard_check_reused(struct bump *b, uintptr_t p, size_t rsize)
     return true;
 }
 
-/* alloc(): block p gets a LIVE cookie and becomes the newest block on the chain. */
+/* alloc(), after p's size and rollback link are written: block p gets a LIVE cookie, becomes the
+ * newest block on the chain and is sealed. */
 static void hard_mark_live(struct bump *b, uintptr_t p)
 {
     struct bump_hard *hb = to_hard(b);
@@ -212,7 +249,7 @@ static void hard_mark_live(struct bump *b, uintptr_t p)
     hh->cookie = hard_cookie(b, p, BUMP_LIVE);
     link_set(b, &hh->chain, hb->chain);
     hh->free_site = NULL;
-    hh->pad = 0;
+    hh->seal = hard_seal(b, p, hh);
     hb->chain = p;
     hb->nchain++;
 }
@@ -221,7 +258,7 @@ static void hard_mark_live(struct bump *b, uintptr_t p)
  * not reset again and the next allocation moves past the bad bytes; it is never rolled back. */
 static void hard_quarantine(struct bump *b, uintptr_t p, size_t rsize)
 {
-    heap_hard_quarantine(&b->common, (void *)p, rsize);
+    heap_hard_retire(&b->common, (void *)p, rsize);
     b->last = 0;
 }
 
@@ -243,14 +280,12 @@ static inline __attribute__((always_inline)) void hard_before_reset(struct bump 
     uintptr_t p = hb->chain;
 
     for (size_t n = 0; p != 0 && n < hb->nchain; n++) {
-        struct bump_hard_hdr *hh;
-        if (!hard_plausible(b, p))
-            break;
-        hh = hard_hdr_of((void *)p);
-        if (hh->cookie != hard_cookie(b, p, BUMP_DEAD))
-            break;
-        if (hh->hdr.size >= hb->hi - p)
-            break;
+        struct bump_hard_hdr *hh = hard_hdr_of((void *)p);
+        if (!hard_plausible(b, p) || hh->cookie != hard_cookie(b, p, BUMP_DEAD) || !hard_sealed(b, p, hh) ||
+            hh->hdr.size > hb->hi - p) {
+            heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
+            break; /* its size and chain link are not to be trusted */
+        }
         size_t span = hh->hdr.size < HEAP_POISON_SPAN ? hh->hdr.size : HEAP_POISON_SPAN;
         size_t bad = heap_hard_find_unpoisoned((void *)p, 0, span);
         if (bad != span)
@@ -348,7 +383,7 @@ static enum heap_error bump_validate(struct heap *h, const void *ptr, size_t *us
             return HEAP_ERR_DOUBLE_FREE;
         return HEAP_ERR_INVALID_FREE;
     }
-    if (hh->hdr.size < HEAP_HARD_TAIL || hh->hdr.size > hb->hi - p || b->live == 0)
+    if (!hard_sealed(b, p, hh) || hh->hdr.size < HEAP_HARD_TAIL || hh->hdr.size > hb->hi - p || b->live == 0)
         return HEAP_ERR_CORRUPT_METADATA;
     if (p == b->last) {
         uintptr_t prev = link_get(b, &hh->hdr.prev_next);
@@ -375,7 +410,7 @@ static size_t hard_check(const struct bump *b)
             return bad + 1;
         }
         hh = hard_hdr_of((void *)p);
-        if (hh->hdr.size > hb->hi - p) {
+        if (!hard_sealed(b, p, hh) || hh->hdr.size > hb->hi - p) {
             heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
             return bad + 1;
         }
@@ -394,7 +429,10 @@ static size_t hard_check(const struct bump *b)
         }
         p = link_get(b, &hh->chain);
     }
-    bad += p != 0; /* the chain is longer than nchain: a cycle or a forged link */
+    if (p != 0) { /* the chain is longer than nchain: a cycle or a forged link */
+        heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
+        bad++;
+    }
     if (hb->dirty > b->next) {
         size_t len = hb->dirty - b->next < HEAP_POISON_SPAN ? hb->dirty - b->next : HEAP_POISON_SPAN;
         size_t off = heap_hard_find_unpoisoned((void *)b->next, 0, len);
@@ -438,6 +476,16 @@ static inline bool hard_check_reused(struct bump *b, uintptr_t p, size_t rsize)
 static inline void hard_mark_live(struct bump *b, uintptr_t p)
 {
     (void)b, (void)p;
+}
+
+static inline void hard_reseal(struct bump *b, void *ptr)
+{
+    (void)b, (void)ptr;
+}
+
+static inline void hard_report_state(const struct bump *b)
+{
+    (void)b;
 }
 
 static inline void hard_quarantine(struct bump *b, uintptr_t p, size_t rsize)
@@ -573,9 +621,9 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
     p = b->next + BUMP_HDR_SIZE + pad;
     intact = hard_check_reused(b, p, rsize); /* before the header is written over reused memory */
     hdr = hdr_of((void *)p);
-    hard_mark_live(b, p);
     link_set(b, &hdr->prev_next, b->next);
     hdr->size = rsize;
+    hard_mark_live(b, p);
     b->next = p + rsize;
     b->last = p;
     b->live++;
@@ -645,12 +693,14 @@ static bool bump_resize(struct heap *h, void *ptr, size_t size)
             return false;
         hard_poison_tail(b, ptr, rsize);
         hdr->size = rsize;
+        hard_reseal(b, ptr);
         b->next = (uintptr_t)ptr + rsize;
         return true;
     }
     if (rsize > hdr->size)
         return false;
     hdr->size = rsize;
+    hard_reseal(b, ptr);
     return true;
 }
 
@@ -701,7 +751,9 @@ static size_t bump_check(const struct heap *h)
         if (bad == 0)
             bad += b->last + hdr_of((void *)b->last)->size != b->next;
     }
-    if (bad == 0)
+    if (bad != 0)
+        hard_report_state(b);
+    else
         bad += hard_check(b);
     return bad;
 }

@@ -417,7 +417,7 @@ static inline bool obj_poison_verify(struct fsb *f, void *obj, size_t size)
 {
     if (heap_likely(heap_hard_verify_free(&f->common, obj, HEAP_HARD_LINK, size)))
         return true;
-    heap_hard_quarantine(&f->common, obj, size);
+    heap_hard_retire(&f->common, obj, size);
     return false;
 }
 

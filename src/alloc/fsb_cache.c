@@ -72,7 +72,7 @@ static void cache_reject(struct heap *fallback, void *p, size_t u, enum heap_err
 {
     heap_hard_report(fallback, kind, p, 0, off, NULL, site);
     cache_owner(fallback)->hard.abort = true;
-    heap_hard_quarantine(fallback, p, u);
+    heap_hard_retire(fallback, p, u);
 }
 
 /* True if cached block p (usable u, freed at site) still holds its free poison; else rejects it. */

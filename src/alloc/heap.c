@@ -100,13 +100,10 @@ static bool grow(struct heap *h, size_t size, size_t align)
     return true;
 }
 
-/* The one out-of-memory path, for every entry point: the backend found nothing for bsize bytes at
- * align (lock held). Grow the heap and ask again, at most HEAP_GROW_TRIES times (not after a backend
- * met corruption); if that does not help, memory has run short: drain the per-CPU caches (if any)
- * into the backend and ask once more. Returns the block (usable size in *usable) or NULL; counts
- * nothing. */
-static inline __attribute__((always_inline)) void *backend_retry(struct heap *h, size_t bsize, size_t align,
-                                                                 size_t *usable)
+/* Grows the heap and asks the backend again for bsize bytes at align, at most HEAP_GROW_TRIES times
+ * (not after a backend met corruption). Returns the block (usable size in *usable) or NULL. */
+static inline __attribute__((always_inline)) void *grow_and_alloc(struct heap *h, size_t bsize, size_t align,
+                                                                  size_t *usable)
 {
     void *p = NULL;
 
@@ -117,8 +114,26 @@ static inline __attribute__((always_inline)) void *backend_retry(struct heap *h,
         if (p != NULL)
             break;
     }
+    return p;
+}
+
+/* The one out-of-memory path, for every entry point: the backend found nothing for bsize bytes at
+ * align (lock held). grow_and_alloc(); if that does not help, memory has run short: drain the per-CPU
+ * caches (if any) into the backend and ask once more; hardened, the quarantine gives its blocks back
+ * and the backend tries again (growing once more if need be). Returns the block (usable size in
+ * *usable) or NULL; counts nothing. */
+static inline __attribute__((always_inline)) void *backend_retry(struct heap *h, size_t bsize, size_t align,
+                                                                 size_t *usable)
+{
+    void *p = grow_and_alloc(h, bsize, align, usable);
+
     if (p == NULL && heap_cpu_drain(h))
         p = h->ops->alloc(h, bsize, align, usable);
+    if (p == NULL && heap_hard_drained(h)) {
+        p = h->ops->alloc(h, bsize, align, usable);
+        if (p == NULL)
+            p = grow_and_alloc(h, bsize, align, usable);
+    }
     return p;
 }
 
@@ -170,7 +185,8 @@ static void *alloc_locked(struct heap *h, size_t size, size_t align)
 static inline void release_block(struct heap *h, void *ptr, const struct heap_hard_block *b)
 {
     heap_hard_poison_freed(ptr, b);
-    note_free(h, heap_hard_counted(b, h->ops->free(h, ptr)));
+    note_free(h, heap_hard_counted(b, heap_hard_free(h, ptr, b)));
+    heap_hard_freed(h);
 }
 
 /* Frees ptr (not NULL), lock held: hardened mode first accepts it (or reports and leaves it). */
@@ -193,10 +209,16 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
 {
     struct heap *h;
     uint64_t secret = heap_hard_secret(env, mem);
+    size_t mapped;
+    void *ring;
 
     if (ops == NULL || mem == NULL)
         return NULL;
     heap_clamp_range(mem, &size);
+    mapped = size;
+    ring = heap_hard_reserve(ops, env, &mem, &size); /* hardened: the quarantine's ring comes first */
+    if (size == 0)
+        return NULL;
     h = ops->init(mem, size, secret);
     if (h == NULL)
         return NULL;
@@ -208,8 +230,8 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
     if (h->env.unlock == NULL)
         h->env.lock = NULL; /* a lock that cannot be released is no lock */
     h->counts = (struct heap_counters){0};
-    h->counts.bytes_mapped = size;
-    heap_hard_init(h, secret);
+    h->counts.bytes_mapped = mapped;
+    heap_hard_init(h, secret, env, ring);
     if (h->env.release != NULL && h->env.reclaim != NULL && ops->release_enable != NULL)
         ops->release_enable(h);
     heap_cpu_create(h);
@@ -607,7 +629,8 @@ size_t heap_check(struct heap *h)
     bytes = counted_in_use(c);
     live = (size_t)(c->total_allocs - c->total_frees);
     heap_hard_set_caller(h, __builtin_return_address(0));
-    bad = h->ops->check(h) + heap_cpu_checked(h);
+    bad = heap_hard_check(h); /* first: it names a quarantined block the backend only sees as used */
+    bad += h->ops->check(h) + heap_cpu_checked(h);
     bad += c->total_frees > c->total_allocs; /* more frees than allocations */
     bad += c->peak_in_use < bytes;
     bad += bytes > c->bytes_mapped; /* also catches more bytes freed than allocated */

@@ -3,8 +3,9 @@
  *
  * One front end (heap.c) serves several interchangeable backends ("bump", "linked_list",
  * "fixed_size_block"). A heap lives inside the memory it manages: heap_create() places the backend's
- * instance at the start of the range it is given. The library is freestanding: it needs no libc and
- * learns about the outside world only through struct heap_env.
+ * instance at the start of the range it is given (hardened mode with the quarantine on: after the
+ * quarantine's ring, 16 bytes per quarantine_blocks entry, 4 KiB by default). The library is freestanding: it
+ * needs no libc and learns about the outside world only through struct heap_env.
  *
  * Guarantees (all backends, all entry points):
  *   - Every non-NULL pointer returned is aligned to at least HEAP_MIN_ALIGN (16) bytes, and to the
@@ -64,14 +65,26 @@
  * what a backend keeps in a freed block, links and free site, is mangled and validated too),
  * overflow past the REQUESTED size (a keyed canary right after it, verified on free, realloc,
  * usable_size and heap_check()), and corrupted free lists (links stored mangled with the secret and
- * their own address, validated before use). Fresh blocks are filled with HEAP_POISON_ALLOC (calloc
- * still zeroes). Each detection calls env.report (lock held) and increments stats.errors_detected.
- * If report returns, or is NULL, the operation is abandoned safely: a bad free/realloc is ignored
- * (realloc returns NULL, failed_allocs++), an allocation that met corruption returns NULL
- * (failed_allocs++), the blocks involved are never handed out again. heap_usable_size() returns the
- * requested size and bytes_in_use counts requested sizes. Not detected: use-after-free reads, writes
- * into free memory that is never reused or checked, writes beyond the first 2 KiB of a free block,
- * non-contiguous overflows that miss the canary. Cost: several times plain time per operation
+ * their own address, validated before use). bump and linked_list seal their headers (a keyed
+ * checksum over the size, flags and links that guard memory, checked before use; linked_list also
+ * cross-checks boundary tags against the neighbours' sealed headers and tags its tree links) and
+ * keep a freed block's span verified after coalescing; heap_check() reports every broken invariant
+ * it finds through env.report and never follows unvalidated metadata (docs/hardening.md). Fresh blocks are
+ * filled with HEAP_POISON_ALLOC (calloc still zeroes). Each detection calls env.report (lock held) and
+ * increments stats.errors_detected. If report returns, or is NULL, the operation is abandoned safely: a bad
+ * free/realloc is ignored (realloc returns NULL, failed_allocs++), an allocation that met corruption returns
+ * NULL (failed_allocs++), the blocks involved are never handed out again. heap_usable_size() returns the
+ * requested size and bytes_in_use counts requested sizes. A quarantine (heap_env.quarantine_bytes /
+ * quarantine_blocks; default 256 KiB / 256 blocks, none for bump unless set; the last live block
+ * bypasses it) holds freed blocks back, first in first out,
+ * before the backend may reuse them, so a double free or a use-after-free write within that window
+ * is caught after other allocations: a free of a quarantined block is a double free (with the first
+ * free's site); a write into one is reported once, by heap_check() or when the block leaves the
+ * quarantine (its poison and keyed trailer mark verified), and the block is then retired (never
+ * handed out, a leak of that block). Quarantined blocks are not counted in bytes_in_use; the queue is
+ * drained when the last live block is freed and before an allocation fails. Not detected: use-after-free
+ * reads, writes into free memory that is never reused or checked, writes beyond the first 2 KiB of a free
+ * block, non-contiguous overflows that miss the canary. Cost: several times plain time per operation
  * (measured in docs/hardening.md).
  *
  * Complexity, n = number of blocks (free + used) in the heap:
@@ -197,7 +210,20 @@ struct heap_env {
     unsigned cpu_count;
     unsigned (*cpu_enter)(void *ctx, unsigned long *saved);
     void (*cpu_exit)(void *ctx, unsigned long saved);
+    /* Hardened mode: the quarantine's window (docs/hardening.md, "Quarantine"). A freed block is
+     * held back, poisoned, until holding it and the blocks freed after it would exceed
+     * quarantine_bytes (backend usable sizes) or quarantine_blocks blocks; then it is verified and
+     * freed to the backend. The ring of quarantine_blocks 16-byte entries is taken from the start
+     * of heap_create()'s range (it must fit, with the backend's instance). An arena backend
+     * (bump) has no quarantine unless one of the two is set (docs/hardening.md says why). 0: the
+     * default (HEAP_QUARANTINE_DEFAULT_BYTES = 256 KiB, _BLOCKS = 256); HEAP_QUARANTINE_OFF in
+     * either field: no quarantine (every free goes to the backend at once). Ignored in plain mode. */
+    size_t quarantine_bytes;
+    size_t quarantine_blocks;
 };
+
+/* heap_env.quarantine_bytes / quarantine_blocks: turns the hardened quarantine off. */
+#define HEAP_QUARANTINE_OFF SIZE_MAX
 
 /* Counters kept by the front end (heap.c); identical meaning for every backend. */
 struct heap_stats {
@@ -222,7 +248,8 @@ struct heap;
 struct heap_ops;
 
 /* Creates a heap of backend ops in [mem, mem + size), using env's callbacks (copied; env may be NULL
- * for no lock and no growth). Returns NULL if ops or mem is NULL or size is too small for the backend.
+ * for no lock and no growth). Returns NULL if ops or mem is NULL or size is too small for the backend
+ * (hardened: plus the quarantine's ring, see heap_env.quarantine_blocks).
  * A heap never uses the last 16 bytes of the address space: a range (here or from env.grow) that
  * reaches them is shortened, so that no address computation inside the heap wraps past 2^64. */
 struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, const struct heap_env *env);

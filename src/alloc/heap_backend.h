@@ -80,13 +80,16 @@ struct heap_ops {
  * leaves it zeroed; heap_create() fills it in. Backends never touch it afterwards.
  */
 #if KHEAP_HARDENING
+#include "heap_quarantine.h"
+
 /* Hardened-mode state of a heap. An embedded heap (fixed_size_block's fallback) reports through
  * its owner, so reports, the secret, the caller and the abort flag are always read from owner. */
 struct heap_hard {
-    struct heap *owner; /* the heap users see: itself, or the heap that embeds this one */
-    uint64_t secret;    /* keys pointer mangling, cookies and canaries; never 0 */
-    const void *caller; /* return address of the public call in progress (set under the lock) */
-    bool abort;         /* a backend found corruption during alloc: fail the call, do not grow */
+    struct heap *owner;       /* the heap users see: itself, or the heap that embeds this one */
+    uint64_t secret;          /* keys pointer mangling, cookies and canaries; never 0 */
+    const void *caller;       /* return address of the public call in progress (set under the lock) */
+    bool abort;               /* a backend found corruption during alloc: fail the call, do not grow */
+    struct heap_quarantine q; /* freed blocks held back (heap_quarantine.h); the owner's only */
 };
 #endif
 

@@ -1,7 +1,7 @@
 /*
  * heap_hard.c - the out-of-line part of the hardened layer (heap_hard.h; docs/hardening.md): reports,
- * poison fill and verification, quarantine, and the cold path that locates an overflow. Everything
- * here runs only when KHEAP_HARDENING=1; the plain build compiles this file to nothing.
+ * poison fill and verification, retiring damaged blocks, and the cold path that locates an overflow.
+ * Everything here runs only when KHEAP_HARDENING=1; the plain build compiles this file to nothing.
  */
 #include "heap_backend.h"
 
@@ -26,7 +26,13 @@ __attribute__((noinline, cold)) bool heap_hard_live_damaged(const struct heap *h
                                                             size_t bu)
 {
     struct heap_hard_block b;
+    const void *free_site = NULL;
 
+    if (heap_quarantine_holds(h, p, bu, &free_site)) {
+        /* Not a live block at all: freed earlier and still held back in the quarantine. */
+        heap_hard_report(h, HEAP_ERR_DOUBLE_FREE, p, 0, 0, NULL, free_site);
+        return false;
+    }
     if (!heap_hard_trailer_read(k, p, bu, &b)) {
         /* The trailer itself was overwritten: a long overflow (or a wild write). */
         heap_hard_report(h, HEAP_ERR_OVERFLOW, p, 0, bu - HEAP_HARD_TRAILER, NULL, NULL);
@@ -93,10 +99,15 @@ bool heap_hard_verify_free(struct heap *h, void *p, size_t from, size_t bu)
 bool heap_hard_verify_live(const struct heap *h, const void *p, size_t bu)
 {
     struct heap_hard_block b;
-    return heap_hard_check_live(h, p, bu, &b);
+    uint64_t k = heap_hard_block_key(h, p);
+
+    if (heap_hard_trailer_read(k, p, bu, &b) && heap_hard_canary_intact(k, p, b.req, bu))
+        return true;
+    /* A quarantined block is used to the backend; heap_quarantine_check() verifies it. */
+    return heap_quarantine_holds(h, p, bu, NULL) || heap_hard_live_damaged(h, k, p, bu);
 }
 
-void heap_hard_quarantine(struct heap *h, void *p, size_t bu)
+void heap_hard_retire(struct heap *h, void *p, size_t bu)
 {
     heap_hard_layout(h->hard.owner, p, bu - HEAP_HARD_TAIL, bu, NULL); /* no site: no user ever held it */
 }

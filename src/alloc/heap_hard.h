@@ -15,6 +15,7 @@
 
 /* What the hardened layer learned about a live block when it accepted it (plain build: nothing). */
 struct heap_hard_block {
+    uint64_t k;       /* the block's key (heap_hard_block_key) */
     size_t bu;        /* the backend's usable size */
     size_t req;       /* the size the user asked for */
     const void *site; /* where it was allocated */
@@ -57,6 +58,15 @@ static inline uint64_t heap_hard_key(uint64_t secret, uintptr_t addr)
     return x ^ (x >> 29);
 }
 
+/* A keyed checksum of word w stored for the object at addr: any change of w (or a copy of the word to
+ * another address) changes it unpredictably for whoever does not know the secret. Seals metadata
+ * whose every bit guards memory (a block's size and flags, a rollback link). */
+static inline uint64_t heap_hard_seal(uint64_t secret, uintptr_t addr, uint64_t w)
+{
+    uint64_t x = (heap_hard_key(secret, addr) ^ w) * 0xbf58476d1ce4e5b9ull;
+    return x ^ (x >> 32);
+}
+
 /* Encodes (and decodes: it is an involution) pointer value v stored at slot. */
 static inline uintptr_t heap_hard_mangle(const struct heap *h, const void *slot, uintptr_t v)
 {
@@ -85,7 +95,7 @@ bool heap_hard_verify_live(const struct heap *h, const void *p, size_t bu);
 
 /* Makes block p (usable bu) a consistent live block of size bu - HEAP_HARD_TAIL that no user holds:
  * used by a backend that found p poisoned and keeps it out of circulation for good. */
-void heap_hard_quarantine(struct heap *h, void *p, size_t bu);
+void heap_hard_retire(struct heap *h, void *p, size_t bu);
 
 /* ---- block layout: user bytes, canary, trailer (see the picture above) ---- */
 
@@ -233,6 +243,7 @@ static inline bool heap_hard_check_live(const struct heap *h, const void *p, siz
 {
     uint64_t k = heap_hard_block_key(h, p);
 
+    b->k = k;
     if (heap_likely(heap_hard_trailer_read(k, p, bu, b) && heap_hard_canary_intact(k, p, b->req, bu)))
         return true;
     return heap_hard_live_damaged(h, k, p, bu);
@@ -249,13 +260,23 @@ static inline uint64_t heap_hard_secret(const struct heap_env *env, const void *
     return s;
 }
 
-/* Fills in a new heap's hardened state. */
-static inline void heap_hard_init(struct heap *h, uint64_t secret)
+/* heap_create(), before the backend's init: takes the quarantine's ring off the start of
+ * [*mem, *mem + *size) (heap_quarantine_reserve(); *size 0: too small). Returns the ring or NULL. */
+static inline void *heap_hard_reserve(const struct heap_ops *ops, const struct heap_env *env, void **mem,
+                                      size_t *size)
+{
+    return heap_quarantine_reserve(ops, env, mem, size);
+}
+
+/* Fills in a new heap's hardened state; its quarantine's limits come from env (may be NULL), its
+ * ring is what heap_hard_reserve() returned. */
+static inline void heap_hard_init(struct heap *h, uint64_t secret, const struct heap_env *env, void *ring)
 {
     h->hard.owner = h;
     h->hard.secret = secret;
     h->hard.caller = NULL;
     h->hard.abort = false;
+    heap_quarantine_init(h, env, ring);
 }
 
 /* Records the caller of the public call in progress (lock held). */
@@ -338,6 +359,85 @@ static inline void heap_hard_poison_freed(void *ptr, const struct heap_hard_bloc
     heap_hard_fill(ptr, b->bu < HEAP_POISON_SPAN ? b->bu : HEAP_POISON_SPAN, HEAP_POISON_FREE64);
 }
 
+/* ---- the quarantine's fast path (the design, and the rest of it: heap_quarantine.h) ---- */
+
+/* The size word of a quarantined block's mark, decoded: larger than any block, so never a live one's. */
+#define HEAP_QUARANTINE_MARK ((uint64_t)0x7175617261746e65ull)
+_Static_assert(HEAP_QUARANTINE_MARK > HEAP_MAX_REQUEST, "the mark is no live trailer");
+
+/* Writes block p's mark (key k, usable bu, freed at site) over its trailer: the site word, and the
+ * size word bound to it (a write into either breaks the mark). */
+static inline void heap_quarantine_mark(uint64_t k, void *p, size_t bu, const void *site)
+{
+    struct heap_hard_trailer *t = heap_hard_trailer_of(p, bu);
+
+    t->alloc_site = (uint64_t)(uintptr_t)site ^ heap_hard_site_key(k);
+    t->req = (HEAP_QUARANTINE_MARK ^ k) + t->alloc_site;
+}
+
+/* True if block p (key k, usable bu) carries an intact mark. */
+static inline bool heap_quarantine_marked(uint64_t k, const void *p, size_t bu)
+{
+    const struct heap_hard_trailer *t = heap_hard_trailer_of(p, bu);
+
+    return t->req - t->alloc_site == (HEAP_QUARANTINE_MARK ^ k);
+}
+
+/* Takes freed block p (poisoned over its first span, key k, backend usable size bu, freed at site)
+ * into the quarantine; the oldest blocks leave first if it would be over a limit. Returns false if p
+ * bypasses the quarantine (off: max_bytes 0, or bu over the byte limit): the caller frees it. */
+static inline bool heap_quarantine_push(struct heap *h, void *p, uint64_t k, size_t bu, const void *site)
+{
+    struct heap_quarantine *q = &h->hard.q;
+    size_t tail;
+
+    if (heap_unlikely(bu > q->max_bytes))
+        return false;
+    heap_quarantine_mark(k, p, bu, site);
+    if (heap_unlikely(q->blocks == q->cap || bu > q->max_bytes - q->bytes))
+        heap_quarantine_make_room(h, bu);
+    tail = q->head + q->blocks;
+    if (tail >= q->cap)
+        tail -= q->cap;
+    q->ring[tail].p = (uintptr_t)p;
+    q->ring[tail].bu = bu;
+    q->blocks++;
+    q->bytes += bu;
+    return true;
+}
+
+/* Frees poisoned block ptr: into the quarantine, or to the backend when it bypasses it (off, too
+ * large) or is the last live block (the quarantine would be drained right after, heap_hard_freed()).
+ * Returns the backend's usable size. */
+static inline size_t heap_hard_free(struct heap *h, void *ptr, const struct heap_hard_block *b)
+{
+    if (heap_likely(h->counts.total_allocs - h->counts.total_frees > 1) &&
+        heap_quarantine_push(h, ptr, b->k, b->bu, h->hard.caller))
+        return b->bu;
+    return h->ops->free(h, ptr);
+}
+
+/* A free was counted: once no user block is live, the quarantine is drained, so that memory a
+ * backend gives back only when it is free (bump's reset) is given back as without it. */
+static inline void heap_hard_freed(struct heap *h)
+{
+    if (heap_unlikely(h->counts.total_allocs == h->counts.total_frees) && h->hard.q.blocks != 0)
+        heap_quarantine_drain(h);
+}
+
+/* An allocation found no memory, even after growth: true if draining the quarantine gave the
+ * backend blocks back (then try again). */
+static inline bool heap_hard_drained(struct heap *h)
+{
+    return !h->hard.abort && heap_quarantine_drain(h);
+}
+
+/* heap_check(): the front end's own structure, the quarantine. Returns the broken invariants. */
+static inline size_t heap_hard_check(struct heap *h)
+{
+    return heap_quarantine_check(h);
+}
+
 /* The size a free counts: the requested size. */
 static inline size_t heap_hard_counted(const struct heap_hard_block *b, size_t usable)
 {
@@ -374,6 +474,11 @@ static inline void heap_hard_describe(struct heap *h, const void *ptr, struct he
 
     switch (h->ops->validate(h, ptr, &bu, &free_site)) {
     case HEAP_BLOCK_OK:
+        if (heap_quarantine_holds(h, ptr, bu, &free_site)) {
+            info->kind = HEAP_PTR_FREED; /* freed, held back in the quarantine */
+            info->free_site = free_site;
+            break;
+        }
         if (!heap_hard_trailer_read(heap_hard_block_key(h, ptr), ptr, bu, &b)) {
             info->kind = HEAP_PTR_DAMAGED;
             break;
@@ -403,10 +508,22 @@ static inline uint64_t heap_hard_secret(const struct heap_env *env, const void *
     return 0;
 }
 
-static inline void heap_hard_init(struct heap *h, uint64_t secret)
+static inline void *heap_hard_reserve(const struct heap_ops *ops, const struct heap_env *env, void **mem,
+                                      size_t *size)
+{
+    (void)ops;
+    (void)env;
+    (void)mem;
+    (void)size;
+    return NULL;
+}
+
+static inline void heap_hard_init(struct heap *h, uint64_t secret, const struct heap_env *env, void *ring)
 {
     (void)h;
     (void)secret;
+    (void)env;
+    (void)ring;
 }
 
 static inline void heap_hard_set_caller(struct heap *h, const void *caller)
@@ -472,6 +589,30 @@ static inline size_t heap_hard_counted(const struct heap_hard_block *b, size_t u
 {
     (void)b;
     return usable;
+}
+
+/* The plain free: straight to the backend. */
+static inline size_t heap_hard_free(struct heap *h, void *ptr, const struct heap_hard_block *b)
+{
+    (void)b;
+    return h->ops->free(h, ptr);
+}
+
+static inline void heap_hard_freed(struct heap *h)
+{
+    (void)h;
+}
+
+static inline bool heap_hard_drained(struct heap *h)
+{
+    (void)h;
+    return false;
+}
+
+static inline size_t heap_hard_check(struct heap *h)
+{
+    (void)h;
+    return 0;
 }
 
 static inline size_t heap_hard_resized(struct heap *h, void *ptr, const struct heap_hard_block *b,

@@ -62,24 +62,41 @@
  * usable_size is O(1), check O(blocks). Insert and remove recurse along one path, so the stack depth
  * is the tree depth.
  *
- * Hardened mode (docs/hardening.md): the header grows to 32 bytes with a cookie (key(block) ^ USED
- * or FREE) and the free site, the minimum block to 48 bytes, and the tree links are stored mangled
- * (keyed by the slot address; the root too). Every link is validated before it is followed
- * (16-aligned, inside the heap, pointing at a block whose cookie says FREE): the first-fit descent
- * checks each link it takes, and before the tree is changed ll_tree_path_ok() checks both children
- * of every node the change will read -- the search path of the block and the two spines below it --
- * and that each lies strictly inside the address interval its ancestors allow. So a corrupted tree
- * is reported instead of followed; validate() runs the checks a free or resize will need before it
- * is allowed. validate() finds the region of a pointer before reading its header, so foreign
- * pointers are never dereferenced. The subtree maxima are not secret: a damaged one can only make
- * the descent miss (reported as a corrupted free list) or look in vain, never hand out a block that
- * is too small, since the block's own size is checked.
- * Poison invariant: the first HEAP_POISON_SPAN bytes of every free block's body after its links are
- * HEAP_POISON_FREE. The front end poisons what it frees; here, a header swallowed by coalescing is
- * poisoned, a remainder split off a free block is poisoned where it reaches beyond the poisoned
- * prefix of that block, a tail cut off a used block or fresh memory is poisoned fully, and alloc
- * verifies the part of the new block that was inside the poisoned prefix. check() verifies the
- * prefix of every free block and the canary of every used one.
+ * Hardened mode (docs/hardening.md): the header grows to 32 bytes with a cookie and the free site,
+ * the minimum block to 64 bytes. The cookie seals the header: a keyed checksum of the block's address
+ * and its size word -- size, INUSE, RELEASED -- xor USED or FREE (ll_cookie), rewritten wherever a
+ * size or an own flag changes, so no header whose size or flags were changed is used. PREV_INUSE is
+ * left out (the neighbour changes it) and cross-checked instead: before alloc, free or resize uses a
+ * block, its successor's header must be sealed and agree with it (a used block's successor has
+ * PREV_INUSE set; a free block's successor is a sealed used block whose prev_size is the free
+ * block's size), and a free predecessor found through a boundary tag must be a sealed free block of
+ * exactly that size. Tree links (the root too) are mangled with a key of their slot and carry a
+ * 20-bit keyed tag in the bits an aligned canonical address does not use (ll_tree.h), so a damaged
+ * link is rejected before anything is read through it; the first-fit descent checks each link it
+ * takes, and before the tree is changed ll_tree_path_ok() checks both children of every node the
+ * change will read -- the search path of the block and the two spines below it -- and that each
+ * lies strictly inside the address interval its ancestors allow. validate() runs the checks a free
+ * or resize will need before it is allowed, and finds the region of a pointer before reading its
+ * header, so foreign pointers are never dereferenced. The subtree maxima are not sealed: a damaged
+ * one can only make the descent miss (reported) or look in vain, never hand out a block that is too
+ * small, since the block's own (sealed) size is checked. The free site is not sealed either: it only
+ * names a caller in a report.
+ * Failed checks are reported (HEAP_ERR_CORRUPT_METADATA for headers and tags, the write into freed
+ * memory for a damaged link or watermark, which lie in a free block's body) and the operation is
+ * refused: a free or resize leaves the block alone (leaked), an allocation fails; a damaged free
+ * block stays where it is and every later operation that would touch it is refused the same way, so
+ * no block involved is ever handed out (the heap degrades, it never overlaps).
+ * Poison invariant: every free block keeps a poison watermark (struct ll_free.clean, sealed with the
+ * block's address): its body from the kept words (links, watermark) up to the watermark is
+ * HEAP_POISON_FREE. A freed block's first HEAP_POISON_SPAN bytes are poisoned by the front end; when
+ * a block whose poisoned span may hold a write through a dangling pointer merges into a free block
+ * below it (or a free block above merges into it), the never-poisoned gap between the two spans (the
+ * tail of a large block beyond its first span) is poisoned, so one watermark covers both -- a span
+ * absorbed by coalescing is verified like any other. A remainder split off a free block keeps the
+ * part of the watermark above it and is poisoned over its own first span; an allocation verifies,
+ * before it writes any header, every byte below the watermark that the new block, a padding header
+ * and a remainder's header and kept words will cover; check() verifies every free block up to its
+ * watermark and the canary of every used one. Gap poisoning costs at most once per byte handed out.
  *
  * Giving memory back (env.release / env.reclaim, docs/memory.md): a free block may give back the
  * whole pages strictly inside its body, beyond a kept prefix, and says so with the RELEASED flag
@@ -214,19 +231,23 @@ static bool ll_rel_get(const struct ll_block *b, uintptr_t *lo, uintptr_t *hi)
            ll_zone_lo(b) <= *lo && *lo < *hi && *hi <= ll_zone_hi(b);
 }
 
+static void ll_rel_sealed(const struct ll *l, struct ll_block *b);
+
 /* Free block b has [lo, hi) given back (flag and record) if lo < hi, else is mapped throughout. */
-static void ll_rel_set(struct ll_block *b, uintptr_t lo, uintptr_t hi)
+static void ll_rel_set(const struct ll *l, struct ll_block *b, uintptr_t lo, uintptr_t hi)
 {
     struct ll_rel *r = ll_rel_of(b);
 
     if (lo >= hi) {
         b->size &= ~LL_RELEASED;
+        ll_rel_sealed(l, b);
         return;
     }
     r->lo = lo;
     r->hi = hi;
     r->check = ll_rel_check(r, lo, hi);
     b->size |= LL_RELEASED;
+    ll_rel_sealed(l, b);
 }
 
 /* True if b is a free block without the flag or one whose record is sound. */
@@ -244,10 +265,117 @@ static bool ll_rel_ok(const struct ll_block *b)
  * per-block part of check(), which exist only in hardened mode.
  */
 
-/* Writes b's cookie for state LL_USED or LL_FREE. */
+/* Seals b's header for state LL_USED or LL_FREE: called whenever b's size or own flags change. */
 static void ll_set_cookie(const struct ll *l, struct ll_block *b, uint64_t state)
 {
     b->cookie = ll_cookie(l->common.hard.secret, b, state);
+}
+
+/* True if b's header carries the seal of its size and flags. */
+static bool ll_sealed(const struct ll *l, const struct ll_block *b)
+{
+    return b->cookie == ll_cookie(l->common.hard.secret, b, (b->size & LL_INUSE) ? LL_USED : LL_FREE);
+}
+
+/* The watermark word of free block b for an offset of units * 16 bytes (ll_block.h). */
+static uint64_t ll_clean_word(const struct ll *l, const struct ll_block *b, uint64_t units)
+{
+    return units | heap_hard_seal(l->common.hard.secret, (uintptr_t)b + LL_HDR + 16, units) << 32;
+}
+
+/* True if free block b's watermark word is intact and inside the block. */
+static bool ll_clean_ok(const struct ll *l, const struct ll_block *b)
+{
+    uint64_t w = ((const struct ll_free *)b)->clean;
+
+    return w == ll_clean_word(l, b, w & 0xffffffffu) && (w & 0xffffffffu) * 16 <= ll_block_size(b);
+}
+
+/* Free block b's watermark word failed ll_clean_ok(): returns the offset in b's body of the byte that
+ * was changed, found by trying every other value of each byte for one that makes the word intact
+ * again (2,040 checksums: only ever on a report), or of the word if more than one byte changed. */
+static __attribute__((noinline, cold)) size_t ll_clean_bad_byte(const struct ll *l, const struct ll_block *b)
+{
+    uint64_t w = ((const struct ll_free *)b)->clean;
+
+    for (unsigned i = 0; i < 8; i++) {
+        for (uint64_t v = 0; v < 256; v++) {
+            uint64_t c = (w & ~((uint64_t)0xff << (8 * i))) | v << (8 * i);
+            if (c != w && c == ll_clean_word(l, b, c & 0xffffffffu) &&
+                (c & 0xffffffffu) * 16 <= ll_block_size(b))
+                return offsetof(struct ll_free, clean) - LL_HDR + i;
+        }
+    }
+    return offsetof(struct ll_free, clean) - LL_HDR;
+}
+
+/* Reports free block b's damaged watermark word as a write into freed memory (the word lies in b's
+ * body). */
+static void ll_report_clean(const struct ll *l, const struct ll_block *b)
+{
+    heap_hard_report(&l->common, HEAP_ERR_USE_AFTER_FREE, (const char *)b + LL_HDR, 0,
+                     ll_clean_bad_byte(l, b), NULL, b->site);
+}
+
+/* Free block b's poison watermark: [b + LL_HDR + LL_KEEP, result) is poison. A damaged watermark
+ * (which validation reports before any operation uses it) counts as nothing poisoned. */
+static uintptr_t ll_clean_end(const struct ll *l, const struct ll_block *b)
+{
+    uintptr_t lo = (uintptr_t)b + LL_HDR + LL_KEEP, end;
+
+    if (!ll_clean_ok(l, b))
+        return lo;
+    end = (uintptr_t)b + (((const struct ll_free *)b)->clean & 0xffffffffu) * 16;
+    return end > lo ? end : lo;
+}
+
+/* Sets free block b's watermark to clean (clamped to the block; rounded down to 16; a block larger
+ * than 64 GiB keeps at most its first 64 GiB verified). */
+static void ll_clean_set(const struct ll *l, struct ll_block *b, uintptr_t clean)
+{
+    uintptr_t off = clean > (uintptr_t)b ? clean - (uintptr_t)b : 0;
+    uint64_t units;
+
+    if (off > ll_block_size(b))
+        off = ll_block_size(b);
+    units = off / 16;
+    if (units > 0xffffffffu)
+        units = 0xffffffffu;
+    ((struct ll_free *)b)->clean = ll_clean_word(l, b, units);
+}
+
+/* Free block `lower` (poisoned below clean) is about to absorb the block at `upper`, whose poisoned
+ * span [upper + .., upper_clean) may hold what a dangling pointer writes: poisons the gap between the
+ * two -- what lies there was never poisoned (the tail of a large block beyond its first span, fresh
+ * memory) -- so one watermark covers both, and returns it. The headers and links in between are
+ * poisoned by the caller as they are swallowed. Each byte a gap poisons was handed to a user (or came
+ * fresh) since it was last poison, so the cost is bounded by what was allocated. A lower block that
+ * gave pages back (LL_RELEASED) is not joined: its watermark stays below its record, and the span
+ * above is no longer verified (a documented gap, only with env.release, blocks > 256 KiB). */
+static uintptr_t ll_clean_join(const struct ll_block *lower, uintptr_t clean, uintptr_t upper,
+                               uintptr_t upper_clean)
+{
+    uintptr_t from = (uintptr_t)lower + LL_HDR + LL_KEEP;
+
+    if (upper_clean <= upper + LL_HDR + LL_KEEP)
+        return clean; /* nothing poisoned above: nothing to join */
+    if (lower->size & LL_RELEASED)
+        return clean; /* the gap holds pages given back: the span above is not verified any more */
+    if (clean > from)
+        from = clean;
+    if (from < upper)
+        heap_hard_poison((void *)from, upper - from);
+    return upper_clean;
+}
+
+/* ll_rel_set() changed flagged free block b's RELEASED flag: reseal it, and keep its watermark below
+ * the release record (released pages lose their poison; what a watermark covered beyond the record is
+ * not verified any more). */
+static void ll_rel_sealed(const struct ll *l, struct ll_block *b)
+{
+    ll_set_cookie(l, b, LL_FREE);
+    if ((b->size & LL_RELEASED) && ll_clean_end(l, b) > (uintptr_t)b + LL_REC_OFF)
+        ll_clean_set(l, b, (uintptr_t)b + LL_REC_OFF);
 }
 
 /* b becomes a used block no user freed: a sentinel, or a block being handed out. */
@@ -298,10 +426,13 @@ static void ll_poison_fresh(const struct ll_block *b, size_t size)
 }
 
 /* [b, b + size) is about to become a free block whose body below clean is poison already: poisons
- * the rest of its prefix after the links. */
-static void ll_poison_tail(const struct ll_block *b, size_t size, uintptr_t clean)
+ * the rest of its prefix after the kept words, and returns its watermark. */
+static uintptr_t ll_poison_tail(const struct ll_block *b, size_t size, uintptr_t clean)
 {
-    ll_poison_above((uintptr_t)b + LL_HDR + HEAP_HARD_LINK, ll_poison_end(b, size), clean);
+    uintptr_t end = ll_poison_end(b, size);
+
+    ll_poison_above((uintptr_t)b + LL_HDR + LL_KEEP, end, clean);
+    return clean > end ? clean : end;
 }
 
 /* Free block n was merged into the block before it: its header and links become body. */
@@ -321,57 +452,136 @@ static void ll_poison_swallowed_header(struct ll_block *b)
  * else reports, fails the call and returns false. */
 static bool ll_alloc_path_ok(const struct ll *l, const struct ll_free *f)
 {
+    const struct ll_block *next;
+
+    if (!ll_tree_link_ok(&l->tree, f)) { /* the descents checked links, not headers: now f's seal */
+        heap_hard_report(&l->common, HEAP_ERR_CORRUPT_METADATA, (const char *)f + LL_HDR, 0, 0, NULL, NULL);
+        ll_tree_abort(&l->tree);
+        return false;
+    }
+    next = ll_next_block(&f->hdr);
+
+    if (heap_unlikely(!ll_clean_ok(l, &f->hdr))) {
+        /* The word lies in the free block's body: a write through a dangling pointer. Report it, fail
+         * the call, and let the block be carved and quarantined as for any disturbed poison
+         * (ll_alloc_poison_ok sees the aborted call), so no user gets memory that was written to. */
+        ll_report_clean(l, &f->hdr);
+        ll_tree_abort(&l->tree);
+        ll_clean_set(l, (struct ll_block *)&f->hdr, 0);
+    }
+    if (!ll_sealed(l, next) || !(next->size & LL_INUSE) || (next->size & LL_PREV_INUSE) ||
+        next->prev_size != ll_block_size(&f->hdr)) {
+        /* The boundary tags disagree: the successor's header (f's own is sealed) was changed. */
+        heap_hard_report(&l->common, HEAP_ERR_CORRUPT_METADATA, (const char *)next + LL_HDR, 0, 0, NULL,
+                         NULL);
+        ll_tree_abort(&l->tree);
+        return false;
+    }
     if (ll_tree_path_ok(&l->tree, f, true))
         return true;
-    ll_tree_report_and_abort(&l->tree, f);
+    ll_tree_path_report(&l->tree, f, true);
+    ll_tree_abort(&l->tree);
     return false;
 }
 
-/* Used block b was carved out of free block f, whose poisoned prefix ended at clean: true if the part
- * of b (usable bytes) that lay in that prefix still holds the poison. Else reports a use-after-free
- * write, fails the call, quarantines b for good and returns false. */
-static inline __attribute__((always_inline)) bool ll_alloc_poison_ok(struct ll *l, const struct ll_free *f,
-                                                                     struct ll_block *b, uintptr_t clean,
-                                                                     size_t usable)
+/* alloc(), before free block f (watermark clean) is carved: the new block will have its header at u
+ * and asize bytes, and a remainder after it gets a header and kept words. Returns the address of the
+ * first byte of all that which lies below the watermark but is not poison (a write into freed
+ * memory: every block that was merged into f, and the bytes new metadata is about to cover, are
+ * verified), or 0. */
+static uintptr_t ll_reused_damage(const struct ll_free *f, uintptr_t u, size_t asize, uintptr_t clean)
 {
-    uintptr_t p = (uintptr_t)b + LL_HDR;
-    uintptr_t from = (uintptr_t)f + LL_HDR + HEAP_HARD_LINK;
-    uintptr_t to = p + (usable < HEAP_POISON_SPAN ? usable : HEAP_POISON_SPAN);
+    uintptr_t from = (uintptr_t)f + LL_HDR + LL_KEEP, to = u + asize + LL_HDR + LL_KEEP;
     size_t off;
 
-    if (from < p)
-        from = p;
+    if (from < u)
+        from = u;
     if (to > clean)
         to = clean;
+    if (from >= to)
+        return 0;
+    off = heap_hard_find_unpoisoned((void *)from, 0, to - from);
+    return off == to - from ? 0 : from + off;
+}
+
+/* alloc(), after used block b (usable bytes) was carved: true if ll_reused_damage() found nothing
+ * (hit == 0) and the call was not aborted. Else reports the write (naming b and the offset, or the
+ * byte itself when it lay outside b's user bytes), fails the call, quarantines b for good and returns
+ * false. */
+static bool ll_alloc_poison_ok(struct ll *l, struct ll_block *b, size_t usable, uintptr_t hit)
+{
+    uintptr_t p = (uintptr_t)b + LL_HDR;
+
+    if (heap_likely(hit == 0 && !ll_call_aborted(l)))
+        return true;
+    if (hit != 0) {
+        bool inside = hit >= p && hit - p < usable;
+        heap_hard_report(&l->common, HEAP_ERR_USE_AFTER_FREE, (void *)(inside ? p : hit), 0,
+                         inside ? hit - p : 0, NULL, NULL);
+        l->common.hard.owner->hard.abort = true;
+    }
+    heap_hard_retire(&l->common, (void *)p, usable);
+    return false;
+}
+
+/* Checks what freeing (or resizing) used block b (whose header is sealed) will read and follow: the
+ * successor's sealed header and its PREV_INUSE bit against b; a free successor's links and
+ * watermark; a free predecessor found through b's boundary tag, whose sealed size must equal the
+ * tag; the tree paths of the removal, growth and insertion. Returns HEAP_BLOCK_OK, or the kind of
+ * damage: HEAP_ERR_CORRUPT_METADATA (a header or boundary tag), HEAP_ERR_USE_AFTER_FREE (a free
+ * neighbour's watermark, in its body), HEAP_ERR_CORRUPT_FREELIST (links). */
+static enum heap_error ll_free_path_check(const struct ll *l, const struct ll_block *b)
+{
+    const struct ll_block *next = ll_next_block(b);
+
+    if (!ll_sealed(l, next) || !(next->size & LL_PREV_INUSE))
+        return HEAP_ERR_CORRUPT_METADATA;
+    if (!(next->size & LL_INUSE)) {
+        if (!(ll_tree_link_ok(&l->tree, (const struct ll_free *)next) && ll_rel_ok(next)))
+            return HEAP_ERR_CORRUPT_METADATA;
+        if (!ll_clean_ok(l, next))
+            return HEAP_ERR_USE_AFTER_FREE;
+        if (!ll_tree_path_ok(&l->tree, (const struct ll_free *)next, true))
+            return HEAP_ERR_CORRUPT_FREELIST;
+    }
+    if (!(b->size & LL_PREV_INUSE)) {
+        const struct ll_free *prev = (const struct ll_free *)((uintptr_t)b - b->prev_size);
+        if (b->prev_size < LL_MIN_BLOCK || b->prev_size > (uintptr_t)b - l->tree.lo ||
+            !ll_tree_link_ok(&l->tree, prev) || ll_block_size(&prev->hdr) != b->prev_size ||
+            !ll_rel_ok(&prev->hdr))
+            return HEAP_ERR_CORRUPT_METADATA;
+        if (!ll_clean_ok(l, &prev->hdr))
+            return HEAP_ERR_USE_AFTER_FREE;
+        if (!ll_tree_path_ok(&l->tree, prev, true))
+            return HEAP_ERR_CORRUPT_FREELIST;
+    }
+    return ll_tree_path_ok(&l->tree, (const struct ll_free *)b, false) ? HEAP_BLOCK_OK
+                                                                       : HEAP_ERR_CORRUPT_FREELIST;
+}
+
+/* True if freeing (or resizing) used block b follows only valid links and headers. */
+static bool ll_free_path_ok(const struct ll *l, const struct ll_block *b)
+{
+    return ll_free_path_check(l, b) == HEAP_BLOCK_OK;
+}
+
+/* resize() of used block b into free successor n (validated), whose watermark is nclean, up to
+ * new_end: true if the part of n's poisoned span b takes over is intact. Else reports a write into
+ * freed memory and returns false (nothing changed: the resize is refused; a later allocation of n
+ * meets the same bytes). */
+static bool ll_resize_poison_ok(struct ll *l, const struct ll_block *n, uintptr_t nclean, uintptr_t new_end)
+{
+    uintptr_t from = (uintptr_t)n + LL_HDR + LL_KEEP, to = new_end < nclean ? new_end : nclean;
+    size_t off;
+
     if (from >= to)
         return true;
     off = heap_hard_find_unpoisoned((void *)from, 0, to - from);
     if (off == to - from)
         return true;
-    heap_hard_report(&l->common, HEAP_ERR_USE_AFTER_FREE, (void *)p, 0, from + off - p, NULL, NULL);
-    l->common.hard.owner->hard.abort = true;
-    heap_hard_quarantine(&l->common, (void *)p, usable);
+    heap_hard_report(&l->common, HEAP_ERR_USE_AFTER_FREE, (const char *)n + LL_HDR, 0,
+                     from + off - (uintptr_t)n - LL_HDR, NULL, n->site);
     return false;
-}
-
-/* True if freeing (or resizing) used block b follows only valid links: the removal of a free
- * successor, the growth of a free predecessor, the insertion of b or of a tail cut off b. */
-static bool ll_free_path_ok(const struct ll *l, const struct ll_block *b)
-{
-    const struct ll_block *next = ll_next_block(b);
-
-    if (!(next->size & LL_INUSE) &&
-        !(ll_tree_link_ok(&l->tree, (const struct ll_free *)next) &&
-          ll_tree_path_ok(&l->tree, (const struct ll_free *)next, true) && ll_rel_ok(next)))
-        return false;
-    if (!(b->size & LL_PREV_INUSE)) {
-        const struct ll_free *prev = (const struct ll_free *)((uintptr_t)b - b->prev_size);
-        if (b->prev_size < LL_MIN_BLOCK || !ll_tree_link_ok(&l->tree, prev) ||
-            ll_block_size(&prev->hdr) != b->prev_size || !ll_tree_path_ok(&l->tree, prev, true) ||
-            !ll_rel_ok(&prev->hdr))
-            return false;
-    }
-    return ll_tree_path_ok(&l->tree, (const struct ll_free *)b, false);
 }
 
 /* add_memory is about to free the old sentinel s (now a used block over the new memory): true if
@@ -421,6 +631,7 @@ static enum heap_error ll_validate(struct heap *h, const void *ptr, size_t *usab
     const struct ll_region *r;
     struct ll_block *b;
     size_t size;
+    enum heap_error kind;
 
     if (a % HEAP_MIN_ALIGN != 0 || (r = ll_region_of(l, a)) == NULL)
         return HEAP_ERR_INVALID_FREE;
@@ -440,8 +651,11 @@ static enum heap_error ll_validate(struct heap *h, const void *ptr, size_t *usab
     size = ll_block_size(b);
     if (size < LL_MIN_BLOCK || size % HEAP_MIN_ALIGN != 0 || size > r->end - LL_HDR - (uintptr_t)b)
         return HEAP_ERR_CORRUPT_METADATA;
-    if (!ll_free_path_ok(l, b))
-        return HEAP_ERR_CORRUPT_FREELIST;
+    if (!(b->size & LL_PREV_INUSE) && b->prev_size > (uintptr_t)b - (uintptr_t)r)
+        return HEAP_ERR_CORRUPT_METADATA; /* a boundary tag reaching out of the region */
+    kind = ll_free_path_check(l, b);
+    if (kind != HEAP_BLOCK_OK)
+        return kind;
     *usable = size - LL_HDR;
     return HEAP_BLOCK_OK;
 }
@@ -478,20 +692,46 @@ void heap_ll_embed(struct heap *ll, struct heap *owner,
     l->internal = internal;
 }
 
-/* check(), per block: cookie, poison of a free block, canary of a used one. Returns 1 (reported) if
- * one is disturbed, else 0. */
+/* check(): true if region header r (reached through the region list) lies inside the heap's
+ * envelope and describes a range inside it, so the walk may read its blocks. */
+static bool ll_region_plausible(const struct ll *l, const struct ll_region *r)
+{
+    uintptr_t a = (uintptr_t)r;
+
+    return a % HEAP_MIN_ALIGN == 0 && a >= l->tree.lo && a < l->tree.hi && r->end % HEAP_MIN_ALIGN == 0 &&
+           r->end <= l->tree.hi && r->end >= a + LL_REGION_MIN;
+}
+
+/* check(): reports a broken invariant at block b (named by its user pointer) as corrupted metadata. */
+static void ll_check_report(const struct ll *l, const void *b)
+{
+    heap_hard_report(&l->common, HEAP_ERR_CORRUPT_METADATA, (const char *)b + LL_HDR, 0, 0, NULL, NULL);
+}
+
+/* check(), before b's size is used to find the next block: true if b's header carries its seal,
+ * else reports corrupted metadata (the walk of the region stops there). */
+static bool ll_check_header(const struct ll *l, const struct ll_block *b)
+{
+    if (ll_sealed(l, b))
+        return true;
+    ll_check_report(l, b);
+    return false;
+}
+
+/* check(), per block whose header is sealed: the watermark and the poison below it of a free block,
+ * the canary of a used one. Returns 1 (reported) if one is disturbed, else 0. */
 static size_t ll_check_block_hard(const struct ll *l, const struct ll_block *b, bool inuse)
 {
     const void *p = (const char *)b + LL_HDR;
-    size_t size = ll_block_size(b);
 
-    if (b->cookie != ll_cookie(l->common.hard.secret, b, inuse ? LL_USED : LL_FREE)) {
-        heap_hard_report(&l->common, HEAP_ERR_CORRUPT_METADATA, p, 0, 0, NULL, NULL);
-        return 1;
-    }
     if (!inuse) {
-        size_t to = ll_poison_end(b, size) - (uintptr_t)p;
-        size_t off = heap_hard_find_unpoisoned(p, HEAP_HARD_LINK, to);
+        size_t to, off;
+        if (!ll_clean_ok(l, b)) {
+            ll_report_clean(l, b);
+            return 1;
+        }
+        to = ll_clean_end(l, b) - (uintptr_t)p;
+        off = heap_hard_find_unpoisoned(p, LL_KEEP, to);
         if (off != to) {
             heap_hard_report(&l->common, HEAP_ERR_USE_AFTER_FREE, p, 0, off, NULL, b->site);
             return 1;
@@ -500,7 +740,7 @@ static size_t ll_check_block_hard(const struct ll *l, const struct ll_block *b, 
     }
     if (l->internal != NULL && l->internal(l->common.hard.owner, p))
         return 0;
-    return !heap_hard_verify_live(&l->common, p, size - LL_HDR);
+    return !heap_hard_verify_live(&l->common, p, ll_block_size(b) - LL_HDR);
 }
 #else
 static void ll_set_cookie(const struct ll *l, struct ll_block *b, uint64_t state)
@@ -548,11 +788,70 @@ static void ll_poison_fresh(const struct ll_block *b, size_t size)
     (void)size;
 }
 
-static void ll_poison_tail(const struct ll_block *b, size_t size, uintptr_t clean)
+static uintptr_t ll_poison_tail(const struct ll_block *b, size_t size, uintptr_t clean)
 {
     (void)b;
     (void)size;
     (void)clean;
+    return 0;
+}
+
+static uintptr_t ll_clean_end(const struct ll *l, const struct ll_block *b)
+{
+    (void)l;
+    (void)b;
+    return 0;
+}
+
+static void ll_clean_set(const struct ll *l, struct ll_block *b, uintptr_t clean)
+{
+    (void)l;
+    (void)b;
+    (void)clean;
+}
+
+static uintptr_t ll_clean_join(const struct ll_block *lower, uintptr_t clean, uintptr_t upper,
+                               uintptr_t upper_clean)
+{
+    (void)lower;
+    (void)upper;
+    (void)upper_clean;
+    return clean;
+}
+
+static void ll_rel_sealed(const struct ll *l, struct ll_block *b)
+{
+    (void)l;
+    (void)b;
+}
+
+static bool ll_resize_poison_ok(struct ll *l, const struct ll_block *n, uintptr_t nclean, uintptr_t new_end)
+{
+    (void)l;
+    (void)n;
+    (void)nclean;
+    (void)new_end;
+    return true;
+}
+
+static void ll_check_report(const struct ll *l, const void *b)
+{
+    (void)l;
+    (void)b;
+}
+
+/* Plain mode: region headers are trusted; only the layout is checked. */
+static bool ll_region_plausible(const struct ll *l, const struct ll_region *r)
+{
+    (void)l;
+    return ((uintptr_t)r | r->end) % HEAP_MIN_ALIGN == 0 && r->end >= (uintptr_t)r + LL_REGION_MIN;
+}
+
+static bool ll_check_header(const struct ll *l, const struct ll_block *b)
+{
+    (void)l;
+    (void)b;
+    return true;
 }
 
 static void ll_poison_swallowed_free(struct ll_block *n)
@@ -572,14 +871,21 @@ static bool ll_alloc_path_ok(const struct ll *l, const struct ll_free *f)
     return true;
 }
 
-static bool ll_alloc_poison_ok(struct ll *l, const struct ll_free *f, struct ll_block *b, uintptr_t clean,
-                               size_t usable)
+static uintptr_t ll_reused_damage(const struct ll_free *f, uintptr_t u, size_t asize, uintptr_t clean)
+{
+    (void)f;
+    (void)u;
+    (void)asize;
+    (void)clean;
+    return 0;
+}
+
+static bool ll_alloc_poison_ok(struct ll *l, struct ll_block *b, size_t usable, uintptr_t hit)
 {
     (void)l;
-    (void)f;
     (void)b;
-    (void)clean;
     (void)usable;
+    (void)hit;
     return true;
 }
 
@@ -602,13 +908,16 @@ static size_t ll_check_block_hard(const struct ll *l, const struct ll_block *b, 
 #endif
 
 /* Makes [b, b + size) a free block after an in-use block, tells its successor, and puts it in the
- * tree: in leaving's place if leaving is not NULL (see ll_tree_replace), else inserted. */
-static void ll_make_free(struct ll *l, struct ll_block *b, size_t size, struct ll_free *leaving)
+ * tree: in leaving's place if leaving is not NULL (see ll_tree_replace), else inserted. clean
+ * (hardened): its poison watermark. */
+static void ll_make_free(struct ll *l, struct ll_block *b, size_t size, struct ll_free *leaving,
+                         uintptr_t clean)
 {
     struct ll_block *next;
 
-    ll_set_cookie(l, b, LL_FREE);
     b->size = size | LL_PREV_INUSE;
+    ll_set_cookie(l, b, LL_FREE);
+    ll_clean_set(l, b, clean);
     next = ll_next_block(b);
     next->prev_size = size;
     next->size &= ~LL_PREV_INUSE;
@@ -619,13 +928,13 @@ static void ll_make_free(struct ll *l, struct ll_block *b, size_t size, struct l
 }
 
 /* Free block b swallowed flagged free block next: b takes over next's released pages. */
-static __attribute__((noinline)) void ll_take_record(struct ll_block *b, struct ll_block *next)
+static __attribute__((noinline)) void ll_take_record(struct ll *l, struct ll_block *b, struct ll_block *next)
 {
     uintptr_t lo, hi;
 
     ll_rel_get(next, &lo, &hi);     /* validated before any resize (validate) */
     ll_poison_swallowed_free(next); /* first: b's record may lie where next's header was */
-    ll_rel_set(b, lo, hi);
+    ll_rel_set(l, b, lo, hi);
 }
 
 /* Frees [b, b + size) whose predecessor is in use, merging with a free successor (whose links the
@@ -639,15 +948,16 @@ static inline __attribute__((always_inline)) void ll_release_tail(struct ll *l, 
 {
     struct ll_block *next = ll_block_at((uintptr_t)b + size);
 
-    ll_poison_tail(b, size, clean);
+    clean = ll_poison_tail(b, size, clean);
     if (!(next->size & LL_INUSE)) { /* then leaving is NULL: b's predecessor was in use */
         leaving = (struct ll_free *)next;
+        clean = ll_clean_join(b, clean, (uintptr_t)next, ll_clean_end(l, next));
         size += ll_block_size(next);
     }
-    ll_make_free(l, b, size, leaving);
+    ll_make_free(l, b, size, leaving, clean);
     if (leaving == (struct ll_free *)next) {
         if (releasing && heap_unlikely(next->size & LL_RELEASED)) {
-            ll_take_record(b, next);
+            ll_take_record(l, b, next);
             return;
         }
         ll_poison_swallowed_free(next);
@@ -685,7 +995,8 @@ static void ll_region_setup(struct ll *l, uintptr_t s, uintptr_t e)
     ll_mark_used(l, sentinel);
     ll_tree_cover(&l->tree, s, e);
     ll_poison_fresh(first, (uintptr_t)sentinel - (uintptr_t)first);
-    ll_make_free(l, first, (uintptr_t)sentinel - (uintptr_t)first, NULL);
+    ll_make_free(l, first, (uintptr_t)sentinel - (uintptr_t)first, NULL,
+                 ll_poison_end(first, (uintptr_t)sentinel - (uintptr_t)first));
 }
 
 static struct heap *ll_init(void *mem, size_t size, uint64_t secret)
@@ -723,7 +1034,7 @@ static size_t ll_aligned_pad(const struct ll_block *b, size_t align)
     size_t pad = heap_pad_to((uintptr_t)b + LL_HDR, align);
 
     if (pad != 0 && pad < LL_MIN_BLOCK)
-        pad += align;
+        pad += heap_align_up(LL_MIN_BLOCK - pad, align); /* align may be smaller than a minimum block */
     return pad;
 }
 
@@ -762,18 +1073,22 @@ static inline __attribute__((always_inline)) void *ll_carve(struct ll *l, struct
 {
     struct ll_free *leaving;
     struct ll_block *b;
-    uintptr_t clean;
+    uintptr_t clean, hit;
+    size_t pad;
 
-    clean = ll_poison_end(&f->hdr, ll_block_size(&f->hdr));
+    clean = ll_clean_end(l, &f->hdr);
     b = &f->hdr;
     leaving = f; /* the remainder, if any, takes f's place in the tree */
+    pad = align != HEAP_MIN_ALIGN ? ll_aligned_pad(b, align) : 0;
+    hit = ll_reused_damage(f, (uintptr_t)f + pad, asize, clean); /* before any metadata is written */
     if (align != HEAP_MIN_ALIGN) {
-        size_t pad = ll_aligned_pad(b, align);
         if (pad != 0) {
             size_t rest = ll_block_size(b) - pad;
             /* The padding becomes a free block (f, smaller: re-inserted); its predecessor is in use. */
             ll_tree_remove(&l->tree, f);
             b->size = pad | LL_PREV_INUSE;
+            ll_set_cookie(l, b, LL_FREE);
+            ll_clean_set(l, b, clean); /* clamped to the padding */
             ll_tree_insert(&l->tree, f);
             leaving = NULL;
             b = ll_block_at((uintptr_t)b + pad);
@@ -786,7 +1101,7 @@ static inline __attribute__((always_inline)) void *ll_carve(struct ll *l, struct
     ll_trim(l, b, asize, clean, leaving, releasing);
     *usable = ll_block_size(b) - LL_HDR;
     ll_mark_used(l, b);
-    if (!ll_alloc_poison_ok(l, f, b, clean, *usable))
+    if (!ll_alloc_poison_ok(l, b, *usable, hit))
         return NULL;
     return (void *)((uintptr_t)b + LL_HDR);
 }
@@ -817,10 +1132,10 @@ static __attribute__((noinline)) void *ll_alloc_released(struct ll *l, struct ll
     p = ll_carve(l, f, asize, align, usable, true);
     phi = heap_page_down(u) < hi ? heap_page_down(u) : hi;
     if (u != (uintptr_t)fb)
-        ll_rel_set(fb, lo, phi); /* the padding keeps what lies below the new block */
+        ll_rel_set(l, fb, lo, phi); /* the padding keeps what lies below the new block */
     plo = need > lo ? need : lo;
     if (split)
-        ll_rel_set(ll_block_at(rem), plo, hi);
+        ll_rel_set(l, ll_block_at(rem), plo, hi);
     return p;
 }
 
@@ -891,7 +1206,7 @@ static __attribute__((noinline)) void ll_release_merged(struct ll *l, struct ll_
         cur = have_hi[i];
     }
     heap_release_pages(l->envh, cur, hi);
-    ll_rel_set(m, lo, hi);
+    ll_rel_set(l, m, lo, hi);
 }
 
 /* free(): coalesce with the free neighbours, then (releasing: ll_releasing_ops) give pages back if the
@@ -905,19 +1220,26 @@ static inline __attribute__((always_inline)) size_t ll_free_body(struct heap *h,
     struct ll_block *next = ll_next_block(b);
     struct ll_block *m = b; /* the free block that results */
     struct ll_free *leaving = NULL;
+    uintptr_t clean = ll_poison_end(b, size); /* hardened: the front end poisoned b's first span */
 
     ll_record_free_site(l, b);
     if (!(next->size & LL_INUSE)) {
         leaving = (struct ll_free *)next; /* b merges with it; b takes its place or it leaves the tree */
+        clean = ll_clean_join(b, clean, (uintptr_t)next, ll_clean_end(l, next));
         size += ll_block_size(next);
     }
     if (!(b->size & LL_PREV_INUSE)) {
         /* The free predecessor grows over b: same address, so it keeps its place in the tree. */
         struct ll_block *prev = ll_block_at((uintptr_t)b - b->prev_size);
+        uintptr_t pclean = ll_clean_end(l, prev);
         if (leaving != NULL)
             ll_tree_remove(&l->tree, leaving);
         ll_poison_swallowed_header(b);
+        /* Fresh memory (add_memory) holds nothing a dangling pointer wrote: no need to join. */
+        clean = l->growing ? pclean : ll_clean_join(prev, pclean, (uintptr_t)b, clean);
         prev->size += size; /* keeps its flags (PREV_INUSE, RELEASED) */
+        ll_set_cookie(l, prev, LL_FREE);
+        ll_clean_set(l, prev, clean);
         size = ll_block_size(prev);
         m = prev;
         next = ll_next_block(prev);
@@ -925,7 +1247,7 @@ static inline __attribute__((always_inline)) size_t ll_free_body(struct heap *h,
         next->size &= ~LL_PREV_INUSE;
         ll_tree_grow(&l->tree, (struct ll_free *)prev);
     } else {
-        ll_make_free(l, b, size, leaving);
+        ll_make_free(l, b, size, leaving, clean);
     }
     if (releasing && heap_unlikely(size >= l->release_min)) {
         ll_release_merged(l, m, leaving);
@@ -946,10 +1268,12 @@ static size_t ll_free_releasing(struct heap *h, void *ptr)
     return ll_free_body(h, ptr, true);
 }
 
-/* ll_resize() of used block b to asize bytes into its flagged free successor (which has room):
- * reclaims only the released pages the grown block and the remainder's header and record need (false,
- * nothing changed, if env refuses), and leaves the rest of the range to the remainder. */
-static __attribute__((noinline)) bool ll_resize_released(struct ll *l, struct ll_block *b, size_t asize)
+/* ll_resize() of used block b to asize bytes into its flagged free successor (which has room; its
+ * poison below nclean was verified): reclaims only the released pages the grown block and the
+ * remainder's header and record need (false, nothing changed, if env refuses), and leaves the rest of
+ * the range to the remainder. */
+static __attribute__((noinline)) bool ll_resize_released(struct ll *l, struct ll_block *b, size_t asize,
+                                                         uintptr_t nclean)
 {
     struct ll_block *next = ll_next_block(b);
     uintptr_t end = (uintptr_t)next + ll_block_size(next), rem = (uintptr_t)b + asize, lo, hi, need;
@@ -960,12 +1284,14 @@ static __attribute__((noinline)) bool ll_resize_released(struct ll *l, struct ll
     if (need > lo && !heap_reclaim_pages(l->envh, lo, need < hi ? need : hi))
         return false;
     next->size &= ~LL_RELEASED;
+    ll_set_cookie(l, next, LL_FREE);
     ll_tree_remove(&l->tree, (struct ll_free *)next);
     b->size += ll_block_size(next);
     ll_next_block(b)->size |= LL_PREV_INUSE;
-    ll_trim(l, b, asize, 0, NULL, true);
+    ll_trim(l, b, asize, nclean, NULL, true);
+    ll_set_cookie(l, b, LL_USED);
     if (split)
-        ll_rel_set(ll_block_at(rem), need > lo ? need : lo, hi);
+        ll_rel_set(l, ll_block_at(rem), need > lo ? need : lo, hi);
     return true;
 }
 
@@ -976,20 +1302,27 @@ static bool ll_resize(struct heap *h, void *ptr, size_t size)
     size_t asize = ll_request_block_size(size);
     size_t cur = ll_block_size(b);
     struct ll_block *next;
+    uintptr_t nclean;
 
     if (asize <= cur) {
         ll_trim(l, b, asize, 0, NULL, true);
+        ll_set_cookie(l, b, LL_USED);
         return true;
     }
     next = ll_next_block(b);
     if ((next->size & LL_INUSE) || cur + ll_block_size(next) < asize)
         return false;
+    nclean = ll_clean_end(l, next);
+    if (!ll_resize_poison_ok(l, next, nclean,
+                             (uintptr_t)b + asize + LL_HDR + LL_KEEP)) /* and a tail's header */
+        return false;
     if (heap_unlikely(next->size & LL_RELEASED))
-        return ll_resize_released(l, b, asize);
+        return ll_resize_released(l, b, asize, nclean);
     ll_tree_remove(&l->tree, (struct ll_free *)next); /* links validated by validate() before any resize */
     b->size += ll_block_size(next);
     ll_next_block(b)->size |= LL_PREV_INUSE;
-    ll_trim(l, b, asize, 0, NULL, true);
+    ll_trim(l, b, asize, nclean, NULL, true);
+    ll_set_cookie(l, b, LL_USED);
     return true;
 }
 
@@ -1014,12 +1347,13 @@ static void ll_add_memory(struct heap *h, void *start, size_t len)
 
         if (e < l->top->end + LL_MIN_BLOCK)
             return;
-        sentinel->size = LL_INUSE;
+        sentinel->size = LL_INUSE | LL_PREV_INUSE; /* follows the old sentinel, in use until freed below */
         l->top->end = e;
         l->top_end = raw_end;
         size = (uintptr_t)sentinel - (uintptr_t)old_sentinel;
         old_sentinel->size = size | (old_sentinel->size & LL_PREV_INUSE) | LL_INUSE;
         ll_mark_used(l, sentinel);
+        ll_mark_used(l, old_sentinel);
         ll_tree_cover(&l->tree, (uintptr_t)l->top, e);
         ll_poison_fresh(old_sentinel, size);
         if (!ll_grow_path_ok(l, old_sentinel))
@@ -1050,37 +1384,52 @@ static size_t ll_check(const struct heap *h)
         const struct ll_block *b = ll_block_at((uintptr_t)r + sizeof(*r));
         bool prev_inuse = true;
 
-        if (((uintptr_t)r | r->end) % HEAP_MIN_ALIGN != 0 || r->end < (uintptr_t)r + LL_REGION_MIN) {
+        if (!ll_region_plausible(l, r)) {
+            ll_check_report(l, r); /* a region header (or the link to it) was changed: stop */
             bad++;
-            continue;
+            break;
         }
         while ((uintptr_t)b < sentinel) {
-            size_t size = ll_block_size(b);
-            bool inuse = b->size & LL_INUSE;
+            size_t size;
+            bool inuse;
 
-            if (size < LL_MIN_BLOCK || size % HEAP_MIN_ALIGN != 0 || size > sentinel - (uintptr_t)b) {
+            if (!ll_check_header(l, b)) { /* its size cannot be trusted: skip the rest of the region */
                 bad++;
                 break;
             }
-            bad += !(b->size & LL_PREV_INUSE) != !prev_inuse;
-            bad += inuse ? (b->size & LL_RELEASED) != 0 : !ll_rel_ok(b); /* release record */
-            bad += ll_check_block_hard(l, b, inuse);
-            if (!inuse) {
-                free_walk++;
-                bad += !prev_inuse;                         /* two adjacent free blocks */
-                bad += ll_next_block(b)->prev_size != size; /* boundary tag */
+            size = ll_block_size(b);
+            inuse = b->size & LL_INUSE;
+            if (size < LL_MIN_BLOCK || size % HEAP_MIN_ALIGN != 0 || size > sentinel - (uintptr_t)b) {
+                ll_check_report(l, b);
+                bad++;
+                break;
             }
+            if (!(b->size & LL_PREV_INUSE) != !prev_inuse ||
+                (inuse ? (b->size & LL_RELEASED) != 0 : !ll_rel_ok(b)) || /* release record */
+                (!inuse && !prev_inuse) ||                                /* two adjacent free blocks */
+                (!inuse && ll_next_block(b)->prev_size != size)) {        /* boundary tag */
+                ll_check_report(l, b);
+                bad++;
+            }
+            bad += ll_check_block_hard(l, b, inuse);
+            free_walk += !inuse;
             prev_inuse = inuse;
             b = ll_next_block(b);
         }
-        if ((uintptr_t)b == sentinel) {
-            bad += b->size != (LL_INUSE | (prev_inuse ? LL_PREV_INUSE : 0));
+        if ((uintptr_t)b == sentinel &&
+            (b->size != (LL_INUSE | (prev_inuse ? LL_PREV_INUSE : 0)) || !ll_check_header(l, b))) {
+            ll_check_report(l, b);
+            bad++;
         } else if ((uintptr_t)b > sentinel) {
+            ll_check_report(l, b);
             bad++;
         }
     }
     bad += ll_tree_check(&l->tree, &free_tree, free_walk + 1);
-    bad += free_tree != free_walk;
+    if (bad == 0 && free_tree != free_walk) {
+        ll_check_report(l, l->regions); /* a free block missing from the tree, or one too many */
+        bad++;
+    }
     return bad;
 }
 

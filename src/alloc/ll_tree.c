@@ -29,24 +29,53 @@ struct ll_free *ll_tree_fit_after(const struct ll_tree *tree, uintptr_t x, size_
     return fit_after_below(tree, ll_tree_follow_link(tree, NULL, &tree->root, bad), x, need, bad);
 }
 
-bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool present)
+/* True if both links of node t pass ll_tree_link_plausible() (decoded once, into *left and *right);
+ * else, if report, reports the first that does not (naming t). */
+static bool children_ok(const struct ll_tree *tree, const struct ll_free *t, bool report,
+                        struct ll_free **left, struct ll_free **right)
 {
-    struct ll_free *t = ll_tree_get_link(tree, &tree->root), *a, *b;
+    struct ll_free *a = *left = ll_tree_left(tree, t), *b = *right = ll_tree_right(tree, t);
+
+    if (!ll_tree_link_plausible(tree, a)) {
+        if (report)
+            ll_tree_report_link(tree, t, &t->left, a);
+        return false;
+    }
+    if (!ll_tree_link_plausible(tree, b)) {
+        if (report)
+            ll_tree_report_link(tree, t, &t->right, b);
+        return false;
+    }
+    return true;
+}
+
+/* ll_tree_path_ok(), reporting the first failure if report is set. */
+static bool path_walk(const struct ll_tree *tree, const struct ll_free *key, bool present, bool report)
+{
+    struct ll_free *t = ll_tree_get_link(tree, &tree->root), *a, *b, *up = NULL;
     uintptr_t lo = 0, hi = UINTPTR_MAX;
 
-    if (!ll_tree_link_ok(tree, t))
+    if (!ll_tree_link_plausible(tree, t)) {
+        if (report)
+            ll_tree_report_link(tree, NULL, &tree->root, t);
         return false;
+    }
     for (;;) {
-        if (t == NULL)
+        if (t == NULL) {
+            if (present && report)
+                ll_tree_report_corrupt(tree, key); /* a free block missing from the tree */
             return !present;
-        if ((uintptr_t)t <= lo || (uintptr_t)t >= hi)
+        }
+        if ((uintptr_t)t <= lo || (uintptr_t)t >= hi) {
+            if (report)
+                ll_tree_report_corrupt(tree, up != NULL ? up : t); /* out of order: up's link is wrong */
             return false;
-        a = ll_tree_left(tree, t);
-        b = ll_tree_right(tree, t);
-        if (!ll_tree_link_ok(tree, a) || !ll_tree_link_ok(tree, b))
+        }
+        if (!children_ok(tree, t, report, &a, &b))
             return false;
         if (t == key)
             break;
+        up = t;
         if (key < t) {
             hi = (uintptr_t)t;
             t = a;
@@ -55,19 +84,47 @@ bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool
             t = b;
         }
     }
-    if (!present)
-        return false; /* a used block in the tree */
-    for (uintptr_t x = lo, y = (uintptr_t)t; a != NULL; x = (uintptr_t)a, a = ll_tree_right(tree, a)) {
-        if ((uintptr_t)a <= x || (uintptr_t)a >= y || !ll_tree_link_ok(tree, ll_tree_left(tree, a)) ||
-            !ll_tree_link_ok(tree, ll_tree_right(tree, a)))
-            return false;
+    if (!present) {
+        if (report)
+            ll_tree_report_corrupt(tree, key); /* a used block in the tree */
+        return false;
     }
-    for (uintptr_t x = (uintptr_t)t, y = hi; b != NULL; y = (uintptr_t)b, b = ll_tree_left(tree, b)) {
-        if ((uintptr_t)b <= x || (uintptr_t)b >= y || !ll_tree_link_ok(tree, ll_tree_left(tree, b)) ||
-            !ll_tree_link_ok(tree, ll_tree_right(tree, b)))
+    /* The right spine of t's left subtree, then the left spine of its right subtree (removal joins them). */
+    for (uintptr_t x = lo, y = (uintptr_t)t; a != NULL;) {
+        struct ll_free *c1, *c2;
+        if ((uintptr_t)a <= x || (uintptr_t)a >= y) {
+            if (report)
+                ll_tree_report_corrupt(tree, a);
             return false;
+        }
+        if (!children_ok(tree, a, report, &c1, &c2))
+            return false;
+        x = (uintptr_t)a;
+        a = c2;
+    }
+    for (uintptr_t x = (uintptr_t)t, y = hi; b != NULL;) {
+        struct ll_free *c1, *c2;
+        if ((uintptr_t)b <= x || (uintptr_t)b >= y) {
+            if (report)
+                ll_tree_report_corrupt(tree, b);
+            return false;
+        }
+        if (!children_ok(tree, b, report, &c1, &c2))
+            return false;
+        y = (uintptr_t)b;
+        b = c1;
     }
     return true;
+}
+
+bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool present)
+{
+    return path_walk(tree, key, present, false);
+}
+
+void ll_tree_path_report(const struct ll_tree *tree, const struct ll_free *key, bool present)
+{
+    path_walk(tree, key, present, true);
 }
 
 bool ll_tree_in_free_block(const struct ll_tree *tree, uintptr_t a)
@@ -95,48 +152,57 @@ const struct ll_free *ll_tree_free_block_at(const struct ll_tree *tree, uintptr_
     return below != NULL && a - (uintptr_t)below < ll_block_size(&below->hdr) ? below : NULL;
 }
 
-/* Checks subtree t (the link held by parent, NULL for the root), whose addresses must lie strictly
- * between lo and hi and whose priorities must not exceed plimit (its parent's). */
-static size_t check_below(const struct ll_tree *tree, const struct ll_free *parent, const struct ll_free *t,
-                          uintptr_t lo, uintptr_t hi, uint64_t plimit, unsigned depth, size_t *count,
-                          size_t limit)
+/* Checks the subtree whose link lies in slot of node parent (NULL: the root); its addresses must lie
+ * strictly between lo and hi and its priorities must not exceed plimit (its parent's). Every broken
+ * invariant is counted and (hardened mode) reported, naming the node; links out of a broken node are
+ * not followed. */
+static size_t check_below(const struct ll_tree *tree, const struct ll_free *parent,
+                          struct ll_free *const *slot, uintptr_t lo, uintptr_t hi, uint64_t plimit,
+                          unsigned depth, size_t *count, size_t limit)
 {
     size_t bad = 0, m;
     const struct ll_block *next;
+    const struct ll_free *t = ll_tree_get_link(tree, slot);
 
     if (t == NULL)
         return 0;
     if (!ll_tree_link_ok(tree, t)) {
-        /* Name the free block whose link was overwritten (t is garbage), or the root's target. */
-        ll_tree_report_corrupt(tree, parent != NULL ? parent : t);
+        ll_tree_report_link(tree, parent, slot, t); /* t is garbage: name the holder of the link */
         return 1;
     }
     if (++*count > limit || depth > LL_TREE_CHECK_DEPTH || (uintptr_t)t <= lo || (uintptr_t)t >= hi ||
         (uintptr_t)t % HEAP_MIN_ALIGN != 0 || (t->hdr.size & LL_INUSE) ||
-        ll_block_size(&t->hdr) < LL_MIN_BLOCK)
-        return 1; /* a cycle, out of order, or not a free block: do not follow its links */
-    if (!ll_tree_block_inside(tree, t))
+        ll_block_size(&t->hdr) < LL_MIN_BLOCK || !ll_tree_block_inside(tree, t)) {
+        /* A cycle, out of order, or not a free block: do not follow its links. */
+        ll_tree_report_corrupt(tree, parent != NULL ? parent : t);
         return 1;
+    }
     next = ll_next_block(&t->hdr);
-    bad += next->prev_size != ll_block_size(&t->hdr) || (next->size & LL_PREV_INUSE);
-    bad += ll_tree_priority(t) > plimit;
-    bad += check_below(tree, t, ll_tree_left(tree, t), lo, (uintptr_t)t, ll_tree_priority(t), depth + 1,
-                       count, limit);
-    bad += check_below(tree, t, ll_tree_right(tree, t), (uintptr_t)t, hi, ll_tree_priority(t), depth + 1,
-                       count, limit);
+    if (next->prev_size != ll_block_size(&t->hdr) || (next->size & LL_PREV_INUSE)) {
+        ll_tree_report_corrupt(tree, t); /* its boundary tag disagrees with it */
+        bad++;
+    }
+    if (ll_tree_priority(t) > plimit) {
+        ll_tree_report_corrupt(tree, t);
+        bad++;
+    }
+    bad += check_below(tree, t, &t->left, lo, (uintptr_t)t, ll_tree_priority(t), depth + 1, count, limit);
+    bad += check_below(tree, t, &t->right, (uintptr_t)t, hi, ll_tree_priority(t), depth + 1, count, limit);
     if (bad == 0) {
         m = ll_block_size(&t->hdr);
         if (ll_tree_subtree_max(ll_tree_left(tree, t)) > m)
             m = ll_tree_subtree_max(ll_tree_left(tree, t));
         if (ll_tree_subtree_max(ll_tree_right(tree, t)) > m)
             m = ll_tree_subtree_max(ll_tree_right(tree, t));
-        bad += t->hdr.prev_size != m;
+        if (t->hdr.prev_size != m) {
+            ll_tree_report_corrupt(tree, t); /* a wrong subtree maximum */
+            bad++;
+        }
     }
     return bad;
 }
 
 size_t ll_tree_check(const struct ll_tree *tree, size_t *count, size_t limit)
 {
-    return check_below(tree, NULL, ll_tree_get_link(tree, &tree->root), 0, UINTPTR_MAX, UINT64_MAX, 0, count,
-                       limit);
+    return check_below(tree, NULL, &tree->root, 0, UINTPTR_MAX, UINT64_MAX, 0, count, limit);
 }

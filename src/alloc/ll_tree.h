@@ -12,10 +12,11 @@
  * free block (INUSE clear, a FREE cookie in hardened mode) with its size set before it is inserted,
  * and changes a node's size only through ll_tree_grow() (or by removing and reinserting it).
  *
- * Hardened mode: links (the root too) are stored mangled with a key of the slot's address
- * (ll_tree_get_link/ll_tree_set_link). The descents (ll_tree_find_fit, ll_tree_fit_after,
- * ll_tree_in_free_block, ll_tree_check) validate each link before following it (ll_tree_link_ok);
- * insert, remove, replace and grow follow links without validation, so a caller first runs
+ * Hardened mode: links (the root too) are stored mangled with a key of the slot's address and
+ * tagged with a keyed 20-bit hash of the link and the slot (ll_tree_get_link/ll_tree_set_link): a
+ * changed link decodes to LL_LINK_BAD and is never followed. The descents (ll_tree_find_fit,
+ * ll_tree_fit_after, ll_tree_in_free_block, ll_tree_check) validate each link before following it
+ * (ll_tree_link_ok); insert, remove, replace and grow follow links without validation, so a caller first runs
  * ll_tree_path_ok() on the path a change will take.
  *
  * The operations used on every alloc and free are static inline here, so linked_list.c compiles
@@ -39,19 +40,51 @@ struct ll_tree {
 };
 
 #if KHEAP_HARDENING
-/* The link hook: returns the link stored in slot (a node's left or right, or the root). */
+/*
+ * A link is authenticated by itself, before anything is read through it: the stored word is
+ * (tagged link) ^ key(slot), where the tagged link keeps the node's address bits 4..47 in place and
+ * puts a 20-bit tag -- a keyed hash of the address and the slot -- in the bits an aligned canonical
+ * x86_64 address does not need (0..3: 16-alignment; 48..63: copies of bit 47). A changed word, or a
+ * word copied to another slot, decodes to LL_LINK_BAD (with probability 1 - 2^-20), which is not
+ * aligned, so ll_tree_link_ok() rejects it without reading the target. Without the tag a flipped
+ * bit moved the link to another aligned address inside the heap, and the validation read whatever
+ * lay there (a page given back, in the kernel).
+ */
+#define LL_LINK_BAD  ((struct ll_free *)(uintptr_t)8)   /* what a damaged link decodes to */
+#define LL_LINK_ADDR ((uintptr_t)0x0000fffffffffff0ull) /* address bits a link keeps */
+
+static inline uint64_t ll_tree_link_tag(uint64_t k, uintptr_t v)
+{
+    return ((k ^ v) * 0x9e3779b97f4a7c15ull) >> 44; /* 20 bits */
+}
+
+/* The link hook: returns the link stored in slot (a node's left or right, or the root), or
+ * LL_LINK_BAD if the stored word was changed. */
 static inline struct ll_free *ll_tree_get_link(const struct ll_tree *tree, struct ll_free *const *slot)
 {
-    return (struct ll_free *)((uintptr_t)*slot ^ (uintptr_t)heap_hard_key(tree->secret, (uintptr_t)slot));
+    uint64_t k = heap_hard_key(tree->secret, (uintptr_t)slot);
+    uint64_t w = (uint64_t)(uintptr_t)*slot ^ k;
+    uintptr_t v = (uintptr_t)((int64_t)(w << 16) >> 16) & ~(uintptr_t)15; /* bit 47 sign-extended */
+
+    if (heap_unlikely(((w & 15) | (w >> 48 << 4)) != ll_tree_link_tag(k, v)))
+        return LL_LINK_BAD;
+    return (struct ll_free *)v;
 }
 
-/* The link hook: stores link v in slot, mangled with a key of the slot's address. */
+/* The link hook: stores link v (NULL or a node: 16-aligned, canonical) in slot, tagged and mangled
+ * with a key of the slot's address. */
 static inline void ll_tree_set_link(const struct ll_tree *tree, struct ll_free **slot, struct ll_free *v)
 {
-    *slot = (struct ll_free *)((uintptr_t)v ^ (uintptr_t)heap_hard_key(tree->secret, (uintptr_t)slot));
+    uint64_t k = heap_hard_key(tree->secret, (uintptr_t)slot);
+    uint64_t t = ll_tree_link_tag(k, (uintptr_t)v);
+
+    *slot =
+        (struct ll_free *)(uintptr_t)((((uint64_t)(uintptr_t)v & LL_LINK_ADDR) | (t & 15) | (t >> 4 << 48)) ^
+                                      k);
 }
 
-/* True if link f is NULL or a plausible node: aligned, inside the envelope, FREE cookie. */
+/* True if link f is NULL or a plausible node: aligned, inside the envelope, a FREE cookie that
+ * seals its size, and its block ends inside the envelope. */
 static inline bool ll_tree_link_ok(const struct ll_tree *tree, const struct ll_free *f)
 {
     uintptr_t a = (uintptr_t)f;
@@ -59,7 +92,20 @@ static inline bool ll_tree_link_ok(const struct ll_tree *tree, const struct ll_f
     if (f == NULL)
         return true;
     return a % HEAP_MIN_ALIGN == 0 && a >= tree->lo && a < tree->hi && tree->hi - a >= LL_MIN_BLOCK &&
-           f->hdr.cookie == ll_cookie(tree->secret, &f->hdr, LL_FREE) && !(f->hdr.size & LL_INUSE);
+           f->hdr.cookie == ll_cookie(tree->secret, &f->hdr, LL_FREE) && !(f->hdr.size & LL_INUSE) &&
+           ll_block_size(&f->hdr) <= tree->hi - a;
+}
+
+/* True if link f is NULL or may be followed: its tag matched (not LL_LINK_BAD), it is aligned and a
+ * minimum block fits inside the envelope there. The tag authenticates the link itself, so the tree's
+ * shape is safe to walk and change with this check alone; the target's header (its sealed size) is
+ * checked by ll_tree_link_ok() only where its size is used to carve or merge memory. */
+static inline bool ll_tree_link_plausible(const struct ll_tree *tree, const struct ll_free *f)
+{
+    uintptr_t a = (uintptr_t)f;
+
+    return f == NULL ||
+           (a % HEAP_MIN_ALIGN == 0 && a >= tree->lo && a < tree->hi && tree->hi - a >= LL_MIN_BLOCK);
 }
 
 /* True if node t's block ends inside the envelope (t itself passed ll_tree_link_ok), so the block
@@ -75,11 +121,37 @@ static inline void ll_tree_report_corrupt(const struct ll_tree *tree, const stru
     heap_hard_report(tree->heap, HEAP_ERR_CORRUPT_FREELIST, (const char *)f + LL_HDR, 0, 0, NULL, NULL);
 }
 
+/* Reports link g, read from slot of node f (NULL: the root), that failed ll_tree_link_ok(). A link
+ * whose tag does not match was written over: the slot lies in the body of free block f, so that is
+ * a write into freed memory (a use-after-free write at the slot's offset). A link that is intact
+ * but leads to a node whose header fails its seal names that header (corrupted metadata). */
+static inline void ll_tree_report_link(const struct ll_tree *tree, const struct ll_free *f,
+                                       struct ll_free *const *slot, const struct ll_free *g)
+{
+    const char *p = f != NULL ? (const char *)f + LL_HDR : NULL;
+
+    if (g == LL_LINK_BAD && f != NULL)
+        heap_hard_report(tree->heap, HEAP_ERR_USE_AFTER_FREE, p, 0, (size_t)((const char *)slot - p), NULL,
+                         f->hdr.site);
+    else if (g != LL_LINK_BAD && (uintptr_t)g % HEAP_MIN_ALIGN == 0 && (uintptr_t)g >= tree->lo &&
+             (uintptr_t)g < tree->hi && tree->hi - (uintptr_t)g >= LL_MIN_BLOCK)
+        heap_hard_report(tree->heap, HEAP_ERR_CORRUPT_METADATA, (const char *)g + LL_HDR, 0, 0, NULL, NULL);
+    else
+        heap_hard_report(tree->heap, HEAP_ERR_CORRUPT_FREELIST, f != NULL ? p : (const char *)g, 0, 0, NULL,
+                         NULL);
+}
+
+/* Makes the current public call fail (after a report). */
+static inline void ll_tree_abort(const struct ll_tree *tree)
+{
+    tree->heap->hard.owner->hard.abort = true;
+}
+
 /* Reports a corrupted free list at node f and makes the current public call fail. */
 static inline void ll_tree_report_and_abort(const struct ll_tree *tree, const struct ll_free *f)
 {
     ll_tree_report_corrupt(tree, f);
-    tree->heap->hard.owner->hard.abort = true;
+    ll_tree_abort(tree);
 }
 
 /* Widens the envelope to cover [start, end). */
@@ -118,6 +190,13 @@ static inline bool ll_tree_link_ok(const struct ll_tree *tree, const struct ll_f
     return true;
 }
 
+static inline bool ll_tree_link_plausible(const struct ll_tree *tree, const struct ll_free *f)
+{
+    (void)tree;
+    (void)f;
+    return true;
+}
+
 static inline bool ll_tree_block_inside(const struct ll_tree *tree, const struct ll_free *t)
 {
     (void)tree;
@@ -129,6 +208,20 @@ static inline void ll_tree_report_corrupt(const struct ll_tree *tree, const stru
 {
     (void)tree;
     (void)f;
+}
+
+static inline void ll_tree_report_link(const struct ll_tree *tree, const struct ll_free *f,
+                                       struct ll_free *const *slot, const struct ll_free *g)
+{
+    (void)tree;
+    (void)f;
+    (void)slot;
+    (void)g;
+}
+
+static inline void ll_tree_abort(const struct ll_tree *tree)
+{
+    (void)tree;
 }
 
 static inline void ll_tree_report_and_abort(const struct ll_tree *tree, const struct ll_free *f)
@@ -423,8 +516,9 @@ static inline struct ll_free *ll_tree_follow_link(const struct ll_tree *tree, co
 {
     struct ll_free *g = ll_tree_get_link(tree, slot);
 
-    if (heap_unlikely(!ll_tree_link_ok(tree, g))) {
-        ll_tree_report_and_abort(tree, f != NULL ? f : g);
+    if (heap_unlikely(!ll_tree_link_plausible(tree, g))) {
+        ll_tree_report_link(tree, f, slot, g);
+        ll_tree_abort(tree);
         *bad = true;
         return NULL;
     }
@@ -472,6 +566,12 @@ struct ll_free *ll_tree_fit_after(const struct ll_tree *tree, uintptr_t x, size_
  * if key is present but expected absent, or the reverse. Reads only validated links: safe on a
  * damaged tree. (In plain mode every link counts as valid; hardened mode calls this.) */
 bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool present);
+
+/* After ll_tree_path_ok() answered false: reports (hardened mode) the first thing on that path that
+ * failed, as precisely as it is known: a link whose tag does not match as a write into the free block
+ * that holds it (ll_tree_report_link), an intact link to a damaged header as corrupted metadata,
+ * anything else as a corrupted free list naming the node. */
+void ll_tree_path_report(const struct ll_tree *tree, const struct ll_free *key, bool present);
 
 /* True if address a lies inside a node's block (header or body): one descent to the highest node at
  * or below a, following only validated links inside the interval their ancestors allow. A damaged

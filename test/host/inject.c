@@ -4,11 +4,13 @@
  * Usage: kheap-inject [--trials N] [--seed S] [--backends a,b,..] [--kinds k,..] [--jobs J] [--check]
  *                     [--verbose]
  *   backends: bump, linked_list, fixed_size_block (the hardened library) and glibc (the system malloc).
- *   kinds: clean uaf_hi uaf_lo df_reuse df_now inv_interior inv_stack inv_global inv_past_end
+ *   kinds: clean uaf_hi uaf_lo uaf_old df_reuse df_now inv_interior inv_stack inv_global inv_past_end
  *          overflow meta_flip (default: all; see kinds[] below for what each one does).
- *   --check: exit 1 unless what holds today keeps holding (clean trials and build phases report
- *            nothing, never crash or overlap; immediate double free and invalid frees >= 99.9% right;
- *            overflow >= 99% right). Checks kheap backends only, never glibc.
+ *   --check: exit 1 unless the issue's targets hold: no false positive (clean trials and build
+ *            phases), no silent crash, silent overlap, overlap after a report or hang in any cell;
+ *            immediate double free and invalid frees >= 99.9% right; overflow and use-after-free
+ *            writes (uaf_hi, uaf_lo, uaf_old) >= 99%; double free after reuse >= 95%. Checks kheap
+ *            backends only, never glibc.
  *
  * How it works. One trial = one forked child, so a crash is survivable and counted:
  *   1. build: a fresh heap (its own mmap arena; glibc: the child's copy of the process heap), 200-599
@@ -34,6 +36,9 @@
  *   late_overlap / late_crash - the same, after a report (the library went on after reporting);
  *   hang   - the child exceeded TRIAL_SECONDS; na - the injection could not be set up (no reuse).
  *   build_fp - reports during the build phases (no bug injected yet): false positives.
+ *   reused / right_fresh / ovl_reused (df_reuse) - trials where v's memory was handed out again
+ *            before the second free, right reports among the other trials, overlaps in the reused
+ *            ones (a second free of a live block's memory: undetectable; --check excludes them).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -72,7 +77,11 @@ enum kind {
     K_CLEAN,        /* no bug: every report is a false positive */
     K_UAF_HI,       /* free a live block of >= 17 B, write one byte at offset 16..min(2047, size-1) */
     K_UAF_LO,       /* same at offset 0..min(15, size-1): the words a backend keeps in a free block */
-    K_DF_REUSE,     /* free v, allocate v's size until a block overlaps v, then free v again */
+    K_UAF_OLD,      /* free a live block, 1..64 follow-up operations, then write one byte at offset
+                     * 0..min(2047, size-1) of it that no live block holds (coalesced, split, cached) */
+    K_DF_REUSE,     /* free v, then rounds of one follow-up operation and one allocation of v's size
+                     * (each kept live) until a block overlaps v (at most 64 rounds), then free v
+                     * again; "reused" counts the trials where v's memory was handed out in between */
     K_DF_NOW,       /* free v twice in a row */
     K_INV_INTERIOR, /* free p + k, 0 < k < size (aligned or not) of a live block p */
     K_INV_STACK,    /* free the address of a 16-aligned local of the child */
@@ -84,14 +93,15 @@ enum kind {
 };
 
 static const char *const kind_names[K_COUNT] = {
-    "clean",     "uaf_hi",     "uaf_lo",       "df_reuse", "df_now",    "inv_interior",
-    "inv_stack", "inv_global", "inv_past_end", "overflow", "meta_flip",
+    "clean",        "uaf_hi",    "uaf_lo",     "uaf_old",      "df_reuse", "df_now",
+    "inv_interior", "inv_stack", "inv_global", "inv_past_end", "overflow", "meta_flip",
 };
 
 static const char *const kind_titles[K_COUNT] = {
     "clean (no bug): any report = false positive",
     "use-after-free write, offset 16-2047",
     "use-after-free write, offset 0-15",
+    "use-after-free write into an older free block, offset 0-2047",
     "double free after reuse",
     "immediate double free",
     "invalid free: interior",
@@ -117,12 +127,15 @@ struct record {
     int check_nonzero;    /* heap_check() returned non-zero */
     int phase;            /* the child's enum phase, as it goes (glibc: where it aborted) */
     int bad_before_first; /* a bad allocation came before the first report */
+    int reused;           /* df_reuse: v's memory was handed out again before the second free */
     char msg[GLIBC_MSG];  /* glibc: start of the abort message */
 };
 
 struct cell {
     unsigned long trials, right, any, none, crash, overlap, late_overlap, late_crash, hang, na;
-    unsigned long build_fp, check_nonzero;
+    unsigned long build_fp, check_nonzero, reused;
+    unsigned long right_fresh; /* df_reuse: right among the trials whose memory was not reused */
+    unsigned long ovl_reused;  /* df_reuse: overlaps (silent or late) in trials whose memory was reused */
     unsigned long check_crash; /* crashes (silent or late) inside heap_check() itself */
     struct record *recs;       /* one per trial, shared with the children */
 };
@@ -277,6 +290,15 @@ static void adopt(int s, unsigned char *p, size_t size, bool fill)
     slots[s] = (struct slot){p, size};
 }
 
+/* True if byte a belongs to a live block of the shadow map. */
+static bool live_holds(const unsigned char *a)
+{
+    for (int i = 0; i < SLOTS; i++)
+        if (slots[i].p != NULL && slots[i].p <= a && a < slots[i].p + slots[i].size)
+            return true;
+    return false;
+}
+
 static int random_live(size_t min_size)
 {
     int start = (int)below(SLOTS);
@@ -369,6 +391,29 @@ static bool inject(enum kind k)
         v[off] = (unsigned char)(v[off] ^ (1 + below(255)));
         return true;
     }
+    case K_UAF_OLD: {
+        if ((s = random_live(1)) < 0)
+            return false;
+        size_t size = slots[s].size, span = size < 2048 ? size : 2048;
+        v = free_slot(s);
+        int rounds = 1 + (int)below(64);
+        for (int i = 0; i < rounds; i++)
+            random_op(true);
+        /* a byte of v that no live block holds now (a random start, then the next free one) */
+        size_t start = below(span), off = span;
+        for (size_t j = 0; j < span && off == span; j++) {
+            size_t o = (start + j) % span;
+            if (!live_holds(v + o))
+                off = o;
+        }
+        if (off == span)
+            return false;
+        exp_kind = HEAP_ERR_USE_AFTER_FREE;
+        exp_ptr = v;
+        exp_addr = v + off;
+        v[off] = (unsigned char)(v[off] ^ (1 + below(255)));
+        return true;
+    }
     case K_DF_REUSE: {
         if ((s = random_live(1)) < 0)
             return false;
@@ -376,15 +421,18 @@ static bool inject(enum kind k)
         v = free_slot(s);
         bool reused = false;
         for (int i = 0; i < REUSE_TRIES && !reused; i++) {
-            int e = empty_slot();
+            int e;
             unsigned char *p;
-            if (e < 0 || (p = a_alloc(size)) == NULL)
-                break;
+            random_op(true);
+            if ((e = empty_slot()) < 0 || (p = a_alloc(size)) == NULL)
+                continue;
             adopt(e, p, size, true);
             reused = p < v + size && v < p + size;
         }
-        if (!reused)
-            return false;
+        /* also memory the follow-up operations were given */
+        for (int i = 0; i < SLOTS && !reused; i++)
+            reused = slots[i].p != NULL && slots[i].p < v + size && v < slots[i].p + slots[i].size;
+        rec->reused = reused;
         exp_kind = HEAP_ERR_DOUBLE_FREE;
         exp_kind2 = HEAP_ERR_INVALID_FREE;
         exp_ptr = v;
@@ -605,6 +653,7 @@ static void classify(struct cell *c, enum kind k, struct record *r, int sig, con
         crashed = false;
     }
     c->build_fp += r->build_reports != 0;
+    c->reused += r->reused != 0 && !r->na;
     if (r->na) {
         c->na++;
         return;
@@ -618,6 +667,10 @@ static void classify(struct cell *c, enum kind k, struct record *r, int sig, con
     } else {
         c->none++;
     }
+    if (r->reports != 0 && r->reused == 0 && r->first_right && !r->bad_before_first &&
+        (!immediate_kind(k) || r->first_phase == PH_INJECT))
+        c->right_fresh++;
+    c->ovl_reused += r->bad_alloc && r->reused;
     if (r->bad_alloc) {
         if (r->bad_after_report)
             c->late_overlap++;
@@ -718,17 +771,17 @@ static void print_results(int nb, const bool *kon, unsigned long trials)
     printf("kheap-inject: %lu trials per cell, seed %" PRIu64
            ", %d follow-up operations, then heap_check()\n",
            trials, seed, FOLLOW_OPS);
-    printf("%-18s %8s %8s %8s %6s %8s %6s %7s %5s %6s %5s\n", "backend", "right%", "any%", "none%", "crash",
-           "overlap", "l.ovl", "l.crash", "hang", "na", "b.fp");
+    printf("%-18s %8s %8s %8s %6s %8s %6s %7s %5s %6s %5s %6s\n", "backend", "right%", "any%", "none%",
+           "crash", "overlap", "l.ovl", "l.crash", "hang", "na", "b.fp", "reused");
     for (int k = 0; k < K_COUNT; k++) {
         if (!kon[k])
             continue;
         printf("-- %s (%s)\n", kind_titles[k], kind_names[k]);
         for (int b = 0; b < nb; b++) {
             struct cell *c = &cells[b][k];
-            printf("%-18s %8.2f %8.2f %8.2f %6lu %8lu %6lu %7lu %5lu %6lu %5lu\n", ifs[b].name,
+            printf("%-18s %8.2f %8.2f %8.2f %6lu %8lu %6lu %7lu %5lu %6lu %5lu %6lu\n", ifs[b].name,
                    pct(c->right, c->trials), pct(c->any, c->trials), pct(c->none, c->trials), c->crash,
-                   c->overlap, c->late_overlap, c->late_crash, c->hang, c->na, c->build_fp);
+                   c->overlap, c->late_overlap, c->late_crash, c->hang, c->na, c->build_fp, c->reused);
         }
     }
     unsigned long build_fp = 0, build_n = 0;
@@ -739,10 +792,11 @@ static void print_results(int nb, const bool *kon, unsigned long trials)
             struct cell *c = &cells[b][k];
             printf("BENCH inject backend=%s kind=%s trials=%lu right=%lu any=%lu none=%lu crash=%lu "
                    "overlap=%lu late_overlap=%lu late_crash=%lu hang=%lu na=%lu build_fp=%lu "
-                   "check_nonzero=%lu check_crash=%lu seed=%" PRIu64 "\n",
+                   "check_nonzero=%lu check_crash=%lu reused=%lu right_fresh=%lu ovl_reused=%lu seed=%" PRIu64
+                   "\n",
                    ifs[b].name, kind_names[k], c->trials, c->right, c->any, c->none, c->crash, c->overlap,
                    c->late_overlap, c->late_crash, c->hang, c->na, c->build_fp, c->check_nonzero,
-                   c->check_crash, seed);
+                   c->check_crash, c->reused, c->right_fresh, c->ovl_reused, seed);
             if (ifs[b].ops != NULL) {
                 build_fp += c->build_fp;
                 build_n += c->trials + c->na;
@@ -753,7 +807,9 @@ static void print_results(int nb, const bool *kon, unsigned long trials)
            build_n, build_fp);
 }
 
-/* --check: what holds today and must keep holding. Returns 0 if it does. */
+/* --check: the issue's targets for the hardened library (right-report rates per kind; no silent
+ * crash, no silent overlap, no overlap after a report, no hang, no false positive anywhere).
+ * Returns 0 if they hold. */
 static int check_results(int nb, const bool *kon)
 {
     int failed = 0;
@@ -776,11 +832,33 @@ static int check_results(int nb, const bool *kon)
                        ifs[b].name, c->any, c->crash + c->late_crash, c->overlap, c->hang);
                 failed = 1;
             }
+            /* df_reuse: a second free of memory handed out again in between frees a live block
+             * (or part of one): no allocator can tell it from that block's own free. Those trials'
+             * overlaps are expected; every other overlap fails. */
+            unsigned long ovl = c->overlap + c->late_overlap - (k == K_DF_REUSE ? c->ovl_reused : 0);
+            if (c->crash != 0 || ovl != 0 || c->hang != 0) {
+                printf("CHECK FAILED: %s %s: %lu silent crashes, %lu silent overlaps, %lu overlaps after a "
+                       "report, %lu hangs\n",
+                       ifs[b].name, kind_names[k], c->crash, c->overlap, c->late_overlap, c->hang);
+                failed = 1;
+            }
             if (k == K_DF_NOW || k == K_INV_INTERIOR || k == K_INV_STACK || k == K_INV_GLOBAL ||
                 k == K_INV_PAST_END)
                 need = 99.9;
-            if (k == K_OVERFLOW)
+            if (k == K_OVERFLOW || k == K_UAF_HI || k == K_UAF_LO || k == K_UAF_OLD)
                 need = 99.0;
+            if (k == K_DF_REUSE)
+                need = 95.0;
+            if (k == K_DF_REUSE) {
+                /* over the trials whose memory was not reused (the rest: see above) */
+                unsigned long fresh = c->trials - (c->reused < c->trials ? c->reused : c->trials);
+                if (fresh == 0 || pct(c->right_fresh, fresh) < need) {
+                    printf("CHECK FAILED: %s df_reuse: right %.2f%% < %.1f%% of %lu trials not reused\n",
+                           ifs[b].name, fresh ? pct(c->right_fresh, fresh) : 0.0, need, fresh);
+                    failed = 1;
+                }
+                continue;
+            }
             if (need >= 0 && (c->trials == 0 || pct(c->right, c->trials) < need)) {
                 printf("CHECK FAILED: %s %s: right %.2f%% < %.1f%% (%lu trials)\n", ifs[b].name,
                        kind_names[k], pct(c->right, c->trials), need, c->trials);

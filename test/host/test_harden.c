@@ -62,6 +62,8 @@ static void fresh_heap(struct fixture *f)
     env.ctx = f; /* capture() needs the fixture; grow needs the arena: arena is its first member */
     env.report = capture;
     env.secret = 0x1234567887654321ull;
+    /* The backends' own checks, where they reuse memory; the quarantine has its own tests below. */
+    env.quarantine_blocks = HEAP_QUARANTINE_OFF;
     f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
     assert_non_null(f->h);
     f->n = 0;
@@ -282,7 +284,8 @@ static void test_freed_large_block(void **state)
         return; /* bump reuses memory only on rollback or reset: covered by the tests above */
     env.ctx = f;
     env.report = capture;
-    env.grow = NULL; /* so that running out of memory happens in this test */
+    env.grow = NULL;                             /* so that running out of memory happens in this test */
+    env.quarantine_blocks = HEAP_QUARANTINE_OFF; /* the backend's reuse checks, as in fresh_heap() */
     f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
     assert_non_null(f->h);
     keep = heap_alloc(f->h, 10);
@@ -327,11 +330,12 @@ static void test_corrupt_freelist(void **state)
 
     if (g_ops->arena) {
         /* bump has no free list: its links are in the header (prev_next, last word before the block,
-         * followed on rollback). Corrupt the newest block's, then free it. */
+         * followed on rollback), sealed with the size. Corrupt the newest block's, then free it: the
+         * seal no longer matches (corrupted metadata), and the free is refused. */
         link = (uintptr_t *)(void *)(b - sizeof(uintptr_t));
-        *link ^= (uintptr_t)1 << 40; /* far outside the region whatever the layout (0x40 could land inside) */
+        *link ^= (uintptr_t)1 << 40;
         heap_free(f->h, b);
-        expect(f, n, HEAP_ERR_CORRUPT_FREELIST, b);
+        expect(f, n, HEAP_ERR_CORRUPT_METADATA, b);
         return;
     }
     heap_free(f->h, p); /* p is between two used blocks: its links are its first word(s) */
@@ -339,7 +343,12 @@ static void test_corrupt_freelist(void **state)
     assert_int_not_equal(*link, 0); /* mangled: even a NULL link is not stored as 0 */
     *link = (uintptr_t)(a + 16);    /* an attacker's pointer, stored unmangled */
     assert_null(heap_alloc(f->h, 64));
-    expect(f, n, HEAP_ERR_CORRUPT_FREELIST, p);
+    /* Named as p's: a corrupted free list (fixed_size_block), or, where the links are tagged and the
+     * damaged one is known to lie in p's body, a write into freed memory at offset 0 (linked_list). */
+    assert_int_equal(f->n, n + 1);
+    assert_true(f->r[n].kind == HEAP_ERR_CORRUPT_FREELIST || f->r[n].kind == HEAP_ERR_USE_AFTER_FREE);
+    assert_ptr_equal(f->r[n].ptr, p);
+    assert_int_equal(f->r[n].offset, 0);
     assert_int_equal(heap_check(f->h) >= 1, 1); /* check() sees it too */
     (void)a;
 }
@@ -769,6 +778,199 @@ static void test_double_free_names_first_free(void **state)
     }
 }
 
+/* ---- the quarantine (heap_quarantine.h): on by default but for bump; the tests above turn it off ---- */
+
+/* A heap with the default quarantine, over a fresh part of f's arena's memory (a new secret, so no
+ * metadata of the heap before it is recognised). */
+static void quarantine_heap(struct fixture *f)
+{
+    static uint64_t generation;
+    struct heap_env env = host_arena_env(&f->arena);
+
+    env.ctx = f;
+    env.report = capture;
+    env.secret = 0x2468ace013579bdfull + 2 * ++generation;
+    env.quarantine_blocks = HEAP_QUARANTINE_DEFAULT_BLOCKS; /* set: bump too (its default is none) */
+    f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+    assert_non_null(f->h);
+    f->n = 0;
+}
+
+/* A double free after many other allocations (and frees) of the same size is still reported, with
+ * the first free's site: the block was held back, no allocation got its memory. */
+static void test_quarantine_double_free_after_reuse(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 100 };
+    static char *q[N];
+    char *a;
+    size_t n;
+
+    quarantine_heap(f);
+    char *keep = heap_alloc(f->h, 10); /* a live block: freeing the last one would drain */
+    a = heap_alloc(f->h, 100);
+    free_from_one_site(f->h, a);
+    for (int i = 0; i < N; i++) {
+        q[i] = heap_alloc(f->h, 100);
+        assert_non_null(q[i]);
+        assert_false(q[i] < a + 100 && a < q[i] + 100); /* never a's memory */
+        if (i % 2 == 1) {
+            heap_free(f->h, q[i - 1]);
+            q[i - 1] = NULL;
+        }
+    }
+    assert_int_equal(f->n, 0);
+    assert_int_equal(heap_check(f->h), 0);
+    n = f->n;
+    heap_free(f->h, a);
+    const struct heap_report *r = expect(f, n, HEAP_ERR_DOUBLE_FREE, a);
+    assert_non_null(r->free_site);
+    assert_null(heap_realloc(f->h, a, 10)); /* realloc and usable_size of it too */
+    expect(f, n + 1, HEAP_ERR_DOUBLE_FREE, a);
+    assert_int_equal(heap_usable_size(f->h, a), 0);
+    expect(f, n + 2, HEAP_ERR_DOUBLE_FREE, a);
+    for (int i = 0; i < N; i++)
+        heap_free(f->h, q[i]);
+    heap_free(f->h, keep);
+    assert_int_equal(f->n, n + 3);
+}
+
+/* A write into a quarantined block -- anywhere in its poison, or its mark where its trailer was -- is
+ * found by heap_check(): exactly one use-after-free report naming the block, the first damaged
+ * byte and the first free's site; the block is retired there, so neither a later heap_check() nor its
+ * leaving the quarantine reports it again, it is never handed out, and the statistics stay exact. */
+static void test_quarantine_use_after_free(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t offsets[] = {0, 7, 8, 15, 16, 60, 88, 95, 111};
+
+    for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+        char *keep, *a;
+        size_t n, bu, mark;
+        const struct heap_report *r;
+
+        quarantine_heap(f);
+        keep = heap_alloc(f->h, 10);
+        a = heap_alloc(f->h, 80); /* backend usable size 112 or 128: the mark at bu - 16 */
+        bu = heap_block_info(f->h, a).usable;
+        mark = bu - HEAP_HARD_TRAILER;
+        free_from_one_site(f->h, a);
+        assert_int_equal(heap_block_info(f->h, a).kind, HEAP_PTR_FREED);
+        a[offsets[i]] ^= 0x20;
+        n = f->n;
+        assert_int_equal(heap_check(f->h), 1);
+        r = expect(f, n, HEAP_ERR_USE_AFTER_FREE, a);
+        /* the first damaged byte; a write into the mark's site word is found as a damaged mark */
+        assert_int_equal(r->offset, offsets[i] < mark ? offsets[i] : mark);
+        if (offsets[i] < mark)
+            assert_non_null(r->free_site);
+        assert_int_equal(heap_check(f->h), 0); /* retired: a consistent used block */
+        assert_int_equal(f->n, n + 1);
+        /* 600 more frees push its entry out of the quarantine: nothing more is reported, and its
+         * memory is never handed out */
+        for (int j = 0; j < 600; j++) {
+            char *p = heap_alloc(f->h, 80);
+            assert_non_null(p);
+            assert_false(p < a + bu && a < p + 80);
+            heap_free(f->h, p);
+        }
+        assert_int_equal(f->n, n + 1);
+        assert_int_equal(heap_check(f->h), 0);
+        assert_int_equal(heap_stats(f->h).bytes_in_use, 10);
+        assert_int_equal(heap_stats(f->h).live_allocs, 1);
+        heap_free(f->h, keep);
+        assert_int_equal(heap_check(f->h), 0);
+    }
+}
+
+/* A write into a quarantined block that heap_check() did not see is found when the block leaves the
+ * quarantine: one report, and the block is retired instead of freed to the backend. */
+static void test_quarantine_use_after_free_on_leave(void **state)
+{
+    struct fixture *f = *state;
+    char *keep, *a;
+    size_t n;
+
+    quarantine_heap(f);
+    keep = heap_alloc(f->h, 10);
+    a = heap_alloc(f->h, 48);
+    heap_free(f->h, a);
+    a[20] = 'u';
+    n = f->n;
+    for (size_t j = 0; j < HEAP_QUARANTINE_DEFAULT_BLOCKS; j++) {
+        char *p = heap_alloc(f->h, 48);
+        assert_non_null(p);
+        assert_false(p < a + 48 && a < p + 48);
+        heap_free(f->h, p);
+    }
+    const struct heap_report *r = expect(f, n, HEAP_ERR_USE_AFTER_FREE, a);
+    assert_int_equal(r->offset, 20);
+    assert_int_equal(heap_check(f->h), 0);
+    for (int j = 0; j < 300; j++) {
+        char *p = heap_alloc(f->h, 48);
+        assert_false(p < a + 48 && a < p + 48);
+        heap_free(f->h, p);
+    }
+    assert_int_equal(f->n, n + 1);
+    heap_free(f->h, keep);
+    assert_int_equal(heap_check(f->h), 0);
+}
+
+/* Quarantined blocks are not in use: the statistics do not count them; freeing the last live block
+ * drains the quarantine (bump then resets: its next block is its first again), and an allocation
+ * that would fail for lack of memory drains it first. */
+static void test_quarantine_stats_and_drain(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 64 };
+    char *p[N], *first;
+    struct heap_env env;
+
+    quarantine_heap(f);
+    for (int i = 0; i < N; i++)
+        p[i] = heap_alloc(f->h, 1000);
+    first = p[0];
+    for (int i = 1; i < N; i++)
+        heap_free(f->h, p[i]);
+    assert_int_equal(heap_stats(f->h).bytes_in_use, 1000);
+    assert_int_equal(heap_stats(f->h).live_allocs, 1);
+    assert_int_equal(heap_check(f->h), 0);
+    heap_free(f->h, first); /* the last one: the quarantine is drained */
+    assert_int_equal(heap_stats(f->h).bytes_in_use, 0);
+    assert_int_equal(heap_check(f->h), 0);
+    if (g_ops->arena)
+        assert_ptr_equal(heap_alloc(f->h, 1000), first);
+    assert_int_equal(f->n, 0);
+
+    /* No growth: a full heap with everything else quarantined still serves the next request. */
+    env = host_arena_env(&f->arena);
+    env.ctx = f;
+    env.report = capture;
+    env.grow = NULL;
+    env.secret = 0x5555aaaa5555aaabull;
+    env.quarantine_blocks = HEAP_QUARANTINE_DEFAULT_BLOCKS;
+    f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+    assert_non_null(f->h);
+    enum { MAX = INITIAL / 4000 + 1 };
+    static char *q[MAX];
+    size_t got = 0;
+    char *keep = heap_alloc(f->h, 16), *again;
+
+    while (got < MAX && (q[got] = heap_alloc(f->h, 4000)) != NULL)
+        got++;
+    assert_true(got > 2 && got < MAX); /* the heap is full */
+    for (size_t i = 0; i < got; i++)
+        heap_free(f->h, q[i]); /* all quarantined (keep stays live: no drain) */
+    assert_int_equal(heap_stats(f->h).live_allocs, 1);
+    again = heap_alloc(f->h, 4000); /* no free memory left but the quarantine's: drained, then served */
+    if (!g_ops->arena)
+        assert_non_null(again);
+    assert_int_equal(heap_check(f->h), 0);
+    assert_int_equal(f->n, 0);
+    heap_free(f->h, again);
+    heap_free(f->h, keep);
+}
+
 /* heap_block_info(), the debugger's view: a live block's requested size and allocation site from its
  * trailer, a freed block's free site, interior and foreign pointers not blocks; nothing is reported. */
 static void test_block_info(void **state)
@@ -811,6 +1013,108 @@ static void test_block_info(void **state)
     assert_int_equal(heap_block_info(NULL, &local).kind, HEAP_PTR_UNKNOWN);
 }
 
+/* Every byte (with four bit patterns) of the 48 bytes right in front of a free block and of the newest
+ * used block (whose free rolls bump back) is changed in turn, on a fresh heap with a fresh secret each time,
+ * and a fixed sequence of operations follows. Whatever the byte: no crash, no allocation overlapping a live
+ * block, and whatever check() finds is reported ("a report, then safe refusal, or nothing changes"). Header
+ * bytes that guard nothing (a free site) may change silently. */
+#define FLIP_LIVE 16
+
+struct flip_live {
+    unsigned char *p[FLIP_LIVE];
+    size_t n[FLIP_LIVE];
+};
+
+/* Adds block p of n bytes (NULL: nothing) to lv, asserting it overlaps no live block. */
+static void flip_add(struct flip_live *lv, void *p, size_t n)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < FLIP_LIVE; i++)
+        if (lv->p[i] != NULL)
+            assert_true((unsigned char *)p + n <= lv->p[i] || lv->p[i] + lv->n[i] <= (unsigned char *)p);
+    for (size_t i = 0; i < FLIP_LIVE; i++) {
+        if (lv->p[i] == NULL) {
+            lv->p[i] = p;
+            lv->n[i] = n;
+            return;
+        }
+    }
+    fail_msg("flip_add: more than %d live blocks", FLIP_LIVE);
+}
+
+static void flip_drop(struct flip_live *lv, const void *p)
+{
+    for (size_t i = 0; i < FLIP_LIVE; i++)
+        if (lv->p[i] == p)
+            lv->p[i] = NULL;
+}
+
+static void test_metadata_flips(void **state)
+{
+    static const unsigned char patterns[] = {0x01, 0x10, 0x80, 0xff};
+    struct fixture *f = *state;
+    size_t cases = 0, silent = 0;
+
+    for (int freed = 0; freed < 2; freed++) {
+        for (size_t k = 1; k <= 48; k++) {
+            for (size_t pi = 0; pi < sizeof(patterns); pi++) {
+                struct heap_env env = host_arena_env(&f->arena);
+                struct flip_live lv = {{0}, {0}};
+                unsigned char *a, *v, *b, *c, *q, *t;
+
+                memset(f->arena.base, 0, INITIAL); /* no stale metadata of the case before */
+                env.ctx = f;
+                env.report = capture;
+                env.secret = 0x9e3779b97f4a7c15ull * (cases + 1) | 1;
+                f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+                assert_non_null(f->h);
+                f->n = 0;
+                a = heap_alloc(f->h, 100);
+                v = heap_alloc(f->h, 300);
+                b = heap_alloc(f->h, 100);
+                c = heap_alloc(f->h, 200);
+                assert_true(a && v && b && c);
+                flip_add(&lv, a, 100);
+                flip_add(&lv, b, 100);
+                flip_add(&lv, c, 200);
+                if (freed)
+                    heap_free(f->h, v);
+                else
+                    flip_add(&lv, v, 300);
+                t = freed ? v : c;
+                t[-(ptrdiff_t)k] ^= patterns[pi];
+                /* Reuse, merges on both sides of v, a resize in place, small, large and aligned. */
+                flip_add(&lv, heap_alloc(f->h, 50), 50);
+                flip_add(&lv, heap_alloc(f->h, 280), 280);
+                flip_drop(&lv, b);
+                heap_free(f->h, b);
+                if (!freed) {
+                    flip_drop(&lv, c);
+                    heap_free(f->h, c);
+                    flip_drop(&lv, v);
+                    heap_free(f->h, v);
+                }
+                q = heap_realloc(f->h, a, 400);
+                if (q != NULL) {
+                    flip_drop(&lv, a);
+                    flip_add(&lv, q, 400);
+                }
+                flip_add(&lv, heap_alloc(f->h, 2000), 2000);
+                flip_add(&lv, heap_alloc(f->h, 300), 300);
+                flip_add(&lv, heap_alloc_aligned(f->h, 64, 256), 64);
+                if (heap_check(f->h) != 0)
+                    assert_int_not_equal(f->n, 0); /* what check() finds is reported */
+                silent += f->n == 0;
+                cases++;
+            }
+        }
+    }
+    assert_int_equal(cases, 2 * 48 * sizeof(patterns));
+    if (verbose)
+        fprintf(stderr, "%zu cases, %zu without a report (and a healthy heap)\n", cases, silent);
+}
+
 static const struct kheap_test tests[] = {
     KHEAP_TEST(test_names),
     KHEAP_TEST(test_double_free),
@@ -835,7 +1139,12 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST(test_bump_nonadjacent_region),
     KHEAP_TEST(test_bump_write_after_reset),
     KHEAP_TEST(test_double_free_names_first_free),
+    KHEAP_TEST(test_quarantine_double_free_after_reuse),
+    KHEAP_TEST(test_quarantine_use_after_free),
+    KHEAP_TEST(test_quarantine_use_after_free_on_leave),
+    KHEAP_TEST(test_quarantine_stats_and_drain),
     KHEAP_TEST(test_block_info),
+    KHEAP_TEST(test_metadata_flips),
 };
 
 int main(int argc, char **argv)

@@ -50,6 +50,7 @@ static int setup(void **state)
     assert_non_null(f);
     assert_int_equal(host_arena_init(&f->arena, RESERVE, INITIAL), 0);
     env = host_arena_env(&f->arena);
+    env.quarantine_blocks = HEAP_QUARANTINE_OFF; /* these tests pin down where each backend reuses memory */
     f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
     assert_non_null(f->h);
     *state = f;

@@ -53,6 +53,7 @@ static int setup(void **state)
     assert_int_equal(host_arena_init(&f->arena, RESERVE, INITIAL), 0);
     f->arena.chunk = (size_t)64 << 10; /* like the kernel's KERNEL_HEAP_GROW_MIN_PAGES */
     env = host_arena_release_env(&f->arena);
+    env.quarantine_blocks = HEAP_QUARANTINE_OFF; /* the backends' own release, block by block */
     f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
     assert_non_null(f->h);
     *state = f;
@@ -270,6 +271,7 @@ static void test_null_callbacks(void **state)
     (void)f;
     assert_int_equal(host_arena_init(&a, (size_t)64 << 20, INITIAL), 0);
     env = host_arena_env(&a);
+    env.quarantine_blocks = HEAP_QUARANTINE_OFF;
     h = heap_create(g_ops, a.base, INITIAL, &env);
     assert_non_null(h);
     p = heap_alloc(h, (size_t)8 << 20);

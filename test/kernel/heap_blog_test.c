@@ -103,6 +103,8 @@ KTEST(bump_without_rollback_grows_until_reset)
     KASSERT(c != NULL);
     if (kmalloc_backend_is_arena())
         KASSERT(c != a); /* a's memory is stranded... */
+    else if (heap_hardening())
+        KASSERT(c != a); /* ...held back in the hardened quarantine (docs/hardening.md)... */
     else
         KASSERT(c == a); /* ...everyone else reuses it (first fit / same class) */
     kfree(c);

@@ -29,9 +29,10 @@
 #define INITIAL       ((size_t)256 << 10)
 #define BURST         ((size_t)64 << 20)
 #define MAXB          20000
-/* The documented slack (docs/memory.md): the trim threshold kept by each of at most two free blocks
- * (below and above the long-lived block), their partial pages, and fixed_size_block's one empty slab
- * per class (16 KiB x 12) and large-block cache refilled after draining. */
+/* The slack this test allows (docs/memory.md has the general bound): the trim threshold kept by each
+ * of at most two free blocks (below and above the long-lived block) and their partial pages, plus
+ * 1 MiB for fixed_size_block: its kept empty slabs (at most one of 16 KiB per size class the burst
+ * used) and what of its large-block cache the frees after the drain refilled. */
 #define RELEASE_SLACK (2 * HEAP_TRIM_THRESHOLD + ((size_t)1 << 20))
 
 static const struct heap_ops *g_ops;

@@ -172,7 +172,7 @@ KTEST(spin_lock_excludes_under_contention_from_every_cpu)
     go = true;
     hammer(&w[0]);
     for (unsigned i = 1; i < n; i++)
-        KASSERT_EQ(smp_call_wait(i, SMP_CALL_TIMEOUT_MS, NULL), SMP_CALL_OK);
+        KASSERT_EQ(smp_call_wait(i, KTEST_SMP_WAIT_MS, NULL), SMP_CALL_OK);
     for (unsigned i = 0; i < n; i++)
         KASSERT_EQ(w[i].overlaps, 0);
     KASSERT_EQ(counter, rounds * n);
@@ -336,7 +336,7 @@ KTEST(kernel_heap_is_usable_from_every_cpu_at_once)
     go = true;
     heap_churn(&w[0]);
     for (unsigned i = 1; i < n; i++)
-        KASSERT_EQ(smp_call_wait(i, SMP_CALL_TIMEOUT_MS, NULL), SMP_CALL_OK);
+        KASSERT_EQ(smp_call_wait(i, KTEST_SMP_WAIT_MS, NULL), SMP_CALL_OK);
     for (unsigned i = 0; i < n; i++)
         KASSERT_EQ(w[i].failures, 0);
     KASSERT_EQ(kmalloc_stats().live_allocs, live);

@@ -69,9 +69,9 @@
  * process's malloc (checked: the system row's malloc is libc.so.6's and differs from every peer's).
  * tcmalloc and mimalloc are called through their prefixed APIs (tc_malloc/tc_free,
  * mi_malloc/mi_free), jemalloc through the malloc/free its namespace binds to it. A library that
- * cannot be loaded gives a row "not installed". Their initial-exec TLS needs more static TLS than
- * glibc reserves for dlopen, so kheap-bench re-executes itself once with
- * GLIBC_TUNABLES=glibc.rtld.optional_static_tls=BENCH_STATIC_TLS unless that tunable is set.
+ * cannot be loaded gives a row "not installed". Their initial-exec TLS can need more static TLS than
+ * glibc reserves for dlopen (jemalloc does): then kheap-bench re-executes itself once with
+ * GLIBC_TUNABLES=glibc.rtld.optional_static_tls=BENCH_STATIC_TLS, unless that tunable is set.
  *
  * Output: per workload a table (ns/op median, min, max, ratio to glibc and to each peer, footprint)
  * and one BENCH line per allocator and workload:
@@ -1289,8 +1289,9 @@ static int timed_main(struct allocator *als, int nal, const char *workload, int 
     return 0;
 }
 
-/* The peers' initial-exec TLS needs static TLS that glibc reserves only on request: re-executes this
- * program with the tunable, once (not when it is set already, e.g. by callgrind-ops.sh). */
+/* The peers' initial-exec TLS needs static TLS that glibc reserves only on request: when a peer
+ * could not be loaded for want of it, re-executes this program with the tunable, once (not when it
+ * is set already, e.g. by callgrind-ops.sh: under valgrind the new program would run outside it). */
 static void ensure_static_tls(char **argv)
 {
     const char *old = getenv("GLIBC_TUNABLES");
@@ -1316,7 +1317,6 @@ int main(int argc, char **argv)
     int steps = 0;
     unsigned threads = 0;
 
-    ensure_static_tls(argv);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--plain-only") == 0)
             plain_only = 1;
@@ -1370,8 +1370,11 @@ int main(int argc, char **argv)
         nal = kept;
     }
     for (int i = 0; i < nal; i++)
-        if (als[i].kind == KIND_PEER)
+        if (als[i].kind == KIND_PEER) {
             als[i].missing = !load_peer(als[i].peer);
+            if (als[i].missing && strstr(als[i].peer->error, "static TLS") != NULL)
+                ensure_static_tls(argv); /* returns only if the tunable is set already */
+        }
     process_malloc(); /* the system row is glibc */
     generate();
     if (trace != NULL) {

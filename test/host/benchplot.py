@@ -45,7 +45,7 @@ def nice_ceiling(v):
 
 
 def fmt(v):
-    return "%.3g" % v
+    return "%d" % round(v) if v >= 1000 else "%.3g" % v
 
 
 def panel(title, x0, y0, values, unit):

@@ -273,7 +273,8 @@ static struct c_result run_pk(char w, bool measure)
     static struct kernel_heap kh;
     struct c_result r = {0, 0, 0, 0};
     if (kernel_heap_private_create_flags(&kh, NULL, KERNEL_PRIVATE_HEAP_WINDOW_BASE(PK_WINDOW),
-                                         KERNEL_PRIVATE_HEAP_WINDOW_SPAN, 16, KERNEL_HEAP_CPU_CACHES) == NULL) {
+                                         KERNEL_PRIVATE_HEAP_WINDOW_SPAN, 16,
+                                         KERNEL_HEAP_CPU_CACHES) == NULL) {
         r.cycles_per_op = UINT64_MAX;
         return r;
     }

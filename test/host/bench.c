@@ -43,17 +43,18 @@
  *      sizes (K_SIZES: 24..640 B, not powers of two), each burst then freed entirely, half of the
  *      bursts LIFO (newest first) and half in random order; 1,000,000 allocations in all.
  *                                                                            ops = 2,000,000
- * Footprint (c, p, k; an untimed pass after the timed ones) = memory from the OS / peak of live
- * requested bytes. "From the OS" is the maximum over samples every 1024 steps (and at the end) of:
+ * Footprint (c, p, k) = memory from the OS / peak of live requested bytes, from an untimed pass per
+ * allocator and workload in a child process forked before any timed run (so every allocator starts
+ * empty) that writes every byte it allocates. "From the OS" is the maximum over samples every 1024
+ * steps (every burst on k, and at the end) of:
  *   our heaps  stats.bytes_mapped (memory the heap obtained through env.grow, minus what it gave back)
  *   glibc      mallinfo2 arena + hblkhd (sbrk'd arena + mmapped chunks), after malloc_trim(0)
  *   tcmalloc   generic.heap_size - tcmalloc.pageheap_unmapped_bytes (MallocExtension_GetNumeric-
- *              Property: the page heap's mapped bytes, free spans and caches included), after
- *              MallocExtension_ReleaseFreeMemory()
+ *              Property: the page heap's mapped bytes, free spans and caches included)
  *   jemalloc   stats.resident (mallctl, after an epoch refresh: physically resident pages of active
- *              extents, dirty pages not yet purged and metadata), after purging every arena
- *   mimalloc   the process's RSS growth (/proc/self/statm) after mi_collect(true): mimalloc exposes
- *              only committed bytes, and it commits whole segments whose untouched pages cost nothing
+ *              extents, dirty pages not yet purged and metadata)
+ *   mimalloc   the process's RSS growth (/proc/self/statm) since the pass began: mimalloc exposes only
+ *              committed bytes, and it commits whole segments whose untouched pages cost nothing
  * Every allocation writes one byte so no compiler can drop a malloc/free pair. Every row's alloc and
  * free go through one small noinline wrapper per kind of allocator (bench_alloc_heap/bench_free_heap,
  * _sys, _peer; the bare pointer increment through bench_inc_alloc/bench_inc_free), so every row pays
@@ -286,17 +287,14 @@ BENCH_WRAPPER static void bench_free_sys(struct heap *h, void *p)
 /* A peer allocator in its own link-map namespace (dlmopen), with what it offers for footprint. */
 struct peer {
     const char *name, *lib, *alloc_sym, *free_sym;
-    void (*before_pass)(struct peer *pe); /* gives cached memory back before a footprint pass */
-    size_t (*mapped_now)(struct peer *pe);
+    size_t (*mapped_now)(struct peer *pe); /* its memory from the OS now (footprint pass) */
     void *handle;
     void *(*alloc)(size_t n);
     void (*free)(void *p);
     int (*tc_property)(const char *name, size_t *value);
-    void (*tc_release)(void);
     int (*je_mallctl)(const char *name, void *old, size_t *oldlen, void *new_value, size_t newlen);
-    void (*mi_collect)(bool force);
-    size_t rss_base;
-    char error[160];
+    size_t rss_base; /* mimalloc: the RSS when its footprint pass started */
+    char error[160]; /* why it could not be loaded */
 };
 
 BENCH_WRAPPER static void *bench_alloc_peer(struct heap *h, size_t n)

@@ -7,6 +7,16 @@
  *   b  the same with one long-lived allocation held throughout
  *   c  10,000 slots, 200,000 steps: each step frees a random slot if it is
  *      live, else allocates into it: 70% 16-128 B, 25% 129-2048 B, 5% 2-64 KiB
+ *   p  producer/consumer (as kheap-bench's p): a 1,000-slot FIFO queue,
+ *      100,000 steps, each allocating the newest entry (16-512 B) and freeing
+ *      the oldest; the last 1,000 freed at the end
+ *   k  object-cache bursts (as kheap-bench's k): bursts of 16-512
+ *      allocations of one of 7 sizes (24-640 B), each burst freed entirely,
+ *      half LIFO and half in random order; 100,000 allocations
+ *   p and k run on a fresh private heap of the image's backend per run
+ *   (window PK_WINDOW, per-CPU caches as the kernel heap has), with sizes and
+ *   orders generated before the timed region; an untimed first run samples
+ *   the heap's bytes_mapped (every 1,024 steps, every burst) for the footprint.
  * Giving memory back (KBENCH release lines): the cost of one map/unmap
  * cycle of a 4 KiB heap page (heap_region_release + heap_region_reclaim of
  * a hole, per page), which chose HEAP_TRIM_THRESHOLD (docs/memory.md), and
@@ -150,6 +160,160 @@ static struct c_result run_c(void)
     for (size_t i = 0; i < C_SLOTS; i++)
         kfree(slots[i]);
     return r;
+}
+
+#define P_SLOTS      1000
+#define P_STEPS      100000
+#define K_ALLOCS     100000
+#define K_BURST_MIN  16
+#define K_BURST_MAX  512
+#define K_MAX_BURSTS (K_ALLOCS / K_BURST_MIN + 1)
+#define N_SIZES_K    7
+#define PK_WINDOW    12 /* private heap window of p and k (9-11: release and smp below) */
+
+/* The k workload's object sizes, like kernel structures (not size-class boundaries). */
+static const uint16_t k_sizes[N_SIZES_K] = {24, 56, 96, 136, 200, 320, 640};
+static uint16_t p_size[P_STEPS];
+static uint16_t k_size[K_MAX_BURSTS], k_len[K_MAX_BURSTS];
+static uint16_t k_order[K_ALLOCS]; /* per burst, the order of its frees (indices into the burst) */
+static int k_bursts;
+
+/* Sizes and free orders of p and k, from fixed seeds. */
+static void generate_pk(void)
+{
+    rng_state = 0x5eed + 1;
+    for (int i = 0; i < P_STEPS; i++)
+        p_size[i] = (uint16_t)(16 + rand64() % 497);
+    rng_state = 0x5eed + 2;
+    for (int done = 0; done < K_ALLOCS; k_bursts++) {
+        int len = K_BURST_MIN + (int)(rand64() % (K_BURST_MAX - K_BURST_MIN + 1));
+        uint16_t *order = &k_order[done];
+        if (len > K_ALLOCS - done)
+            len = K_ALLOCS - done;
+        k_size[k_bursts] = k_sizes[rand64() % N_SIZES_K];
+        k_len[k_bursts] = (uint16_t)len;
+        for (int i = 0; i < len; i++)
+            order[i] = (uint16_t)(len - 1 - i); /* LIFO: newest first */
+        if (rand64() % 2)
+            for (int i = len - 1; i > 0; i--) { /* or a random permutation */
+                int j = (int)(rand64() % (uint64_t)(i + 1));
+                uint16_t t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+        done += len;
+    }
+}
+
+/* Footprint run of p or k: the heap's bytes_mapped, kept at its maximum. */
+static void sample_mapped(struct heap *h, bool measure, struct c_result *r)
+{
+    if (measure) {
+        size_t m = heap_stats(h).bytes_mapped;
+        r->mapped = m > r->mapped ? m : r->mapped;
+    }
+}
+
+static void pk_producer_consumer(struct heap *h, bool measure, struct c_result *r)
+{
+    size_t live = 0;
+    for (int i = 0; i < P_STEPS; i++) {
+        int newest = i % P_SLOTS;
+        void *p = heap_alloc(h, p_size[i]);
+        void *oldest = i >= P_SLOTS ? slots[newest] : NULL;
+        if (p == NULL)
+            r->failed++;
+        else
+            *(volatile char *)p = 1;
+        if (oldest != NULL) {
+            heap_free(h, oldest);
+            live -= slot_size[newest];
+        }
+        slots[newest] = p;
+        slot_size[newest] = p != NULL ? p_size[i] : 0;
+        live += slot_size[newest];
+        if (live > r->peak_requested)
+            r->peak_requested = live;
+        if ((i & 1023) == 0)
+            sample_mapped(h, measure, r);
+    }
+    sample_mapped(h, measure, r);
+    for (int i = P_STEPS - P_SLOTS; i < P_STEPS; i++)
+        heap_free(h, slots[i % P_SLOTS]);
+}
+
+static void pk_object_bursts(struct heap *h, bool measure, struct c_result *r)
+{
+    const uint16_t *order = k_order;
+    for (int b = 0; b < k_bursts; b++) {
+        size_t n = k_size[b], live = 0;
+        for (int i = 0; i < k_len[b]; i++) {
+            void *p = heap_alloc(h, n);
+            if (p == NULL)
+                r->failed++;
+            else {
+                *(volatile char *)p = 1;
+                live += n;
+            }
+            slots[i] = p;
+        }
+        if (live > r->peak_requested)
+            r->peak_requested = live;
+        sample_mapped(h, measure, r);
+        for (int i = 0; i < k_len[b]; i++)
+            heap_free(h, slots[order[i]]);
+        order += k_len[b];
+    }
+}
+
+/* One run of p or k on a fresh private heap; measure: the untimed footprint run. Returns
+   cycles_per_op = UINT64_MAX if the heap cannot be created. */
+static struct c_result run_pk(char w, bool measure)
+{
+    static struct kernel_heap kh;
+    struct c_result r = {0, 0, 0, 0};
+    if (kernel_heap_private_create_flags(&kh, NULL, KERNEL_PRIVATE_HEAP_WINDOW_BASE(PK_WINDOW),
+                                         KERNEL_PRIVATE_HEAP_WINDOW_SPAN, 16,
+                                         KERNEL_HEAP_CPU_CACHES) == NULL) {
+        r.cycles_per_op = UINT64_MAX;
+        return r;
+    }
+    uint64_t start = rdtsc();
+    if (w == 'p')
+        pk_producer_consumer(kh.heap, measure, &r);
+    else
+        pk_object_bursts(kh.heap, measure, &r);
+    r.cycles_per_op = (rdtsc() - start) / (2 * (w == 'p' ? P_STEPS : K_ALLOCS));
+    if (heap_check(kh.heap) != 0 || heap_stats(kh.heap).live_allocs != 0)
+        r.failed = UINT64_MAX; /* printed: the heap is broken */
+    kernel_heap_private_destroy(&kh);
+    return r;
+}
+
+/* Workloads p and k: a footprint run, then RUNS timed runs; one KBENCH line each. */
+static void bench_pk(const char *name)
+{
+    generate_pk();
+    for (int k = 0; k < 2; k++) {
+        char w = k == 0 ? 'p' : 'k';
+        struct c_result fp = run_pk(w, true);
+        uint64_t t[RUNS], failed = fp.failed;
+        if (fp.cycles_per_op == UINT64_MAX) {
+            kprintf("KBENCH allocator=%s workload=%c: cannot create the private heap\n", name, w);
+            return;
+        }
+        for (int i = 0; i < RUNS; i++) {
+            struct c_result r = run_pk(w, false);
+            t[i] = r.cycles_per_op;
+            failed = r.failed > failed ? r.failed : failed;
+        }
+        uint64_t ratio_x100 = fp.peak_requested ? (uint64_t)fp.mapped * 100 / fp.peak_requested : 0;
+        kprintf("KBENCH allocator=%s workload=%c cycles_per_op=%llu footprint_ratio=%llu.%02llu"
+                " failed_allocs=%llu peak_requested=%zu mapped=%zu\n",
+                name, w, (unsigned long long)median(t, RUNS), (unsigned long long)(ratio_x100 / 100),
+                (unsigned long long)(ratio_x100 % 100), (unsigned long long)failed, fp.peak_requested,
+                fp.mapped);
+    }
 }
 
 #define PMM_FRAMES 65536
@@ -366,6 +530,7 @@ _Noreturn void kernel_main(void)
             name, (unsigned long long)median(c, RUNS), (unsigned long long)(ratio_x100 / 100),
             (unsigned long long)(ratio_x100 % 100), (unsigned long long)cr.failed, cr.peak_requested,
             cr.mapped);
+    bench_pk(name);
     bench_release(name);
     bench_smp(name);
     qemu_exit(kmalloc_check() == 0 ? QEMU_EXIT_SUCCESS : QEMU_EXIT_FAILURE);

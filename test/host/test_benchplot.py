@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""test_benchplot.py BENCH WORKDIR ALLOCATORS - the benchmark plot end to end (ctest bench_plot): runs
+BENCH (kheap-bench, which runs its hardened twin) for one short repetition of every workload, draws
+the output with benchplot.py (next to this file), and asserts that the BENCH lines have every
+allocator of the comma-separated list ALLOCATORS (plain backends, hardened twins, glibc, the peers)
+on every workload, with min <= median <= max, a footprint on c, p and k, glibc's ratio to itself 1,
+and that the SVG is well-formed XML with one series per allocator whose bars carry the BENCH
+values: one ns/op bar per workload and one footprint bar per workload that has a footprint."""
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+STEPS = 10000
+WORKLOADS = "abcpk"
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+def fail(msg):
+    sys.exit("FAILED: " + msg)
+
+
+def main(bench, workdir, allocators):
+    expected = allocators.split(",")
+    os.makedirs(workdir, exist_ok=True)
+    out, svg = os.path.join(workdir, "bench.txt"), os.path.join(workdir, "bench.svg")
+    with open(out, "w") as f:
+        subprocess.run([bench, "1", "--steps", str(STEPS)], check=True, stdout=f)
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run([sys.executable, os.path.join(here, "benchplot.py"), out, svg], check=True)
+
+    rows = {}
+    for line in open(out):
+        f = line.split()
+        if f[:1] != ["BENCH"] or f[1] == "allocator=pointer_increment":
+            continue
+        kv = dict(x.split("=", 1) for x in f[1:])
+        rows[(kv["allocator"], kv["workload"])] = kv
+    names = list(dict.fromkeys(a for a, _ in rows))
+    if names != expected:
+        fail("BENCH allocators %s, expected %s (a peer not installed? run cmake/deps.sh)" % (names, expected))
+    for a in expected:
+        for w in WORKLOADS:
+            kv = rows.get((a, w))
+            if kv is None:
+                fail("no BENCH line for %s on %s" % (a, w))
+            lo, med, hi = float(kv["min"]), float(kv["ns_per_op"]), float(kv["max"])
+            if not 0 < lo <= med <= hi:
+                fail("%s %s: min %s, median %s, max %s" % (a, w, lo, med, hi))
+            has_fp = kv["footprint_ratio"] != "-"
+            if has_fp != (w in "cpk"):
+                fail("%s %s: footprint_ratio=%s" % (a, w, kv["footprint_ratio"]))
+            if has_fp and not (int(kv["mapped"]) > 0 and int(kv["peak_live"]) > 0
+                               and abs(float(kv["footprint_ratio"]) - int(kv["mapped"]) / int(kv["peak_live"])) < 0.01):
+                fail("%s %s: footprint %s != mapped %s / peak_live %s"
+                     % (a, w, kv["footprint_ratio"], kv["mapped"], kv["peak_live"]))
+            if a == "system" and float(kv["vs_system"]) != 1.0:
+                fail("system %s: vs_system=%s" % (w, kv["vs_system"]))
+    print("bench: %d allocators x %d workloads, spreads and footprints consistent" % (len(expected), len(WORKLOADS)))
+
+    root = ET.parse(svg).getroot()  # raises on malformed XML
+    series = [g for g in root.iter(SVG_NS + "g") if g.get("class") == "series"]
+    if [g.get("data-allocator") for g in series] != expected:
+        fail("SVG series %s, expected %s" % ([g.get("data-allocator") for g in series], expected))
+    for g in series:
+        a = g.get("data-allocator")
+        titles = sorted(t.text for t in g.iter(SVG_NS + "title"))
+        want = sorted(["%s workload=%s ns_per_op=%s" % (a, w, rows[(a, w)]["ns_per_op"]) for w in WORKLOADS] +
+                      ["%s workload=%s footprint_ratio=%s" % (a, w, rows[(a, w)]["footprint_ratio"]) for w in "cpk"])
+        if titles != want:
+            fail("series %s: bars %s, expected %s" % (a, titles, want))
+    print("svg: well-formed, one series per allocator with its ns/op and footprint bars: ok")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit("usage: test_benchplot.py BENCH WORKDIR ALLOCATORS")
+    main(*sys.argv[1:])

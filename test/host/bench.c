@@ -20,7 +20,10 @@
  *   hblkhd. test/host/footprint.py draws the file (docs/img/footprint-c.svg, target footprint-plot).
  *   --threads N: the several-CPU mode instead (threads_main below): workload a's loop on one thread,
  *   then on N threads at once, on one heap with a spin lock, per backend with per-CPU caches on
- *   (cpu_count = N) and off; --caches on|off runs only one of the two (for callgrind).
+ *   (cpu_count = N) and off; --caches on|off runs only one of the two (for callgrind). --caches on
+ *   without --threads: workloads a-c run on a heap with a spin lock and per-CPU caches (cpu_count 2,
+ *   the benchmark always on CPU 0), the kernel's configuration on one CPU, instead of the default
+ *   (no lock, no caches).
  *
  * Workloads (sizes and slot choices are pre-generated from fixed seeds, outside the timed region):
  *   a  1,000,000 x { p = alloc(8..64 B); free(p) }                           ops = 2,000,000
@@ -76,7 +79,8 @@ static uint32_t slot_size[C_SLOTS]; /* requested size of each live slot (footpri
 static uint32_t burst_size[BURST_MAX], burst_order[BURST_MAX];
 static void *burst_p[BURST_MAX];
 static int burst_n;
-static int give_back; /* --release */
+static int give_back;   /* --release */
+static int with_caches; /* --caches on without --threads: a/b/c on a locked heap with per-CPU caches */
 
 static uint64_t rng_state;
 
@@ -213,6 +217,37 @@ struct arena_heap {
     struct heap *h;
 };
 
+/* --caches on: the heap's spin lock (one thread: never contended) and its CPU, always 0. */
+static uint32_t bench_lock_word;
+
+static unsigned long bench_lock(void *ctx)
+{
+    (void)ctx;
+    while (__atomic_exchange_n(&bench_lock_word, 1, __ATOMIC_ACQUIRE) != 0)
+        __builtin_ia32_pause();
+    return 0;
+}
+
+static void bench_unlock(void *ctx, unsigned long saved)
+{
+    (void)ctx;
+    (void)saved;
+    __atomic_store_n(&bench_lock_word, 0, __ATOMIC_RELEASE);
+}
+
+static unsigned bench_cpu_enter(void *ctx, unsigned long *saved)
+{
+    (void)ctx;
+    *saved = 0;
+    return 0;
+}
+
+static void bench_cpu_exit(void *ctx, unsigned long saved)
+{
+    (void)ctx;
+    (void)saved;
+}
+
 /* Opens a heap of ops on a fresh arena of at most limit bytes; release: the arena takes memory back. */
 static void open_heap(struct arena_heap *ah, const struct heap_ops *ops, size_t limit, bool release)
 {
@@ -225,6 +260,13 @@ static void open_heap(struct arena_heap *ah, const struct heap_ops *ops, size_t 
     ah->arena.chunk = CHUNK;
     ah->arena.limit = limit;
     env = release ? host_arena_release_env(&ah->arena) : host_arena_env(&ah->arena);
+    if (with_caches) {
+        env.lock = bench_lock;
+        env.unlock = bench_unlock;
+        env.cpu_count = 2;
+        env.cpu_enter = bench_cpu_enter;
+        env.cpu_exit = bench_cpu_exit;
+    }
     ah->h = heap_create(ops, ah->arena.base, INITIAL, &env);
     if (ah->h == NULL) {
         fprintf(stderr, "heap_create(%s) failed\n", ops->name);
@@ -464,7 +506,17 @@ static void burst_workload(const struct allocator *al, int reps)
     fflush(stdout);
 }
 
-/* The floor for bump: the same loop as workload a with a bare pointer increment and no free. */
+/* The floor for bump: a bare 16-aligned pointer increment, a call like heap_alloc (noinline, so
+ * callgrind can count it: --toggle-collect=pointer_increment). */
+static __attribute__((noinline)) char *pointer_increment(char **next, size_t size)
+{
+    char *p = *next;
+
+    *next = p + ((size + 15) & ~(size_t)15);
+    return p;
+}
+
+/* The same loop as workload a with pointer_increment() and no free. */
 static double pointer_increment_ns(int reps)
 {
     double t[MAX_REPS];
@@ -474,8 +526,7 @@ static double pointer_increment_ns(int reps)
         char *next = buf;
         double t0 = now_ns();
         for (int i = 0; i < N_AB; i++) {
-            char *p = next;
-            next += (sizes_ab[i] + 15) & ~15u;
+            char *p = pointer_increment(&next, sizes_ab[i]);
             *(volatile char *)p = 1;
         }
         double t1 = now_ns();
@@ -755,6 +806,7 @@ int main(int argc, char **argv)
     }
     if (threads != 0)
         return threads_main(threads > 64 ? 64 : threads, reps, only, caches);
+    with_caches = caches != NULL && strcmp(caches, "on") == 0;
     for (const struct heap_ops *const *o = heap_backends; *o != NULL && nal < 7; o++) {
         snprintf(names[nal], sizeof(names[nal]), "%s%s", (*o)->name, KHEAP_HARDENING ? "_hardened" : "");
         als[nal] = (struct allocator){names[nal], *o};
@@ -787,8 +839,9 @@ int main(int argc, char **argv)
 
     if (!burst)
         printf(
-            "# kheap-bench: median of %d repetitions after 1 warm-up; ns_per_op = time / 2,000,000 ops%s\n",
-            reps, give_back ? "; our heaps give memory back (--release)" : "");
+            "# kheap-bench: median of %d repetitions after 1 warm-up; ns_per_op = time / 2,000,000 ops%s%s\n",
+            reps, give_back ? "; our heaps give memory back (--release)" : "",
+            with_caches ? "; our heaps: spin lock and per-CPU caches, on CPU 0 (--caches on)" : "");
     for (int i = 0; i < nal && !burst; i++) {
         size_t failed;
         failed_c[i] = 0;

@@ -837,9 +837,9 @@ large:
 /*
  * The fast paths. The common small allocation pops a previously freed object from the head slab of
  * its class while that slab stays partial; the common free pushes onto a slab that stays partial and
- * non-empty. Nothing else -- no list moves, no carving, no calls -- so in plain mode these compile to
- * a dozen instructions without spills; every other case goes to the slow path, which handles the
- * general case completely. In hardened mode the same cases also validate the link and verify the
+ * non-empty, or empties its class's only partial slab (which stays). Nothing else -- no list moves,
+ * no carving, no calls -- so in plain mode these compile to a dozen instructions without spills;
+ * every other case goes to the slow path, which handles the general case completely. In hardened mode the same cases also validate the link and verify the
  * object's poison (allocation) or write the mangled link and free site (free), and flip the bit;
  * anything else -- including every error -- is left to the slow path, which reports it.
  */

@@ -839,9 +839,10 @@ large:
  * its class while that slab stays partial; the common free pushes onto a slab that stays partial and
  * non-empty, or empties its class's only partial slab (which stays). Nothing else -- no list moves,
  * no carving, no calls -- so in plain mode these compile to a dozen instructions without spills;
- * every other case goes to the slow path, which handles the general case completely. In hardened mode the same cases also validate the link and verify the
- * object's poison (allocation) or write the mangled link and free site (free), and flip the bit;
- * anything else -- including every error -- is left to the slow path, which reports it.
+ * every other case goes to the slow path, which handles the general case completely. In hardened
+ * mode the same cases also validate the link and verify the object's poison (allocation) or write
+ * the mangled link and free site (free), and flip the bit; anything else -- including every error --
+ * is left to the slow path, which reports it.
  */
 static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 {

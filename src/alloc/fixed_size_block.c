@@ -421,14 +421,6 @@ static inline bool obj_poison_verify(struct fsb *f, void *obj, size_t size)
     return false;
 }
 
-/* fsb_free's fast path may also take the free of the last object of s when s is its class's only
- * partial slab (which stays, see the essay). Plain mode leaves that case to fsb_free_slow
- * (docs/hardening.md). */
-static inline bool fast_free_of_last(const struct fsb_slab *s)
-{
-    return s->prev == NULL && s->next == NULL;
-}
-
 /* new_slab(): s becomes a live slab: its magic, no object allocated. */
 static void slab_mark(const struct fsb *f, struct fsb_slab *s)
 {
@@ -644,12 +636,6 @@ static inline bool obj_poison_verify(struct fsb *f, void *obj, size_t size)
     return true;
 }
 
-static inline bool fast_free_of_last(const struct fsb_slab *s)
-{
-    (void)s;
-    return false;
-}
-
 static inline void slab_mark(const struct fsb *f, struct fsb_slab *s)
 {
     (void)f;
@@ -851,11 +837,12 @@ large:
 /*
  * The fast paths. The common small allocation pops a previously freed object from the head slab of
  * its class while that slab stays partial; the common free pushes onto a slab that stays partial and
- * non-empty. Nothing else -- no list moves, no carving, no calls -- so in plain mode these compile to
- * a dozen instructions without spills; every other case goes to the slow path, which handles the
- * general case completely. In hardened mode the same cases also validate the link and verify the
- * object's poison (allocation) or write the mangled link and free site (free), and flip the bit;
- * anything else -- including every error -- is left to the slow path, which reports it.
+ * non-empty, or empties its class's only partial slab (which stays). Nothing else -- no list moves,
+ * no carving, no calls -- so in plain mode these compile to a dozen instructions without spills;
+ * every other case goes to the slow path, which handles the general case completely. In hardened
+ * mode the same cases also validate the link and verify the object's poison (allocation) or write
+ * the mangled link and free site (free), and flip the bit; anything else -- including every error --
+ * is left to the slow path, which reports it.
  */
 static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
 {
@@ -926,6 +913,13 @@ static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
             fallback_free(f, s);
     }
     return class_size[cls];
+}
+
+/* fsb_free's fast path also takes the free of the last object of s when s is its class's only
+ * partial slab, which stays (see the essay): a tight alloc/free loop never leaves the fast path. */
+static inline bool fast_free_of_last(const struct fsb_slab *s)
+{
+    return s->prev == NULL && s->next == NULL;
 }
 
 static size_t fsb_free(struct heap *h, void *ptr)
@@ -1094,14 +1088,6 @@ static size_t fsb_walk(const struct heap *h, heap_walk_fn fn, void *ctx)
     return n;
 }
 
-/* Per-CPU caches (heap_cpu.h): the class of live block ptr, read without the heap lock. A live
- * object's slab stays a slab of its class until the object is freed, and its class was written
- * before the object was first handed out; a large block has no class. */
-static unsigned fsb_class_of(const void *ptr)
-{
-    return is_large(ptr) ? FSB_NCLASSES : slab_of(ptr)->cls;
-}
-
 /* True if slab s is on one of class cls's lists. */
 static bool slab_listed(const struct fsb *f, const struct fsb_slab *s, unsigned cls)
 {
@@ -1136,10 +1122,15 @@ static const struct heap_cpu_classes fsb_cpu_classes = {
     .max_size = FSB_MAX_SMALL,
     .of_size = size_class,
     .size = class_size,
-    .of_block = fsb_class_of,
+    /* A live object's slab stays a slab of its class until the object is freed, and its class was
+     * written before the object was first handed out; a large block (page-aligned) has no class. */
+    .large_align = FSB_PAGE_SIZE,
+    .slab_size = FSB_SLAB_SIZE,
+    .class_offset = offsetof(struct fsb_slab, cls),
     .holds = fsb_holds,
 };
 _Static_assert(FSB_NCLASSES <= HEAP_CPU_MAX_CLASSES, "every class can be cached per CPU");
+_Static_assert(sizeof(((struct fsb_slab *)0)->cls) == sizeof(uint16_t), "heap_cpu_class_of reads a uint16_t");
 
 /* release_enable (heap_backend.h): the fallback gives pages back through this heap's env. */
 static void fsb_release_enable(struct heap *h)

@@ -24,11 +24,12 @@
  * Per-CPU caches (heap_cpu.h; the design is heap_cpu.c's essay): a heap created with cpu_count >= 2,
  * cpu_enter/cpu_exit and a lock, of a backend with size classes (fixed_size_block), in plain mode,
  * serves small allocations and frees from the calling CPU's cache without the heap lock: the
- * per-CPU step below, which heap_create() makes the heap's slow paths (h->alloc_slow, h->free_slow).
- * Its counters are per CPU and heap_stats()/heap_check() add them up; when the backend finds no
- * memory and growth cannot help, every CPU's cache is drained into it before the allocation fails
- * (backend_retry), and when a free gives pages back, too. Every other heap takes exactly the paths
- * it took before; reaching its locked slow path through h->alloc_slow / h->free_slow is all it pays.
+ * per-CPU step below, which the entry points reach by a tail call once they see h->cpu set (a free
+ * finds the object's class from its pointer, heap_cpu_class_of: no backend call, no slab
+ * bookkeeping). Its counters are per CPU and heap_stats()/heap_check() add them up; when the backend
+ * finds no memory and growth cannot help, every CPU's cache is drained into it before the allocation
+ * fails (backend_retry), and when a free gives pages back, too. Every other heap takes exactly the
+ * paths it took before; one test of h->cpu on its locked path is all it pays (none in hardened mode).
  */
 #include "heap_backend.h"
 
@@ -198,12 +199,6 @@ static inline void free_locked(struct heap *h, void *ptr)
         release_block(h, ptr, &b);
 }
 
-/* The slow paths heap_create() chooses from (defined with the entry points below). */
-static void *alloc_slow(struct heap *h, size_t size, size_t align, const void *caller);
-static void *cpu_alloc_slow(struct heap *h, size_t size, size_t align, const void *caller);
-static void free_slow(struct heap *h, void *ptr, const void *caller);
-static void cpu_free(struct heap *h, void *ptr, const void *caller);
-
 /* Creates a heap of backend ops in [mem, mem + size); NULL if ops is NULL or size is too small. */
 struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, const struct heap_env *env)
 {
@@ -235,8 +230,6 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
     if (h->env.release != NULL && h->env.reclaim != NULL && ops->release_enable != NULL)
         ops->release_enable(h);
     heap_cpu_create(h);
-    h->alloc_slow = h->cpu != NULL ? cpu_alloc_slow : alloc_slow;
-    h->free_slow = h->cpu != NULL ? cpu_free : free_slow;
     return h;
 }
 
@@ -275,7 +268,7 @@ bool heap_reclaim_pages(struct heap *h, uintptr_t lo, uintptr_t hi)
 static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
 {
     const struct heap_cpus *cs = h->cpu;
-    size_t size = cs->classes->size[cls], usable;
+    size_t size = cs->size[cls], usable;
     void *more[HEAP_CPU_BATCH_MAX];
     uint32_t n = 0, kept = 0;
     unsigned long saved = heap_lock(h), pin;
@@ -308,24 +301,27 @@ static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
     return p;
 }
 
-/* A small allocation (1 <= size <= the classes' max_size, 16-aligned) from this CPU's cache. */
-static inline void *cpu_alloc(struct heap *h, size_t size)
+/* A small allocation (1 <= size <= cs->max_size, 16-aligned) from this CPU's cache. Out of line,
+ * reached by a tail call from the entry points, so that their no-lock fast path saves no registers
+ * for the calls into env here. The CPU is pinned first and the class found after: fewer values live
+ * across the calls into env, fewer registers saved. */
+static __attribute__((noinline)) void *cpu_alloc(struct heap *h, size_t size)
 {
-    const struct heap_cpus *cs = h->cpu;
-    unsigned cls = cs->classes->of_size[(size + 15) / 16];
     unsigned long pin;
-    struct heap_cpu *c = heap_cpu_pin(cs, &pin);
+    struct heap_cpu *c = heap_cpu_pin(h->cpu, &pin);
+    const struct heap_cpus *cs = h->cpu;
+    unsigned cls = cs->of_size[(size + 15) / 16];
     void *p = NULL;
 
     if (heap_likely(c != NULL)) {
         heap_cpu_lock(c);
         p = heap_cpu_pop(c, cls);
         if (heap_likely(p != NULL))
-            heap_cpu_count_alloc(c, cs->classes->size[cls]);
+            heap_cpu_count_alloc(c, cs->size[cls]);
         heap_cpu_unlock(c);
     }
     heap_cpu_unpin(cs, pin);
-    return heap_likely(p != NULL) ? p : cpu_refill(h, cls);
+    return heap_likely(p != NULL) ? p : cpu_refill(h, cs->of_size[(size + 15) / 16]);
 }
 
 /* The locked free of a heap with caches, for blocks they do not take: when the free gives pages
@@ -357,7 +353,7 @@ static __attribute__((noinline)) void cpu_flush(struct heap *h, unsigned cls, vo
         heap_cpu_lock(c);
         n = heap_cpu_take_batch(c, cls, out);
         if (heap_cpu_push(c, cls, ptr)) {
-            heap_cpu_count_free(c, cs->classes->size[cls]);
+            heap_cpu_count_free(c, cs->size[cls]);
             ptr = NULL;
         }
         heap_cpu_unlock(c);
@@ -372,18 +368,18 @@ static __attribute__((noinline)) void cpu_flush(struct heap *h, unsigned cls, vo
     heap_unlock(h, saved);
 }
 
-/* The free slow path of a heap with caches (h->free_slow): ptr (not NULL) into this CPU's cache if
- * it is a small object, else the locked free. */
-static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr, const void *caller)
+/* The free of a heap with caches: ptr (not NULL) into this CPU's cache if it is a small object, else
+ * the locked free. The class comes from the pointer (heap_cpu_class_of): the backend's slab
+ * bookkeeping is not touched. Out of line, like cpu_alloc(). */
+static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
 {
     const struct heap_cpus *cs = h->cpu;
-    unsigned cls = cs->classes->of_block(ptr);
+    unsigned cls = heap_cpu_class_of(cs, ptr);
     unsigned long pin;
     struct heap_cpu *c;
     bool kept = false;
 
-    (void)caller; /* hardened heaps, whose reports name it, have no caches */
-    if (heap_unlikely(cls >= cs->classes->count)) {
+    if (heap_unlikely(cls >= cs->nclasses)) {
         cpu_free_locked(h, ptr);
         return;
     }
@@ -392,7 +388,7 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr, const 
         heap_cpu_lock(c);
         kept = heap_cpu_push(c, cls, ptr);
         if (heap_likely(kept))
-            heap_cpu_count_free(c, cs->classes->size[cls]);
+            heap_cpu_count_free(c, cs->size[cls]);
         heap_cpu_unlock(c);
     }
     heap_cpu_unpin(cs, pin);
@@ -404,14 +400,20 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr, const 
  * The allocation and free entry points. Every public allocation and free goes through alloc_entry() /
  * free_entry(), inlined into each exported function so that a heap_alloc() or kmalloc() is one call
  * plus the backend's. The common case -- no lock installed, an ordinary size -- takes the fast path:
- * one range check, then alloc_block(). Everything else (a lock to take, size 0, an oversized request)
- * goes to an out-of-line slow path, which keeps the fast path free of register spills: the heap's
- * h->alloc_slow / h->free_slow, chosen once by heap_create() -- the locked paths below, or, for a
- * heap with per-CPU caches, the per-CPU step, which hands what the caches do not serve to the locked
- * paths. A heap without caches pays one indirect jump instead of a direct one for this.
+ * one range check, then alloc_block(). A heap with per-CPU caches (a lock, h->cpu set) sends a small
+ * request or any free straight to the per-CPU step above, by a tail call. Everything else (a lock to
+ * take, size 0, an oversized request) goes to the out-of-line locked paths below. Keeping every call
+ * into env and the locked paths out of line keeps the no-lock fast path free of register spills; a
+ * heap without caches pays one more test of h->cpu on its locked path.
  */
 
-/* Allocation with the lock and full validation (h->alloc_slow of a heap without caches). */
+/* True if h has per-CPU caches (never in hardened mode, where the test folds away). */
+static inline bool has_caches(const struct heap *h)
+{
+    return !KHEAP_HARDENING && heap_unlikely(h->cpu != NULL);
+}
+
+/* Allocation with the lock and full validation. */
 static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, size_t align,
                                                   const void *caller)
 {
@@ -435,20 +437,12 @@ static inline __attribute__((always_inline)) void *alloc_entry(struct heap *h, s
         heap_hard_set_caller(h, caller);
         return alloc_block(h, size, align);
     }
-    return h->alloc_slow(h, size, align, heap_hard_caller(caller));
-}
-
-/* The allocation slow path of a heap with caches (h->alloc_slow): small requests from this CPU's
- * cache, everything else locked. */
-static __attribute__((noinline)) void *cpu_alloc_slow(struct heap *h, size_t size, size_t align,
-                                                      const void *caller)
-{
-    if (heap_likely(align == HEAP_MIN_ALIGN && size - 1 < h->cpu->classes->max_size))
+    if (has_caches(h) && align == HEAP_MIN_ALIGN && size - 1 < h->cpu->max_size)
         return cpu_alloc(h, size);
-    return alloc_slow(h, size, align, caller);
+    return alloc_slow(h, size, align, heap_hard_caller(caller));
 }
 
-/* A free with the lock (h->free_slow of a heap without caches). */
+/* A free with the lock. */
 static __attribute__((noinline)) void free_slow(struct heap *h, void *ptr, const void *caller)
 {
     unsigned long saved = heap_lock(h);
@@ -467,7 +461,11 @@ static inline __attribute__((always_inline)) void free_entry(struct heap *h, voi
         free_locked(h, ptr);
         return;
     }
-    h->free_slow(h, ptr, heap_hard_caller(caller));
+    if (has_caches(h)) {
+        cpu_free(h, ptr); /* hardened heaps, whose reports name the caller, have no caches */
+        return;
+    }
+    free_slow(h, ptr, heap_hard_caller(caller));
 }
 
 /* Returns a block of at least size bytes aligned to 16, or NULL. */

@@ -119,9 +119,6 @@ struct heap {
     struct heap_env env;
     struct heap_counters counts;
     struct heap_cpus *cpu; /* per-CPU caches (heap_cpu.h), NULL = none */
-    /* The front end's slow paths (heap.c), chosen by heap_create(): locked, or the per-CPU step. */
-    void *(*alloc_slow)(struct heap *h, size_t size, size_t align, const void *caller);
-    void (*free_slow)(struct heap *h, void *ptr, const void *caller);
 #if KHEAP_HARDENING
     struct heap_hard hard;
 #endif

@@ -110,6 +110,13 @@ void heap_cpu_create(struct heap *h)
         return;
     __builtin_memset(cs, 0, bytes);
     cs->count = n;
+    cs->nclasses = cl->count;
+    cs->max_size = cl->max_size;
+    cs->of_size = cl->of_size;
+    cs->size = cl->size;
+    cs->large_mask = cl->large_align - 1;
+    cs->slab_mask = ~(cl->slab_size - 1);
+    cs->class_offset = cl->class_offset;
     cs->stride = stride;
     cs->classes = cl;
     cs->ctx = env->ctx;

@@ -31,9 +31,13 @@ struct heap_cpu_classes {
     size_t max_size;        /* largest request cached (a multiple of 16) */
     const uint8_t *of_size; /* of_size[(size + 15) / 16]: the class of a request of 1 <= size <= max_size */
     const uint16_t *size;   /* size[c]: the usable size of every object of class c */
-    /* The class of live block ptr, or count if it has none (a large block). Called without the heap
-     * lock: it may read only what stays fixed while ptr is live (fixed_size_block: its slab's class). */
-    unsigned (*of_block)(const void *ptr);
+    /* The class of a live block, found from its pointer alone, without the heap lock and without a
+     * call (heap_cpu_class_of): a block whose address is a multiple of large_align has no class (a
+     * large block); any other lies in a slab_size-aligned slab whose header holds the block's class as
+     * a uint16_t at class_offset. Only what stays fixed while the block is live is read. */
+    uintptr_t large_align; /* a power of two */
+    uintptr_t slab_size;   /* a power of two */
+    size_t class_offset;
     /* heap_check(): true if ptr is an allocated object of class cls of h (a live block to the
      * backend), found from the backend's own structures without trusting ptr. Heap lock held. */
     bool (*holds)(const struct heap *h, const void *ptr, unsigned cls);
@@ -67,7 +71,14 @@ struct heap_cpu {
 /* The per-CPU area, allocated from the backend at heap_create: this header (read-only after create,
  * except peak_in_use, which only heap_stats/heap_check write), then count CPU caches. */
 struct heap_cpus {
-    unsigned count;                         /* CPUs with a cache: min(cpu_count, HEAP_MAX_CPUS) */
+    unsigned count;         /* CPUs with a cache: min(cpu_count, HEAP_MAX_CPUS) */
+    unsigned nclasses;      /* classes->count, and the classes' fields the fast */
+    size_t max_size;        /* path reads, copied onto this line: no pointer */
+    const uint8_t *of_size; /* chase to reach them */
+    const uint16_t *size;
+    uintptr_t large_mask; /* classes->large_align - 1 */
+    uintptr_t slab_mask;  /* ~(classes->slab_size - 1) */
+    size_t class_offset;
     size_t stride;                          /* bytes per struct heap_cpu */
     const struct heap_cpu_classes *classes; /* the backend's */
     void *ctx;                              /* env.ctx, env.cpu_enter, env.cpu_exit: one line away */
@@ -86,6 +97,16 @@ _Static_assert(HEAP_CPU_SLOTS >= 2 * HEAP_CPU_BATCH_MAX && HEAP_CPU_BATCH_MIN >=
 _Static_assert(HEAP_MAX_CPUS >= 2, "per-CPU caches need two CPUs");
 
 /* ---- the owner's fast path (heap.c) ---- */
+
+/* The class of live block ptr (classes->large_align etc.), or cs->nclasses if it has none. */
+static inline unsigned heap_cpu_class_of(const struct heap_cpus *cs, const void *ptr)
+{
+    uintptr_t a = (uintptr_t)ptr;
+
+    if (heap_unlikely((a & cs->large_mask) == 0))
+        return cs->nclasses;
+    return *(const uint16_t *)(void *)((a & cs->slab_mask) + cs->class_offset);
+}
 
 /* Pins the caller to its CPU (env.cpu_enter) and returns that CPU's cache, or NULL if the index is
  * not one of the caches' (a CPU beyond HEAP_MAX_CPUS, or a broken environment): the caller then

@@ -29,7 +29,10 @@
  *   target footprint-plot).
  *   --threads N: the several-CPU mode instead (threads_main below): workload a's loop on one thread,
  *   then on N threads at once, on one heap with a spin lock, per backend with per-CPU caches on
- *   (cpu_count = N) and off; --caches on|off runs only one of the two (for callgrind).
+ *   (cpu_count = N) and off; --caches on|off runs only one of the two (for callgrind). --caches on
+ *   without --threads: every workload runs on a heap with a spin lock and per-CPU caches (cpu_count 2,
+ *   the benchmark always on CPU 0), the kernel's configuration on one CPU, instead of the default
+ *   (no lock, no caches).
  *
  * Workloads (sizes, slots and orders are pre-generated from fixed seeds, outside the timed region):
  *   a  1,000,000 x { p = alloc(8..64 B); free(p) }                           ops = 2,000,000
@@ -144,7 +147,8 @@ static int n_ab = N_AB, c_steps = C_STEPS, p_steps = P_STEPS, k_used = 0;
 static uint32_t burst_size[BURST_MAX], burst_order[BURST_MAX];
 static void *burst_p[BURST_MAX];
 static int burst_n;
-static int give_back; /* --release */
+static int give_back;   /* --release */
+static int with_caches; /* --caches on without --threads: a/b/c on a locked heap with per-CPU caches */
 
 static uint64_t rng_state;
 
@@ -585,6 +589,37 @@ struct arena_heap {
     struct heap *h;
 };
 
+/* --caches on: the heap's spin lock (one thread: never contended) and its CPU, always 0. */
+static uint32_t bench_lock_word;
+
+static unsigned long bench_lock(void *ctx)
+{
+    (void)ctx;
+    while (__atomic_exchange_n(&bench_lock_word, 1, __ATOMIC_ACQUIRE) != 0)
+        __builtin_ia32_pause();
+    return 0;
+}
+
+static void bench_unlock(void *ctx, unsigned long saved)
+{
+    (void)ctx;
+    (void)saved;
+    __atomic_store_n(&bench_lock_word, 0, __ATOMIC_RELEASE);
+}
+
+static unsigned bench_cpu_enter(void *ctx, unsigned long *saved)
+{
+    (void)ctx;
+    *saved = 0;
+    return 0;
+}
+
+static void bench_cpu_exit(void *ctx, unsigned long saved)
+{
+    (void)ctx;
+    (void)saved;
+}
+
 /* Opens a heap of ops on a fresh arena of at most limit bytes; release: the arena takes memory back. */
 static void open_heap(struct arena_heap *ah, const struct heap_ops *ops, size_t limit, bool release)
 {
@@ -597,6 +632,13 @@ static void open_heap(struct arena_heap *ah, const struct heap_ops *ops, size_t 
     ah->arena.chunk = CHUNK;
     ah->arena.limit = limit;
     env = release ? host_arena_release_env(&ah->arena) : host_arena_env(&ah->arena);
+    if (with_caches) {
+        env.lock = bench_lock;
+        env.unlock = bench_unlock;
+        env.cpu_count = 2;
+        env.cpu_enter = bench_cpu_enter;
+        env.cpu_exit = bench_cpu_exit;
+    }
     ah->h = heap_create(ops, ah->arena.base, INITIAL, &env);
     if (ah->h == NULL) {
         fprintf(stderr, "heap_create(%s) failed\n", ops->name);
@@ -1174,9 +1216,10 @@ static int timed_main(struct allocator *als, int nal, const char *workload, int 
         return 2;
     }
     printf("# kheap-bench%s: %d repetitions after 1 warm-up, interleaved (each repetition runs every "
-           "workload on every allocator); ns_per_op = time / operations%s; %ld CPUs online\n",
-           KHEAP_HARDENING ? "-hardened" : "", reps,
-           give_back ? "; our heaps give memory back (--release)" : "", sysconf(_SC_NPROCESSORS_ONLN));
+           "workload on every allocator); ns_per_op = time / operations%s%s; %ld CPUs online\n",
+           KHEAP_HARDENING ? "-hardened" : "", reps, give_back ? "; our heaps give memory back (--release)" : "",
+           with_caches ? "; our heaps: spin lock and per-CPU caches, on CPU 0 (--caches on)" : "",
+           sysconf(_SC_NPROCESSORS_ONLN));
     for (int i = 0; i < nal; i++)
         if (als[i].missing)
             printf("# %s: not installed (%s)\n", als[i].name, als[i].peer->error);
@@ -1349,6 +1392,7 @@ int main(int argc, char **argv)
     }
     if (threads != 0)
         return threads_main(threads > 64 ? 64 : threads, reps, only, caches);
+    with_caches = caches != NULL && strcmp(caches, "on") == 0;
     for (const struct heap_ops *const *o = heap_backends; *o != NULL && nal < MAX_ALLOCATORS - 4; o++) {
         snprintf(names[nal], sizeof(names[nal]), "%s%s", (*o)->name, KHEAP_HARDENING ? "_hardened" : "");
         als[nal] = (struct allocator){names[nal], *o, KIND_HEAP, NULL, false, false};

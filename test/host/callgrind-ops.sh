@@ -9,6 +9,8 @@
 # front end and the backend, or the peer's malloc/free), and appends a line
 #   "mode row workload Ir ops Ir_per_op"
 # to OUT (default: stdout); Ir_per_op = Ir / (2 runs x ops). Compare two builds by running it on each.
+# A row <backend>_cached (not in the default list) is that plain backend on a spin-locked heap with
+# per-CPU caches, on CPU 0 (kheap-bench --caches on: the kernel's configuration on one CPU).
 # Example: test/host/callgrind-ops.sh build/test/host /tmp/after.txt "fixed_size_block tcmalloc" "a p"
 set -eu
 dir=$1
@@ -21,20 +23,22 @@ workloads=${4:-"a b c p k"}
 export GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384
 for row in $rows; do
     for w in $workloads; do
-        bin=$dir/kheap-bench mode=plain only=$row toggle="--toggle-collect=bench_alloc_* --toggle-collect=bench_free_*"
+        bin=$dir/kheap-bench mode=plain only=$row name=$row extra=
+        toggle="--toggle-collect=bench_alloc_* --toggle-collect=bench_free_*"
         case $row in
         *_hardened) bin=$dir/kheap-bench-hardened mode=hardened ;;
+        *_cached) mode=cached only=${row%_cached} name=${row%_cached} extra="--caches on" ;;
         pointer_increment)
             [ "$w" = a ] || continue
             only=none toggle="--toggle-collect=bench_inc_alloc --toggle-collect=bench_inc_free" ;;
         esac
         f=$(mktemp)
         log=$(mktemp)
-        # shellcheck disable=SC2086 # $toggle is two words
+        # shellcheck disable=SC2086 # $toggle and $extra are several words
         valgrind --tool=callgrind --callgrind-out-file="$f" $toggle \
-            "$bin" 1 --plain-only --no-footprint --only "$only" --workload "$w" >"$log" 2>/dev/null
+            "$bin" 1 --plain-only --no-footprint --only "$only" --workload "$w" $extra >"$log" 2>/dev/null
         ir=$(grep -E '^(summary|totals):' "$f" | head -1 | awk '{print $2}')
-        ops=$(sed -n "s/^BENCH allocator=$row workload=$w .* ops=\([0-9]*\).*/\1/p" "$log")
+        ops=$(sed -n "s/^BENCH allocator=$name workload=$w .* ops=\([0-9]*\).*/\1/p" "$log")
         if [ -z "$ops" ]; then
             echo "callgrind-ops.sh: no BENCH line for $row on $w" >&2
             exit 1

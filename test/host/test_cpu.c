@@ -399,7 +399,7 @@ static void test_check_catches_a_bad_cache_entry(void **state)
     {
         struct heap_cpus *cs = m->h->cpu;
         struct heap_cpu *c1 = (struct heap_cpu *)(void *)(cs->first + cs->stride);
-        unsigned cls = cs->classes->of_block(a);
+        unsigned cls = heap_cpu_class_of(cs, a);
         assert_true(heap_cpu_push(c1, cls, a));
         assert_true(heap_check(m->h) >= 1);
         c1->mag[cls].count--; /* undo, so the heap can be checked clean */

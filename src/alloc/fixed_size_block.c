@@ -85,11 +85,18 @@
  * Hardened mode (docs/hardening.md): objects still have no header (the front end's canary and
  * trailer sit at the end of each object, inside its class size). The slab header grows to 192 bytes:
  * a magic word (secret ^ slab ^ FSB_MAGIC) that proves a 16 KiB-aligned address really is a live
- * slab, and a bitmap with one "allocated" bit per 16-byte granule (an object's bit is its first
- * granule's, a shift away). validate() checks the fallback region (the last one found is cached),
- * magic, object boundary (a divisibility test: one multiply) and the bit, so interior, foreign and
- * double frees are told apart in O(1) without reading outside the heap. A free object holds its
- * slab's next free object mangled with its own address and, in its second word, the free site; the
+ * slab, a bitmap with one "allocated" bit per 16-byte granule (an object's bit is its first
+ * granule's, a shift away), and a seal: a keyed checksum over the header's fields (free-list head,
+ * carve pointer, counts, class and size, full flag, list links) at the slab's address, checked before
+ * any of them is used -- by validate() before a free, by the allocation fast path, before every list
+ * move (which also checks the neighbours it writes into: a safe unlink), by check() and walk() before
+ * a slab's link is followed -- and renewed after every change. So a header written over through a
+ * dangling pointer (a freed large block whose memory became a slab) is reported and never followed:
+ * no next object outside the slab, no unchecked unlink, no count that frees a live slab. check()
+ * reports every broken invariant it finds (kind and slab or object). validate() checks the fallback region
+ * (the last one found is cached), magic, object boundary (a divisibility test: one multiply) and the bit, so
+ * interior, foreign and double frees are told apart in O(1) without reading outside the heap. A free object
+ * holds its slab's next free object mangled with its own address and, in its second word, the free site; the
  * link is validated before it is followed (inside the slab, on an object boundary, below the carve
  * pointer, bit clear), and the rest of the object is verified to still hold the poison the front end
  * put there. A slab going back to the fallback is poisoned over its first span, which also destroys
@@ -123,6 +130,7 @@
 /* Hardened mode's part of a slab header (see the essay); it follows struct fsb_slab. */
 struct fsb_slab_hard {
     uint64_t magic;                           /* secret ^ slab ^ FSB_MAGIC while this is a slab */
+    uint64_t seal;                            /* keyed checksum of struct fsb_slab's fields (slab_seal) */
     uint64_t allocated[FSB_MAX_OBJECTS / 64]; /* bit i: the object at granule i is allocated */
 };
 
@@ -216,23 +224,33 @@ static struct fsb_slab *slab_of(const void *ptr)
     return (struct fsb_slab *)heap_align_down((uintptr_t)ptr, FSB_SLAB_SIZE);
 }
 
-static void list_push(struct fsb_list *l, struct fsb_slab *s)
+static void slab_reseal(const struct fsb *f, struct fsb_slab *s);
+
+/* Pushes s onto l (hardened: reseals the old head, whose prev link changed; s is the caller's). */
+static void list_push(const struct fsb *f, struct fsb_list *l, struct fsb_slab *s)
 {
     s->prev = NULL;
     s->next = l->head;
-    if (s->next != NULL)
+    if (s->next != NULL) {
         s->next->prev = s;
+        slab_reseal(f, s->next);
+    }
     l->head = s;
 }
 
-static void list_remove(struct fsb_list *l, struct fsb_slab *s)
+/* Unlinks s from l (hardened: reseals the neighbours whose links changed; s is the caller's). */
+static void list_remove(const struct fsb *f, struct fsb_list *l, struct fsb_slab *s)
 {
-    if (s->prev != NULL)
+    if (s->prev != NULL) {
         s->prev->next = s->next;
-    else
+        slab_reseal(f, s->prev);
+    } else {
         l->head = s->next;
-    if (s->next != NULL)
+    }
+    if (s->next != NULL) {
         s->next->prev = s->prev;
+        slab_reseal(f, s->next);
+    }
 }
 
 /* Objects of class cls that fit a slab, skipping slots that would start on a page boundary. */
@@ -258,6 +276,41 @@ static uint32_t count_capacity(unsigned cls)
 static uint64_t slab_magic(const struct fsb *f, const struct fsb_slab *s)
 {
     return f->common.hard.secret ^ (uintptr_t)s ^ FSB_MAGIC;
+}
+
+/* One step of slab_seal(): mixes word w into x. A bijection of w for any x, so changing any one field
+ * changes the seal, unpredictably for whoever does not know the secret. */
+static inline uint64_t seal_mix(uint64_t x, uint64_t w)
+{
+    x = (x ^ w) * 0xbf58476d1ce4e5b9ull;
+    return x ^ (x >> 31);
+}
+
+/* The keyed checksum of slab s's header at s's address: every field the allocator follows or trusts
+ * -- the free-list head, the carve pointer, the counts, the class (and its size), the full flag and
+ * the list links. A copy of another slab's header does not pass either (the key covers the address). */
+static inline uint64_t slab_seal(const struct fsb *f, const struct fsb_slab *s)
+{
+    uint64_t x = heap_hard_key(f->common.hard.secret, (uintptr_t)s);
+
+    x = seal_mix(x, (uintptr_t)s->free);
+    x = seal_mix(x, s->carve);
+    x = seal_mix(x, (uint64_t)s->inuse | (uint64_t)s->capacity << 32);
+    x = seal_mix(x, (uint64_t)s->cls | (uint64_t)s->size << 16 | (uint64_t)s->full << 32);
+    x = seal_mix(x, (uintptr_t)s->next);
+    return seal_mix(x, (uintptr_t)s->prev);
+}
+
+/* True if slab s's header carries the seal of its fields: checked before any of them is used. */
+static inline __attribute__((always_inline)) bool slab_sealed(const struct fsb *f, const struct fsb_slab *s)
+{
+    return s->hard->seal == slab_seal(f, s);
+}
+
+/* Seals slab s's header: called after every change of its fields. */
+static inline __attribute__((always_inline)) void slab_reseal(const struct fsb *f, struct fsb_slab *s)
+{
+    s->hard->seal = slab_seal(f, s);
 }
 
 /* The allocation bitmap has one bit per 16-byte granule after the header (every object starts on
@@ -327,6 +380,52 @@ static void report_and_abort(struct fsb *f, enum heap_error kind, const void *pt
 {
     report(f, kind, ptr);
     f->common.hard.abort = true;
+}
+
+/* Before sealed slab s leaves list l: true if its neighbours are sealed slabs that link back to it (a
+ * safe unlink: list_remove() writes into both); else reports s's header and returns false. */
+static bool slab_unlink_ok(struct fsb *f, const struct fsb_list *l, const struct fsb_slab *s)
+{
+    if ((s->prev == NULL ? l->head == s : slab_sealed(f, s->prev) && s->prev->next == s) &&
+        (s->next == NULL || (slab_sealed(f, s->next) && s->next->prev == s)))
+        return true;
+    report_and_abort(f, HEAP_ERR_CORRUPT_METADATA, s);
+    return false;
+}
+
+/* Before a slab is pushed onto list l: true if l's head (whose prev link list_push() writes) is a
+ * sealed slab at the head; else reports it and returns false. */
+static bool slab_push_ok(struct fsb *f, const struct fsb_list *l)
+{
+    if (l->head == NULL || (slab_sealed(f, l->head) && l->head->prev == NULL))
+        return true;
+    report_and_abort(f, HEAP_ERR_CORRUPT_METADATA, l->head);
+    return false;
+}
+
+/* fsb_alloc_slow(), before slab_take() of head slab s of class cls's partial list: true if s's header
+ * is sealed and consistent (a class cls slab with room) and, if the object taken fills it, its move
+ * to the full list is safe; else reports and fails the allocation (nothing changed). */
+static bool slab_take_ok(struct fsb *f, unsigned cls, const struct fsb_slab *s)
+{
+    if (!slab_sealed(f, s) || s->cls != cls || s->inuse >= s->capacity || s->full) {
+        report_and_abort(f, HEAP_ERR_CORRUPT_METADATA, s);
+        return false;
+    }
+    return s->inuse + 1 < s->capacity ||
+           (slab_unlink_ok(f, &f->partial[cls], s) && slab_push_ok(f, &f->full[cls]));
+}
+
+/* fsb_free_slow(), before the free of an object of slab s (class cls; validate() checked s's seal)
+ * moves s between lists or out of them: true if every such move is safe; else reports (the object is
+ * then never freed: a leak of one object, nothing changed). */
+static bool slab_free_ok(struct fsb *f, unsigned cls, const struct fsb_slab *s)
+{
+    if (s->full)
+        return slab_unlink_ok(f, &f->full[cls], s) && slab_push_ok(f, &f->partial[cls]);
+    if (s->inuse == 1 && (s->prev != NULL || s->next != NULL))
+        return slab_unlink_ok(f, &f->partial[cls], s);
+    return true;
 }
 
 /*
@@ -485,7 +584,11 @@ static size_t check_live_objects(const struct fsb *f, const struct fsb_slab *s, 
         live++;
         bad += !heap_hard_verify_live(&f->common, (const void *)(base + off), class_size[cls]);
     }
-    return bad + (live != s->inuse);
+    if (live != s->inuse) {
+        report(f, HEAP_ERR_CORRUPT_METADATA, s);
+        bad++;
+    }
+    return bad;
 }
 
 /* fsb_validate() for a page-aligned pointer: out of line, so the small-object case saves no registers. */
@@ -512,8 +615,10 @@ static inline enum heap_error validate_small(struct fsb *f, const void *ptr, con
     uintptr_t a = (uintptr_t)ptr;
     int i;
 
-    if (s->hard->magic != slab_magic(f, s) || s->cls >= FSB_NCLASSES)
+    if (s->hard->magic != slab_magic(f, s))
         return HEAP_ERR_INVALID_FREE;
+    if (heap_unlikely(!slab_sealed(f, s) || s->cls >= FSB_NCLASSES))
+        return HEAP_ERR_CORRUPT_METADATA; /* a slab whose header was changed: trust none of it */
     *free_site = NULL;
     i = obj_index(f, s->cls, a - (uintptr_t)s);
     if (i < 0 || a >= s->carve)
@@ -588,6 +693,35 @@ static inline void report_and_abort(struct fsb *f, enum heap_error kind, const v
     (void)f;
     (void)kind;
     (void)ptr;
+}
+
+static inline bool slab_sealed(const struct fsb *f, const struct fsb_slab *s)
+{
+    (void)f;
+    (void)s;
+    return true;
+}
+
+static inline void slab_reseal(const struct fsb *f, struct fsb_slab *s)
+{
+    (void)f;
+    (void)s;
+}
+
+static inline bool slab_take_ok(struct fsb *f, unsigned cls, const struct fsb_slab *s)
+{
+    (void)f;
+    (void)cls;
+    (void)s;
+    return true;
+}
+
+static inline bool slab_free_ok(struct fsb *f, unsigned cls, const struct fsb_slab *s)
+{
+    (void)f;
+    (void)cls;
+    (void)s;
+    return true;
 }
 
 /* The plain free-object link: the next free object, as it is, in the object's first word. */
@@ -729,7 +863,8 @@ static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
     s->size = class_size[cls];
     s->full = 0;
     slab_mark(f, s);
-    list_push(&f->partial[cls], s);
+    list_push(f, &f->partial[cls], s); /* called when the list is empty: no neighbour */
+    slab_reseal(f, s);
     return s;
 }
 
@@ -738,10 +873,11 @@ static inline void slab_count_taken(struct fsb *f, struct fsb_slab *s, unsigned 
 {
     obj_flip_allocated(s, obj);
     if (++s->inuse == s->capacity) {
-        list_remove(&f->partial[cls], s);
-        list_push(&f->full[cls], s);
+        list_remove(f, &f->partial[cls], s);
+        list_push(f, &f->full[cls], s);
         s->full = 1;
     }
+    slab_reseal(f, s);
 }
 
 /* Takes one object from partial slab s of class cls. NULL (hardened mode) if the object met
@@ -817,6 +953,8 @@ static __attribute__((noinline)) void *fsb_alloc_slow(struct heap *h, size_t siz
         if (s == NULL)
             return NULL;
     }
+    if (heap_unlikely(!slab_take_ok(f, cls, s)))
+        return NULL;
     *usable = class_size[cls];
     return slab_take(f, s, cls);
 large:
@@ -852,13 +990,15 @@ static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable
         struct fsb_slab *s = f->partial[cls].head;
         void *obj;
 
-        if (heap_likely(s != NULL && (obj = s->free) != NULL && s->inuse + 1 < s->capacity)) {
+        if (heap_likely(s != NULL && slab_sealed(f, s) && (obj = s->free) != NULL &&
+                        s->inuse + 1 < s->capacity)) {
             uintptr_t next = obj_next(f, obj);
 
             if (heap_likely(obj_reusable(f, s, obj, next, class_size[cls]))) {
                 s->free = (void *)next;
                 obj_flip_allocated(s, obj);
                 s->inuse++;
+                slab_reseal(f, s);
                 *usable = class_size[cls];
                 return obj;
             }
@@ -899,19 +1039,23 @@ static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
     }
     s = slab_of(ptr);
     cls = s->cls;
+    if (heap_unlikely(!slab_free_ok(f, cls, s)))
+        return class_size[cls];
     obj_set_free(f, ptr, s->free);
     obj_flip_allocated(s, ptr);
     s->free = ptr;
     if (heap_unlikely(s->full)) {
-        list_remove(&f->full[cls], s);
-        list_push(&f->partial[cls], s);
+        list_remove(f, &f->full[cls], s);
+        list_push(f, &f->partial[cls], s);
         s->full = 0;
     }
     if (heap_unlikely(--s->inuse == 0) && (s->prev != NULL || s->next != NULL)) {
-        list_remove(&f->partial[cls], s);
+        list_remove(f, &f->partial[cls], s);
         if (heap_likely(slab_unmark(f, s)))
             fallback_free(f, s);
+        return class_size[cls];
     }
+    slab_reseal(f, s);
     return class_size[cls];
 }
 
@@ -933,6 +1077,7 @@ static size_t fsb_free(struct heap *h, void *ptr)
             obj_flip_allocated(s, ptr);
             s->free = ptr;
             s->inuse--;
+            slab_reseal(to_fsb(h), s);
             return s->size;
         }
     }
@@ -970,7 +1115,8 @@ static bool obj_in_slab(const struct fsb_slab *s, unsigned cls, const void *o)
            !is_large(o);
 }
 
-/* Checks one slab of class cls on list full (0/1); returns the number of broken invariants. */
+/* Checks one slab of class cls on list full (0/1), whose header check_list() found sealed (hardened);
+ * returns the number of broken invariants, each reported (hardened: env.report, kind and pointer). */
 static size_t check_slab(const struct fsb *f, const struct fsb_slab *s, unsigned cls, uint32_t full)
 {
     uintptr_t base = (uintptr_t)s, end = base + FSB_SLAB_SIZE;
@@ -980,16 +1126,15 @@ static size_t check_slab(const struct fsb *f, const struct fsb_slab *s, unsigned
     bad += base % FSB_SLAB_SIZE != 0;
     bad += s->cls != cls || s->full != full || s->capacity != f->capacity[cls];
     bad += full ? s->inuse != s->capacity : s->inuse >= s->capacity;
-    if (bad != 0)
-        return bad;
     bad += s->carve < base + FSB_SLAB_HDR || s->carve > end;
+    /* Hardened mode: the header must be a slab's and the list's head sound before the list is walked. */
+    bad += !slab_magic_ok(f, s);
+    if (bad != 0) {
+        report(f, HEAP_ERR_CORRUPT_METADATA, s);
+        return bad;
+    }
     for (uintptr_t off = s->carve - base; off + class_size[cls] <= FSB_SLAB_USABLE; off += class_size[cls])
         uncarved += (off & (FSB_PAGE_SIZE - 1)) != 0;
-    /* Hardened mode: the header must be a slab's and the list's head sound before the list is walked. */
-    if (!slab_magic_ok(f, s)) {
-        report(f, HEAP_ERR_CORRUPT_METADATA, s);
-        return bad + 1;
-    }
     if (s->free != NULL && !free_link_ok(f, s, (uintptr_t)s->free)) {
         report(f, HEAP_ERR_CORRUPT_FREELIST, s);
         return bad + 1;
@@ -997,6 +1142,7 @@ static size_t check_slab(const struct fsb *f, const struct fsb_slab *s, unsigned
     for (const void *o = s->free; o != NULL;) {
         uintptr_t next;
         if (++nfree > s->capacity || !obj_in_slab(s, cls, o)) {
+            report(f, HEAP_ERR_CORRUPT_FREELIST, s);
             bad++;
             break;
         }
@@ -1011,7 +1157,10 @@ static size_t check_slab(const struct fsb *f, const struct fsb_slab *s, unsigned
         o = (const void *)next;
     }
     bad += check_live_objects(f, s, cls);
-    bad += nfree + uncarved + s->inuse != s->capacity;
+    if (nfree + uncarved + s->inuse != s->capacity) {
+        report(f, HEAP_ERR_CORRUPT_METADATA, s);
+        bad++;
+    }
     return bad;
 }
 
@@ -1021,11 +1170,16 @@ static size_t check_list(const struct fsb *f, const struct fsb_list *l, unsigned
     const struct fsb_slab *prev = NULL;
 
     for (const struct fsb_slab *s = l->head; s != NULL; prev = s, s = s->next) {
-        if (++n > ((size_t)1 << 32)) {
+        /* Hardened mode: a header is authenticated before any of it is read, the next link included. */
+        if (++n > ((size_t)1 << 32) || !slab_sealed(f, s)) {
+            report(f, HEAP_ERR_CORRUPT_METADATA, s);
             bad++;
             break;
         }
-        bad += s->prev != prev;
+        if (s->prev != prev) {
+            report(f, HEAP_ERR_CORRUPT_METADATA, s);
+            bad++;
+        }
         bad += check_slab(f, s, cls, full);
     }
     return bad;
@@ -1072,7 +1226,8 @@ static size_t fsb_walk(const struct heap *h, heap_walk_fn fn, void *ctx)
     for (size_t c = 0; c < FSB_NCLASSES; c++) {
         const struct fsb_slab *lists[2] = {f->partial[c].head, f->full[c].head};
         for (size_t i = 0; i < 2; i++) {
-            for (const struct fsb_slab *s = lists[i]; s != NULL; s = s->next) {
+            /* Hardened mode: a slab whose header is not sealed ends its list (heap_check() reports it). */
+            for (const struct fsb_slab *s = lists[i]; s != NULL && slab_sealed(f, s); s = s->next) {
                 struct heap_walk_entry e = {.addr = s,
                                             .size = FSB_SLAB_USABLE,
                                             .state = HEAP_WALK_SLAB,

@@ -5,7 +5,7 @@
  *                     [--verbose]
  *   backends: bump, linked_list, fixed_size_block (the hardened library) and glibc (the system malloc).
  *   kinds: clean uaf_hi uaf_lo uaf_old df_reuse df_now inv_interior inv_stack inv_global inv_past_end
- *          overflow meta_flip (default: all; see kinds[] below for what each one does).
+ *          overflow meta_flip meta_reused (default: all; see kinds[] below for what each one does).
  *   --check: exit 1 unless the issue's targets hold: no false positive (clean trials and build
  *            phases), no silent crash, silent overlap, overlap after a report or hang in any cell;
  *            immediate double free and invalid frees >= 99.9% right; overflow and use-after-free
@@ -89,12 +89,17 @@ enum kind {
     K_INV_PAST_END, /* free the first address past the heap (kheap: arena end; glibc: sbrk(0)) */
     K_OVERFLOW,     /* write 1..16 random bytes right after the requested size of a live block */
     K_META_FLIP,    /* free v, then XOR one byte of [v - 32, v) with a random non-zero value */
+    K_META_REUSED,  /* free a large block v (64-128 KiB), push it out of the quarantine, allocate blocks
+                     * of 1025-2048 B until one, o, lies in v's memory (at most 64; else na), then XOR
+                     * one byte of the metadata there through v: fixed_size_block, of the header of the
+                     * slab carved there (the 192 bytes at o rounded down to 16 KiB); else of the 48 bytes
+                     * before o */
     K_COUNT
 };
 
 static const char *const kind_names[K_COUNT] = {
-    "clean",        "uaf_hi",    "uaf_lo",     "uaf_old",      "df_reuse", "df_now",
-    "inv_interior", "inv_stack", "inv_global", "inv_past_end", "overflow", "meta_flip",
+    "clean",     "uaf_hi",     "uaf_lo",       "uaf_old",  "df_reuse",  "df_now",      "inv_interior",
+    "inv_stack", "inv_global", "inv_past_end", "overflow", "meta_flip", "meta_reused",
 };
 
 static const char *const kind_titles[K_COUNT] = {
@@ -110,6 +115,7 @@ static const char *const kind_titles[K_COUNT] = {
     "invalid free: past the end",
     "overflow by 1-16 bytes",
     "flipped byte in the 32 B before a free block",
+    "flipped byte of metadata (fsb: a slab header) in a freed large block's reused memory",
 };
 
 enum phase { PH_BUILD, PH_INJECT, PH_FOLLOW, PH_CHECK, PH_DONE };
@@ -492,6 +498,40 @@ static bool inject(enum kind k)
         exp_kind = -1; /* any report is right: nothing names a flipped header byte better */
         exp_ptr = NULL;
         return true;
+    case K_META_REUSED: {
+        int e;
+        size_t size = (64 << 10) + below(64 << 10), osize = 1025 + below(1024);
+        unsigned char *o = NULL, *meta;
+        size_t mlen;
+        if ((e = empty_slot()) < 0 || (v = a_alloc(size)) == NULL)
+            return false;
+        a_free(v);
+        for (int i = 0; i < 24; i++) /* 384 KiB of frees: v leaves the default quarantine window */
+            a_free(a_alloc(16 << 10));
+        for (int i = 0; i < REUSE_TRIES && o == NULL; i++) {
+            unsigned char *p;
+            if ((e = empty_slot()) < 0 || (p = a_alloc(osize)) == NULL)
+                break;
+            adopt(e, p, osize, true);
+            if (p >= v + 64 && p + osize <= v + size)
+                o = p;
+        }
+        if (o == NULL)
+            return false;
+        if (cur->ops == &heap_fixed_size_block_ops) {
+            meta = (unsigned char *)((uintptr_t)o & ~(uintptr_t)16383);
+            mlen = 192;
+            if (meta < v)
+                return false;
+        } else {
+            meta = o - 48;
+            mlen = 48;
+        }
+        exp_kind = -1; /* any report is right, as for meta_flip */
+        exp_ptr = NULL;
+        meta[below(mlen)] ^= (unsigned char)(1 + below(255));
+        return true;
+    }
     case K_COUNT: break;
     }
     return false;

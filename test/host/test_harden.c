@@ -1115,6 +1115,116 @@ static void test_metadata_flips(void **state)
         fprintf(stderr, "%zu cases, %zu without a report (and a healthy heap)\n", cases, silent);
 }
 
+/* fixed_size_block: slab headers are sealed (fixed_size_block.c). A freed large block whose memory became a
+ * slab, then written through the dangling pointer: each byte of the slab's header (its fields, magic, seal
+ * and allocation bitmap) is changed in turn (four bit patterns), in two states -- a slab still carving, and
+ * one with a free list and a neighbour on its list -- and a fixed sequence of operations follows. Whatever
+ * the byte: no crash, no allocation outside the arena or over a live block, and whatever check() finds is
+ * reported; a change of a field, the magic or the seal is always reported. */
+#define SLAB_LIVE 1024
+
+struct slab_live {
+    unsigned char *p[SLAB_LIVE];
+    size_t n[SLAB_LIVE];
+    size_t count;
+};
+
+/* Adds block p of n bytes (NULL: nothing) to lv, asserting it lies in the arena and overlaps no live
+ * block. */
+static void slab_live_add(struct fixture *f, struct slab_live *lv, void *p, size_t n)
+{
+    if (p == NULL)
+        return;
+    assert_true(host_arena_contains(&f->arena, p, n));
+    for (size_t i = 0; i < lv->count; i++)
+        assert_true((unsigned char *)p + n <= lv->p[i] || lv->p[i] + lv->n[i] <= (unsigned char *)p);
+    assert_true(lv->count < SLAB_LIVE);
+    lv->p[lv->count] = p;
+    lv->n[lv->count++] = n;
+}
+
+/* Frees live block i of lv (the last one takes its place). */
+static void slab_live_free(struct fixture *f, struct slab_live *lv, size_t i)
+{
+    heap_free(f->h, lv->p[i]);
+    lv->p[i] = lv->p[--lv->count];
+    lv->n[i] = lv->n[lv->count];
+}
+
+static void test_slab_header_flips(void **state)
+{
+    enum { SMALL = 100, SLAB = 16384, HDR = 192, FIELDS = 64 };
+    static const unsigned char patterns[] = {0x01, 0x10, 0x80, 0xff};
+    static struct slab_live lv;
+    struct fixture *f = *state;
+    size_t cases = 0, silent = 0;
+
+    if (strcmp(g_ops->name, "fixed_size_block") != 0)
+        return; /* the other backends have no slabs: test_metadata_flips covers their headers */
+    for (int linked = 0; linked < 2; linked++) {
+        for (size_t k = 0; k < HDR; k++) {
+            for (size_t pi = 0; pi < sizeof(patterns); pi++) {
+                struct heap_env env = host_arena_env(&f->arena);
+                unsigned char *big, *slab = NULL;
+                size_t first = 0;
+
+                memset(f->arena.base, 0, INITIAL); /* no stale metadata of the case before */
+                env.ctx = f;
+                env.report = capture;
+                env.secret = 0x9e3779b97f4a7c15ull * (cases + 1) | 1;
+                env.quarantine_blocks = HEAP_QUARANTINE_OFF; /* frees reach the slabs at once */
+                f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+                assert_non_null(f->h);
+                f->n = 0;
+                lv.count = 0;
+                slab_live_add(f, &lv, heap_alloc(f->h, 10), 10); /* the 16-byte class's slab comes first */
+                big = heap_alloc(f->h, 80000); /* > 16 pages: not kept in the large-block cache */
+                assert_non_null(big);
+                slab_live_add(f, &lv, heap_alloc(f->h, 3000), 3000); /* a live block after it */
+                heap_free(f->h, big);
+                /* The first object of the class gets a new slab: it is carved out of big's memory. */
+                for (size_t i = 0; i < (linked ? 200 : 3); i++) {
+                    unsigned char *o = heap_alloc(f->h, SMALL);
+                    if (i == 0) {
+                        first = lv.count;
+                        slab = (unsigned char *)((uintptr_t)o & ~(uintptr_t)(SLAB - 1));
+                        assert_true(slab >= big && slab + SLAB <= big + 80000);
+                    }
+                    slab_live_add(f, &lv, o, SMALL);
+                }
+                if (linked) { /* the first slab is full: two of its objects freed move it to the partial list
+                               */
+                    slab_live_free(f, &lv, first + 1);
+                    slab_live_free(f, &lv, first + 2);
+                }
+                assert_int_equal(f->n, 0);
+                big[slab - big + k] ^= patterns[pi]; /* the write through the dangling pointer */
+                /* Allocate past two slabs' worth, free every other block, allocate again, large and small. */
+                for (size_t i = 0; i < 300; i++)
+                    slab_live_add(f, &lv, heap_alloc(f->h, SMALL), SMALL);
+                for (size_t i = lv.count; i-- > 2;)
+                    if (i % 2 == 0)
+                        slab_live_free(f, &lv, i);
+                for (size_t i = 0; i < 100; i++)
+                    slab_live_add(f, &lv, heap_alloc(f->h, SMALL), SMALL);
+                slab_live_add(f, &lv, heap_alloc(f->h, 20000), 20000);
+                slab_live_add(f, &lv, heap_alloc(f->h, 60), 60);
+                if (heap_check(f->h) != 0)
+                    assert_int_not_equal(f->n, 0); /* what check() finds is reported */
+                if (k < FIELDS)
+                    assert_int_not_equal(f->n, 0); /* a changed field, magic or seal never passes */
+                while (lv.count > 0)
+                    slab_live_free(f, &lv, lv.count - 1);
+                silent += f->n == 0;
+                cases++;
+            }
+        }
+    }
+    assert_int_equal(cases, 2 * HDR * sizeof(patterns));
+    if (verbose)
+        fprintf(stderr, "%zu cases, %zu without a report\n", cases, silent);
+}
+
 static const struct kheap_test tests[] = {
     KHEAP_TEST(test_names),
     KHEAP_TEST(test_double_free),
@@ -1145,6 +1255,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST(test_quarantine_stats_and_drain),
     KHEAP_TEST(test_block_info),
     KHEAP_TEST(test_metadata_flips),
+    KHEAP_TEST(test_slab_header_flips),
 };
 
 int main(int argc, char **argv)

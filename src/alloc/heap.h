@@ -65,8 +65,9 @@
  * what a backend keeps in a freed block, links and free site, is mangled and validated too),
  * overflow past the REQUESTED size (a keyed canary right after it, verified on free, realloc,
  * usable_size and heap_check()), and corrupted free lists (links stored mangled with the secret and
- * their own address, validated before use). bump and linked_list seal their headers (a keyed
- * checksum over the size, flags and links that guard memory, checked before use; linked_list also
+ * their own address, validated before use). bump and linked_list seal their headers, and
+ * fixed_size_block its slab headers (a keyed checksum over the sizes, counts, flags and links that
+ * guard memory, checked before use; linked_list also
  * cross-checks boundary tags against the neighbours' sealed headers and tags its tree links) and
  * keep a freed block's span verified after coalescing; heap_check() reports every broken invariant
  * it finds through env.report and never follows unvalidated metadata (docs/hardening.md). Fresh blocks are

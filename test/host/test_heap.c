@@ -491,6 +491,49 @@ static void test_ll_padding_reuse(void **state)
     heap_free(f->h, small);
 }
 
+/* Quick lists (plain mode): a freed small block waits, still "in use" to its neighbours, flagged in its
+ * header (bit 3 of the size word) and linked through its first body word; check() verifies both, and
+ * an allocation that finds no fit flushes the lists into the tree first. */
+static void test_ll_quick_lists(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 1000 };
+    char *p[N], *a, *big;
+    size_t *hdr, n = 0;
+    void *link;
+
+    fixed_heap(f, 64 << 10);
+    a = heap_alloc(f->h, 100);
+    big = heap_alloc(f->h, 100); /* keeps a from merging with the free rest */
+    heap_free(f->h, a);
+    assert_int_equal(heap_check(f->h), 0);
+    if (!heap_hardening()) {
+        hdr = (size_t *)(void *)a - 1; /* a's size word */
+        *hdr &= ~(size_t)8;            /* a block on a list without the flag */
+        assert_true(heap_check(f->h) > 0);
+        *hdr |= 8;
+        assert_int_equal(heap_check(f->h), 0);
+        memcpy(&link, a, sizeof(link));
+        memcpy(a, &(void *){big}, sizeof(link)); /* the list now leads to an unflagged block */
+        assert_true(heap_check(f->h) > 0);
+        memcpy(a, &link, sizeof(link));
+        assert_int_equal(heap_check(f->h), 0);
+        assert_ptr_equal(heap_alloc(f->h, 100), a); /* the list hands a back */
+        heap_free(f->h, a);
+    }
+    heap_free(f->h, big);
+    while (n < N && (p[n] = heap_alloc(f->h, 100)) != NULL)
+        n++;
+    assert_true(n > 64 && n < N); /* filled the heap, more blocks than the lists hold */
+    for (size_t i = 0; i < n; i++)
+        heap_free(f->h, p[i]);
+    assert_int_equal(heap_check(f->h), 0);
+    big = heap_alloc(f->h, 56 << 10); /* only if the listed blocks coalesced again */
+    assert_non_null(big);
+    assert_int_equal(heap_check(f->h), 0);
+    heap_free(f->h, big);
+}
+
 static void test_ll_resize_in_place(void **state)
 {
     struct fixture *f = *state;
@@ -781,8 +824,13 @@ static void test_walk(void **state)
     for (int i = 0; i < WALK_BLOCKS; i++)
         heap_free(f->h, p[i]);
     walk_check(f, &w);
-    if (ll || bump)
+    if (bump)
         assert_true(w.n == 1 && w.e[0].state == HEAP_WALK_FREE);
+    /* linked_list: all free, but the blocks its quick lists hold (plain mode) are not coalesced. */
+    for (size_t j = 0; ll && j < w.n; j++)
+        assert_int_equal(w.e[j].state, HEAP_WALK_FREE);
+    if (ll && heap_hardening())
+        assert_int_equal(w.n, 1);
     for (size_t j = 0; j < w.n; j++)
         assert_int_equal(w.e[j].objects, 0);
 }
@@ -825,6 +873,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST_FOR("linked_list", test_ll_coalesce_both),
     KHEAP_TEST_FOR("linked_list", test_ll_padding_reuse),
     KHEAP_TEST_FOR("linked_list", test_ll_resize_in_place),
+    KHEAP_TEST_FOR("linked_list", test_ll_quick_lists),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_small_and_large),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_slabs_returned),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_large_cache),

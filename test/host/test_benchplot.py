@@ -5,7 +5,9 @@ the output with benchplot.py (next to this file), and asserts that the BENCH lin
 allocator of the comma-separated list ALLOCATORS (plain backends, hardened twins, glibc, the peers)
 on every workload, with min <= median <= max, a footprint on c, p and k, glibc's ratio to itself 1,
 and that the SVG is well-formed XML with one series per allocator whose bars carry the BENCH
-values: one ns/op bar per workload and one footprint bar per workload that has a footprint."""
+values: one ns/op bar per workload and one footprint bar per workload that has a footprint; and that
+benchplot.py's sibling benchtable.py prints a Markdown table per workload with one row per allocator
+showing its BENCH median and spread."""
 import os
 import subprocess
 import sys
@@ -70,6 +72,23 @@ def main(bench, workdir, allocators):
         if titles != want:
             fail("series %s: bars %s, expected %s" % (a, titles, want))
     print("svg: well-formed, one series per allocator with its ns/op and footprint bars: ok")
+
+    table = subprocess.run([sys.executable, os.path.join(here, "benchtable.py"), out], check=True,
+                           capture_output=True, text=True).stdout
+    for w in WORKLOADS:
+        block = table.split("**Workload %s:" % w)
+        if len(block) != 2:
+            fail("table: no section for workload %s" % w)
+        lines = [ln for ln in block[1].split("\n\n", 2)[1].split("\n") if ln.startswith("| ")][1:]
+        got = [ln.split(" | ")[0][2:] for ln in lines]
+        want = [("glibc (system)" if a == "system" else a) for a in expected]
+        if [g for g in got if g != "pointer_increment"] != want:
+            fail("table %s: rows %s, expected %s" % (w, got, want))
+        for a in expected:
+            ln = lines[got.index("glibc (system)" if a == "system" else a)]
+            if " %s (%s–%s) " % (rows[(a, w)]["ns_per_op"], rows[(a, w)]["min"], rows[(a, w)]["max"]) not in ln:
+                fail("table %s: row %s does not show the BENCH median and spread" % (w, a))
+    print("table: one row per allocator per workload, with the BENCH median and spread: ok")
 
 
 if __name__ == "__main__":

@@ -17,20 +17,21 @@ PALETTE = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#1
 SKIP = {"pointer_increment"}
 
 
-def read_bench(path):
-    """Returns (allocators in order of appearance, {(allocator, workload): {field: value}})."""
+def read_bench(path, skip=SKIP):
+    """Returns (allocators in order of appearance, {(allocator, workload): {field: value}}). A row
+    printed twice (the hardened twin's reference rows: glibc and the peers again) keeps the first."""
     order, rows = [], {}
     for line in open(path):
         f = line.split()
         if not f or f[0] != "BENCH" or not f[1].startswith("allocator="):
             continue
         kv = dict(x.split("=", 1) for x in f[1:] if "=" in x)
-        if "workload" not in kv or "ns_per_op" not in kv or kv["allocator"] in SKIP:
+        if "workload" not in kv or "ns_per_op" not in kv or kv["allocator"] in skip:
             continue
         name = kv["allocator"]
         if name not in order:
             order.append(name)
-        rows[(name, kv["workload"])] = kv
+        rows.setdefault((name, kv["workload"]), kv)
     return order, rows
 
 

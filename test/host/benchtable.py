@@ -7,6 +7,8 @@ An allocator named twice (the twin's reference rows: glibc and the peers again) 
 the hardened rows' ratios are those the twin printed, to its own reference rows. Standard library only."""
 import sys
 
+from benchplot import read_bench  # benchplot.py, next to this file
+
 WORKLOADS = {
     "a": "1,000,000 × alloc 8–64 B + free",
     "b": "as a, one 64 B block held",
@@ -15,22 +17,6 @@ WORKLOADS = {
     "k": "object-cache bursts of one of 7 sizes, freed LIFO or random",
 }
 PEERS = ["system", "tcmalloc", "mimalloc", "jemalloc"]
-
-
-def read_bench(path):
-    order, rows = [], {}
-    for line in open(path):
-        f = line.split()
-        if not f or f[0] != "BENCH" or not f[1].startswith("allocator="):
-            continue
-        kv = dict(x.split("=", 1) for x in f[1:] if "=" in x)
-        key = (kv["allocator"], kv.get("workload"))
-        if key[1] not in WORKLOADS or key in rows:
-            continue
-        rows[key] = kv
-        if kv["allocator"] not in order:
-            order.append(kv["allocator"])
-    return order, rows
 
 
 def read_callgrind(path):
@@ -45,7 +31,7 @@ def read_callgrind(path):
 def main():
     if len(sys.argv) not in (2, 3):
         sys.exit("usage: benchtable.py BENCH_OUTPUT [CALLGRIND_OPS]")
-    order, rows = read_bench(sys.argv[1])
+    order, rows = read_bench(sys.argv[1], skip=set())
     ir = read_callgrind(sys.argv[2]) if len(sys.argv) == 3 else {}
     for w, title in WORKLOADS.items():
         names = [a for a in order if (a, w) in rows]

@@ -91,6 +91,21 @@ static struct heap_cpu *cpu_at(const struct heap_cpus *cs, unsigned i)
     return (struct heap_cpu *)(void *)(cs->first + (size_t)i * cs->stride);
 }
 
+/* A solo heap's "pin" for the refill and flush paths, which it shares with the locked heaps: the
+ * heap is single-threaded, so it is always on CPU 0. */
+static unsigned solo_enter(void *ctx, unsigned long *saved)
+{
+    (void)ctx;
+    *saved = 0;
+    return 0;
+}
+
+static void solo_exit(void *ctx, unsigned long saved)
+{
+    (void)ctx;
+    (void)saved;
+}
+
 void heap_cpu_create(struct heap *h)
 {
     const struct heap_cpu_classes *cl = h->ops->cpu_classes;
@@ -99,9 +114,16 @@ void heap_cpu_create(struct heap *h)
     size_t head = heap_align_up(sizeof(struct heap_cpus), HEAP_CPU_LINE), stride, bytes, usable;
     struct heap_cpus *cs;
 
+    bool solo = env->lock == NULL;
+
     h->cpu = NULL;
-    if (KHEAP_HARDENING || cl == NULL || cl->count == 0 || cl->count > HEAP_CPU_MAX_CLASSES || n < 2 ||
-        env->cpu_enter == NULL || env->cpu_exit == NULL || env->lock == NULL)
+    if (KHEAP_HARDENING || cl == NULL || cl->count == 0 || cl->count > HEAP_CPU_MAX_CLASSES)
+        return;
+    if (solo && h->ops->release_enable != NULL && env->release != NULL && env->reclaim != NULL)
+        return; /* a solo heap that gives memory back frees straight to its slabs (heap_cpu.h) */
+    if (solo)
+        n = 1; /* no lock: single-threaded, one CPU */
+    else if (n < 2 || env->cpu_enter == NULL || env->cpu_exit == NULL)
         return;
     stride = heap_align_up(sizeof(struct heap_cpu) + cl->count * sizeof(struct heap_cpu_mag), HEAP_CPU_LINE);
     bytes = head + n * stride; /* small: at most 64 CPUs x 32 classes x 264 bytes */
@@ -119,9 +141,10 @@ void heap_cpu_create(struct heap *h)
     cs->class_offset = cl->class_offset;
     cs->stride = stride;
     cs->classes = cl;
+    cs->solo = solo;
     cs->ctx = env->ctx;
-    cs->enter = env->cpu_enter;
-    cs->exit = env->cpu_exit;
+    cs->enter = solo ? solo_enter : env->cpu_enter;
+    cs->exit = solo ? solo_exit : env->cpu_exit;
     cs->first = (unsigned char *)cs + head;
     for (unsigned i = 0; i < n; i++)
         for (unsigned c = 0; c < cl->count; c++)
@@ -168,6 +191,8 @@ void heap_cpu_sum(struct heap *h, struct heap_counters *sum)
     struct heap_cpus *cs = h->cpu;
     size_t in_use;
 
+    if (cs->solo)
+        return; /* the heap's own counters count everything, the peak exactly */
     for (unsigned i = 0; i < cs->count; i++) {
         struct heap_cpu *c = cpu_at(cs, i);
 
@@ -190,6 +215,8 @@ void heap_cpu_sample_peak(struct heap *h)
     struct heap_cpus *cs = h->cpu;
     size_t allocated = h->counts.bytes_allocated, freed = h->counts.bytes_freed;
 
+    if (cs->solo)
+        return; /* the heap's own peak is exact */
     for (unsigned i = 0; i < cs->count; i++)
         allocated += __atomic_load_n(&cpu_at(cs, i)->counts.bytes_allocated, __ATOMIC_RELAXED);
     for (unsigned i = 0; i < cs->count; i++)
@@ -239,5 +266,11 @@ size_t heap_cpu_check(struct heap *h)
     }
     for (unsigned i = cs->count; i-- > 0;)
         heap_cpu_unlock(cpu_at(cs, i));
+    /* A solo heap has one cache and counts in the heap's counters: its CPU's stay zero. */
+    if (cs->solo) {
+        const struct heap_cpu_counters *k = &cpu_at(cs, 0)->counts;
+        bad += cs->count != 1;
+        bad += k->total_allocs != 0 || k->total_frees != 0 || k->bytes_allocated != 0 || k->bytes_freed != 0;
+    }
     return bad;
 }

@@ -1217,7 +1217,8 @@ static int timed_main(struct allocator *als, int nal, const char *workload, int 
     }
     printf("# kheap-bench%s: %d repetitions after 1 warm-up, interleaved (each repetition runs every "
            "workload on every allocator); ns_per_op = time / operations%s%s; %ld CPUs online\n",
-           KHEAP_HARDENING ? "-hardened" : "", reps, give_back ? "; our heaps give memory back (--release)" : "",
+           KHEAP_HARDENING ? "-hardened" : "", reps,
+           give_back ? "; our heaps give memory back (--release)" : "",
            with_caches ? "; our heaps: spin lock and per-CPU caches, on CPU 0 (--caches on)" : "",
            sysconf(_SC_NPROCESSORS_ONLN));
     for (int i = 0; i < nal; i++)

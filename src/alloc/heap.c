@@ -290,10 +290,7 @@ static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
         heap_cpu_lock(c);
         while (kept < n && heap_cpu_push(c, cls, more[kept]))
             kept++;
-        if (cs->solo)
-            note_alloc(h, size);
-        else
-            heap_cpu_count_alloc(c, size);
+        heap_cpu_count_alloc(c, size);
         heap_cpu_unlock(c);
     } else {
         note_alloc(h, usable);
@@ -358,10 +355,7 @@ static __attribute__((noinline)) void cpu_flush(struct heap *h, unsigned cls, vo
         heap_cpu_lock(c);
         n = heap_cpu_take_batch(c, cls, out);
         if (heap_cpu_push(c, cls, ptr)) {
-            if (cs->solo)
-                note_free(h, cs->size[cls]);
-            else
-                heap_cpu_count_free(c, cs->size[cls]);
+            heap_cpu_count_free(c, cs->size[cls]);
             ptr = NULL;
         }
         heap_cpu_unlock(c);
@@ -421,8 +415,9 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
  * it has CPU 0's cache (heap_cpu_create, h->solo): the magazine layer with one CPU, no pin and no
  * CPU lock. Its operations count in the heap's own counters, exactly as the backend's path would
  * (the peak included): a small allocation is a class lookup, a pop and the counters; a small free
- * the class from the pointer (no slab bookkeeping), a push and the counters. A miss is the per-CPU
- * step's refill or flush (no lock to take; a stub pins CPU 0), by a tail call.
+ * the class from the pointer (no slab bookkeeping), a push and the counters. A miss (the magazine
+ * empty, or full: 2 * batch objects) goes to the backend for that one object, by a tail call: no
+ * refill or flush, which only pay off where they share a lock's cost.
  */
 
 /* True if h has per-CPU caches (never in hardened mode, where the test folds away). */
@@ -457,6 +452,20 @@ static inline __attribute__((always_inline)) void *alloc_direct(struct heap *h, 
     return alloc_slow(h, size, align, heap_hard_caller(caller));
 }
 
+/* The solo step's misses: an empty magazine (or any allocation it does not serve) and a full one
+ * (or a large block) go to the backend directly, one object at a time -- there is no lock whose cost
+ * a batch would share, so a burst longer than the magazine costs what it costs without one. Out of
+ * line, so that the hit paths save no registers. */
+static __attribute__((noinline)) void *solo_alloc_miss(struct heap *h, size_t size)
+{
+    return alloc_block(h, size, HEAP_MIN_ALIGN);
+}
+
+static __attribute__((noinline)) void solo_free_miss(struct heap *h, void *ptr)
+{
+    free_locked(h, ptr);
+}
+
 /* The indirect path of an allocation (not h->direct): the solo step, the per-CPU step, or locked. */
 static inline __attribute__((always_inline)) void *alloc_indirect(struct heap *h, size_t size, size_t align,
                                                                   const void *caller)
@@ -470,7 +479,7 @@ static inline __attribute__((always_inline)) void *alloc_indirect(struct heap *h
         void *p;
 
         if (heap_unlikely(n == 0))
-            return cpu_refill(h, cls);
+            return solo_alloc_miss(h, size);
         p = m->obj[n - 1];
         m->count = n - 1; /* before the counters: they cannot alias it, but the compiler cannot know */
         note_alloc(h, cs->size[cls]);
@@ -540,14 +549,14 @@ static __attribute__((noinline)) void free_indirect(struct heap *h, void *ptr, c
         uint32_t n;
 
         if (heap_unlikely(heap_cpu_is_large(cs, ptr))) {
-            cpu_free_locked(h, ptr); /* drains the cache if pages go back */
+            solo_free_miss(h, ptr);
             return;
         }
         cls = heap_cpu_small_class(cs, ptr);
         m = heap_cpu_solo_mag(cs, cls);
         n = m->count;
         if (heap_unlikely(n >= 2 * m->batch)) {
-            cpu_flush(h, cls, ptr);
+            solo_free_miss(h, ptr);
             return;
         }
         m->obj[n] = ptr;

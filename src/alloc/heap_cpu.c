@@ -66,6 +66,20 @@
  * carved and not on the slab's free list, so cached objects are counted in the slab's inuse), and it
  * appears in one cache slot only; the summed counters satisfy the front end's own checks.
  *
+ * One CPU without a lock (solo). A heap created without a lock is single-threaded by contract
+ * (heap.h), so it is one CPU that never needs pinning or a CPU lock: it gets this layer with one
+ * cache (cs->solo, h->solo). The front end's entry points pop and push CPU 0's magazine inline
+ * (heap.c, "The solo step") and count in the heap's own counters, so its statistics, the peak
+ * included, are as exact as without caches. There is no refill or flush: with no lock to share a
+ * batch's cost, an allocation that finds the magazine empty, or a free that finds it full (2 *
+ * batch), goes to the backend for that one object, so a burst longer than the magazine costs what
+ * it did without one and the magazine keeps the objects of the burst's end. Everything else --
+ * draining under memory pressure, heap_check()'s checks of every cached object -- is the same
+ * code (its enter/exit are stubs that pin CPU 0, never called by the solo step). A solo
+ * heap that gives memory back (env.release) gets no cache: its frees must reach the slabs so that
+ * an empty heap holds only what the backend keeps (docs/memory.md). heap_check() also verifies that
+ * a solo heap has one cache whose counters stay zero.
+ *
  * Hardened heaps get no caches: like SLUB's debug caches they are diverted to the locked path, where
  * every free is validated against the backend's state, so a double free through two CPUs is caught
  * exactly as on one (heap.h, docs/hardening.md). Backends without classes (bump, an arena;

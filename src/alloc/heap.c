@@ -28,8 +28,10 @@
  * finds the object's class from its pointer, heap_cpu_class_of: no backend call, no slab
  * bookkeeping). Its counters are per CPU and heap_stats()/heap_check() add them up; when the backend
  * finds no memory and growth cannot help, every CPU's cache is drained into it before the allocation
- * fails (backend_retry), and when a free gives pages back, too. Every other heap takes exactly the
- * paths it took before; one test of h->cpu on its locked path is all it pays (none in hardened mode).
+ * fails (backend_retry), and when a free gives pages back, too. A heap without a lock that does
+ * not give memory back has CPU 0's cache alone (solo): the entry points pop and push it inline, with
+ * no pin and no CPU lock, and count in the heap's own counters ("The solo step" below). Every other
+ * heap without caches takes the paths it took before, one jump further out of line.
  */
 #include "heap_backend.h"
 

@@ -28,8 +28,10 @@
  * finds the object's class from its pointer, heap_cpu_class_of: no backend call, no slab
  * bookkeeping). Its counters are per CPU and heap_stats()/heap_check() add them up; when the backend
  * finds no memory and growth cannot help, every CPU's cache is drained into it before the allocation
- * fails (backend_retry), and when a free gives pages back, too. Every other heap takes exactly the
- * paths it took before; one test of h->cpu on its locked path is all it pays (none in hardened mode).
+ * fails (backend_retry), and when a free gives pages back, too. A heap without a lock that does
+ * not give memory back has CPU 0's cache alone (solo): the entry points pop and push it inline, with
+ * no pin and no CPU lock, and count in the heap's own counters ("The solo step" below). Every other
+ * heap without caches takes the paths it took before, one jump further out of line.
  */
 #include "heap_backend.h"
 
@@ -230,6 +232,8 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
     if (h->env.release != NULL && h->env.reclaim != NULL && ops->release_enable != NULL)
         ops->release_enable(h);
     heap_cpu_create(h);
+    h->direct = h->env.lock == NULL && h->cpu == NULL;
+    h->solo = h->cpu != NULL && h->cpu->solo ? h->cpu : NULL;
     return h;
 }
 
@@ -398,13 +402,24 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
 
 /*
  * The allocation and free entry points. Every public allocation and free goes through alloc_entry() /
- * free_entry(), inlined into each exported function so that a heap_alloc() or kmalloc() is one call
- * plus the backend's. The common case -- no lock installed, an ordinary size -- takes the fast path:
- * one range check, then alloc_block(). A heap with per-CPU caches (a lock, h->cpu set) sends a small
- * request or any free straight to the per-CPU step above, by a tail call. Everything else (a lock to
- * take, size 0, an oversized request) goes to the out-of-line locked paths below. Keeping every call
- * into env and the locked paths out of line keeps the no-lock fast path free of register spills; a
- * heap without caches pays one more test of h->cpu on its locked path.
+ * free_entry(), inlined into each exported function. They test one byte, h->direct, and jump (a tail
+ * call, no register saved) to one of two out-of-line paths:
+ *   - direct (no lock, no caches: bump, linked_list, hardened heaps without a lock, a heap too small
+ *     for a cache): one range check, then alloc_block() -- the backend and the counters -- or the
+ *     free; anything else (size 0, an oversized request) goes to the locked path below.
+ *   - indirect: first the solo step (a heap without a lock that has CPU 0's cache), inline; then the
+ *     per-CPU step above for a heap with caches and a lock; everything else (a lock to take without
+ *     caches, a large or aligned request) takes the locked path.
+ * The split keeps each path's prologue its own: the direct path saves the registers it needs across
+ * the backend call, the solo step saves none.
+ *
+ * The solo step. A heap without a lock is single-threaded, so it is one CPU, and with size classes
+ * it has CPU 0's cache (heap_cpu_create, h->solo): the magazine layer with one CPU, no pin and no
+ * CPU lock. Its operations count in the heap's own counters, exactly as the backend's path would
+ * (the peak included): a small allocation is a class lookup, a pop and the counters; a small free
+ * the class from the pointer (no slab bookkeeping), a push and the counters. A miss (the magazine
+ * empty, or full: 2 * batch objects) goes to the backend for that one object, by a tail call: no
+ * refill or flush, which only pay off where they share a lock's cost.
  */
 
 /* True if h has per-CPU caches (never in hardened mode, where the test folds away). */
@@ -426,20 +441,92 @@ static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, s
     return p;
 }
 
+/* The direct path of an allocation (h->direct). */
+static inline __attribute__((always_inline)) void *alloc_direct(struct heap *h, size_t size, size_t align,
+                                                                const void *caller)
+{
+    /* 1 <= size and size + align + HEAP_HARD_TAIL <= HEAP_MAX_REQUEST, in one unsigned comparison
+     * (the align test folds away for the constant HEAP_MIN_ALIGN). */
+    if (heap_likely(align < HEAP_MAX_REQUEST && size - 1 < HEAP_MAX_REQUEST - HEAP_HARD_TAIL - align)) {
+        heap_hard_set_caller(h, caller);
+        return alloc_block(h, size, align);
+    }
+    return alloc_slow(h, size, align, heap_hard_caller(caller));
+}
+
+/* The solo step's misses: an empty magazine (or any allocation it does not serve) and a full one
+ * (or a large block) go to the backend directly, one object at a time -- there is no lock whose cost
+ * a batch would share, so a burst longer than the magazine costs what it costs without one. Out of
+ * line, so that the hit paths save no registers. */
+static __attribute__((noinline)) void *solo_alloc_miss(struct heap *h, size_t size)
+{
+    return alloc_block(h, size, HEAP_MIN_ALIGN);
+}
+
+static __attribute__((noinline)) void solo_free_miss(struct heap *h, void *ptr)
+{
+    free_locked(h, ptr);
+}
+
+/* The indirect path of an allocation (not h->direct): the solo step, the per-CPU step, or locked. */
+static inline __attribute__((always_inline)) void *alloc_indirect(struct heap *h, size_t size, size_t align,
+                                                                  const void *caller)
+{
+    const struct heap_cpus *cs = h->solo;
+
+    if (heap_likely(cs != NULL && align == HEAP_MIN_ALIGN && size - 1 < cs->max_size)) {
+        unsigned cls = cs->of_size[(size + 15) / 16];
+        struct heap_cpu_mag *m = heap_cpu_solo_mag(cs, cls);
+        uint32_t n = m->count;
+        void *p;
+
+        if (heap_unlikely(n == 0))
+            return solo_alloc_miss(h, size);
+        p = m->obj[n - 1];
+        m->count = n - 1; /* before the counters: they cannot alias it, but the compiler cannot know */
+        note_alloc(h, cs->size[cls]);
+        return p;
+    }
+    if (has_caches(h) && h->env.lock != NULL && align == HEAP_MIN_ALIGN && size - 1 < h->cpu->max_size)
+        return cpu_alloc(h, size);
+    return alloc_slow(h, size, align, caller);
+}
+
+/* The two paths out of line, each for HEAP_MIN_ALIGN (heap_alloc, kmalloc: the align tests fold
+ * away) and for any alignment. */
+static __attribute__((noinline)) void *alloc_direct_min(struct heap *h, size_t size, const void *caller)
+{
+    return alloc_direct(h, size, HEAP_MIN_ALIGN, caller);
+}
+
+static __attribute__((noinline)) void *alloc_direct_any(struct heap *h, size_t size, size_t align,
+                                                        const void *caller)
+{
+    return alloc_direct(h, size, align, caller);
+}
+
+static __attribute__((noinline)) void *alloc_indirect_min(struct heap *h, size_t size, const void *caller)
+{
+    return alloc_indirect(h, size, HEAP_MIN_ALIGN, caller);
+}
+
+static __attribute__((noinline)) void *alloc_indirect_any(struct heap *h, size_t size, size_t align,
+                                                          const void *caller)
+{
+    return alloc_indirect(h, size, align, caller);
+}
+
 /* An allocation of size bytes at align (a power of two >= HEAP_MIN_ALIGN). */
 static inline __attribute__((always_inline)) void *alloc_entry(struct heap *h, size_t size, size_t align,
                                                                const void *caller)
 {
-    /* 1 <= size and size + align + HEAP_HARD_TAIL <= HEAP_MAX_REQUEST, in one unsigned comparison
-     * (the align test folds away for the constant HEAP_MIN_ALIGN). */
-    if (heap_likely(h->env.lock == NULL && align < HEAP_MAX_REQUEST &&
-                    size - 1 < HEAP_MAX_REQUEST - HEAP_HARD_TAIL - align)) {
-        heap_hard_set_caller(h, caller);
-        return alloc_block(h, size, align);
-    }
-    if (has_caches(h) && align == HEAP_MIN_ALIGN && size - 1 < h->cpu->max_size)
-        return cpu_alloc(h, size);
-    return alloc_slow(h, size, align, heap_hard_caller(caller));
+    bool min = __builtin_constant_p(align) && align == HEAP_MIN_ALIGN;
+
+    if (heap_likely(h->direct))
+        return min ? alloc_direct_min(h, size, caller) : alloc_direct_any(h, size, align, caller);
+    if (min)
+        return alloc_indirect_min(h, size, heap_hard_caller(caller));
+    return alloc_indirect_any(h, size, align, heap_hard_caller(caller));
 }
 
 /* A free with the lock. */
@@ -452,20 +539,50 @@ static __attribute__((noinline)) void free_slow(struct heap *h, void *ptr, const
     heap_unlock(h, saved);
 }
 
+/* The indirect path of a free (ptr not NULL): the solo step, the per-CPU step, or locked. Hardened
+ * heaps, whose reports name the caller, have no caches. */
+static __attribute__((noinline)) void free_indirect(struct heap *h, void *ptr, const void *caller)
+{
+    const struct heap_cpus *cs = h->solo;
+
+    if (heap_likely(cs != NULL)) {
+        unsigned cls;
+        struct heap_cpu_mag *m;
+        uint32_t n;
+
+        if (heap_unlikely(heap_cpu_is_large(cs, ptr))) {
+            solo_free_miss(h, ptr);
+            return;
+        }
+        cls = heap_cpu_small_class(cs, ptr);
+        m = heap_cpu_solo_mag(cs, cls);
+        n = m->count;
+        if (heap_unlikely(n >= 2 * m->batch)) {
+            solo_free_miss(h, ptr);
+            return;
+        }
+        m->obj[n] = ptr;
+        m->count = n + 1;
+        note_free(h, cs->size[cls]);
+        return;
+    }
+    if (has_caches(h)) {
+        cpu_free(h, ptr);
+        return;
+    }
+    free_slow(h, ptr, caller);
+}
+
 static inline __attribute__((always_inline)) void free_entry(struct heap *h, void *ptr, const void *caller)
 {
     if (ptr == NULL)
         return;
-    if (heap_likely(h->env.lock == NULL)) {
-        heap_hard_set_caller(h, caller);
-        free_locked(h, ptr);
+    if (heap_unlikely(!h->direct)) {
+        free_indirect(h, ptr, heap_hard_caller(caller));
         return;
     }
-    if (has_caches(h)) {
-        cpu_free(h, ptr); /* hardened heaps, whose reports name the caller, have no caches */
-        return;
-    }
-    free_slow(h, ptr, heap_hard_caller(caller));
+    heap_hard_set_caller(h, caller);
+    free_locked(h, ptr);
 }
 
 /* Returns a block of at least size bytes aligned to 16, or NULL. */
@@ -687,6 +804,7 @@ size_t heap_walk(struct heap *h, heap_walk_fn fn, void *ctx)
     if (h == NULL || fn == NULL || h->ops->walk == NULL)
         return 0;
     unsigned long saved = heap_lock(h);
+    heap_cpu_drain(h); /* cached blocks are free to the user: show them so */
     size_t n = h->ops->walk(h, fn, ctx);
     heap_unlock(h, saved);
     return n;

@@ -29,6 +29,11 @@
  * called WITH the lock held, so grow() must not call back into the same heap (in the kernel it maps
  * fresh frames at the end of the heap region, which takes no heap lock).
  *
+ * A heap without a lock (single-threaded) that does not give memory back gets the same cache for one
+ * CPU (solo, heap_cpu.h): the same classes and blocks as below, no pin and no CPU lock, counted in
+ * the heap's own counters, so its stats are exact, peak_in_use included; its cache memory comes from
+ * the heap as below (a heap too small for it gets none).
+ *
  * Per-CPU caches (env.cpu_count >= 2 with cpu_enter, cpu_exit and a lock; design: heap_cpu.c):
  *   - which backend does what: fixed_size_block caches requests of 1..2048 bytes at alignment <= 16
  *     (its size classes) per CPU: such a heap_alloc/kmalloc and the heap_free/kfree of such a block
@@ -40,7 +45,8 @@
  *   - hardened heaps (KHEAP_HARDENING=1) get no caches, like SLUB's debug caches: every operation
  *     takes the lock, so every check -- a double free through two CPUs included -- works as on one.
  *   - a block may be freed on another CPU than the one that allocated it. Cached blocks are free to
- *     the user and allocated to the backend: heap_walk() shows them as used slab objects. They are
+ *     the user and allocated to the backend: heap_walk() first gives them back, so it shows them
+ *     free (and heap_check() checks them where they are). They are
  *     given back to the backend when memory runs short (before an allocation fails, after growth
  *     could not help) and whenever a free makes the heap give pages back (env.release).
  *   - a cpu_enter() index >= min(cpu_count, HEAP_MAX_CPUS) is served by the locked path.

@@ -118,7 +118,9 @@ struct heap {
     const struct heap_ops *ops;
     struct heap_env env;
     struct heap_counters counts;
-    struct heap_cpus *cpu; /* per-CPU caches (heap_cpu.h), NULL = none */
+    struct heap_cpus *cpu;  /* per-CPU caches (heap_cpu.h), NULL = none */
+    struct heap_cpus *solo; /* h->cpu if it is a solo heap's (no lock: heap_cpu.h), else NULL */
+    bool direct;            /* no lock and no caches: the entry points' direct path (heap.c) */
 #if KHEAP_HARDENING
     struct heap_hard hard;
 #endif

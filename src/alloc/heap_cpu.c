@@ -66,6 +66,20 @@
  * carved and not on the slab's free list, so cached objects are counted in the slab's inuse), and it
  * appears in one cache slot only; the summed counters satisfy the front end's own checks.
  *
+ * One CPU without a lock (solo). A heap created without a lock is single-threaded by contract
+ * (heap.h), so it is one CPU that never needs pinning or a CPU lock: it gets this layer with one
+ * cache (cs->solo, h->solo). The front end's entry points pop and push CPU 0's magazine inline
+ * (heap.c, "The solo step") and count in the heap's own counters, so its statistics, the peak
+ * included, are as exact as without caches. There is no refill or flush: with no lock to share a
+ * batch's cost, an allocation that finds the magazine empty, or a free that finds it full (2 *
+ * batch), goes to the backend for that one object, so a burst longer than the magazine costs what
+ * it did without one and the magazine keeps the objects of the burst's end. Everything else --
+ * draining under memory pressure, heap_check()'s checks of every cached object -- is the same
+ * code (its enter/exit are stubs that pin CPU 0, never called by the solo step). A solo
+ * heap that gives memory back (env.release) gets no cache: its frees must reach the slabs so that
+ * an empty heap holds only what the backend keeps (docs/memory.md). heap_check() also verifies that
+ * a solo heap has one cache whose counters stay zero.
+ *
  * Hardened heaps get no caches: like SLUB's debug caches they are diverted to the locked path, where
  * every free is validated against the backend's state, so a double free through two CPUs is caught
  * exactly as on one (heap.h, docs/hardening.md). Backends without classes (bump, an arena;
@@ -91,6 +105,21 @@ static struct heap_cpu *cpu_at(const struct heap_cpus *cs, unsigned i)
     return (struct heap_cpu *)(void *)(cs->first + (size_t)i * cs->stride);
 }
 
+/* A solo heap's "pin" for the refill and flush paths, which it shares with the locked heaps: the
+ * heap is single-threaded, so it is always on CPU 0. */
+static unsigned solo_enter(void *ctx, unsigned long *saved)
+{
+    (void)ctx;
+    *saved = 0;
+    return 0;
+}
+
+static void solo_exit(void *ctx, unsigned long saved)
+{
+    (void)ctx;
+    (void)saved;
+}
+
 void heap_cpu_create(struct heap *h)
 {
     const struct heap_cpu_classes *cl = h->ops->cpu_classes;
@@ -99,9 +128,16 @@ void heap_cpu_create(struct heap *h)
     size_t head = heap_align_up(sizeof(struct heap_cpus), HEAP_CPU_LINE), stride, bytes, usable;
     struct heap_cpus *cs;
 
+    bool solo = env->lock == NULL;
+
     h->cpu = NULL;
-    if (KHEAP_HARDENING || cl == NULL || cl->count == 0 || cl->count > HEAP_CPU_MAX_CLASSES || n < 2 ||
-        env->cpu_enter == NULL || env->cpu_exit == NULL || env->lock == NULL)
+    if (KHEAP_HARDENING || cl == NULL || cl->count == 0 || cl->count > HEAP_CPU_MAX_CLASSES)
+        return;
+    if (solo && h->ops->release_enable != NULL && env->release != NULL && env->reclaim != NULL)
+        return; /* a solo heap that gives memory back frees straight to its slabs (heap_cpu.h) */
+    if (solo)
+        n = 1; /* no lock: single-threaded, one CPU */
+    else if (n < 2 || env->cpu_enter == NULL || env->cpu_exit == NULL)
         return;
     stride = heap_align_up(sizeof(struct heap_cpu) + cl->count * sizeof(struct heap_cpu_mag), HEAP_CPU_LINE);
     bytes = head + n * stride; /* small: at most 64 CPUs x 32 classes x 264 bytes */
@@ -119,9 +155,10 @@ void heap_cpu_create(struct heap *h)
     cs->class_offset = cl->class_offset;
     cs->stride = stride;
     cs->classes = cl;
+    cs->solo = solo;
     cs->ctx = env->ctx;
-    cs->enter = env->cpu_enter;
-    cs->exit = env->cpu_exit;
+    cs->enter = solo ? solo_enter : env->cpu_enter;
+    cs->exit = solo ? solo_exit : env->cpu_exit;
     cs->first = (unsigned char *)cs + head;
     for (unsigned i = 0; i < n; i++)
         for (unsigned c = 0; c < cl->count; c++)
@@ -168,6 +205,8 @@ void heap_cpu_sum(struct heap *h, struct heap_counters *sum)
     struct heap_cpus *cs = h->cpu;
     size_t in_use;
 
+    if (cs->solo)
+        return; /* the heap's own counters count everything, the peak exactly */
     for (unsigned i = 0; i < cs->count; i++) {
         struct heap_cpu *c = cpu_at(cs, i);
 
@@ -190,6 +229,8 @@ void heap_cpu_sample_peak(struct heap *h)
     struct heap_cpus *cs = h->cpu;
     size_t allocated = h->counts.bytes_allocated, freed = h->counts.bytes_freed;
 
+    if (cs->solo)
+        return; /* the heap's own peak is exact */
     for (unsigned i = 0; i < cs->count; i++)
         allocated += __atomic_load_n(&cpu_at(cs, i)->counts.bytes_allocated, __ATOMIC_RELAXED);
     for (unsigned i = 0; i < cs->count; i++)
@@ -239,5 +280,11 @@ size_t heap_cpu_check(struct heap *h)
     }
     for (unsigned i = cs->count; i-- > 0;)
         heap_cpu_unlock(cpu_at(cs, i));
+    /* A solo heap has one cache and counts in the heap's counters: its CPU's stay zero. */
+    if (cs->solo) {
+        const struct heap_cpu_counters *k = &cpu_at(cs, 0)->counts;
+        bad += cs->count != 1;
+        bad += k->total_allocs != 0 || k->total_frees != 0 || k->bytes_allocated != 0 || k->bytes_freed != 0;
+    }
     return bad;
 }

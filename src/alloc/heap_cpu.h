@@ -5,9 +5,10 @@
  * What a backend provides (struct heap_cpu_classes, through heap_ops.cpu_classes), what the front
  * end's per-CPU step (heap.c, "The per-CPU step") does with the inline helpers below, and what the
  * out-of-line part (heap_cpu.c) does under the heap lock: create the caches, drain them, sum their
- * counters, check them. A heap without caches (h->cpu == NULL: cpu_count < 2, no cpu_enter, no lock,
- * a backend without classes, hardened mode, or too little memory for the caches) never reaches any
- * of this except the one test of h->cpu in the locked slow paths and in the out-of-memory path.
+ * counters, check them. A heap without caches (h->cpu == NULL: a lock but cpu_count < 2 or no
+ * cpu_enter, a backend without classes, hardened mode, or too little memory for the caches) never
+ * reaches any of this except the one test of h->cpu in the locked slow paths and in the out-of-memory
+ * path. A heap without a lock gets one CPU's cache (solo: no pin, no CPU lock).
  *
  * Included by heap_backend.h after struct heap is defined; not for users (heap.h is their header).
  */
@@ -71,7 +72,8 @@ struct heap_cpu {
 /* The per-CPU area, allocated from the backend at heap_create: this header (read-only after create,
  * except peak_in_use, which only heap_stats/heap_check write), then count CPU caches. */
 struct heap_cpus {
-    unsigned count;         /* CPUs with a cache: min(cpu_count, HEAP_MAX_CPUS) */
+    unsigned count;         /* CPUs with a cache: min(cpu_count, HEAP_MAX_CPUS), 1 if solo */
+    bool solo;              /* a heap without a lock: one CPU, no pin, no CPU lock (heap_cpu.c) */
     unsigned nclasses;      /* classes->count, and the classes' fields the fast */
     size_t max_size;        /* path reads, copied onto this line: no pointer */
     const uint8_t *of_size; /* chase to reach them */
@@ -94,18 +96,35 @@ struct heap_cpus {
 _Static_assert(HEAP_CPU_SLOTS >= 2 * HEAP_CPU_BATCH_MAX && HEAP_CPU_BATCH_MIN >= 1 &&
                    HEAP_CPU_BATCH_MIN <= HEAP_CPU_BATCH_MAX,
                "a cache holds two batches");
-_Static_assert(HEAP_MAX_CPUS >= 2, "per-CPU caches need two CPUs");
+_Static_assert(HEAP_MAX_CPUS >= 2, "a locked heap has per-CPU caches only with two CPUs");
 
 /* ---- the owner's fast path (heap.c) ---- */
 
-/* The class of live block ptr (classes->large_align etc.), or cs->nclasses if it has none. */
+/* True if live block ptr has no class (a large block: classes->large_align). */
+static inline bool heap_cpu_is_large(const struct heap_cpus *cs, const void *ptr)
+{
+    return ((uintptr_t)ptr & cs->large_mask) == 0;
+}
+
+/* The class of live block ptr, which is not large: read from its slab (classes->class_offset). */
+static inline unsigned heap_cpu_small_class(const struct heap_cpus *cs, const void *ptr)
+{
+    return *(const uint16_t *)(void *)(((uintptr_t)ptr & cs->slab_mask) + cs->class_offset);
+}
+
+/* The class of live block ptr, or cs->nclasses if it has none. */
 static inline unsigned heap_cpu_class_of(const struct heap_cpus *cs, const void *ptr)
 {
-    uintptr_t a = (uintptr_t)ptr;
-
-    if (heap_unlikely((a & cs->large_mask) == 0))
+    if (heap_unlikely(heap_cpu_is_large(cs, ptr)))
         return cs->nclasses;
-    return *(const uint16_t *)(void *)((a & cs->slab_mask) + cs->class_offset);
+    return heap_cpu_small_class(cs, ptr);
+}
+
+/* CPU 0's cache of class cls: a solo heap's only one (no pin, no CPU lock: the heap is
+ * single-threaded). */
+static inline struct heap_cpu_mag *heap_cpu_solo_mag(const struct heap_cpus *cs, unsigned cls)
+{
+    return &((struct heap_cpu *)(void *)cs->first)->mag[cls];
 }
 
 /* Pins the caller to its CPU (env.cpu_enter) and returns that CPU's cache, or NULL if the index is
@@ -179,10 +198,15 @@ static inline void heap_cpu_count_free(struct heap_cpu *c, size_t usable)
 
 /* ---- under the heap lock (heap_cpu.c) ---- */
 
-/* heap_create(): gives h per-CPU caches if env asks for them (cpu_count >= 2, cpu_enter and cpu_exit
- * set), a lock is installed, the backend has classes and the library is plain (hardened heaps take
- * the lock for everything: heap.h). The area comes from the backend (not counted in the stats); if
- * it has no room h simply gets none. Sets h->cpu (NULL: none). */
+/* heap_create(): gives h per-CPU caches if the backend has classes, the library is plain (hardened
+ * heaps take the lock for everything: heap.h) and either env asks for them (cpu_count >= 2,
+ * cpu_enter and cpu_exit set, a lock installed) or h has no lock and does not give memory back
+ * (env.release): then h is single-threaded and gets one CPU's cache, used without pin or CPU lock
+ * (solo; the heap's own counters count its operations, so its stats stay exact, peak included). A
+ * heap without a lock that gives memory back gets none: its frees reach the slabs at once, so that
+ * a heap with no live block holds no more than the backend keeps (docs/memory.md's bound). The area comes
+ * from the backend (not counted in the stats); if it has no room h simply gets none. Sets h->cpu (NULL:
+ * none). */
 void heap_cpu_create(struct heap *h);
 
 /* Moves the oldest batch of c's objects of class cls into out (room for HEAP_CPU_BATCH_MAX) and
@@ -200,7 +224,8 @@ bool heap_cpu_drain_all(struct heap *h);
 void heap_cpu_sample_peak(struct heap *h);
 
 /* Adds every CPU's counters to *c and sets c->peak_in_use to the highest summed bytes in use seen,
- * this sum included (heap lock held). */
+ * this sum included (heap lock held). Nothing for a solo heap, whose operations the heap's own
+ * counters count. */
 void heap_cpu_sum(struct heap *h, struct heap_counters *c);
 
 /* heap_check(): the caches' invariants (heap_cpu.c's essay); returns how many are broken. */

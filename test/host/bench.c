@@ -585,36 +585,40 @@ struct allocator {
 };
 
 struct arena_heap {
-    struct host_arena arena;
+    struct host_arena arena; /* first: the arena callbacks get this struct as ctx */
+    uint32_t lock;           /* the heap's spin lock where it has one (--threads, --caches on) */
     struct heap *h;
 };
 
-/* --caches on: the heap's spin lock (one thread: never contended) and its CPU, always 0. */
-static uint32_t bench_lock_word;
+/* The CPU a thread calls the heap as: its index in --threads mode, 0 for the main thread. */
+static _Thread_local unsigned bench_cpu;
 
-static unsigned long bench_lock(void *ctx)
+static unsigned long spin_lock(void *ctx)
 {
-    (void)ctx;
-    while (__atomic_exchange_n(&bench_lock_word, 1, __ATOMIC_ACQUIRE) != 0)
-        __builtin_ia32_pause();
+    struct arena_heap *m = ctx;
+
+    while (__atomic_exchange_n(&m->lock, 1, __ATOMIC_ACQUIRE) != 0)
+        while (__atomic_load_n(&m->lock, __ATOMIC_RELAXED) != 0)
+            __builtin_ia32_pause();
     return 0;
 }
 
-static void bench_unlock(void *ctx, unsigned long saved)
+static void spin_unlock(void *ctx, unsigned long saved)
 {
-    (void)ctx;
+    struct arena_heap *m = ctx;
+
     (void)saved;
-    __atomic_store_n(&bench_lock_word, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&m->lock, 0, __ATOMIC_RELEASE);
 }
 
-static unsigned bench_cpu_enter(void *ctx, unsigned long *saved)
+static unsigned cpu_enter(void *ctx, unsigned long *saved)
 {
     (void)ctx;
     *saved = 0;
-    return 0;
+    return bench_cpu;
 }
 
-static void bench_cpu_exit(void *ctx, unsigned long saved)
+static void cpu_exit(void *ctx, unsigned long saved)
 {
     (void)ctx;
     (void)saved;
@@ -632,12 +636,14 @@ static void open_heap(struct arena_heap *ah, const struct heap_ops *ops, size_t 
     ah->arena.chunk = CHUNK;
     ah->arena.limit = limit;
     env = release ? host_arena_release_env(&ah->arena) : host_arena_env(&ah->arena);
-    if (with_caches) {
-        env.lock = bench_lock;
-        env.unlock = bench_unlock;
+    ah->lock = 0;
+    if (with_caches) { /* the kernel's configuration on one CPU: a spin lock, caches, always CPU 0 */
+        env.ctx = ah;
+        env.lock = spin_lock;
+        env.unlock = spin_unlock;
         env.cpu_count = 2;
-        env.cpu_enter = bench_cpu_enter;
-        env.cpu_exit = bench_cpu_exit;
+        env.cpu_enter = cpu_enter;
+        env.cpu_exit = cpu_exit;
     }
     ah->h = heap_create(ops, ah->arena.base, INITIAL, &env);
     if (ah->h == NULL) {
@@ -970,47 +976,8 @@ static int run_hardened_twin(const char *args)
  * machine's load, and "cpu ratio" = N x (1-thread CPU ns/op) / (N-thread CPU ns/op) is the speed-up
  * N idle cores would give if the threads overlapped.
  */
-struct mt_heap {
-    struct host_arena arena; /* first: the arena callbacks get this struct as ctx */
-    uint32_t lock;
-    struct heap *h;
-};
-
-static _Thread_local unsigned bench_cpu;
-
-static unsigned long spin_lock(void *ctx)
-{
-    struct mt_heap *m = ctx;
-
-    while (__atomic_exchange_n(&m->lock, 1, __ATOMIC_ACQUIRE) != 0)
-        while (__atomic_load_n(&m->lock, __ATOMIC_RELAXED) != 0)
-            __builtin_ia32_pause();
-    return 0;
-}
-
-static void spin_unlock(void *ctx, unsigned long saved)
-{
-    struct mt_heap *m = ctx;
-
-    (void)saved;
-    __atomic_store_n(&m->lock, 0, __ATOMIC_RELEASE);
-}
-
-static unsigned cpu_enter(void *ctx, unsigned long *saved)
-{
-    (void)ctx;
-    *saved = 0;
-    return bench_cpu;
-}
-
-static void cpu_exit(void *ctx, unsigned long saved)
-{
-    (void)ctx;
-    (void)saved;
-}
-
 struct mt_run {
-    struct mt_heap *m;
+    struct arena_heap *m;
     pthread_barrier_t *start;
     unsigned cpu;
     double t0, t1, cpu_ns; /* wall clock at start and end; the thread's CPU time */
@@ -1042,7 +1009,7 @@ static void *mt_thread(void *arg)
 static double mt_once(const struct heap_ops *ops, unsigned threads, bool caches, unsigned cpus,
                       double *cpu_ns)
 {
-    struct mt_heap *m = calloc(1, sizeof(*m));
+    struct arena_heap *m = calloc(1, sizeof(*m));
     struct mt_run run[64];
     pthread_t t[64];
     pthread_barrier_t start;

@@ -76,6 +76,9 @@
  * cannot be loaded gives a row "not installed". Their initial-exec TLS can need more static TLS than
  * glibc reserves for dlopen (jemalloc does): then kheap-bench re-executes itself once with
  * GLIBC_TUNABLES=glibc.rtld.optional_static_tls=BENCH_STATIC_TLS, unless that tunable is set.
+ * KHEAP_BENCH_PEERS="NAME=LIB[:ALLOC:FREE] ..." adds up to 4 more peers the same way (a library that
+ * exports malloc/free or ALLOC/FREE; footprint as for mimalloc), e.g. o1heap or TLSF built outside
+ * the project (docs/measurements.md has the recipe).
  *
  * Output: per workload a table (ns/op median, min, max, ratio to glibc and to each peer, footprint)
  * and one BENCH line per allocator and workload:
@@ -126,7 +129,7 @@
 #define TRACE_SAMPLES    400
 #define SAMPLE_EVERY     1024 /* footprint pass: steps between samples of the memory from the OS */
 #define BENCH_STATIC_TLS "16384"
-#define MAX_ALLOCATORS   16
+#define MAX_ALLOCATORS   20
 
 /* K_SIZES: object sizes of the k workload, chosen like kernel structures (not class boundaries). */
 static const uint32_t k_sizes[N_SIZES_K] = {24, 56, 96, 136, 200, 320, 640};
@@ -511,7 +514,9 @@ static size_t rss_growth(struct peer *pe)
     return r > pe->rss_base ? r - pe->rss_base : 0;
 }
 
-static struct peer peers[] = {
+/* Debian's peers, then up to MAX_EXTRA_PEERS more from KHEAP_BENCH_PEERS (add_extra_peers). */
+#define MAX_EXTRA_PEERS 4
+static struct peer peers[3 + MAX_EXTRA_PEERS] = {
     {.name = "tcmalloc",
      .lib = "libtcmalloc_minimal.so.4",
      .alloc_sym = "tc_malloc",
@@ -528,7 +533,53 @@ static struct peer peers[] = {
      .free_sym = "mi_free",
      .mapped_now = rss_growth},
 };
-#define N_PEERS (sizeof(peers) / sizeof(peers[0]))
+static size_t n_peers = 3;
+
+/* KHEAP_BENCH_PEERS="NAME=LIB[:ALLOC:FREE] ...": more peers, e.g. an allocator built outside the
+ * project (o1heap, TLSF) into a shared library that exports malloc/free (the default symbols) or
+ * ALLOC/FREE. Loaded like the others (dlmopen); footprint = the process's RSS growth, as for
+ * mimalloc. Read from the environment so that the hardened twin and callgrind-ops.sh see them too.
+ * Returns false (with a message) on a malformed entry. */
+static bool add_extra_peers(void)
+{
+    static char buf[1024];
+    const char *env = getenv("KHEAP_BENCH_PEERS");
+
+    if (env == NULL || *env == '\0')
+        return true;
+    if (strlen(env) >= sizeof(buf)) {
+        fprintf(stderr, "kheap-bench: KHEAP_BENCH_PEERS is longer than %zu bytes\n", sizeof(buf) - 1);
+        return false;
+    }
+    strcpy(buf, env);
+    for (char *save = NULL, *e = strtok_r(buf, " ,", &save); e != NULL; e = strtok_r(NULL, " ,", &save)) {
+        char *lib = strchr(e, '='), *sym, *fsym;
+        struct peer *pe = &peers[n_peers];
+
+        if (n_peers == sizeof(peers) / sizeof(peers[0]) || lib == NULL || lib == e || lib[1] == '\0') {
+            fprintf(stderr,
+                    "kheap-bench: KHEAP_BENCH_PEERS: bad or too many entries at \"%s\" (want at most %d "
+                    "NAME=LIB[:ALLOC:FREE])\n",
+                    e, MAX_EXTRA_PEERS);
+            return false;
+        }
+        *lib++ = '\0';
+        *pe = (struct peer){
+            .name = e, .lib = lib, .alloc_sym = "malloc", .free_sym = "free", .mapped_now = rss_growth};
+        if ((sym = strchr(lib, ':')) != NULL) {
+            *sym++ = '\0';
+            if ((fsym = strchr(sym, ':')) == NULL || sym[0] == ':' || fsym[1] == '\0') {
+                fprintf(stderr, "kheap-bench: KHEAP_BENCH_PEERS: \"%s\" wants both ALLOC and FREE\n", e);
+                return false;
+            }
+            *fsym++ = '\0';
+            pe->alloc_sym = sym;
+            pe->free_sym = fsym;
+        }
+        n_peers++;
+    }
+    return true;
+}
 
 /* The process's own malloc, checked to be libc.so.6's (so that the system row is glibc). */
 static void *process_malloc(void)
@@ -1361,14 +1412,17 @@ int main(int argc, char **argv)
     if (threads != 0)
         return threads_main(threads > 64 ? 64 : threads, reps, only, caches);
     with_caches = caches != NULL && strcmp(caches, "on") == 0;
-    for (const struct heap_ops *const *o = heap_backends; *o != NULL && nal < MAX_ALLOCATORS - 4; o++) {
+    for (const struct heap_ops *const *o = heap_backends; *o != NULL && nal < MAX_ALLOCATORS - 8;
+         o++) { /* 8: glibc, the peers */
         snprintf(names[nal], sizeof(names[nal]), "%s%s", (*o)->name, KHEAP_HARDENING ? "_hardened" : "");
         als[nal] = (struct allocator){names[nal], *o, KIND_HEAP, NULL, false, false};
         nal++;
     }
     if (!burst) {
         als[nal++] = (struct allocator){"system", NULL, KIND_SYS, NULL, KHEAP_HARDENING, false};
-        for (size_t p = 0; p < N_PEERS && trace == NULL; p++)
+        if (!add_extra_peers())
+            return 2;
+        for (size_t p = 0; p < n_peers && trace == NULL; p++)
             als[nal++] =
                 (struct allocator){peers[p].name, NULL, KIND_PEER, &peers[p], KHEAP_HARDENING, false};
     }

@@ -25,6 +25,19 @@
  *
  * Invariants (checked by bump_check): start <= next <= end, all 16-aligned; live == 0 implies
  * next == start and last == 0; last, if set, lies in [start, next) and its block ends exactly at next.
+ * A region holds at most HEAP_MAX_REQUEST bytes (bump_cap_end; no machine has more), so a block that
+ * fits is always a request the front end accepts.
+ *
+ * The fit test is one comparison of size, exact for every size and address: size - 1 < end - next -
+ * header - padding, that difference checked not to wrap first (bump_fits). It refuses size 0 and
+ * every size the tail cannot hold; anywhere in the address space the block then ends at or below end.
+ *
+ * The step (heap_ops.step_alloc/step_free, heap_backend.h): a heap without a lock or caches in plain
+ * mode calls bump_step_alloc() and bump_step_free() for heap_alloc() and heap_free() -- the front
+ * end's direct path and this file's alloc/free in one function each, the same code (bump_fits,
+ * bump_place, bump_free_body) with the counters, and no call, range check or indirect call between
+ * them. Its fit test is the size check too (the cap above); anything that does not fit, size 0
+ * included, takes the front end's path (heap_alloc_direct: validation, growth, reclaim).
  *
  * Giving memory back (env.release / env.reclaim, docs/memory.md): a reset gives back the whole pages
  * of the region beyond its first HEAP_TRIM_THRESHOLD bytes (the hysteresis: phases that stay below
@@ -538,6 +551,17 @@ static inline size_t hard_check(const struct bump *b)
 _Static_assert(BUMP_HDR_SIZE == 16 + 32 * KHEAP_HARDENING, "bump header layout");
 _Static_assert(BUMP_HDR_SIZE % HEAP_MIN_ALIGN == 0, "header size must be a multiple of the alignment");
 
+/* The most bytes a region holds: HEAP_MAX_REQUEST (more than any machine has; x86_64 addresses reach
+ * 2^57 bytes), so that every block that fits a region is a request the front end accepts and the
+ * step needs no range check of its own. */
+#define BUMP_REGION_MAX heap_align_down(HEAP_MAX_REQUEST, HEAP_MIN_ALIGN)
+
+/* Returns end, lowered if need be so that [start, end) holds at most BUMP_REGION_MAX bytes. */
+static uintptr_t bump_cap_end(uintptr_t start, uintptr_t end)
+{
+    return end - start > BUMP_REGION_MAX ? start + BUMP_REGION_MAX : end;
+}
+
 /* Places the instance at the start of mem; NULL if fewer than one minimum block remains. */
 static struct heap *bump_init(void *mem, size_t size, uint64_t secret)
 {
@@ -556,7 +580,7 @@ static struct heap *bump_init(void *mem, size_t size, uint64_t secret)
     __builtin_memset(b, 0, BUMP_INST_SIZE);
     b->start = start;
     b->next = start;
-    b->end = end;
+    b->end = bump_cap_end(start, end);
     hard_init(b, secret);
     return &b->common;
 }
@@ -601,30 +625,32 @@ static __attribute__((noinline)) void bump_release_tail(struct bump *b)
     hard_after_release(b);
 }
 
-/* Returns size bytes aligned to align after next, or NULL if the region's tail is too small. */
-static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
+/* True if a block of size bytes fits the region's tail after pad bytes of padding in front of its
+ * header. size may be any value: one comparison, exact for every size and every address (room is a
+ * difference that cannot wrap, and the block then ends at or below end), refuses 0 and every size
+ * the tail cannot hold, and the region's cap (bump_cap_end) makes every size it accepts one the
+ * front end accepts too. Inlined into alloc() and the step. */
+static inline __attribute__((always_inline)) bool bump_fits(const struct bump *b, size_t size, size_t pad)
 {
-    struct bump *b = to_bump(h);
-    size_t rsize = heap_align_up(size, HEAP_MIN_ALIGN);
-    size_t room = b->end - b->next;
-    size_t pad;
-    uintptr_t p;
-    struct bump_hdr *hdr;
-    bool intact;
+    size_t room; /* after the header and the padding */
 
-    if (room < BUMP_HDR_SIZE)
-        return NULL;
-    room -= BUMP_HDR_SIZE;
-    pad = heap_pad_to(b->next + BUMP_HDR_SIZE, align);
-    if (pad > room || rsize > room - pad)
-        return NULL;
-    p = b->next + BUMP_HDR_SIZE + pad;
-    intact = hard_check_reused(b, p, rsize); /* before the header is written over reused memory */
-    hdr = hdr_of((void *)p);
+    return !__builtin_sub_overflow(b->end - b->next, BUMP_HDR_SIZE + pad, &room) && size - 1 < room;
+}
+
+/* Places a block of size bytes after pad bytes of padding at next (bump_fits() said it fits); returns
+ * it, or NULL (hardened) if the memory it reuses was found disturbed. */
+static inline __attribute__((always_inline)) void *bump_place(struct bump *b, size_t size, size_t pad,
+                                                              size_t *usable)
+{
+    size_t rsize = heap_align_up(size, HEAP_MIN_ALIGN); /* <= the room bump_fits() found */
+    uintptr_t p = b->next + BUMP_HDR_SIZE + pad;
+    struct bump_hdr *hdr = hdr_of((void *)p);
+    bool intact = hard_check_reused(b, p, rsize); /* before the header is written over reused memory */
+
     link_set(b, &hdr->prev_next, b->next);
+    b->next = p + rsize; /* before the size: two plain stores for the header, not one vector store */
     hdr->size = rsize;
     hard_mark_live(b, p);
-    b->next = p + rsize;
     b->last = p;
     b->live++;
     *usable = rsize;
@@ -633,6 +659,17 @@ static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usabl
         return NULL;
     }
     return (void *)p;
+}
+
+/* Returns size bytes aligned to align after next, or NULL if the region's tail is too small. */
+static void *bump_alloc(struct heap *h, size_t size, size_t align, size_t *usable)
+{
+    struct bump *b = to_bump(h);
+    size_t pad = heap_pad_to(b->next + BUMP_HDR_SIZE, align); /* a multiple of 16, < align */
+
+    if (!bump_fits(b, size, pad))
+        return NULL;
+    return bump_place(b, size, pad, usable);
 }
 
 /* alloc() of bump_releasing_ops: bump_alloc(), and if the region is too small although a reset gave
@@ -681,6 +718,35 @@ static size_t bump_free_releasing(struct heap *h, void *ptr)
     return bump_free_body(h, ptr, true);
 }
 
+/* The step (heap_ops.step_alloc, heap_backend.h): the front end's direct path and bump_alloc() at
+ * HEAP_MIN_ALIGN in one function, with no call in between. What does not fit the region's tail (and
+ * size 0, and every size no region can hold) takes the front end's path, which validates, grows and
+ * (releasing) reclaims. */
+static void *bump_step_alloc(struct heap *h, size_t size)
+{
+    struct bump *b = to_bump(h);
+    size_t usable;
+    void *p;
+
+    /* next + BUMP_HDR_SIZE is 16-aligned: no padding at HEAP_MIN_ALIGN */
+    if (heap_unlikely(!bump_fits(b, size, 0)))
+        return heap_alloc_direct(h, size);
+    p = bump_place(b, size, 0, &usable); /* never NULL in plain mode, the only one with steps */
+    heap_note_alloc(h, usable);
+    return p;
+}
+
+/* step_free: bump_free() and the front end's counting in one function. */
+static void bump_step_free(struct heap *h, void *ptr)
+{
+    heap_note_free(h, bump_free_body(h, ptr, false));
+}
+
+static void bump_step_free_releasing(struct heap *h, void *ptr)
+{
+    heap_note_free(h, bump_free_body(h, ptr, true));
+}
+
 /* The last block can grow or shrink by moving next; any block can shrink in place. */
 static bool bump_resize(struct heap *h, void *ptr, size_t size)
 {
@@ -723,7 +789,7 @@ static void bump_add_memory(struct heap *h, void *start, size_t len)
         b->rel_end = 0;
     }
     if ((uintptr_t)start == b->end) {
-        b->end = e;
+        b->end = bump_cap_end(b->start, e);
         hard_after_extend(b);
         return;
     }
@@ -731,7 +797,7 @@ static void bump_add_memory(struct heap *h, void *start, size_t len)
         return;
     b->start = s;
     b->next = s;
-    b->end = e;
+    b->end = bump_cap_end(s, e);
     b->last = 0;
     b->rel_end = 0; /* the old region's released tail is abandoned with it */
     hard_after_new_region(b);
@@ -742,7 +808,7 @@ static size_t bump_check(const struct heap *h)
     const struct bump *b = to_cbump(h);
     size_t bad = 0;
 
-    bad += !(b->start <= b->next && b->next <= b->end);
+    bad += !(b->start <= b->next && b->next <= b->end && b->end - b->start <= BUMP_REGION_MAX);
     bad += (b->start | b->next | b->end) % HEAP_MIN_ALIGN != 0;
     bad += b->live == 0 && (b->next != b->start || b->last != 0);
     if (b->last != 0) {
@@ -784,16 +850,19 @@ static void bump_release_enable(struct heap *h);
 
 /* The vtable, and its releasing twin (the same but for alloc and free), which release_enable installs:
  * a heap without env.release never tests for giving memory back. */
-#define BUMP_OPS(alloc_fn, free_fn)                                                              \
+#define BUMP_OPS(alloc_fn, free_fn, step_free_fn)                                                \
     {                                                                                            \
         .name = "bump", .grow_overhead = BUMP_HDR_SIZE + 2 * HEAP_MIN_ALIGN, .arena = true,      \
         .init = bump_init, .alloc = alloc_fn, .free = free_fn, .resize = bump_resize,            \
         .usable_size = bump_usable_size, .add_memory = bump_add_memory, .check = bump_check,     \
         .validate = BUMP_OPS_VALIDATE, .walk = bump_walk, .release_enable = bump_release_enable, \
+        .step_alloc = KHEAP_HARDENING ? NULL : bump_step_alloc,                                  \
+        .step_free = KHEAP_HARDENING ? NULL : step_free_fn,                                      \
     }
 
-const struct heap_ops heap_bump_ops = BUMP_OPS(bump_alloc, bump_free);
-static const struct heap_ops bump_releasing_ops = BUMP_OPS(bump_alloc_releasing, bump_free_releasing);
+const struct heap_ops heap_bump_ops = BUMP_OPS(bump_alloc, bump_free, bump_step_free);
+static const struct heap_ops bump_releasing_ops =
+    BUMP_OPS(bump_alloc_releasing, bump_free_releasing, bump_step_free_releasing);
 
 /* release_enable (heap_backend.h): resets give the region's tail back from now on. */
 static void bump_release_enable(struct heap *h)

@@ -46,37 +46,6 @@ static inline void heap_unlock(struct heap *h, unsigned long saved)
         h->env.unlock(h->env.ctx, saved);
 }
 
-static inline size_t counted_in_use(const struct heap_counters *c)
-{
-    return c->bytes_allocated - c->bytes_freed;
-}
-
-static inline size_t in_use(const struct heap *h)
-{
-    return counted_in_use(&h->counts);
-}
-
-/* Counts usable more bytes in use (an allocation, or in-place growth) and updates the peak. */
-static inline void note_grown(struct heap *h, size_t usable)
-{
-    struct heap_counters *c = &h->counts;
-    c->bytes_allocated += usable;
-    if (heap_unlikely(in_use(h) > c->peak_in_use))
-        c->peak_in_use = in_use(h);
-}
-
-static inline void note_alloc(struct heap *h, size_t usable)
-{
-    note_grown(h, usable);
-    h->counts.total_allocs++;
-}
-
-static inline void note_free(struct heap *h, size_t usable)
-{
-    h->counts.bytes_freed += usable;
-    h->counts.total_frees++;
-}
-
 static inline void *fail(struct heap *h)
 {
     h->counts.failed_allocs++;
@@ -152,7 +121,7 @@ static __attribute__((noinline)) void *alloc_retry(struct heap *h, size_t size, 
         heap_hard_alloc_failed(h);
         return fail(h);
     }
-    note_alloc(h, heap_hard_new_block(h, p, size, usable));
+    heap_note_alloc(h, heap_hard_new_block(h, p, size, usable));
     return p;
 }
 
@@ -168,7 +137,7 @@ static inline __attribute__((always_inline)) void *alloc_block(struct heap *h, s
     p = h->ops->alloc(h, size + HEAP_HARD_TAIL, align, &usable);
     if (heap_unlikely(p == NULL))
         return alloc_retry(h, size, align);
-    note_alloc(h, heap_hard_new_block(h, p, size, usable));
+    heap_note_alloc(h, heap_hard_new_block(h, p, size, usable));
     return p;
 }
 
@@ -188,7 +157,7 @@ static void *alloc_locked(struct heap *h, size_t size, size_t align)
 static inline void release_block(struct heap *h, void *ptr, const struct heap_hard_block *b)
 {
     heap_hard_poison_freed(ptr, b);
-    note_free(h, heap_hard_counted(b, heap_hard_free(h, ptr, b)));
+    heap_note_free(h, heap_hard_counted(b, heap_hard_free(h, ptr, b)));
     heap_hard_freed(h);
 }
 
@@ -200,6 +169,8 @@ static inline void free_locked(struct heap *h, void *ptr)
     if (heap_hard_accept(h, ptr, &b))
         release_block(h, ptr, &b);
 }
+
+static void free_direct(struct heap *h, void *ptr);
 
 /* Creates a heap of backend ops in [mem, mem + size); NULL if ops is NULL or size is too small. */
 struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, const struct heap_env *env)
@@ -234,6 +205,12 @@ struct heap *heap_create(const struct heap_ops *ops, void *mem, size_t size, con
     heap_cpu_create(h);
     h->direct = h->env.lock == NULL && h->cpu == NULL;
     h->solo = h->cpu != NULL && h->cpu->solo ? h->cpu : NULL;
+    h->direct_alloc = heap_alloc_direct;
+    h->direct_free = free_direct;
+    if (!KHEAP_HARDENING && h->direct && h->ops->step_alloc != NULL) { /* ops: the releasing twin, if so */
+        h->direct_alloc = h->ops->step_alloc;
+        h->direct_free = h->ops->step_free;
+    }
     return h;
 }
 
@@ -295,7 +272,7 @@ static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
         heap_cpu_count_alloc(c, size);
         heap_cpu_unlock(c);
     } else {
-        note_alloc(h, usable);
+        heap_note_alloc(h, usable);
     }
     heap_cpu_unpin(cs, pin);
     heap_cpu_sample_peak(h);
@@ -366,7 +343,7 @@ static __attribute__((noinline)) void cpu_flush(struct heap *h, unsigned cls, vo
     for (uint32_t i = 0; i < n; i++)
         h->ops->free(h, out[i]);
     if (ptr != NULL)
-        note_free(h, h->ops->free(h, ptr));
+        heap_note_free(h, h->ops->free(h, ptr));
     if (h->counts.pages_released != released)
         heap_cpu_drain_all(h);
     heap_unlock(h, saved);
@@ -406,7 +383,13 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
  * call, no register saved) to one of two out-of-line paths:
  *   - direct (no lock, no caches: bump, linked_list, hardened heaps without a lock, a heap too small
  *     for a cache): one range check, then alloc_block() -- the backend and the counters -- or the
- *     free; anything else (size 0, an oversized request) goes to the locked path below.
+ *     free; anything else (size 0, an oversized request) goes to the locked path below. In plain
+ *     mode the allocation at HEAP_MIN_ALIGN and the free jump through h->direct_alloc and
+ *     h->direct_free, which heap_create() points at these paths or, for a backend with a step
+ *     (heap_ops.step_alloc: bump), at the backend's own whole operation -- the fit test, the
+ *     placement and these counters in one function, where a call, a range check and an indirect
+ *     call around a few instructions would be most of the cost; its misses end in
+ *     heap_alloc_direct(). (Hardened heaps have no steps: their direct path is called directly.)
  *   - indirect: first the solo step (a heap without a lock that has CPU 0's cache), inline; then the
  *     per-CPU step above for a heap with caches and a lock; everything else (a lock to take without
  *     caches, a large or aligned request) takes the locked path.
@@ -484,7 +467,7 @@ static inline __attribute__((always_inline)) void *alloc_indirect(struct heap *h
             return solo_alloc_miss(h, size);
         p = m->obj[n - 1];
         m->count = n - 1; /* before the counters: they cannot alias it, but the compiler cannot know */
-        note_alloc(h, cs->size[cls]);
+        heap_note_alloc(h, cs->size[cls]);
         return p;
     }
     if (has_caches(h) && h->env.lock != NULL && align == HEAP_MIN_ALIGN && size - 1 < h->cpu->max_size)
@@ -497,6 +480,13 @@ static inline __attribute__((always_inline)) void *alloc_indirect(struct heap *h
 static __attribute__((noinline)) void *alloc_direct_min(struct heap *h, size_t size, const void *caller)
 {
     return alloc_direct(h, size, HEAP_MIN_ALIGN, caller);
+}
+
+/* Plain mode's direct path at HEAP_MIN_ALIGN, through h->direct_alloc: this, or the backend's step,
+ * whose misses end here (heap_backend.h). No caller: only hardened reports use it. */
+__attribute__((noinline)) void *heap_alloc_direct(struct heap *h, size_t size)
+{
+    return alloc_direct(h, size, HEAP_MIN_ALIGN, NULL);
 }
 
 static __attribute__((noinline)) void *alloc_direct_any(struct heap *h, size_t size, size_t align,
@@ -522,8 +512,10 @@ static inline __attribute__((always_inline)) void *alloc_entry(struct heap *h, s
 {
     bool min = __builtin_constant_p(align) && align == HEAP_MIN_ALIGN;
 
+    if (heap_likely(h->direct) && min)
+        return KHEAP_HARDENING ? alloc_direct_min(h, size, caller) : h->direct_alloc(h, size);
     if (heap_likely(h->direct))
-        return min ? alloc_direct_min(h, size, caller) : alloc_direct_any(h, size, align, caller);
+        return alloc_direct_any(h, size, align, caller);
     if (min)
         return alloc_indirect_min(h, size, heap_hard_caller(caller));
     return alloc_indirect_any(h, size, align, heap_hard_caller(caller));
@@ -563,7 +555,7 @@ static __attribute__((noinline)) void free_indirect(struct heap *h, void *ptr, c
         }
         m->obj[n] = ptr;
         m->count = n + 1;
-        note_free(h, cs->size[cls]);
+        heap_note_free(h, cs->size[cls]);
         return;
     }
     if (has_caches(h)) {
@@ -571,6 +563,13 @@ static __attribute__((noinline)) void free_indirect(struct heap *h, void *ptr, c
         return;
     }
     free_slow(h, ptr, caller);
+}
+
+/* Plain mode's direct path of a free (ptr not NULL), through h->direct_free: this, or the backend's
+ * step. */
+static __attribute__((noinline)) void free_direct(struct heap *h, void *ptr)
+{
+    free_locked(h, ptr);
 }
 
 static inline __attribute__((always_inline)) void free_entry(struct heap *h, void *ptr, const void *caller)
@@ -581,8 +580,12 @@ static inline __attribute__((always_inline)) void free_entry(struct heap *h, voi
         free_indirect(h, ptr, heap_hard_caller(caller));
         return;
     }
-    heap_hard_set_caller(h, caller);
-    free_locked(h, ptr);
+    if (KHEAP_HARDENING) { /* no steps; reports name the caller */
+        heap_hard_set_caller(h, caller);
+        free_locked(h, ptr);
+        return;
+    }
+    h->direct_free(h, ptr);
 }
 
 /* Returns a block of at least size bytes aligned to 16, or NULL. */
@@ -643,7 +646,7 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
     old = heap_hard_live_size(h, ptr, &b);
     if (h->ops->resize(h, ptr, size + HEAP_HARD_TAIL)) {
         h->counts.bytes_freed += old;
-        note_grown(h, heap_hard_resized(h, ptr, &b, size));
+        heap_note_grown(h, heap_hard_resized(h, ptr, &b, size));
         p = ptr;
         goto out;
     }
@@ -717,7 +720,7 @@ struct heap_stats heap_stats(struct heap *h)
 
     heap_cpu_counters(h, &sum); /* the per-CPU caches' shares, if any */
     struct heap_stats s = {
-        .bytes_in_use = counted_in_use(c),
+        .bytes_in_use = heap_counted_in_use(c),
         .bytes_mapped = c->bytes_mapped,
         .peak_in_use = c->peak_in_use,
         .live_allocs = (size_t)(c->total_allocs - c->total_frees),
@@ -741,7 +744,7 @@ size_t heap_check(struct heap *h)
     size_t bytes, live, bad;
 
     heap_cpu_counters(h, &sum); /* the per-CPU caches' shares, if any */
-    bytes = counted_in_use(c);
+    bytes = heap_counted_in_use(c);
     live = (size_t)(c->total_allocs - c->total_frees);
     heap_hard_set_caller(h, __builtin_return_address(0));
     bad = heap_hard_check(h); /* first: it names a quarantined block the backend only sees as used */

@@ -16,7 +16,7 @@
  * The backend vtable: one const instance per backend (heap_<name>_ops, listed in backends.def). The front end
  * validates every argument, so backends may assume: h is theirs, 0 < size, align is a power of two >=
  * HEAP_MIN_ALIGN, size + align <= HEAP_MAX_REQUEST, and ptr was returned by this heap and is live. Backends
- * never lock, grow or count: the front end does that.
+ * never lock, grow or count: the front end does that (a step, below, counts with the front end's helpers).
  */
 struct heap_cpu_classes;
 struct heap_cpus;
@@ -69,6 +69,19 @@ struct heap_ops {
     /* Per-CPU caches (heap_cpu.h): the size classes the front end may cache per CPU for this backend,
      * or NULL: the backend has none and every operation takes the heap lock (bump, linked_list). */
     const struct heap_cpu_classes *cpu_classes;
+    /* The step (optional, both or neither; plain mode only; bump has one): a whole heap_alloc(h, size)
+     * / heap_free(h, ptr) of a heap on the direct path (no lock, no caches), for a backend whose
+     * common case is a few instructions, so that the call, the range check and the indirect call
+     * around them would be most of its cost. heap_create() installs them in h->direct_alloc and
+     * h->direct_free (heap.c, "The allocation and free entry points").
+     * step_alloc takes any size (0 and sizes beyond HEAP_MAX_REQUEST included): it places a block of
+     * at least size bytes at HEAP_MIN_ALIGN and counts it (heap_note_alloc) only when it can do so
+     * with exactly the result the front end's path would have (a block of the same usable size, as
+     * alloc() would place it), and otherwise returns heap_alloc_direct(h, size), that path.
+     * step_free frees ptr (not NULL, a live block, as for free()) and counts it (heap_note_free).
+     * Steps never lock, grow or report; hardened heaps and heaps with a lock never call them. */
+    void *(*step_alloc)(struct heap *h, size_t size);
+    void (*step_free)(struct heap *h, void *ptr);
 };
 
 /* validate(): ptr is a live block. */
@@ -77,7 +90,8 @@ struct heap_ops {
 /*
  * The common part of a heap. Every backend's instance struct has it as its FIRST member, so a
  * struct heap * converts to the backend's type with container_of (a no-op cast). Backends' init()
- * leaves it zeroed; heap_create() fills it in. Backends never touch it afterwards.
+ * leaves it zeroed; heap_create() fills it in. Backends never touch it afterwards, but for a step's
+ * counters (heap_note_alloc/heap_note_free) and giving memory back (heap_release_pages).
  */
 #if KHEAP_HARDENING
 #include "heap_quarantine.h"
@@ -121,6 +135,10 @@ struct heap {
     struct heap_cpus *cpu;  /* per-CPU caches (heap_cpu.h), NULL = none */
     struct heap_cpus *solo; /* h->cpu if it is a solo heap's (no lock: heap_cpu.h), else NULL */
     bool direct;            /* no lock and no caches: the entry points' direct path (heap.c) */
+    /* Plain mode: the direct path's allocation at HEAP_MIN_ALIGN and its free, heap.c's or the
+     * backend's step (heap_ops.step_alloc). */
+    void *(*direct_alloc)(struct heap *h, size_t size);
+    void (*direct_free)(struct heap *h, void *ptr);
 #if KHEAP_HARDENING
     struct heap_hard hard;
 #endif
@@ -179,6 +197,33 @@ static inline bool heap_is_pow2(size_t x)
 #define heap_likely(x)   __builtin_expect(!!(x), 1)
 #define heap_unlikely(x) __builtin_expect(!!(x), 0)
 
+/* The front end's counting (heap.c), shared with the backends' steps (heap_ops.step_alloc). */
+static inline size_t heap_counted_in_use(const struct heap_counters *c)
+{
+    return c->bytes_allocated - c->bytes_freed;
+}
+
+/* Counts usable more bytes in use (an allocation, or in-place growth) and updates the peak. */
+static inline void heap_note_grown(struct heap *h, size_t usable)
+{
+    struct heap_counters *c = &h->counts;
+    c->bytes_allocated += usable;
+    if (heap_unlikely(heap_counted_in_use(c) > c->peak_in_use))
+        c->peak_in_use = heap_counted_in_use(c);
+}
+
+static inline void heap_note_alloc(struct heap *h, size_t usable)
+{
+    heap_note_grown(h, usable);
+    h->counts.total_allocs++;
+}
+
+static inline void heap_note_free(struct heap *h, size_t usable)
+{
+    h->counts.bytes_freed += usable;
+    h->counts.total_frees++;
+}
+
 /* Rounds x up to HEAP_PAGE_SIZE, or returns UINTPTR_MAX if that would pass 2^64 (a heap at the top
  * of the address space: the caller then has no page there to give back). */
 static inline uintptr_t heap_page_up(uintptr_t x)
@@ -199,6 +244,11 @@ static inline uintptr_t heap_page_down(uintptr_t x)
 {
     return heap_align_down(x, HEAP_PAGE_SIZE);
 }
+
+/* Plain mode: the front end's direct path of an allocation at HEAP_MIN_ALIGN (no lock, no caches):
+ * validation, the backend, growth, the counters. A step's allocation (heap_ops.step_alloc) ends here
+ * when its common case does not apply. Returns the block or NULL, as heap_alloc(). */
+void *heap_alloc_direct(struct heap *h, size_t size);
 
 /* Gives the pages [lo, hi) (page-aligned; nothing if lo >= hi) back through h's env.release and counts
  * them in h's statistics. For backends that release_enable() enabled. */

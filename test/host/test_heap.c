@@ -453,6 +453,152 @@ static void test_bump_rollback_reset(void **state)
     heap_free(f->h, c);
 }
 
+/* A lock that does nothing: a heap with one takes the front end's locked path, never a step. */
+static unsigned long nop_lock(void *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+static void nop_unlock(void *ctx, unsigned long saved)
+{
+    (void)ctx, (void)saved;
+}
+
+/* The step (heap_ops.step_alloc/step_free: bump's whole heap_alloc() and heap_free() in bump.c) serves
+ * a bump heap without a lock; a heap with a lock takes the front end's path and the vtable. Both must
+ * hand out the same blocks and keep the same statistics, step for step: one pseudo-random mix of
+ * allocations (size 0, large ones that need growth, aligned ones, which never take the step), frees
+ * of the newest block (rollback), of older ones (counted only) and of the last live one (reset), and
+ * reallocs, run on two heaps of the same size, each on an arena of its own. */
+static void test_bump_step_as_locked(void **state)
+{
+    enum { SLOTS = 8, STEPS = 40000 };
+    struct fixture *f = *state;
+    struct host_arena other;
+    struct heap_env env[2];
+    struct heap *h[2];
+    uintptr_t base[2];
+    char *slot[2][SLOTS] = {{NULL}};
+    uint64_t x = 0x9e3779b97f4a7c15u;
+
+    assert_int_equal(host_arena_init(&other, RESERVE, INITIAL), 0);
+    env[0] = host_arena_env(&f->arena);
+    env[1] = host_arena_env(&other);
+    env[1].lock = nop_lock;
+    env[1].unlock = nop_unlock;
+    h[0] = f->h = heap_create(g_ops, f->arena.base, INITIAL, &env[0]);
+    h[1] = heap_create(g_ops, other.base, INITIAL, &env[1]);
+    assert_non_null(h[0]);
+    assert_non_null(h[1]);
+    base[0] = (uintptr_t)f->arena.base;
+    base[1] = (uintptr_t)other.base;
+    for (int step = 0; step <= STEPS; step++) {
+        unsigned i, op;
+        size_t size;
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        i = (unsigned)(x % SLOTS);
+        op = (unsigned)(x >> 8) % 8;
+        size = (x >> 16) % 64 == 0 ? 100000 + (x >> 24) % 100000 : (x >> 16) % 200;
+        for (int k = 0; k < 2; k++) {
+            if (step == STEPS) { /* the end: free what is left, oldest slot first */
+                for (unsigned j = 0; j < SLOTS; j++)
+                    heap_free(h[k], slot[k][j]);
+            } else if (slot[k][i] == NULL) {
+                slot[k][i] = op == 7 ? heap_alloc_aligned(h[k], size, 64) : heap_alloc(h[k], size);
+                assert_non_null(slot[k][i]);
+            } else if (op < 2) {
+                slot[k][i] = heap_realloc(h[k], slot[k][i], size);
+                assert_non_null(slot[k][i]);
+            } else {
+                heap_free(h[k], slot[k][i]);
+                slot[k][i] = NULL;
+            }
+        }
+        if (step < STEPS)
+            assert_int_equal((uintptr_t)slot[0][i] - base[0] * (slot[0][i] != NULL),
+                             (uintptr_t)slot[1][i] - base[1] * (slot[1][i] != NULL));
+        if (step % 1000 == 0 || step == STEPS) {
+            struct heap_stats s0 = heap_stats(h[0]), s1 = heap_stats(h[1]);
+            assert_int_equal(s0.bytes_in_use, s1.bytes_in_use);
+            assert_int_equal(s0.bytes_mapped, s1.bytes_mapped);
+            assert_int_equal(s0.peak_in_use, s1.peak_in_use);
+            assert_int_equal(s0.live_allocs, s1.live_allocs);
+            assert_int_equal(s0.total_allocs, s1.total_allocs);
+            assert_int_equal(s0.total_frees, s1.total_frees);
+            assert_int_equal(s0.failed_allocs, s1.failed_allocs);
+            assert_int_equal(heap_check(h[0]), 0);
+            assert_int_equal(heap_check(h[1]), 0);
+        }
+    }
+    assert_int_equal(heap_stats(h[1]).live_allocs, 0);
+    host_arena_destroy(&other);
+}
+
+/* heap_walk() callback: stores the size of bump's free span, [next, end). */
+static bool bump_free_span(void *ctx, const struct heap_walk_entry *e)
+{
+    if (e->state == HEAP_WALK_FREE)
+        *(size_t *)ctx = e->size;
+    return true;
+}
+
+/* The region's last bytes, where the step's one comparison decides (bump.c, bump_fits): a request
+ * one byte too large for the tail fails and changes nothing, one that fills the tail exactly is
+ * placed, and then an empty tail (room 0, where room - header would wrap) refuses even one byte. */
+static void test_bump_step_exact_fit(void **state)
+{
+    const size_t hdr = 16 + 32 * KHEAP_HARDENING; /* bump's header */
+    struct fixture *f = *state;
+    size_t tail = 0, fit;
+    char *a, *p;
+
+    fixed_heap(f, 64 << 10);
+    a = heap_alloc(f->h, 1000);
+    assert_non_null(a);
+    heap_walk(f->h, bump_free_span, &tail);
+    assert_true(tail > hdr + HEAP_HARD_TAIL + 16);
+    fit = tail - hdr - HEAP_HARD_TAIL;
+    assert_null(heap_alloc(f->h, fit + 1));
+    assert_int_equal(heap_stats(f->h).failed_allocs, 1);
+    assert_int_equal(heap_stats(f->h).live_allocs, 1);
+    p = heap_alloc(f->h, fit);
+    assert_non_null(p);
+    assert_true(p > a);
+    p[fit - 1] = 1;
+    tail = 1;
+    heap_walk(f->h, bump_free_span, &tail);
+    assert_int_equal(tail, 1); /* no free span is left to report */
+    assert_null(heap_alloc(f->h, 1));
+    assert_null(heap_alloc(f->h, 0));
+    assert_int_equal(heap_stats(f->h).failed_allocs, 3);
+    assert_int_equal(heap_check(f->h), 0);
+    heap_free(f->h, p); /* the newest: rolled back, and the tail is free again */
+    assert_ptr_equal(heap_alloc(f->h, fit), p);
+    heap_free(f->h, p);
+    heap_free(f->h, a);
+}
+
+/* A region holds at most HEAP_MAX_REQUEST bytes (bump.c, bump_cap_end), so that the step, which
+ * checks a size only against the region's tail, refuses whatever the front end refuses: a heap on a
+ * 2^63-byte range (only its first bytes are ever touched) still fails a request of HEAP_MAX_REQUEST
+ * bytes, and counts it. */
+static void test_bump_region_cap(void **state)
+{
+    struct fixture *f = *state;
+    void *p;
+
+    f->h = heap_create(g_ops, f->arena.base, (size_t)1 << 63, NULL);
+    assert_non_null(f->h);
+    assert_null(heap_alloc(f->h, HEAP_MAX_REQUEST));
+    assert_null(heap_alloc(f->h, SIZE_MAX / 2));
+    assert_int_equal(heap_stats(f->h).failed_allocs, 2);
+    p = heap_alloc(f->h, 100);
+    assert_non_null(p);
+    heap_free(f->h, p);
+    assert_int_equal(heap_check(f->h), 0);
+}
+
 static void test_ll_coalesce_both(void **state)
 {
     struct fixture *f = *state;
@@ -870,6 +1016,9 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST(test_lock),
     KHEAP_TEST(test_walk),
     KHEAP_TEST_FOR("bump", test_bump_rollback_reset),
+    KHEAP_TEST_FOR("bump", test_bump_step_as_locked),
+    KHEAP_TEST_FOR("bump", test_bump_step_exact_fit),
+    KHEAP_TEST_FOR("bump", test_bump_region_cap),
     KHEAP_TEST_FOR("linked_list", test_ll_coalesce_both),
     KHEAP_TEST_FOR("linked_list", test_ll_padding_reuse),
     KHEAP_TEST_FOR("linked_list", test_ll_resize_in_place),

@@ -84,7 +84,10 @@
  * and one BENCH line per allocator and workload:
  *   BENCH allocator=X workload=W ns_per_op=M footprint_ratio=F|- min=.. max=.. ops=.. reps=..
  *         mapped=B|- peak_live=B|- failed=N vs_system=R|- vs_tcmalloc=R|- vs_mimalloc=R|- vs_jemalloc=R|-
- * (vs_X = this row's median / X's median, same run). test/host/benchplot.py draws them.
+ *         [workload a: vs_pointer_increment=R pinc_ratio_med=R pinc_ratio_min=R pinc_ratio_max=R]
+ * (vs_X = this row's median / X's median, same run; pinc_ratio_* = median, min and max over the
+ * repetitions of this row's time / the pointer increment's time in the same repetition, also in
+ * workload a's table for our heaps). test/host/benchplot.py draws them.
  *
  * Hardened mode: the same file built with -DKHEAP_HARDENING=1 against the hardened library is
  * kheap-bench-hardened; it names its allocators <backend>_hardened. The plain kheap-bench runs it
@@ -1217,6 +1220,17 @@ static void finish(struct row_result *r, int reps)
     r->max = v[reps - 1];
 }
 
+/* Row x against the pointer increment on workload a, repetition by repetition: each repetition runs
+ * the increment right after every row, so that the ratio of one repetition's two times is the least
+ * disturbed by the machine's load. Stores the median, min and max of the reps ratios in *ratio. */
+static void pinc_ratios(const struct row_result *x, const struct row_result *inc, int reps,
+                        struct row_result *ratio)
+{
+    for (int r = 0; r < reps; r++)
+        ratio->t[r] = x->t[r] / inc->t[r];
+    finish(ratio, reps);
+}
+
 /* Timed mode: footprint passes, then reps interleaved repetitions, then BENCH lines and tables. */
 static int timed_main(struct allocator *als, int nal, const char *workload, int reps, bool footprints)
 {
@@ -1302,6 +1316,13 @@ static int timed_main(struct allocator *als, int nal, const char *workload, int 
                 else
                     printf(" vs_%s=-", ratio_to[k]);
             }
+            if (ws[wi] == 'a') {
+                struct row_result q;
+                pinc_ratios(x, &inc, reps, &q);
+                printf(
+                    " vs_pointer_increment=%.3f pinc_ratio_med=%.3f pinc_ratio_min=%.3f pinc_ratio_max=%.3f",
+                    x->med / inc.med, q.med, q.min, q.max);
+            }
             printf("\n");
         }
     }
@@ -1341,9 +1362,18 @@ static int timed_main(struct allocator *als, int nal, const char *workload, int 
                 printf("  %zu allocations FAILED (out of range)", x->failed);
             printf("\n");
         }
-        if (ws[wi] == 'a')
+        if (ws[wi] == 'a') {
             printf("%-26s %9.2f %9.2f %9.2f   (floor for bump: bare pointer increment, same loop)\n",
                    "pointer_increment", inc.med, inc.min, inc.max);
+            for (int i = 0; i < nal; i++) {
+                struct row_result q;
+                if (als[i].missing || als[i].kind != KIND_HEAP)
+                    continue;
+                pinc_ratios(&res[i][w], &inc, reps, &q);
+                printf("  %s / pointer_increment: %.2f (medians), per repetition %.2f (%.2f-%.2f)\n",
+                       als[i].name, res[i][w].med / inc.med, q.med, q.min, q.max);
+            }
+        }
     }
     fflush(stdout);
     return 0;

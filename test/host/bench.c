@@ -3,7 +3,7 @@
  * in one process.
  *
  * Usage: kheap-bench [reps] [--plain-only] [--only NAME] [--workload a|b|c|p|k] [--steps N]
- *                    [--no-footprint] [--release]
+ *                    [--no-footprint] [--release] [--cpu-time]
  *        kheap-bench --burst [reps] [--release] [--only NAME]
  *        kheap-bench --threads N [--caches on|off] [reps] [--only NAME]
  *        kheap-bench --footprint-trace FILE [--steps N] [--plain-only] [--only NAME]
@@ -14,6 +14,9 @@
  *   --steps N: each workload runs only its first N steps (a, b: N pairs; c, p: N steps; k: the
  *   bursts that start within the first N allocations) -- for a quick run (the bench_plot test).
  *   --no-footprint skips the untimed footprint passes (callgrind-ops.sh counts only timed runs).
+ *   --cpu-time times every run by the thread's CPU time (CLOCK_THREAD_CPUTIME_ID) instead of the wall
+ *   clock: on a machine busy with other work, the time this process was not running drops out (its
+ *   caches and the core's other thread are still shared).
  *   --release: our heaps give memory back through arena.c's recording environment
  *   (host_arena_release_env: its bookkeeping and the madvise/mprotect calls are part of the cost).
  *   --burst: instead of the workloads below, workload e only (our heaps; with --release to give memory
@@ -252,10 +255,13 @@ static double workload_ops(char w)
     }
 }
 
+static bool cpu_clock; /* --cpu-time */
+
+/* The clock of every timed run: wall time, or with --cpu-time this thread's CPU time. */
 static double now_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(cpu_clock ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
@@ -1248,8 +1254,9 @@ static int timed_main(struct allocator *als, int nal, const char *workload, int 
         return 2;
     }
     printf("# kheap-bench%s: %d repetitions after 1 warm-up, interleaved (each repetition runs every "
-           "workload on every allocator); ns_per_op = time / operations%s%s; %ld CPUs online\n",
+           "workload on every allocator); ns_per_op = %s / operations%s%s; %ld CPUs online\n",
            KHEAP_HARDENING ? "-hardened" : "", reps,
+           cpu_clock ? "this thread's CPU time (--cpu-time)" : "time",
            give_back ? "; our heaps give memory back (--release)" : "",
            with_caches ? "; our heaps: spin lock and per-CPU caches, on CPU 0 (--caches on)" : "",
            sysconf(_SC_NPROCESSORS_ONLN));
@@ -1426,6 +1433,8 @@ int main(int argc, char **argv)
             burst = 1;
         else if (strcmp(argv[i], "--no-footprint") == 0)
             footprints = false;
+        else if (strcmp(argv[i], "--cpu-time") == 0)
+            cpu_clock = true;
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             threads = (unsigned)atoi(argv[++i]);
         else if (strcmp(argv[i], "--caches") == 0 && i + 1 < argc)
@@ -1439,8 +1448,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "kheap-bench: --steps must be 1..%d\n", C_STEPS);
         return 2;
     }
-    if (threads != 0)
+    if (threads != 0) {
+        cpu_clock = false; /* throughput is wall time; the threads' CPU time is measured apart */
         return threads_main(threads > 64 ? 64 : threads, reps, only, caches);
+    }
     with_caches = caches != NULL && strcmp(caches, "on") == 0;
     for (const struct heap_ops *const *o = heap_backends; *o != NULL && nal < MAX_ALLOCATORS - 8;
          o++) { /* 8: glibc, the peers */
@@ -1496,10 +1507,10 @@ int main(int argc, char **argv)
     }
     if (rc == 0 && !plain_only && !KHEAP_HARDENING) {
         char args[512];
-        snprintf(args, sizeof(args), "%d%s%s%s%s%s%s%s --steps %d", reps, only ? " --only " : "",
+        snprintf(args, sizeof(args), "%d%s%s%s%s%s%s%s%s --steps %d", reps, only ? " --only " : "",
                  only ? only : "", workload ? " --workload " : "", workload ? workload : "",
                  give_back ? " --release" : "", burst ? " --burst" : "", footprints ? "" : " --no-footprint",
-                 steps);
+                 cpu_clock ? " --cpu-time" : "", steps);
         printf("\n");
         fflush(stdout);
         return run_hardened_twin(args);

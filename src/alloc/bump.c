@@ -37,7 +37,10 @@
  * end's direct path and this file's alloc/free in one function each, the same code (bump_fits,
  * bump_place, bump_free_body) with the counters, and no call, range check or indirect call between
  * them. Its fit test is the size check too (the cap above); anything that does not fit, size 0
- * included, takes the front end's path (heap_alloc_direct: validation, growth, reclaim).
+ * included, takes the front end's path (heap_alloc_direct: validation, growth, reclaim). Freeing the
+ * last live block stores 0 into live instead of decrementing it, so that the next allocation's
+ * increment does not wait for the free's (on a tight alloc/free loop two read-modify-writes of one
+ * counter per pair, each a store-to-load forward, were the longest dependency chain).
  *
  * Giving memory back (env.release / env.reclaim, docs/memory.md): a reset gives back the whole pages
  * of the region beyond its first HEAP_TRIM_THRESHOLD bytes (the hysteresis: phases that stay below
@@ -692,14 +695,14 @@ static inline __attribute__((always_inline)) size_t bump_free_body(struct heap *
     size_t size = hdr->size;
 
     hard_mark_dead(b, ptr);
-    b->live--;
-    if (b->live == 0) {
+    if (b->live == 1) { /* the last live block: a store of 0, not a decrement the next alloc waits on */
+        b->live = 0;
         hard_before_reset(b);
         b->next = b->start;
         b->last = 0;
         if (releasing)
             bump_release_tail(b);
-    } else if ((uintptr_t)ptr == b->last) {
+    } else if (b->live--, (uintptr_t)ptr == b->last) {
         uintptr_t end = b->next;
         b->next = link_get(b, &hdr->prev_next);
         b->last = 0;

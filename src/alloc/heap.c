@@ -512,10 +512,12 @@ static inline __attribute__((always_inline)) void *alloc_entry(struct heap *h, s
 {
     bool min = __builtin_constant_p(align) && align == HEAP_MIN_ALIGN;
 
-    if (heap_likely(h->direct) && min)
+    if (heap_likely(h->direct)) {
+        if (!min)
+            return alloc_direct_any(h, size, align, caller);
+        /* heap.c's direct path or the backend's step; hardened heaps have no steps, and name the caller */
         return KHEAP_HARDENING ? alloc_direct_min(h, size, caller) : h->direct_alloc(h, size);
-    if (heap_likely(h->direct))
-        return alloc_direct_any(h, size, align, caller);
+    }
     if (min)
         return alloc_indirect_min(h, size, heap_hard_caller(caller));
     return alloc_indirect_any(h, size, align, heap_hard_caller(caller));

@@ -1272,6 +1272,41 @@ static bool fsb_holds(const struct heap *h, const void *p, unsigned cls)
     return true;
 }
 
+/* The solo cache's refill (heap_cpu.h, alloc_batch): up to n objects of class cls, taken one by one
+ * from the class's head partial slab (its free list, then carving) exactly as fsb_alloc_slow takes
+ * them, so the slabs count them allocated. A new slab is made only for the first object, when the
+ * class has no partial slab: the refill stops where the class's partial slabs end, so it never holds
+ * a slab the user has not asked for (footprint) and stays O(n). Never called in hardened mode (no
+ * caches), where the hooks would make it check each slab as the slow path does. */
+static uint32_t fsb_alloc_batch(struct heap *h, unsigned cls, void **restrict out, uint32_t n)
+{
+    struct fsb *f = to_fsb(h);
+    uint32_t got = 0;
+    struct fsb_slab *s = f->partial[cls].head;
+
+    if (s == NULL) {
+        f->draining = false;
+        s = new_slab(f, cls);
+        if (s == NULL && fsb_cache_flush(&f->cache, f->fallback))
+            s = new_slab(f, cls);
+    }
+    for (; got < n && s != NULL; s = f->partial[cls].head) {
+        void *obj;
+
+        if (heap_unlikely(!slab_take_ok(f, cls, s)) || (obj = slab_take(f, s, cls)) == NULL)
+            break;
+        out[got++] = obj;
+    }
+    return got;
+}
+
+/* The solo cache's flush (heap_cpu.h, free_batch): each object back to its slab, by fsb_free. */
+static void fsb_free_batch(struct heap *h, void *const *objs, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        fsb_free(h, objs[i]);
+}
+
 static const struct heap_cpu_classes fsb_cpu_classes = {
     .count = FSB_NCLASSES,
     .max_size = FSB_MAX_SMALL,
@@ -1283,6 +1318,8 @@ static const struct heap_cpu_classes fsb_cpu_classes = {
     .slab_size = FSB_SLAB_SIZE,
     .class_offset = offsetof(struct fsb_slab, cls),
     .holds = fsb_holds,
+    .alloc_batch = fsb_alloc_batch,
+    .free_batch = fsb_free_batch,
 };
 _Static_assert(FSB_NCLASSES <= HEAP_CPU_MAX_CLASSES, "every class can be cached per CPU");
 _Static_assert(sizeof(((struct fsb_slab *)0)->cls) == sizeof(uint16_t), "heap_cpu_class_of reads a uint16_t");

@@ -286,7 +286,7 @@ static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
     }
     c = heap_cpu_pin(cs, &pin);
     if (c != NULL) {
-        while (n < c->mag[cls].batch - 1 &&
+        while (n + 1u < c->mag[cls].batch &&
                (more[n] = h->ops->alloc(h, size, HEAP_MIN_ALIGN, &usable)) != NULL)
             n++;
         heap_cpu_lock(c);
@@ -454,15 +454,40 @@ static inline __attribute__((always_inline)) void *alloc_direct(struct heap *h, 
     return alloc_slow(h, size, align, heap_hard_caller(caller));
 }
 
-/* The solo step's misses: an empty magazine (or any allocation it does not serve) and a full one
- * (or a large block) go to the backend directly, one object at a time -- there is no lock whose cost
- * a batch would share, so a burst longer than the magazine costs what it costs without one. Out of
- * line, so that the hit paths save no registers. */
+/* The solo step's misses, out of line so that the hit paths save no registers. An empty magazine m
+ * (class cls) is refilled with one batch in one backend call (alloc_batch) and hands out its newest
+ * object; only if the backend has nothing without growing does the allocation take the general path
+ * (growth, the caches drained, failure). A full one gives its newer half back in one backend call
+ * (free_batch) and keeps ptr. Either way one backend call moves a batch, and its loop pays none of
+ * the entry's tests and counters per object: a burst longer than the magazine costs per object the
+ * magazine's pop and push plus the backend's slab operation. */
 static __attribute__((noinline)) void *solo_alloc_miss(struct heap *h, size_t size)
 {
-    return alloc_block(h, size, HEAP_MIN_ALIGN);
+    const struct heap_cpus *cs = h->solo;
+    unsigned cls = cs->of_size[(size + 15) / 16];
+    struct heap_cpu_mag *m = heap_cpu_solo_mag(cs, cls);
+    uint32_t n = cs->classes->alloc_batch(h, cls, m->obj, m->batch);
+
+    if (heap_unlikely(n == 0))
+        return alloc_block(h, size, HEAP_MIN_ALIGN);
+    m->count = n - 1;
+    note_alloc(h, m->size);
+    return m->obj[n - 1];
 }
 
+static __attribute__((noinline)) void solo_flush(struct heap *h, void *ptr)
+{
+    const struct heap_cpus *cs = h->solo;
+    unsigned cls = heap_cpu_small_class(cs, ptr);
+    struct heap_cpu_mag *m = heap_cpu_solo_mag(cs, cls);
+
+    cs->classes->free_batch(h, &m->obj[m->batch], m->count - m->batch);
+    m->obj[m->batch] = ptr;
+    m->count = m->batch + 1u;
+    note_free(h, m->size);
+}
+
+/* A large block: the backend's free, as without a cache. */
 static __attribute__((noinline)) void solo_free_miss(struct heap *h, void *ptr)
 {
     free_locked(h, ptr);
@@ -484,7 +509,7 @@ static inline __attribute__((always_inline)) void *alloc_indirect(struct heap *h
             return solo_alloc_miss(h, size);
         p = m->obj[n - 1];
         m->count = n - 1; /* before the counters: they cannot alias it, but the compiler cannot know */
-        note_alloc(h, cs->size[cls]);
+        note_alloc(h, m->size);
         return p;
     }
     if (has_caches(h) && h->env.lock != NULL && align == HEAP_MIN_ALIGN && size - 1 < h->cpu->max_size)
@@ -558,12 +583,12 @@ static __attribute__((noinline)) void free_indirect(struct heap *h, void *ptr, c
         m = heap_cpu_solo_mag(cs, cls);
         n = m->count;
         if (heap_unlikely(n >= 2 * m->batch)) {
-            solo_free_miss(h, ptr);
+            solo_flush(h, ptr);
             return;
         }
         m->obj[n] = ptr;
         m->count = n + 1;
-        note_free(h, cs->size[cls]);
+        note_free(h, m->size);
         return;
     }
     if (has_caches(h)) {
@@ -571,6 +596,14 @@ static __attribute__((noinline)) void free_indirect(struct heap *h, void *ptr, c
         return;
     }
     free_slow(h, ptr, caller);
+}
+
+/* The direct path of a free (h->direct, ptr not NULL). Out of line like alloc_direct_min(), so that
+ * the entry saves no register on either path. */
+static __attribute__((noinline)) void free_direct(struct heap *h, void *ptr, const void *caller)
+{
+    heap_hard_set_caller(h, caller);
+    free_locked(h, ptr);
 }
 
 static inline __attribute__((always_inline)) void free_entry(struct heap *h, void *ptr, const void *caller)
@@ -581,8 +614,7 @@ static inline __attribute__((always_inline)) void free_entry(struct heap *h, voi
         free_indirect(h, ptr, heap_hard_caller(caller));
         return;
     }
-    heap_hard_set_caller(h, caller);
-    free_locked(h, ptr);
+    free_direct(h, ptr, caller);
 }
 
 /* Returns a block of at least size bytes aligned to 16, or NULL. */

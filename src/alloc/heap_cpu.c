@@ -125,7 +125,7 @@ void heap_cpu_create(struct heap *h)
     const struct heap_cpu_classes *cl = h->ops->cpu_classes;
     const struct heap_env *env = &h->env;
     unsigned n = env->cpu_count < HEAP_MAX_CPUS ? env->cpu_count : HEAP_MAX_CPUS;
-    size_t head = heap_align_up(sizeof(struct heap_cpus), HEAP_CPU_LINE), stride, bytes, usable;
+    size_t head = HEAP_CPU_HEAD, stride, bytes, usable;
     struct heap_cpus *cs;
 
     bool solo = env->lock == NULL;
@@ -161,8 +161,10 @@ void heap_cpu_create(struct heap *h)
     cs->exit = solo ? solo_exit : env->cpu_exit;
     cs->first = (unsigned char *)cs + head;
     for (unsigned i = 0; i < n; i++)
-        for (unsigned c = 0; c < cl->count; c++)
-            cpu_at(cs, i)->mag[c].batch = batch_of(cl->size[c]);
+        for (unsigned c = 0; c < cl->count; c++) {
+            cpu_at(cs, i)->mag[c].batch = (uint16_t)batch_of(cl->size[c]);
+            cpu_at(cs, i)->mag[c].size = cl->size[c];
+        }
     h->cpu = cs;
 }
 

@@ -42,12 +42,21 @@ struct heap_cpu_classes {
     /* heap_check(): true if ptr is an allocated object of class cls of h (a live block to the
      * backend), found from the backend's own structures without trusting ptr. Heap lock held. */
     bool (*holds)(const struct heap *h, const void *ptr, unsigned cls);
+    /* A solo heap's refill and flush (heap.c, "The solo step"), one backend call per batch: alloc_batch
+     * stores up to n (>= 1) objects of class cls in out[0..n) and returns how many -- 0 only if the
+     * backend has no memory for one without growing (the caller then takes the allocation's general
+     * path, which grows the heap); it creates at most one slab and is O(n). free_batch gives the n
+     * objects objs[0..n) of class cls (each one allocated by the backend, none twice) back to the
+     * backend; O(n). Neither counts anything in the front end's counters. */
+    uint32_t (*alloc_batch)(struct heap *h, unsigned cls, void **restrict out, uint32_t n);
+    void (*free_batch)(struct heap *h, void *const *objs, uint32_t n);
 };
 
 /* One CPU's cache of one class: a stack, obj[count - 1] the most recently freed object. */
 struct heap_cpu_mag {
     uint32_t count; /* objects held, <= 2 * batch <= HEAP_CPU_SLOTS */
-    uint32_t batch; /* objects a refill brings, a flush takes away */
+    uint16_t batch; /* objects a refill brings, a flush takes away */
+    uint16_t size;  /* classes->size[c]: the usable size the counters count, on the count's line */
     void *obj[HEAP_CPU_SLOTS];
 };
 
@@ -120,11 +129,15 @@ static inline unsigned heap_cpu_class_of(const struct heap_cpus *cs, const void 
     return heap_cpu_small_class(cs, ptr);
 }
 
+/* Where CPU 0's cache starts: right after the header, on the next cache line (cs->first). A constant,
+ * so the solo step reaches its magazine without loading cs->first. */
+#define HEAP_CPU_HEAD ((sizeof(struct heap_cpus) + HEAP_CPU_LINE - 1) / HEAP_CPU_LINE * HEAP_CPU_LINE)
+
 /* CPU 0's cache of class cls: a solo heap's only one (no pin, no CPU lock: the heap is
  * single-threaded). */
 static inline struct heap_cpu_mag *heap_cpu_solo_mag(const struct heap_cpus *cs, unsigned cls)
 {
-    return &((struct heap_cpu *)(void *)cs->first)->mag[cls];
+    return &((struct heap_cpu *)(void *)((unsigned char *)(uintptr_t)cs + HEAP_CPU_HEAD))->mag[cls];
 }
 
 /* Pins the caller to its CPU (env.cpu_enter) and returns that CPU's cache, or NULL if the index is

@@ -286,7 +286,7 @@ static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
     }
     c = heap_cpu_pin(cs, &pin);
     if (c != NULL) {
-        while (n + 1u < c->mag[cls].batch &&
+        while (n + 1u < heap_cpu_batch(&c->mag[cls]) &&
                (more[n] = h->ops->alloc(h, size, HEAP_MIN_ALIGN, &usable)) != NULL)
             n++;
         heap_cpu_lock(c);
@@ -402,14 +402,16 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
 
 /*
  * The allocation and free entry points. Every public allocation and free goes through alloc_entry() /
- * free_entry(), inlined into each exported function. They test one byte, h->direct, and jump (a tail
- * call, no register saved) to one of two out-of-line paths:
+ * free_entry(), inlined into each exported function. They test one byte, h->direct, and either jump
+ * (a tail call, no register saved) to the out-of-line direct path or go on inline with the indirect
+ * one:
  *   - direct (no lock, no caches: bump, linked_list, hardened heaps without a lock, a heap too small
  *     for a cache): one range check, then alloc_block() -- the backend and the counters -- or the
  *     free; anything else (size 0, an oversized request) goes to the locked path below.
- *   - indirect: first the solo step (a heap without a lock that has CPU 0's cache), inline; then the
- *     per-CPU step above for a heap with caches and a lock; everything else (a lock to take without
- *     caches, a large or aligned request) takes the locked path.
+ *   - indirect: first the solo step (a heap without a lock that has CPU 0's cache), inline in the
+ *     entry point (for HEAP_MIN_ALIGN allocations and for frees); then the per-CPU step above for a
+ *     heap with caches and a lock; everything else (a lock to take without caches, a large or
+ *     aligned request) takes the locked path, each by a tail call.
  * The split keeps each path's prologue its own: the direct path saves the registers it needs across
  * the backend call, the solo step saves none.
  *
@@ -417,9 +419,13 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
  * it has CPU 0's cache (heap_cpu_create, h->solo): the magazine layer with one CPU, no pin and no
  * CPU lock. Its operations count in the heap's own counters, exactly as the backend's path would
  * (the peak included): a small allocation is a class lookup, a pop and the counters; a small free
- * the class from the pointer (no slab bookkeeping), a push and the counters. A miss (the magazine
- * empty, or full: 2 * batch objects) goes to the backend for that one object, by a tail call: no
- * refill or flush, which only pay off where they share a lock's cost.
+ * the class from the pointer (no slab bookkeeping), a push and the counters. A miss moves one batch
+ * in one backend call (heap_cpu_classes.alloc_batch / free_batch), by a tail call: an empty magazine
+ * is refilled with batch objects, a full one (2 * batch) gives its newer half back. With no lock to
+ * share, what a batch saves is the entry's tests and counters per object: the backend's loop takes a
+ * run of a slab's objects at once (fixed_size_block.c, slab_take_run) or pushes each one back by its
+ * free fast path. Memory it holds: at most 2 * batch objects per class, as in every CPU's cache
+ * (heap_cpu.c); none of it is counted in use.
  */
 
 /* True if h has per-CPU caches (never in hardened mode, where the test folds away). */
@@ -466,7 +472,7 @@ static __attribute__((noinline)) void *solo_alloc_miss(struct heap *h, size_t si
     const struct heap_cpus *cs = h->solo;
     unsigned cls = cs->of_size[(size + 15) / 16];
     struct heap_cpu_mag *m = heap_cpu_solo_mag(cs, cls);
-    uint32_t n = cs->classes->alloc_batch(h, cls, m->obj, m->batch);
+    uint32_t n = cs->classes->alloc_batch(h, cls, m->obj, heap_cpu_batch(m));
 
     if (heap_unlikely(n == 0))
         return alloc_block(h, size, HEAP_MIN_ALIGN);
@@ -480,10 +486,11 @@ static __attribute__((noinline)) void solo_flush(struct heap *h, void *ptr)
     const struct heap_cpus *cs = h->solo;
     unsigned cls = heap_cpu_small_class(cs, ptr);
     struct heap_cpu_mag *m = heap_cpu_solo_mag(cs, cls);
+    uint32_t batch = heap_cpu_batch(m);
 
-    cs->classes->free_batch(h, &m->obj[m->batch], m->count - m->batch);
-    m->obj[m->batch] = ptr;
-    m->count = m->batch + 1u;
+    cs->classes->free_batch(h, &m->obj[batch], m->count - batch);
+    m->obj[batch] = ptr;
+    m->count = batch + 1;
     note_free(h, m->size);
 }
 
@@ -530,7 +537,7 @@ static __attribute__((noinline)) void *alloc_direct_any(struct heap *h, size_t s
     return alloc_direct(h, size, align, caller);
 }
 
-static __attribute__((noinline)) void *alloc_indirect_min(struct heap *h, size_t size, const void *caller)
+static inline __attribute__((always_inline)) void *alloc_indirect_min(struct heap *h, size_t size, const void *caller)
 {
     return alloc_indirect(h, size, HEAP_MIN_ALIGN, caller);
 }
@@ -566,7 +573,7 @@ static __attribute__((noinline)) void free_slow(struct heap *h, void *ptr, const
 
 /* The indirect path of a free (ptr not NULL): the solo step, the per-CPU step, or locked. Hardened
  * heaps, whose reports name the caller, have no caches. */
-static __attribute__((noinline)) void free_indirect(struct heap *h, void *ptr, const void *caller)
+static inline __attribute__((always_inline)) void free_indirect(struct heap *h, void *ptr, const void *caller)
 {
     const struct heap_cpus *cs = h->solo;
 
@@ -582,7 +589,7 @@ static __attribute__((noinline)) void free_indirect(struct heap *h, void *ptr, c
         cls = heap_cpu_small_class(cs, ptr);
         m = heap_cpu_solo_mag(cs, cls);
         n = m->count;
-        if (heap_unlikely(n >= 2 * m->batch)) {
+        if (heap_unlikely(n >= m->limit)) {
             solo_flush(h, ptr);
             return;
         }

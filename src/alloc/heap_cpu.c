@@ -162,7 +162,7 @@ void heap_cpu_create(struct heap *h)
     cs->first = (unsigned char *)cs + head;
     for (unsigned i = 0; i < n; i++)
         for (unsigned c = 0; c < cl->count; c++) {
-            cpu_at(cs, i)->mag[c].batch = (uint16_t)batch_of(cl->size[c]);
+            cpu_at(cs, i)->mag[c].limit = (uint16_t)(2 * batch_of(cl->size[c]));
             cpu_at(cs, i)->mag[c].size = cl->size[c];
         }
     h->cpu = cs;
@@ -171,7 +171,7 @@ void heap_cpu_create(struct heap *h)
 uint32_t heap_cpu_take_batch(struct heap_cpu *c, unsigned cls, void **out)
 {
     struct heap_cpu_mag *m = &c->mag[cls];
-    uint32_t n = m->batch < m->count ? m->batch : m->count;
+    uint32_t n = heap_cpu_batch(m) < m->count ? heap_cpu_batch(m) : m->count;
 
     for (uint32_t i = 0; i < n; i++)
         out[i] = m->obj[i];
@@ -270,7 +270,8 @@ size_t heap_cpu_check(struct heap *h)
         const struct heap_cpu *c = cpu_at(cs, i);
         for (unsigned k = 0; k < cl->count; k++) {
             const struct heap_cpu_mag *m = &c->mag[k];
-            if (m->batch < HEAP_CPU_BATCH_MIN || m->batch > HEAP_CPU_BATCH_MAX || m->count > 2 * m->batch) {
+            if (m->limit < 2 * HEAP_CPU_BATCH_MIN || m->limit > 2 * HEAP_CPU_BATCH_MAX || m->limit % 2 != 0 ||
+                m->count > m->limit) {
                 bad++;
                 continue;
             }

@@ -54,11 +54,19 @@ struct heap_cpu_classes {
 
 /* One CPU's cache of one class: a stack, obj[count - 1] the most recently freed object. */
 struct heap_cpu_mag {
-    uint32_t count; /* objects held, <= 2 * batch <= HEAP_CPU_SLOTS */
-    uint16_t batch; /* objects a refill brings, a flush takes away */
+    uint32_t count; /* objects held, <= limit */
+    uint16_t limit; /* 2 * batch <= HEAP_CPU_SLOTS: full (heap_cpu_batch: a refill brings and a
+                     * flush takes away batch objects) */
     uint16_t size;  /* classes->size[c]: the usable size the counters count, on the count's line */
     void *obj[HEAP_CPU_SLOTS];
 };
+_Static_assert(HEAP_CPU_SLOTS <= UINT16_MAX, "a limit fits the magazine's field");
+
+/* The batch of magazine m: half its room. */
+static inline uint32_t heap_cpu_batch(const struct heap_cpu_mag *m)
+{
+    return m->limit / 2u;
+}
 
 /* One CPU's share of the front end's counters (struct heap_counters): summed by heap_stats(). Only
  * the owner writes them (under its CPU lock), with relaxed atomic stores, so that a refill may read
@@ -190,7 +198,7 @@ static inline bool heap_cpu_push(struct heap_cpu *c, unsigned cls, void *p)
 {
     struct heap_cpu_mag *m = &c->mag[cls];
 
-    if (heap_unlikely(m->count >= 2 * m->batch))
+    if (heap_unlikely(m->count >= m->limit))
         return false;
     m->obj[m->count++] = p;
     return true;

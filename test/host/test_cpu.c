@@ -633,7 +633,7 @@ static void test_solo_heap_without_a_lock(void **state)
         struct heap_cpus *cs = h->solo;
         unsigned cls = heap_cpu_class_of(cs, a);
         struct heap_cpu_mag *m = heap_cpu_solo_mag(cs, cls);
-        assert_int_equal(m->count, m->batch - 1u); /* refilled with one batch; a back on top */
+        assert_int_equal(m->count, heap_cpu_batch(m) - 1); /* refilled with one batch; a back on top */
         m->obj[m->count++] = a; /* the same block twice, behind the library's back */
         assert_true(heap_check(h) >= 1);
         m->count--;

@@ -1282,7 +1282,8 @@ static bool fsb_holds(const struct heap *h, const void *p, unsigned cls)
  * ones -- and returns how many (>= 1); s moves to the full list if it fills. The refill's run: one
  * count and one list test for the lot, so a batch costs a few instructions per object. Plain mode
  * only (fsb_alloc_batch): it does not check links or poison as slab_take() does. */
-static uint32_t slab_take_run(struct fsb *f, struct fsb_slab *s, unsigned cls, void **restrict out, uint32_t n)
+static uint32_t slab_take_run(struct fsb *f, struct fsb_slab *s, unsigned cls, void **restrict out,
+                              uint32_t n)
 {
     uint32_t k = s->capacity - s->inuse, i = 0;
     uintptr_t size = class_size[cls], carve = s->carve;

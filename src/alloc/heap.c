@@ -537,7 +537,8 @@ static __attribute__((noinline)) void *alloc_direct_any(struct heap *h, size_t s
     return alloc_direct(h, size, align, caller);
 }
 
-static inline __attribute__((always_inline)) void *alloc_indirect_min(struct heap *h, size_t size, const void *caller)
+static inline __attribute__((always_inline)) void *alloc_indirect_min(struct heap *h, size_t size,
+                                                                      const void *caller)
 {
     return alloc_indirect(h, size, HEAP_MIN_ALIGN, caller);
 }

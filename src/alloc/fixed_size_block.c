@@ -31,6 +31,12 @@
  * whose size is a multiple of 64 (32) are 64 (32) aligned; aligned requests up to 64 pick the smallest
  * such class.
  *
+ * Batches for the front end's solo cache (heap_cpu.h, alloc_batch / free_batch): a refill takes a
+ * run of objects from the head partial slab at once (slab_take_run: its free list, then carving; one
+ * count update and one full-list test per slab, no new slab once it has one object), a flush pushes
+ * each object back by the free fast path (slab_put_fast), else the slow path. The objects a solo
+ * cache holds are allocated to their slabs, as every cached object is.
+ *
  * Returning memory: when a slab's last object is freed, the slab goes back to the linked_list
  * fallback, except that one empty slab per class is kept while it is that class's only partial slab,
  * so a tight alloc/free loop does not create and destroy a slab each time.

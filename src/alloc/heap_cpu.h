@@ -20,6 +20,7 @@
 #define HEAP_CPU_BATCH_BYTES 4096 /* a refill or flush moves about this many bytes ... */
 #define HEAP_CPU_BATCH_MIN   2    /* ... but at least this many objects */
 #define HEAP_CPU_MAX_CLASSES 32   /* most size classes a backend may hand the layer */
+#define HEAP_CPU_MAX_SIZE    2048 /* largest classes->max_size the layer takes */
 #define HEAP_CPU_LINE        64   /* cache line: every CPU's cache starts on its own */
 
 /*
@@ -46,8 +47,8 @@ struct heap_cpu_classes {
      * stores up to n (>= 1) objects of class cls in out[0..n) and returns how many -- 0 only if the
      * backend has no memory for one without growing (the caller then takes the allocation's general
      * path, which grows the heap); it creates at most one slab and is O(n). free_batch gives the n
-     * objects objs[0..n) of class cls (each one allocated by the backend, none twice) back to the
-     * backend; O(n). Neither counts anything in the front end's counters. */
+     * small objects objs[0..n) (each one allocated by the backend, none twice) back to the backend;
+     * O(n). Neither counts anything in the front end's counters. */
     uint32_t (*alloc_batch)(struct heap *h, unsigned cls, void **restrict out, uint32_t n);
     void (*free_batch)(struct heap *h, void *const *objs, uint32_t n);
 };
@@ -89,12 +90,11 @@ struct heap_cpu {
 /* The per-CPU area, allocated from the backend at heap_create: this header (read-only after create,
  * except peak_in_use, which only heap_stats/heap_check write), then count CPU caches. */
 struct heap_cpus {
-    unsigned count;         /* CPUs with a cache: min(cpu_count, HEAP_MAX_CPUS), 1 if solo */
-    bool solo;              /* a heap without a lock: one CPU, no pin, no CPU lock (heap_cpu.c) */
-    unsigned nclasses;      /* classes->count, and the classes' fields the fast */
-    size_t max_size;        /* path reads, copied onto this line: no pointer */
-    const uint8_t *of_size; /* chase to reach them */
-    const uint16_t *size;
+    unsigned count;       /* CPUs with a cache: min(cpu_count, HEAP_MAX_CPUS), 1 if solo */
+    bool solo;            /* a heap without a lock: one CPU, no pin, no CPU lock (heap_cpu.c) */
+    unsigned nclasses;    /* classes->count, and the classes' fields the fast */
+    size_t max_size;      /* path reads, copied here: no pointer chase to */
+    const uint16_t *size; /* reach them */
     uintptr_t large_mask; /* classes->large_align - 1 */
     uintptr_t slab_mask;  /* ~(classes->slab_size - 1) */
     size_t class_offset;
@@ -104,6 +104,9 @@ struct heap_cpus {
     unsigned (*enter)(void *ctx, unsigned long *saved);
     void (*exit)(void *ctx, unsigned long saved);
     unsigned char *first; /* CPU 0's struct heap_cpu (HEAP_CPU_LINE aligned) */
+    /* classes->of_size copied: of_size[(size + 15) / 16] is the class of a request of 1 <= size <=
+     * max_size, one load from the header rather than two. */
+    uint8_t of_size[HEAP_CPU_MAX_SIZE / 16 + 1];
     /* The highest summed bytes_in_use seen (heap.h): written under the heap lock by refills, heap_stats
      * and heap_check, on a line of its own so that the fast path's reads of the fields above stay
      * hits. */
@@ -219,7 +222,8 @@ static inline void heap_cpu_count_free(struct heap_cpu *c, size_t usable)
 
 /* ---- under the heap lock (heap_cpu.c) ---- */
 
-/* heap_create(): gives h per-CPU caches if the backend has classes, the library is plain (hardened
+/* heap_create(): gives h per-CPU caches if the backend has classes (at most HEAP_CPU_MAX_CLASSES, requests
+ * up to HEAP_CPU_MAX_SIZE bytes), the library is plain (hardened
  * heaps take the lock for everything: heap.h) and either env asks for them (cpu_count >= 2,
  * cpu_enter and cpu_exit set, a lock installed) or h has no lock and does not give memory back
  * (env.release): then h is single-threaded and gets one CPU's cache, used without pin or CPU lock

@@ -222,16 +222,15 @@ static inline void heap_cpu_count_free(struct heap_cpu *c, size_t usable)
 
 /* ---- under the heap lock (heap_cpu.c) ---- */
 
-/* heap_create(): gives h per-CPU caches if the backend has classes (at most HEAP_CPU_MAX_CLASSES, requests
- * up to HEAP_CPU_MAX_SIZE bytes), the library is plain (hardened
- * heaps take the lock for everything: heap.h) and either env asks for them (cpu_count >= 2,
- * cpu_enter and cpu_exit set, a lock installed) or h has no lock and does not give memory back
- * (env.release): then h is single-threaded and gets one CPU's cache, used without pin or CPU lock
- * (solo; the heap's own counters count its operations, so its stats stay exact, peak included). A
- * heap without a lock that gives memory back gets none: its frees reach the slabs at once, so that
- * a heap with no live block holds no more than the backend keeps (docs/memory.md's bound). The area comes
- * from the backend (not counted in the stats); if it has no room h simply gets none. Sets h->cpu (NULL:
- * none). */
+/* heap_create(): gives h per-CPU caches if the backend has classes (at most HEAP_CPU_MAX_CLASSES,
+ * for requests up to HEAP_CPU_MAX_SIZE bytes), the library is plain (hardened heaps take the lock for
+ * everything: heap.h) and either env asks for them (cpu_count >= 2, cpu_enter and cpu_exit set, a
+ * lock installed) or h has no lock and does not give memory back (env.release): then h is
+ * single-threaded and gets one CPU's cache, used without pin or CPU lock (solo; the heap's own
+ * counters count its operations, so its stats stay exact, peak included). A heap without a lock that
+ * gives memory back gets none: its frees reach the slabs at once, so that a heap with no live block
+ * holds no more than the backend keeps (docs/memory.md's bound). The area comes from the backend (not
+ * counted in the stats); if it has no room h simply gets none. Sets h->cpu (NULL: none). */
 void heap_cpu_create(struct heap *h);
 
 /* Moves the oldest batch of c's objects of class cls into out (room for HEAP_CPU_BATCH_MAX) and

@@ -267,8 +267,8 @@ bool heap_reclaim_pages(struct heap *h, uintptr_t lo, uintptr_t hi)
  */
 
 /* cpu_alloc() found no object of class cls: under the heap lock, one for the caller (memory pressure
- * drains the caches, growth, as for any allocation) and up to batch - 1 more for the cache of the CPU
- * the caller is on now. */
+ * drains the caches, growth, as for any allocation) and up to batch - 1 more, in one backend call
+ * (alloc_batch), for the cache of the CPU the caller is on now. */
 static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
 {
     const struct heap_cpus *cs = h->cpu;
@@ -286,9 +286,7 @@ static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
     }
     c = heap_cpu_pin(cs, &pin);
     if (c != NULL) {
-        while (n + 1u < heap_cpu_batch(&c->mag[cls]) &&
-               (more[n] = h->ops->alloc(h, size, HEAP_MIN_ALIGN, &usable)) != NULL)
-            n++;
+        n = cs->classes->alloc_batch(h, cls, more, heap_cpu_batch(&c->mag[cls]) - 1);
         heap_cpu_lock(c);
         while (kept < n && heap_cpu_push(c, cls, more[kept]))
             kept++;
@@ -299,8 +297,8 @@ static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
     }
     heap_cpu_unpin(cs, pin);
     heap_cpu_sample_peak(h);
-    for (; kept < n; kept++)
-        h->ops->free(h, more[kept]);
+    if (kept < n)
+        cs->classes->free_batch(h, more + kept, n - kept);
     heap_unlock(h, saved);
     return p;
 }
@@ -342,8 +340,8 @@ static __attribute__((noinline)) void cpu_free_locked(struct heap *h, void *ptr)
 }
 
 /* cpu_free() found the cache of class cls full (or the CPU has none): under the heap lock, the oldest
- * batch goes back to the backend and ptr into the cache of the CPU the caller is on now; as in
- * cpu_free_locked(), pages given back drain every cache. */
+ * batch goes back to the backend (free_batch: one call) and ptr into the cache of the CPU the caller
+ * is on now; as in cpu_free_locked(), pages given back drain every cache. */
 static __attribute__((noinline)) void cpu_flush(struct heap *h, unsigned cls, void *ptr)
 {
     const struct heap_cpus *cs = h->cpu;
@@ -363,8 +361,8 @@ static __attribute__((noinline)) void cpu_flush(struct heap *h, unsigned cls, vo
         heap_cpu_unlock(c);
     }
     heap_cpu_unpin(cs, pin);
-    for (uint32_t i = 0; i < n; i++)
-        h->ops->free(h, out[i]);
+    if (n != 0)
+        cs->classes->free_batch(h, out, n);
     if (ptr != NULL)
         note_free(h, h->ops->free(h, ptr));
     if (h->counts.pages_released != released)

@@ -43,7 +43,8 @@ struct heap_cpu_classes {
     /* heap_check(): true if ptr is an allocated object of class cls of h (a live block to the
      * backend), found from the backend's own structures without trusting ptr. Heap lock held. */
     bool (*holds)(const struct heap *h, const void *ptr, unsigned cls);
-    /* A solo heap's refill and flush (heap.c, "The solo step"), one backend call per batch: alloc_batch
+    /* The caches' refill and flush (heap.c: the solo step, cpu_refill, cpu_flush), one backend call
+     * per batch, under the heap lock when there is one: alloc_batch
      * stores up to n (>= 1) objects of class cls in out[0..n) and returns how many -- 0 only if the
      * backend has no memory for one without growing (the caller then takes the allocation's general
      * path, which grows the heap); it creates at most one slab and is O(n). free_batch gives the n

@@ -31,11 +31,11 @@
  * whose size is a multiple of 64 (32) are 64 (32) aligned; aligned requests up to 64 pick the smallest
  * such class.
  *
- * Batches for the front end's solo cache (heap_cpu.h, alloc_batch / free_batch): a refill takes a
+ * Batches for the front end's caches (heap_cpu.h, alloc_batch / free_batch): a refill takes a
  * run of objects from the head partial slab at once (slab_take_run: its free list, then carving; one
  * count update and one full-list test per slab, no new slab once it has one object), a flush pushes
- * each object back by the free fast path (slab_put_fast), else the slow path. The objects a solo
- * cache holds are allocated to their slabs, as every cached object is.
+ * each object back by the free fast path (slab_put_fast), else the slow path. The objects a cache
+ * holds are allocated to their slabs.
  *
  * Returning memory: when a slab's last object is freed, the slab goes back to the linked_list
  * fallback, except that one empty slab per class is kept while it is that class's only partial slab,
@@ -1318,7 +1318,7 @@ static uint32_t slab_take_run(struct fsb *f, struct fsb_slab *s, unsigned cls, v
     return k;
 }
 
-/* The solo cache's refill (heap_cpu.h, alloc_batch): up to n objects of class cls from the class's
+/* The caches' refill (heap_cpu.h, alloc_batch): up to n objects of class cls from the class's
  * partial slabs (slab_take_run), so the slabs count them allocated. A new slab is made only when the
  * class has no partial slab at all: the refill stops where the partial slabs end, so it never holds
  * a slab the user has not asked for (footprint), and it is O(n). Hardened heaps have no caches
@@ -1342,7 +1342,7 @@ static uint32_t fsb_alloc_batch(struct heap *h, unsigned cls, void **restrict ou
     return got;
 }
 
-/* The solo cache's flush (heap_cpu.h, free_batch): each object back to its slab, as fsb_free does. */
+/* The caches' flush (heap_cpu.h, free_batch): each object back to its slab, as fsb_free does. */
 static void fsb_free_batch(struct heap *h, void *const *objs, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)

@@ -27,9 +27,11 @@
  * allocations and frees they are: Bonwick's guarantee for the loaded/previous pair, here from the
  * array's two halves. batch = HEAP_CPU_BATCH_BYTES / size clamped to [2, 16] objects: 16 for 16..256
  * byte classes, 2 for 2048; a magazine keeps limit = 2 * batch (its full mark, one compare on the
- * free path) and its class's size (what the counters count) next to its count (a depot would let a flush hand
- * a full magazine to another CPU in O(1); here it costs `batch` backend frees under the lock, which for
- * fixed_size_block are a dozen instructions each, and needs no magazine allocation that could fail).
+ * free path) and its class's size (what the counters count) next to its count. A refill is one
+ * backend call under the lock, heap_cpu_classes.alloc_batch (fixed_size_block takes a run of its head
+ * partial slab at once), and so is a flush, free_batch (each object back by the backend's free fast
+ * path). A depot would let a flush hand a full magazine to another CPU in O(1); this needs no
+ * magazine allocation that could fail.
  *
  * Objects belong to no CPU. A block allocated on one CPU and freed on another (a remote free) lands
  * in the freeing CPU's cache and is reused from there; the backend never learns where it came from.

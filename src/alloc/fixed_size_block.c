@@ -31,6 +31,12 @@
  * whose size is a multiple of 64 (32) are 64 (32) aligned; aligned requests up to 64 pick the smallest
  * such class.
  *
+ * Batches for the front end's caches (heap_cpu.h, alloc_batch / free_batch): a refill takes a
+ * run of objects from the head partial slab at once (slab_take_run: its free list, then carving; one
+ * count update and one full-list test per slab, no new slab once it has one object), a flush pushes
+ * each object back by the free fast path (slab_put_fast), else the slow path. The objects a cache
+ * holds are allocated to their slabs.
+ *
  * Returning memory: when a slab's last object is freed, the slab goes back to the linked_list
  * fallback, except that one empty slab per class is kept while it is that class's only partial slab,
  * so a tight alloc/free loop does not create and destroy a slab each time.
@@ -1066,21 +1072,27 @@ static inline bool fast_free_of_last(const struct fsb_slab *s)
     return s->prev == NULL && s->next == NULL;
 }
 
+/* The fast path's free of small object ptr: true if it was pushed onto its slab, which stays where it
+ * is; false (nothing done) if it needs fsb_free_slow(). */
+static inline __attribute__((always_inline)) bool slab_put_fast(struct fsb *f, void *ptr)
+{
+    struct fsb_slab *s = slab_of(ptr);
+
+    if (heap_unlikely(s->full || (s->inuse <= 1 && !fast_free_of_last(s))))
+        return false;
+    obj_set_free(f, ptr, s->free);
+    obj_flip_allocated(s, ptr);
+    s->free = ptr;
+    s->inuse--;
+    slab_reseal(f, s);
+    return true;
+}
+
 static size_t fsb_free(struct heap *h, void *ptr)
 {
     /* In hardened mode ptr passed fsb_validate(): a live object of a slab, or a live large block. */
-    if (heap_likely(!is_large(ptr))) {
-        struct fsb_slab *s = slab_of(ptr);
-
-        if (heap_likely(!s->full && (s->inuse > 1 || fast_free_of_last(s)))) {
-            obj_set_free(to_fsb(h), ptr, s->free);
-            obj_flip_allocated(s, ptr);
-            s->free = ptr;
-            s->inuse--;
-            slab_reseal(to_fsb(h), s);
-            return s->size;
-        }
-    }
+    if (heap_likely(!is_large(ptr)) && heap_likely(slab_put_fast(to_fsb(h), ptr)))
+        return slab_of(ptr)->size;
     return fsb_free_slow(h, ptr);
 }
 
@@ -1272,6 +1284,72 @@ static bool fsb_holds(const struct heap *h, const void *p, unsigned cls)
     return true;
 }
 
+/* Takes up to n objects from partial slab s of class cls into out -- its free objects, then carved
+ * ones -- and returns how many (>= 1); s moves to the full list if it fills. The refill's run: one
+ * count and one list test for the lot, so a batch costs a few instructions per object. Plain mode
+ * only (fsb_alloc_batch): it does not check links or poison as slab_take() does. */
+static uint32_t slab_take_run(struct fsb *f, struct fsb_slab *s, unsigned cls, void **restrict out,
+                              uint32_t n)
+{
+    uint32_t k = s->capacity - s->inuse, i = 0;
+    uintptr_t size = class_size[cls], carve = s->carve;
+    void *obj = s->free;
+
+    if (k > n)
+        k = n;
+    for (; i < k && obj != NULL; i++) {
+        out[i] = obj;
+        obj = (void *)obj_next(f, obj);
+    }
+    s->free = obj;
+    for (; i < k; i++) {
+        if ((carve & (FSB_PAGE_SIZE - 1)) == 0)
+            carve += size;
+        out[i] = (void *)carve;
+        carve += size;
+    }
+    s->carve = carve;
+    s->inuse += k;
+    if (s->inuse == s->capacity) {
+        list_remove(f, &f->partial[cls], s);
+        list_push(f, &f->full[cls], s);
+        s->full = 1;
+    }
+    return k;
+}
+
+/* The caches' refill (heap_cpu.h, alloc_batch): up to n objects of class cls from the class's
+ * partial slabs (slab_take_run), so the slabs count them allocated. A new slab is made only when the
+ * class has no partial slab at all: the refill stops where the partial slabs end, so it never holds
+ * a slab the user has not asked for (footprint), and it is O(n). Hardened heaps have no caches
+ * (heap_cpu.h); should one ever call this, it gets 0 and takes the checked general path. */
+static uint32_t fsb_alloc_batch(struct heap *h, unsigned cls, void **restrict out, uint32_t n)
+{
+    struct fsb *f = to_fsb(h);
+    uint32_t got = 0;
+    struct fsb_slab *s = f->partial[cls].head;
+
+    if (KHEAP_HARDENING)
+        return 0;
+    if (s == NULL) {
+        f->draining = false;
+        s = new_slab(f, cls);
+        if (s == NULL && fsb_cache_flush(&f->cache, f->fallback))
+            s = new_slab(f, cls);
+    }
+    for (; got < n && s != NULL; s = f->partial[cls].head)
+        got += slab_take_run(f, s, cls, out + got, n - got);
+    return got;
+}
+
+/* The caches' flush (heap_cpu.h, free_batch): each object back to its slab, as fsb_free does. */
+static void fsb_free_batch(struct heap *h, void *const *objs, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (heap_unlikely(!slab_put_fast(to_fsb(h), objs[i])))
+            fsb_free_slow(h, objs[i]);
+}
+
 static const struct heap_cpu_classes fsb_cpu_classes = {
     .count = FSB_NCLASSES,
     .max_size = FSB_MAX_SMALL,
@@ -1283,6 +1361,8 @@ static const struct heap_cpu_classes fsb_cpu_classes = {
     .slab_size = FSB_SLAB_SIZE,
     .class_offset = offsetof(struct fsb_slab, cls),
     .holds = fsb_holds,
+    .alloc_batch = fsb_alloc_batch,
+    .free_batch = fsb_free_batch,
 };
 _Static_assert(FSB_NCLASSES <= HEAP_CPU_MAX_CLASSES, "every class can be cached per CPU");
 _Static_assert(sizeof(((struct fsb_slab *)0)->cls) == sizeof(uint16_t), "heap_cpu_class_of reads a uint16_t");

@@ -244,8 +244,8 @@ bool heap_reclaim_pages(struct heap *h, uintptr_t lo, uintptr_t hi)
  */
 
 /* cpu_alloc() found no object of class cls: under the heap lock, one for the caller (memory pressure
- * drains the caches, growth, as for any allocation) and up to batch - 1 more for the cache of the CPU
- * the caller is on now. */
+ * drains the caches, growth, as for any allocation) and up to batch - 1 more, in one backend call
+ * (alloc_batch), for the cache of the CPU the caller is on now. */
 static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
 {
     const struct heap_cpus *cs = h->cpu;
@@ -263,9 +263,7 @@ static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
     }
     c = heap_cpu_pin(cs, &pin);
     if (c != NULL) {
-        while (n < c->mag[cls].batch - 1 &&
-               (more[n] = h->ops->alloc(h, size, HEAP_MIN_ALIGN, &usable)) != NULL)
-            n++;
+        n = cs->classes->alloc_batch(h, cls, more, heap_cpu_batch(&c->mag[cls]) - 1);
         heap_cpu_lock(c);
         while (kept < n && heap_cpu_push(c, cls, more[kept]))
             kept++;
@@ -276,8 +274,8 @@ static __attribute__((noinline)) void *cpu_refill(struct heap *h, unsigned cls)
     }
     heap_cpu_unpin(cs, pin);
     heap_cpu_sample_peak(h);
-    for (; kept < n; kept++)
-        h->ops->free(h, more[kept]);
+    if (kept < n)
+        cs->classes->free_batch(h, more + kept, n - kept);
     heap_unlock(h, saved);
     return p;
 }
@@ -319,8 +317,8 @@ static __attribute__((noinline)) void cpu_free_locked(struct heap *h, void *ptr)
 }
 
 /* cpu_free() found the cache of class cls full (or the CPU has none): under the heap lock, the oldest
- * batch goes back to the backend and ptr into the cache of the CPU the caller is on now; as in
- * cpu_free_locked(), pages given back drain every cache. */
+ * batch goes back to the backend (free_batch: one call) and ptr into the cache of the CPU the caller
+ * is on now; as in cpu_free_locked(), pages given back drain every cache. */
 static __attribute__((noinline)) void cpu_flush(struct heap *h, unsigned cls, void *ptr)
 {
     const struct heap_cpus *cs = h->cpu;
@@ -340,8 +338,8 @@ static __attribute__((noinline)) void cpu_flush(struct heap *h, unsigned cls, vo
         heap_cpu_unlock(c);
     }
     heap_cpu_unpin(cs, pin);
-    for (uint32_t i = 0; i < n; i++)
-        h->ops->free(h, out[i]);
+    if (n != 0)
+        cs->classes->free_batch(h, out, n);
     if (ptr != NULL)
         heap_note_free(h, h->ops->free(h, ptr));
     if (h->counts.pages_released != released)
@@ -379,8 +377,9 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
 
 /*
  * The allocation and free entry points. Every public allocation and free goes through alloc_entry() /
- * free_entry(), inlined into each exported function. They test one byte, h->direct, and jump (a tail
- * call, no register saved) to one of two out-of-line paths:
+ * free_entry(), inlined into each exported function. They test one byte, h->direct, and either jump
+ * (a tail call, no register saved) to the out-of-line direct path or go on inline with the indirect
+ * one:
  *   - direct (no lock, no caches: bump, linked_list, hardened heaps without a lock, a heap too small
  *     for a cache): one range check, then alloc_block() -- the backend and the counters -- or the
  *     free; anything else (size 0, an oversized request) goes to the locked path below. In plain
@@ -390,9 +389,10 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
  *     placement and these counters in one function, where a call, a range check and an indirect
  *     call around a few instructions would be most of the cost; its misses end in
  *     heap_alloc_direct(). (Hardened heaps have no steps: their direct path is called directly.)
- *   - indirect: first the solo step (a heap without a lock that has CPU 0's cache), inline; then the
- *     per-CPU step above for a heap with caches and a lock; everything else (a lock to take without
- *     caches, a large or aligned request) takes the locked path.
+ *   - indirect: first the solo step (a heap without a lock that has CPU 0's cache), inline in the
+ *     entry point (for HEAP_MIN_ALIGN allocations and for frees); then the per-CPU step above for a
+ *     heap with caches and a lock; everything else (a lock to take without caches, a large or
+ *     aligned request) takes the locked path, each by a tail call.
  * The split keeps each path's prologue its own: the direct path saves the registers it needs across
  * the backend call, the solo step saves none.
  *
@@ -400,9 +400,13 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
  * it has CPU 0's cache (heap_cpu_create, h->solo): the magazine layer with one CPU, no pin and no
  * CPU lock. Its operations count in the heap's own counters, exactly as the backend's path would
  * (the peak included): a small allocation is a class lookup, a pop and the counters; a small free
- * the class from the pointer (no slab bookkeeping), a push and the counters. A miss (the magazine
- * empty, or full: 2 * batch objects) goes to the backend for that one object, by a tail call: no
- * refill or flush, which only pay off where they share a lock's cost.
+ * the class from the pointer (no slab bookkeeping), a push and the counters. A miss moves one batch
+ * in one backend call (heap_cpu_classes.alloc_batch / free_batch), by a tail call: an empty magazine
+ * is refilled with batch objects, a full one (2 * batch) gives its newer half back. With no lock to
+ * share, what a batch saves is the entry's tests and counters per object: the backend's loop takes a
+ * run of a slab's objects at once (fixed_size_block.c, slab_take_run) or pushes each one back by its
+ * free fast path. Memory it holds: at most 2 * batch objects per class, as in every CPU's cache
+ * (heap_cpu.c); none of it is counted in use.
  */
 
 /* True if h has per-CPU caches (never in hardened mode, where the test folds away). */
@@ -437,15 +441,41 @@ static inline __attribute__((always_inline)) void *alloc_direct(struct heap *h, 
     return alloc_slow(h, size, align, heap_hard_caller(caller));
 }
 
-/* The solo step's misses: an empty magazine (or any allocation it does not serve) and a full one
- * (or a large block) go to the backend directly, one object at a time -- there is no lock whose cost
- * a batch would share, so a burst longer than the magazine costs what it costs without one. Out of
- * line, so that the hit paths save no registers. */
+/* The solo step's misses, out of line so that the hit paths save no registers. An empty magazine m
+ * (class cls) is refilled with one batch in one backend call (alloc_batch) and hands out its newest
+ * object; only if the backend has nothing without growing does the allocation take the general path
+ * (growth, the caches drained, failure). A full one gives its newer half back in one backend call
+ * (free_batch) and keeps ptr. Either way one backend call moves a batch, and its loop pays none of
+ * the entry's tests and counters per object: a burst longer than the magazine costs per object the
+ * magazine's pop and push plus the backend's slab operation. */
 static __attribute__((noinline)) void *solo_alloc_miss(struct heap *h, size_t size)
 {
-    return alloc_block(h, size, HEAP_MIN_ALIGN);
+    const struct heap_cpus *cs = h->solo;
+    unsigned cls = cs->of_size[(size + 15) / 16];
+    struct heap_cpu_mag *m = heap_cpu_solo_mag(cs, cls);
+    uint32_t n = cs->classes->alloc_batch(h, cls, m->obj, heap_cpu_batch(m));
+
+    if (heap_unlikely(n == 0))
+        return alloc_block(h, size, HEAP_MIN_ALIGN);
+    m->count = n - 1;
+    heap_note_alloc(h, m->size);
+    return m->obj[n - 1];
 }
 
+static __attribute__((noinline)) void solo_flush(struct heap *h, void *ptr)
+{
+    const struct heap_cpus *cs = h->solo;
+    unsigned cls = heap_cpu_small_class(cs, ptr);
+    struct heap_cpu_mag *m = heap_cpu_solo_mag(cs, cls);
+    uint32_t batch = heap_cpu_batch(m);
+
+    cs->classes->free_batch(h, &m->obj[batch], m->count - batch);
+    m->obj[batch] = ptr;
+    m->count = batch + 1;
+    heap_note_free(h, m->size);
+}
+
+/* A large block: the backend's free, as without a cache. */
 static __attribute__((noinline)) void solo_free_miss(struct heap *h, void *ptr)
 {
     free_locked(h, ptr);
@@ -467,7 +497,7 @@ static inline __attribute__((always_inline)) void *alloc_indirect(struct heap *h
             return solo_alloc_miss(h, size);
         p = m->obj[n - 1];
         m->count = n - 1; /* before the counters: they cannot alias it, but the compiler cannot know */
-        heap_note_alloc(h, cs->size[cls]);
+        heap_note_alloc(h, m->size);
         return p;
     }
     if (has_caches(h) && h->env.lock != NULL && align == HEAP_MIN_ALIGN && size - 1 < h->cpu->max_size)
@@ -475,8 +505,9 @@ static inline __attribute__((always_inline)) void *alloc_indirect(struct heap *h
     return alloc_slow(h, size, align, caller);
 }
 
-/* The two paths out of line, each for HEAP_MIN_ALIGN (heap_alloc, kmalloc: the align tests fold
- * away) and for any alignment. */
+/* The two paths, each for HEAP_MIN_ALIGN (heap_alloc, kmalloc: the align tests fold away) and for any
+ * alignment: out of line, except the indirect one for HEAP_MIN_ALIGN, which the entry points inline
+ * (the solo step saves no register, and its misses leave by tail calls). */
 static __attribute__((noinline)) void *alloc_direct_min(struct heap *h, size_t size, const void *caller)
 {
     return alloc_direct(h, size, HEAP_MIN_ALIGN, caller);
@@ -495,7 +526,8 @@ static __attribute__((noinline)) void *alloc_direct_any(struct heap *h, size_t s
     return alloc_direct(h, size, align, caller);
 }
 
-static __attribute__((noinline)) void *alloc_indirect_min(struct heap *h, size_t size, const void *caller)
+static inline __attribute__((always_inline)) void *alloc_indirect_min(struct heap *h, size_t size,
+                                                                      const void *caller)
 {
     return alloc_indirect(h, size, HEAP_MIN_ALIGN, caller);
 }
@@ -533,9 +565,9 @@ static __attribute__((noinline)) void free_slow(struct heap *h, void *ptr, const
     heap_unlock(h, saved);
 }
 
-/* The indirect path of a free (ptr not NULL): the solo step, the per-CPU step, or locked. Hardened
- * heaps, whose reports name the caller, have no caches. */
-static __attribute__((noinline)) void free_indirect(struct heap *h, void *ptr, const void *caller)
+/* The indirect path of a free (ptr not NULL), inline in the entry points: the solo step, the per-CPU
+ * step, or locked. Hardened heaps, whose reports name the caller, have no caches. */
+static inline __attribute__((always_inline)) void free_indirect(struct heap *h, void *ptr, const void *caller)
 {
     const struct heap_cpus *cs = h->solo;
 
@@ -551,13 +583,13 @@ static __attribute__((noinline)) void free_indirect(struct heap *h, void *ptr, c
         cls = heap_cpu_small_class(cs, ptr);
         m = heap_cpu_solo_mag(cs, cls);
         n = m->count;
-        if (heap_unlikely(n >= 2 * m->batch)) {
-            solo_free_miss(h, ptr);
+        if (heap_unlikely(n >= m->limit)) {
+            solo_flush(h, ptr);
             return;
         }
         m->obj[n] = ptr;
         m->count = n + 1;
-        heap_note_free(h, cs->size[cls]);
+        heap_note_free(h, m->size);
         return;
     }
     if (has_caches(h)) {

@@ -16,7 +16,7 @@
  *   +-------------------------+   +------+----------+--------------------+---
  *   | count, stride, classes, |   | lock | counters | mag[0] ... mag[23] |
  *   | enter/exit, first, peak |   +------+----------+--------------------+---
- *   +-------------------------+     mag[c] = { count, batch, obj[32] }, obj[count - 1] the newest
+ *   +-------------------------+     mag[c] = { count, limit, size, obj[32] }, obj[count - 1] the newest
  *
  *   - alloc of class c: pop mag[c]. Empty: refill -- take the heap lock, have the backend allocate
  *     `batch` objects of class c (one for the caller, the rest into mag[c]), release the lock.
@@ -26,9 +26,12 @@
  * operations of that class on that CPU pass before the next one takes the heap lock, whatever mix of
  * allocations and frees they are: Bonwick's guarantee for the loaded/previous pair, here from the
  * array's two halves. batch = HEAP_CPU_BATCH_BYTES / size clamped to [2, 16] objects: 16 for 16..256
- * byte classes, 2 for 2048 (a depot would let a flush hand a full magazine to another CPU in O(1);
- * here it costs `batch` backend frees under the lock, which for fixed_size_block are a dozen
- * instructions each, and needs no magazine allocation that could fail).
+ * byte classes, 2 for 2048; a magazine keeps limit = 2 * batch (its full mark, one compare on the
+ * free path) and its class's size (what the counters count) next to its count. A refill is one
+ * backend call under the lock, heap_cpu_classes.alloc_batch (fixed_size_block takes a run of its head
+ * partial slab at once), and so is a flush, free_batch (each object back by the backend's free fast
+ * path). A depot would let a flush hand a full magazine to another CPU in O(1); this needs no
+ * magazine allocation that could fail.
  *
  * Objects belong to no CPU. A block allocated on one CPU and freed on another (a remote free) lands
  * in the freeing CPU's cache and is reused from there; the backend never learns where it came from.
@@ -60,7 +63,7 @@
  * every heap_stats() or heap_check() -- and may miss what the CPUs took from their caches since
  * their last refill: it lies between the true peak minus the caches' capacity and the true peak.
  *
- * Invariants (heap_cpu_check): each cache's count <= 2 * batch, batch in [HEAP_CPU_BATCH_MIN,
+ * Invariants (heap_cpu_check): each cache's count <= limit = 2 * batch, batch in [HEAP_CPU_BATCH_MIN,
  * HEAP_CPU_BATCH_MAX]; every cached object is an allocated object of its class in the backend
  * (classes->holds: for fixed_size_block inside a live slab of that class, on an object boundary,
  * carved and not on the slab's free list, so cached objects are counted in the slab's inuse), and it
@@ -70,10 +73,17 @@
  * (heap.h), so it is one CPU that never needs pinning or a CPU lock: it gets this layer with one
  * cache (cs->solo, h->solo). The front end's entry points pop and push CPU 0's magazine inline
  * (heap.c, "The solo step") and count in the heap's own counters, so its statistics, the peak
- * included, are as exact as without caches. There is no refill or flush: with no lock to share a
- * batch's cost, an allocation that finds the magazine empty, or a free that finds it full (2 *
- * batch), goes to the backend for that one object, so a burst longer than the magazine costs what
- * it did without one and the magazine keeps the objects of the burst's end. Everything else --
+ * included, are as exact as without caches. Its misses move one batch in one backend call
+ * (heap_cpu_classes.alloc_batch / free_batch; the backend's loop, not the front end's entry per
+ * object): an allocation that finds the magazine empty has it refilled with up to batch objects
+ * (fixed_size_block takes a run of its head partial slab at once and never makes a second slab for
+ * a refill), a free that finds it full (2 * batch) gives its newer half back, each object by the
+ * backend's free fast path, and keeps the one being freed. Neither counts anything: the objects
+ * cached stay free to the user, exactly as in a locked heap's caches. (A first version refilled and
+ * flushed through the entry points' per-object backend calls, which cost more than it saved; a
+ * second sent every miss to the backend one object at a time, so that a burst longer than the
+ * magazine paid the solo tests on top of the backend's path: workload k 71.5 instructions per
+ * operation, 53.1 with batches, docs/measurements.md.) Everything else --
  * draining under memory pressure, heap_check()'s checks of every cached object -- is the same
  * code (its enter/exit are stubs that pin CPU 0, never called by the solo step). A solo
  * heap that gives memory back (env.release) gets no cache: its frees must reach the slabs so that
@@ -85,7 +95,8 @@
  * exactly as on one (heap.h, docs/hardening.md). Backends without classes (bump, an arena;
  * linked_list) get none either.
  *
- * Complexity: pop and push O(1); refill and flush O(batch) backend calls; drain O(cached objects);
+ * Complexity: pop and push O(1); refill and flush O(batch) backend calls (a solo heap's: one call,
+ * O(batch) inside); drain O(cached objects);
  * check O(cached objects x (slabs + objects per slab)), a diagnostic.
  */
 #include "heap_backend.h"
@@ -125,13 +136,14 @@ void heap_cpu_create(struct heap *h)
     const struct heap_cpu_classes *cl = h->ops->cpu_classes;
     const struct heap_env *env = &h->env;
     unsigned n = env->cpu_count < HEAP_MAX_CPUS ? env->cpu_count : HEAP_MAX_CPUS;
-    size_t head = heap_align_up(sizeof(struct heap_cpus), HEAP_CPU_LINE), stride, bytes, usable;
+    size_t head = HEAP_CPU_HEAD, stride, bytes, usable;
     struct heap_cpus *cs;
 
     bool solo = env->lock == NULL;
 
     h->cpu = NULL;
-    if (KHEAP_HARDENING || cl == NULL || cl->count == 0 || cl->count > HEAP_CPU_MAX_CLASSES)
+    if (KHEAP_HARDENING || cl == NULL || cl->count == 0 || cl->count > HEAP_CPU_MAX_CLASSES ||
+        cl->max_size > HEAP_CPU_MAX_SIZE)
         return;
     if (solo && h->ops->release_enable != NULL && env->release != NULL && env->reclaim != NULL)
         return; /* a solo heap that gives memory back frees straight to its slabs (heap_cpu.h) */
@@ -148,7 +160,7 @@ void heap_cpu_create(struct heap *h)
     cs->count = n;
     cs->nclasses = cl->count;
     cs->max_size = cl->max_size;
-    cs->of_size = cl->of_size;
+    __builtin_memcpy(cs->of_size, cl->of_size, cl->max_size / 16 + 1);
     cs->size = cl->size;
     cs->large_mask = cl->large_align - 1;
     cs->slab_mask = ~(cl->slab_size - 1);
@@ -161,15 +173,17 @@ void heap_cpu_create(struct heap *h)
     cs->exit = solo ? solo_exit : env->cpu_exit;
     cs->first = (unsigned char *)cs + head;
     for (unsigned i = 0; i < n; i++)
-        for (unsigned c = 0; c < cl->count; c++)
-            cpu_at(cs, i)->mag[c].batch = batch_of(cl->size[c]);
+        for (unsigned c = 0; c < cl->count; c++) {
+            cpu_at(cs, i)->mag[c].limit = (uint16_t)(2 * batch_of(cl->size[c]));
+            cpu_at(cs, i)->mag[c].size = cl->size[c];
+        }
     h->cpu = cs;
 }
 
 uint32_t heap_cpu_take_batch(struct heap_cpu *c, unsigned cls, void **out)
 {
     struct heap_cpu_mag *m = &c->mag[cls];
-    uint32_t n = m->batch < m->count ? m->batch : m->count;
+    uint32_t n = heap_cpu_batch(m) < m->count ? heap_cpu_batch(m) : m->count;
 
     for (uint32_t i = 0; i < n; i++)
         out[i] = m->obj[i];
@@ -268,7 +282,8 @@ size_t heap_cpu_check(struct heap *h)
         const struct heap_cpu *c = cpu_at(cs, i);
         for (unsigned k = 0; k < cl->count; k++) {
             const struct heap_cpu_mag *m = &c->mag[k];
-            if (m->batch < HEAP_CPU_BATCH_MIN || m->batch > HEAP_CPU_BATCH_MAX || m->count > 2 * m->batch) {
+            if (m->limit < 2 * HEAP_CPU_BATCH_MIN || m->limit > 2 * HEAP_CPU_BATCH_MAX || m->limit % 2 != 0 ||
+                m->count > m->limit) {
                 bad++;
                 continue;
             }

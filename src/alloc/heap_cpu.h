@@ -20,6 +20,7 @@
 #define HEAP_CPU_BATCH_BYTES 4096 /* a refill or flush moves about this many bytes ... */
 #define HEAP_CPU_BATCH_MIN   2    /* ... but at least this many objects */
 #define HEAP_CPU_MAX_CLASSES 32   /* most size classes a backend may hand the layer */
+#define HEAP_CPU_MAX_SIZE    2048 /* largest classes->max_size the layer takes */
 #define HEAP_CPU_LINE        64   /* cache line: every CPU's cache starts on its own */
 
 /*
@@ -42,14 +43,32 @@ struct heap_cpu_classes {
     /* heap_check(): true if ptr is an allocated object of class cls of h (a live block to the
      * backend), found from the backend's own structures without trusting ptr. Heap lock held. */
     bool (*holds)(const struct heap *h, const void *ptr, unsigned cls);
+    /* The caches' refill and flush (heap.c: the solo step, cpu_refill, cpu_flush), one backend call
+     * per batch, under the heap lock when there is one: alloc_batch
+     * stores up to n (>= 1) objects of class cls in out[0..n) and returns how many -- 0 only if the
+     * backend has no memory for one without growing (the caller then takes the allocation's general
+     * path, which grows the heap); it creates at most one slab and is O(n). free_batch gives the n
+     * small objects objs[0..n) (each one allocated by the backend, none twice) back to the backend;
+     * O(n). Neither counts anything in the front end's counters. */
+    uint32_t (*alloc_batch)(struct heap *h, unsigned cls, void **restrict out, uint32_t n);
+    void (*free_batch)(struct heap *h, void *const *objs, uint32_t n);
 };
 
 /* One CPU's cache of one class: a stack, obj[count - 1] the most recently freed object. */
 struct heap_cpu_mag {
-    uint32_t count; /* objects held, <= 2 * batch <= HEAP_CPU_SLOTS */
-    uint32_t batch; /* objects a refill brings, a flush takes away */
+    uint32_t count; /* objects held, <= limit */
+    uint16_t limit; /* 2 * batch <= HEAP_CPU_SLOTS: full (heap_cpu_batch: a refill brings and a
+                     * flush takes away batch objects) */
+    uint16_t size;  /* classes->size[c]: the usable size the counters count, on the count's line */
     void *obj[HEAP_CPU_SLOTS];
 };
+_Static_assert(HEAP_CPU_SLOTS <= UINT16_MAX, "a limit fits the magazine's field");
+
+/* The batch of magazine m: half its room. */
+static inline uint32_t heap_cpu_batch(const struct heap_cpu_mag *m)
+{
+    return m->limit / 2u;
+}
 
 /* One CPU's share of the front end's counters (struct heap_counters): summed by heap_stats(). Only
  * the owner writes them (under its CPU lock), with relaxed atomic stores, so that a refill may read
@@ -72,12 +91,11 @@ struct heap_cpu {
 /* The per-CPU area, allocated from the backend at heap_create: this header (read-only after create,
  * except peak_in_use, which only heap_stats/heap_check write), then count CPU caches. */
 struct heap_cpus {
-    unsigned count;         /* CPUs with a cache: min(cpu_count, HEAP_MAX_CPUS), 1 if solo */
-    bool solo;              /* a heap without a lock: one CPU, no pin, no CPU lock (heap_cpu.c) */
-    unsigned nclasses;      /* classes->count, and the classes' fields the fast */
-    size_t max_size;        /* path reads, copied onto this line: no pointer */
-    const uint8_t *of_size; /* chase to reach them */
-    const uint16_t *size;
+    unsigned count;       /* CPUs with a cache: min(cpu_count, HEAP_MAX_CPUS), 1 if solo */
+    bool solo;            /* a heap without a lock: one CPU, no pin, no CPU lock (heap_cpu.c) */
+    unsigned nclasses;    /* classes->count, and the classes' fields the fast */
+    size_t max_size;      /* path reads, copied here: no pointer chase to */
+    const uint16_t *size; /* reach them */
     uintptr_t large_mask; /* classes->large_align - 1 */
     uintptr_t slab_mask;  /* ~(classes->slab_size - 1) */
     size_t class_offset;
@@ -87,6 +105,9 @@ struct heap_cpus {
     unsigned (*enter)(void *ctx, unsigned long *saved);
     void (*exit)(void *ctx, unsigned long saved);
     unsigned char *first; /* CPU 0's struct heap_cpu (HEAP_CPU_LINE aligned) */
+    /* classes->of_size copied: of_size[(size + 15) / 16] is the class of a request of 1 <= size <=
+     * max_size, one load from the header rather than two. */
+    uint8_t of_size[HEAP_CPU_MAX_SIZE / 16 + 1];
     /* The highest summed bytes_in_use seen (heap.h): written under the heap lock by refills, heap_stats
      * and heap_check, on a line of its own so that the fast path's reads of the fields above stay
      * hits. */
@@ -120,11 +141,15 @@ static inline unsigned heap_cpu_class_of(const struct heap_cpus *cs, const void 
     return heap_cpu_small_class(cs, ptr);
 }
 
+/* Where CPU 0's cache starts: right after the header, on the next cache line (cs->first). A constant,
+ * so the solo step reaches its magazine without loading cs->first. */
+#define HEAP_CPU_HEAD ((sizeof(struct heap_cpus) + HEAP_CPU_LINE - 1) / HEAP_CPU_LINE * HEAP_CPU_LINE)
+
 /* CPU 0's cache of class cls: a solo heap's only one (no pin, no CPU lock: the heap is
  * single-threaded). */
 static inline struct heap_cpu_mag *heap_cpu_solo_mag(const struct heap_cpus *cs, unsigned cls)
 {
-    return &((struct heap_cpu *)(void *)cs->first)->mag[cls];
+    return &((struct heap_cpu *)(void *)((unsigned char *)(uintptr_t)cs + HEAP_CPU_HEAD))->mag[cls];
 }
 
 /* Pins the caller to its CPU (env.cpu_enter) and returns that CPU's cache, or NULL if the index is
@@ -177,7 +202,7 @@ static inline bool heap_cpu_push(struct heap_cpu *c, unsigned cls, void *p)
 {
     struct heap_cpu_mag *m = &c->mag[cls];
 
-    if (heap_unlikely(m->count >= 2 * m->batch))
+    if (heap_unlikely(m->count >= m->limit))
         return false;
     m->obj[m->count++] = p;
     return true;
@@ -198,15 +223,15 @@ static inline void heap_cpu_count_free(struct heap_cpu *c, size_t usable)
 
 /* ---- under the heap lock (heap_cpu.c) ---- */
 
-/* heap_create(): gives h per-CPU caches if the backend has classes, the library is plain (hardened
- * heaps take the lock for everything: heap.h) and either env asks for them (cpu_count >= 2,
- * cpu_enter and cpu_exit set, a lock installed) or h has no lock and does not give memory back
- * (env.release): then h is single-threaded and gets one CPU's cache, used without pin or CPU lock
- * (solo; the heap's own counters count its operations, so its stats stay exact, peak included). A
- * heap without a lock that gives memory back gets none: its frees reach the slabs at once, so that
- * a heap with no live block holds no more than the backend keeps (docs/memory.md's bound). The area comes
- * from the backend (not counted in the stats); if it has no room h simply gets none. Sets h->cpu (NULL:
- * none). */
+/* heap_create(): gives h per-CPU caches if the backend has classes (at most HEAP_CPU_MAX_CLASSES,
+ * for requests up to HEAP_CPU_MAX_SIZE bytes), the library is plain (hardened heaps take the lock for
+ * everything: heap.h) and either env asks for them (cpu_count >= 2, cpu_enter and cpu_exit set, a
+ * lock installed) or h has no lock and does not give memory back (env.release): then h is
+ * single-threaded and gets one CPU's cache, used without pin or CPU lock (solo; the heap's own
+ * counters count its operations, so its stats stay exact, peak included). A heap without a lock that
+ * gives memory back gets none: its frees reach the slabs at once, so that a heap with no live block
+ * holds no more than the backend keeps (docs/memory.md's bound). The area comes from the backend (not
+ * counted in the stats); if it has no room h simply gets none. Sets h->cpu (NULL: none). */
 void heap_cpu_create(struct heap *h);
 
 /* Moves the oldest batch of c's objects of class cls into out (room for HEAP_CPU_BATCH_MAX) and

@@ -969,6 +969,93 @@ static __attribute__((noinline)) void ll_take_record(struct ll *l, struct ll_blo
     ll_rel_set(l, b, lo, hi);
 }
 
+/* Quick lists (see "Quick lists" above): the parts the tree's free and alloc paths use. */
+
+/* The quick list of blocks of size bytes (LL_MIN_BLOCK <= size <= LL_QUICK_MAX). */
+static size_t ll_quick_index(size_t size)
+{
+    return (size - LL_MIN_BLOCK) / HEAP_MIN_ALIGN;
+}
+
+/* Takes quick block q off its list (O(1): the list is doubly linked) and clears its flag. */
+static inline __attribute__((always_inline)) void ll_quick_unlink(struct ll *l, struct ll_quick *q)
+{
+    size_t i = ll_quick_index(ll_block_size(&q->hdr));
+
+    q->hdr.size &= ~LL_QUICK;
+    if (q->prev != NULL)
+        q->prev->next = q->next;
+    else
+        l->quick[i] = q->next;
+    if (q->next != NULL)
+        q->next->prev = q->prev;
+    l->quick_n[i]--;
+}
+
+/* free() of [*b, *b + *size): takes the quick-listed blocks on either side off their lists and widens
+ * the range over them (a run of them, too), so what the lists hold coalesces as soon as a neighbour
+ * goes to the tree. A listed predecessor is known by its boundary tag: PREV_INUSE clear and its size
+ * in prev_size, written when it was listed (ll_quick_push). Each listed block is absorbed at most once
+ * per listing: O(1) amortised. */
+static inline __attribute__((always_inline)) void ll_quick_absorb(struct ll *l, struct ll_block **b,
+                                                                  size_t *size)
+{
+    struct ll_block *n;
+
+    if (!LL_QUICK_ON)
+        return;
+    while ((n = ll_block_at((uintptr_t)*b + *size))->size & LL_QUICK) {
+        ll_quick_unlink(l, (struct ll_quick *)n);
+        *size += ll_block_size(n);
+    }
+    while (!((*b)->size & LL_PREV_INUSE) &&
+           ((n = ll_block_at((uintptr_t)*b - (*b)->prev_size))->size & LL_QUICK)) {
+        ll_quick_unlink(l, (struct ll_quick *)n);
+        *size += ll_block_size(n);
+        *b = n; /* its PREV_INUSE bit now tells about the block before the range */
+    }
+}
+
+/* Lists in-use block b of size bytes (<= LL_QUICK_MAX; its list has room). */
+static inline __attribute__((always_inline)) void ll_quick_add(struct ll *l, struct ll_block *b, size_t size)
+{
+    struct ll_block *next = ll_block_at((uintptr_t)b + size);
+    struct ll_quick *q = (struct ll_quick *)b, *head;
+    size_t i = ll_quick_index(size);
+
+    b->size |= LL_QUICK;
+    if (next->size & LL_INUSE) {
+        next->prev_size = size;
+        next->size &= ~LL_PREV_INUSE;
+    }
+    head = l->quick[i];
+    q->next = head;
+    q->prev = NULL;
+    if (head != NULL)
+        head->prev = q;
+    l->quick[i] = q;
+    l->quick_n[i]++;
+}
+
+/* alloc(), plain heaps: the remainder [b, b + size) of a carve (b's header not yet written; leaving:
+ * the tree block it came from, or NULL), if it is small enough for a list with room and a used block
+ * follows it, goes on that list instead of into the tree (which leaving leaves): such a fragment would
+ * wait in the tree for a request the lists answer first. Returns true if it did. */
+static inline __attribute__((always_inline)) bool ll_quick_take_fragment(struct ll *l, struct ll_block *b,
+                                                                         size_t size, struct ll_free *leaving)
+{
+    struct ll_block *next = ll_block_at((uintptr_t)b + size);
+
+    if (!LL_QUICK_ON || size > LL_QUICK_MAX || !(next->size & LL_INUSE) ||
+        l->quick_n[ll_quick_index(size)] >= LL_QUICK_CAP)
+        return false;
+    if (leaving != NULL)
+        ll_tree_remove(&l->tree, leaving);
+    b->size = size | LL_PREV_INUSE | LL_INUSE;
+    ll_quick_add(l, b, size);
+    return true;
+}
+
 /* Frees [b, b + size) whose predecessor is in use, merging with a free successor (whose links the
  * caller validated). clean (hardened): the body of [b, b + size) below this address is poison.
  * leaving: a free block just before b (in the tree, about to leave it) whose place b takes, or NULL.
@@ -980,6 +1067,8 @@ static inline __attribute__((always_inline)) void ll_release_tail(struct ll *l, 
 {
     struct ll_block *next = ll_block_at((uintptr_t)b + size);
 
+    if (!releasing && ll_quick_take_fragment(l, b, size, leaving))
+        return;
     clean = ll_poison_tail(b, size, clean);
     if (!(next->size & LL_INUSE)) { /* then leaving is NULL: b's predecessor was in use */
         leaving = (struct ll_free *)next;
@@ -1231,51 +1320,6 @@ static __attribute__((noinline)) void ll_release_merged(struct ll *l, struct ll_
     ll_rel_set(l, m, lo, hi);
 }
 
-/* The quick list of blocks of size bytes (LL_MIN_BLOCK <= size <= LL_QUICK_MAX). */
-static size_t ll_quick_index(size_t size)
-{
-    return (size - LL_MIN_BLOCK) / HEAP_MIN_ALIGN;
-}
-
-/* Takes quick block q off its list (O(1): the list is doubly linked) and clears its flag. */
-static inline __attribute__((always_inline)) void ll_quick_unlink(struct ll *l, struct ll_quick *q)
-{
-    size_t i = ll_quick_index(ll_block_size(&q->hdr));
-
-    q->hdr.size &= ~LL_QUICK;
-    if (q->prev != NULL)
-        q->prev->next = q->next;
-    else
-        l->quick[i] = q->next;
-    if (q->next != NULL)
-        q->next->prev = q->prev;
-    l->quick_n[i]--;
-}
-
-/* free() of [*b, *b + *size): takes the quick-listed blocks on either side off their lists and widens
- * the range over them (a run of them, too), so what the lists hold coalesces as soon as a neighbour
- * goes to the tree. A listed predecessor is known by its boundary tag: PREV_INUSE clear and its size
- * in prev_size, written when it was listed (ll_quick_push). Each listed block is absorbed at most once
- * per listing: O(1) amortised. */
-static inline __attribute__((always_inline)) void ll_quick_absorb(struct ll *l, struct ll_block **b,
-                                                                  size_t *size)
-{
-    struct ll_block *n;
-
-    if (!LL_QUICK_ON)
-        return;
-    while ((n = ll_block_at((uintptr_t)*b + *size))->size & LL_QUICK) {
-        ll_quick_unlink(l, (struct ll_quick *)n);
-        *size += ll_block_size(n);
-    }
-    while (!((*b)->size & LL_PREV_INUSE) &&
-           ((n = ll_block_at((uintptr_t)*b - (*b)->prev_size))->size & LL_QUICK)) {
-        ll_quick_unlink(l, (struct ll_quick *)n);
-        *size += ll_block_size(n);
-        *b = n; /* its PREV_INUSE bit now tells about the block before the range */
-    }
-}
-
 /* free(): coalesce with the free neighbours, then (releasing: ll_releasing_ops) give pages back if the
  * block that results is large enough to hold any (release_min). */
 static inline __attribute__((always_inline)) size_t ll_free_body(struct heap *h, void *ptr, bool releasing)
@@ -1326,32 +1370,19 @@ static inline __attribute__((always_inline)) size_t ll_free_body(struct heap *h,
     return usable;
 }
 
-/* free() through the quick lists: if b's size has a list with room and b does not lie between two
- * blocks that are free or listed (it would only split them), b joins the list -- staying in use to its
- * neighbours, LL_QUICK set, its size left as a boundary tag in a used successor, whose PREV_INUSE is
- * cleared so that freeing it finds b -- and true is returned; else false (b untouched). */
+/* free() through the quick lists: if b's size has a list with room and the block before b is not free
+ * (b would only keep it from growing over b), b joins the list -- staying in use to its neighbours,
+ * LL_QUICK set, its size left as a boundary tag in a used successor, whose PREV_INUSE is cleared so
+ * that freeing it finds b -- and true is returned; else false (b untouched). */
 static inline __attribute__((always_inline)) bool ll_quick_push(struct ll *l, struct ll_block *b)
 {
     size_t size = ll_block_size(b), i = ll_quick_index(size);
-    struct ll_block *next = ll_block_at((uintptr_t)b + size);
-    struct ll_quick *q = (struct ll_quick *)b, *head;
 
     if (!LL_QUICK_ON || size > LL_QUICK_MAX || l->quick_n[i] >= LL_QUICK_CAP)
         return false;
-    if (!(b->size & LL_PREV_INUSE) && (next->size & (LL_INUSE | LL_QUICK)) != LL_INUSE)
+    if (!(b->size & LL_PREV_INUSE) && !(ll_block_at((uintptr_t)b - b->prev_size)->size & LL_INUSE))
         return false;
-    b->size |= LL_QUICK;
-    if (next->size & LL_INUSE) {
-        next->prev_size = size;
-        next->size &= ~LL_PREV_INUSE;
-    }
-    head = l->quick[i];
-    q->next = head;
-    q->prev = NULL;
-    if (head != NULL)
-        head->prev = q;
-    l->quick[i] = q;
-    l->quick_n[i]++;
+    ll_quick_add(l, b, size);
     return true;
 }
 

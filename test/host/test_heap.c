@@ -560,14 +560,15 @@ static bool ll_walk_sum_fn(void *ctx, const struct heap_walk_entry *e)
 }
 
 /* Quick lists (plain mode): a listed block coalesces as soon as a neighbour goes to the tree, on
- * either side (its successor finds it by the boundary tag it left), and a block between two free or
- * listed blocks is not listed but freed into the tree. */
+ * either side (its successor finds it by the boundary tag it left); a block after a free block is not
+ * listed but merged; a carve's small remainder before a used block is listed. */
 static void test_ll_quick_coalesce(void **state)
 {
     struct fixture *f = *state;
     bool plain = !heap_hardening(); /* hardened: no quick lists, and the quarantine delays frees */
     char *a, *b, *c, *d, *guard;
     struct ll_walk_sum w = {0};
+    size_t word;
 
     fixed_heap(f, 64 << 10);
     a = heap_alloc(f->h, 100);
@@ -586,13 +587,31 @@ static void test_ll_quick_coalesce(void **state)
         assert_ptr_equal(heap_alloc(f->h, 1200), a);    /* only if a, b and c merged */
         heap_free(f->h, a);
     }
-    heap_free(f->h, d);     /* plain: a free block before it, in use after it: listed */
-    heap_free(f->h, guard); /* between listed d and the free rest: into the tree, taking d */
+    heap_free(f->h, guard); /* listed: in use before it */
+    heap_free(f->h, d);     /* a free block before it: not listed but merged, taking guard along */
     assert_int_equal(heap_check(f->h), 0);
     w = (struct ll_walk_sum){0};
     heap_walk(f->h, ll_walk_sum_fn, &w);
     if (plain)
         assert_int_equal(w.n, 1); /* everything coalesced: one free block */
+
+    /* A carve's small remainder before a used block goes on its list, not into the tree. */
+    a = heap_alloc(f->h, 1000);
+    guard = heap_alloc(f->h, 100);
+    heap_free(f->h, a);
+    a = heap_alloc(f->h, 900); /* a block of 928 bytes out of 1024: a remainder of 96 */
+    assert_int_equal(heap_check(f->h), 0);
+    if (plain) {
+        memcpy(&word, a + heap_usable_size(f->h, a) + sizeof(size_t), sizeof(word)); /* its size word */
+        assert_int_equal(word, 96 | 8 | 1 | 2); /* listed (bit 3), in use (bit 0), after a used block */
+    }
+    b = heap_alloc(f->h, 70); /* a block of 96 bytes: the remainder, from its list */
+    if (plain)
+        assert_ptr_equal(b, a + heap_usable_size(f->h, a) + 16);
+    heap_free(f->h, a);
+    heap_free(f->h, b);
+    heap_free(f->h, guard);
+    assert_int_equal(heap_check(f->h), 0);
 }
 
 static void test_ll_resize_in_place(void **state)

@@ -40,17 +40,31 @@
  * smallest that fits (see ll_find_aligned), else the first block of size + align + 32.
  *
  * Quick lists (plain heaps that give no memory back): in front of the tree, one LIFO list per block
- * size from 32 to 144 bytes (requests up to 128 bytes), of at most LL_QUICK_CAP blocks each. free() of
- * such a block pushes it if its list has room: the block stays INUSE to its neighbours (nothing
- * coalesces with it), is flagged LL_QUICK (bit 3 of its size word) and linked through its first body
- * word; alloc() of that size pops it, with no tree operation at all. On workload c (70% of requests up
- * to 128 bytes) this halves the instructions per operation and the time; the cap bounds what the lists
- * keep from coalescing (footprint 1.145 -> 1.184, still the lowest: docs/allocators.md). An allocation
- * that finds no fit in the tree flushes every list into the tree (ordinary frees, coalescing) and
- * retries, so the lists never make an allocation fail or the heap grow; walk() reports listed blocks
- * as free. The releasing twin and hardened mode have no quick lists (release_enable flushes them).
- * Invariant (check): each list holds quick_n in-use blocks of its size, all flagged, inside a region,
- * and the flagged blocks of the region walk are exactly those.
+ * size from 32 to 144 bytes (requests up to 128 bytes), of at most LL_QUICK_CAP blocks each. A listed
+ * block stays INUSE to the tree and to the boundary tags, is flagged LL_QUICK (bit 3 of its size
+ * word) and doubly linked through its first two body words (struct ll_quick); alloc() of its size pops
+ * it, with no tree operation at all. On workload c (70% of requests up to 128 bytes) this halves the
+ * instructions per operation. What keeps the lists from fragmenting the tree (they used to cost
+ * workload p +46% and k +116%, docs/allocators.md):
+ *   - coalescing still finds listed blocks: a block freed into the tree takes the listed blocks on
+ *     either side off their lists (O(1): doubly linked) and grows over them, runs of them too. A
+ *     listed block's successor, if in use, carries its size as a boundary tag (prev_size, PREV_INUSE
+ *     clear), so the successor's free finds it as it would a free predecessor; the tag is void again
+ *     when the block is popped (the successor's PREV_INUSE is set). A free successor cannot carry the
+ *     tag (its prev_size is a subtree maximum), nor does a block later carved from it: from that side
+ *     the listed block is not found, and merges only when a block before it is freed or the lists are
+ *     flushed -- a missed merge, never a wrong one.
+ *   - free() lists a block only if the block before it is not free: after a free block it merges
+ *     instead, as it would without lists, so a FIFO (workload p) keeps growing its free front in
+ *     address order rather than leaving listed islands in it.
+ *   - a carve's remainder of a listed size before a used block goes on its list rather than into the
+ *     tree, where it would wait for a request the lists answer first.
+ * An allocation that finds no fit in the tree flushes every list into the tree (ordinary frees,
+ * coalescing) and retries, so the lists never make an allocation fail or the heap grow; walk() reports
+ * listed blocks as free. The releasing twin and hardened mode have no quick lists (release_enable
+ * flushes them). Invariant (check): each list holds quick_n in-use blocks of its size, all flagged,
+ * inside a region, each back link naming the entry before it, and the flagged blocks of the region
+ * walk are exactly those; a PREV_INUSE bit cleared after a listed block comes with its size as tag.
  *
  * Why not one address-ordered list: the blog's allocator keeps a single list in address order, which
  * makes every alloc and free a list walk (many times slower than glibc on the benchmark's workload
@@ -62,7 +76,8 @@
  * Invariants (ll_check verifies all of them):
  *   - blocks tile each region exactly from its first block to its sentinel; sizes are multiples of 16
  *     and >= 32; every block and user pointer is 16-aligned;
- *   - a block's PREV_INUSE bit equals the INUSE bit of the block before it; a free block's size is
+ *   - a block's PREV_INUSE bit equals the INUSE bit of the block before it (after a listed block, a
+ *     used block may have it clear with the listed block's size as tag); a free block's size is
  *     stored in the next block's prev_size;
  *   - no two free blocks are adjacent (coalescing is complete);
  *   - every free block is in the tree exactly once and the tree holds nothing else; in-order means
@@ -72,7 +87,8 @@
  *
  * Complexity: alloc, free, resize and add_memory are O(log f) expected, f = number of free blocks
  * (one descent plus O(1) expected rotations; an aligned alloc at most LL_ALIGN_TRIES + 2 descents);
- * usable_size is O(1), check O(blocks). Insert and remove recurse along one path, so the stack depth
+ * usable_size is O(1), check O(blocks). Insert and remove recurse along one path (replace walks it
+ * iteratively: ll_tree.h), so the stack depth
  * is the tree depth.
  *
  * Hardened mode (docs/hardening.md): the header grows to 32 bytes with a cookie and the free site,

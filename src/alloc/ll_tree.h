@@ -4,8 +4,10 @@
  *
  * A treap: a node's priority is a hash of its address (nothing stored; expected depth O(log n),
  * about 2 ln n), and every node also carries the largest block size in its subtree, in its header's
- * prev_size word (see ll_block.h). Insert, remove and replace recurse along one path, so they are
- * O(depth) time and stack; they rotate O(1) times in expectation. Why a tree and why first fit: the
+ * prev_size word (see ll_block.h). Insert and remove recurse along one path, so they are O(depth)
+ * time and stack; replace, the operation of every carve and of most frees, walks down and back up
+ * iteratively and stops as soon as nothing changes (ll_tree_replace). All rotate O(1) times in
+ * expectation. Why a tree and why first fit: the
  * essay at the top of linked_list.c.
  *
  * The tree only links blocks the caller owns; it never allocates. The caller keeps every node a

@@ -40,17 +40,31 @@
  * smallest that fits (see ll_find_aligned), else the first block of size + align + 32.
  *
  * Quick lists (plain heaps that give no memory back): in front of the tree, one LIFO list per block
- * size from 32 to 144 bytes (requests up to 128 bytes), of at most LL_QUICK_CAP blocks each. free() of
- * such a block pushes it if its list has room: the block stays INUSE to its neighbours (nothing
- * coalesces with it), is flagged LL_QUICK (bit 3 of its size word) and linked through its first body
- * word; alloc() of that size pops it, with no tree operation at all. On workload c (70% of requests up
- * to 128 bytes) this halves the instructions per operation and the time; the cap bounds what the lists
- * keep from coalescing (footprint 1.145 -> 1.184, still the lowest: docs/allocators.md). An allocation
- * that finds no fit in the tree flushes every list into the tree (ordinary frees, coalescing) and
- * retries, so the lists never make an allocation fail or the heap grow; walk() reports listed blocks
- * as free. The releasing twin and hardened mode have no quick lists (release_enable flushes them).
- * Invariant (check): each list holds quick_n in-use blocks of its size, all flagged, inside a region,
- * and the flagged blocks of the region walk are exactly those.
+ * size from 32 to 144 bytes (requests up to 128 bytes), of at most LL_QUICK_CAP blocks each. A listed
+ * block stays INUSE to the tree and to the boundary tags, is flagged LL_QUICK (bit 3 of its size
+ * word) and doubly linked through its first two body words (struct ll_quick); alloc() of its size pops
+ * it, with no tree operation at all. On workload c (70% of requests up to 128 bytes) this halves the
+ * instructions per operation. What keeps the lists from fragmenting the tree (they used to cost
+ * workload p +46% and k +116%, docs/allocators.md):
+ *   - coalescing still finds listed blocks: a block freed into the tree takes the listed blocks on
+ *     either side off their lists (O(1): doubly linked) and grows over them, runs of them too. A
+ *     listed block's successor, if in use, carries its size as a boundary tag (prev_size, PREV_INUSE
+ *     clear), so the successor's free finds it as it would a free predecessor; the tag is void again
+ *     when the block is popped (the successor's PREV_INUSE is set). A free successor cannot carry the
+ *     tag (its prev_size is a subtree maximum), nor does a block later carved from it: from that side
+ *     the listed block is not found, and merges only when a block before it is freed or the lists are
+ *     flushed -- a missed merge, never a wrong one.
+ *   - free() lists a block only if the block before it is not free: after a free block it merges
+ *     instead, as it would without lists, so a FIFO (workload p) keeps growing its free front in
+ *     address order rather than leaving listed islands in it.
+ *   - a carve's remainder of a listed size before a used block goes on its list rather than into the
+ *     tree, where it would wait for a request the lists answer first.
+ * An allocation that finds no fit in the tree flushes every list into the tree (ordinary frees,
+ * coalescing) and retries, so the lists never make an allocation fail or the heap grow; walk() reports
+ * listed blocks as free. The releasing twin and hardened mode have no quick lists (release_enable
+ * flushes them). Invariant (check): each list holds quick_n in-use blocks of its size, all flagged,
+ * inside a region, each back link naming the entry before it, and the flagged blocks of the region
+ * walk are exactly those; a PREV_INUSE bit cleared after a listed block comes with its size as tag.
  *
  * Why not one address-ordered list: the blog's allocator keeps a single list in address order, which
  * makes every alloc and free a list walk (many times slower than glibc on the benchmark's workload
@@ -62,7 +76,8 @@
  * Invariants (ll_check verifies all of them):
  *   - blocks tile each region exactly from its first block to its sentinel; sizes are multiples of 16
  *     and >= 32; every block and user pointer is 16-aligned;
- *   - a block's PREV_INUSE bit equals the INUSE bit of the block before it; a free block's size is
+ *   - a block's PREV_INUSE bit equals the INUSE bit of the block before it (after a listed block, a
+ *     used block may have it clear with the listed block's size as tag); a free block's size is
  *     stored in the next block's prev_size;
  *   - no two free blocks are adjacent (coalescing is complete);
  *   - every free block is in the tree exactly once and the tree holds nothing else; in-order means
@@ -72,7 +87,8 @@
  *
  * Complexity: alloc, free, resize and add_memory are O(log f) expected, f = number of free blocks
  * (one descent plus O(1) expected rotations; an aligned alloc at most LL_ALIGN_TRIES + 2 descents);
- * usable_size is O(1), check O(blocks). Insert and remove recurse along one path, so the stack depth
+ * usable_size is O(1), check O(blocks). Insert and remove recurse along one path (replace walks it
+ * iteratively: ll_tree.h), so the stack depth
  * is the tree depth.
  *
  * Hardened mode (docs/hardening.md): the header grows to 32 bytes with a cookie and the free site,
@@ -155,6 +171,15 @@
 #define LL_QUICK_MAX     (LL_MIN_BLOCK + (LL_QUICK_CLASSES - 1) * HEAP_MIN_ALIGN) /* largest block held */
 #define LL_QUICK_CAP     32 /* blocks per list: bounds what the lists keep from coalescing */
 
+/* A block on a quick list: in use to the tree, free to the user; its first two body words link the
+ * list both ways, so a neighbour being freed can take it off its list in O(1) and merge with it. */
+struct ll_quick {
+    struct ll_block hdr; /* size | LL_INUSE | LL_QUICK */
+    struct ll_quick *next, *prev;
+};
+
+_Static_assert(sizeof(struct ll_quick) <= LL_MIN_BLOCK, "the quick links fit in the smallest block");
+
 struct ll_region {
     struct ll_region *next; /* all regions, newest first */
     uintptr_t end;          /* one past the sentinel */
@@ -174,8 +199,8 @@ struct ll {
     struct heap *envh;         /* whose env releases and reclaims, and counts (itself or the embedder) */
     bool growing;              /* add_memory() is merging fresh memory: release nothing new */
     /* Quick lists: quick[i] heads a LIFO list of quick_n[i] in-use blocks of LL_MIN_BLOCK + 16 i bytes
-     * flagged LL_QUICK, linked through their first body word. */
-    struct ll_block *quick[LL_QUICK_CLASSES];
+     * flagged LL_QUICK, doubly linked through their first two body words (struct ll_quick). */
+    struct ll_quick *quick[LL_QUICK_CLASSES];
     uint32_t quick_n[LL_QUICK_CLASSES];
 #if KHEAP_HARDENING
     /* Embedded use (fixed_size_block's fallback): used blocks for which this returns true belong to
@@ -960,6 +985,93 @@ static __attribute__((noinline)) void ll_take_record(struct ll *l, struct ll_blo
     ll_rel_set(l, b, lo, hi);
 }
 
+/* Quick lists (see "Quick lists" above): the parts the tree's free and alloc paths use. */
+
+/* The quick list of blocks of size bytes (LL_MIN_BLOCK <= size <= LL_QUICK_MAX). */
+static size_t ll_quick_index(size_t size)
+{
+    return (size - LL_MIN_BLOCK) / HEAP_MIN_ALIGN;
+}
+
+/* Takes quick block q off its list (O(1): the list is doubly linked) and clears its flag. */
+static inline __attribute__((always_inline)) void ll_quick_unlink(struct ll *l, struct ll_quick *q)
+{
+    size_t i = ll_quick_index(ll_block_size(&q->hdr));
+
+    q->hdr.size &= ~LL_QUICK;
+    if (q->prev != NULL)
+        q->prev->next = q->next;
+    else
+        l->quick[i] = q->next;
+    if (q->next != NULL)
+        q->next->prev = q->prev;
+    l->quick_n[i]--;
+}
+
+/* free() of [*b, *b + *size): takes the quick-listed blocks on either side off their lists and widens
+ * the range over them (a run of them, too), so what the lists hold coalesces as soon as a neighbour
+ * goes to the tree. A listed predecessor is known by its boundary tag: PREV_INUSE clear and its size
+ * in prev_size, written when it was listed (ll_quick_push). Each listed block is absorbed at most once
+ * per listing: O(1) amortised. */
+static inline __attribute__((always_inline)) void ll_quick_absorb(struct ll *l, struct ll_block **b,
+                                                                  size_t *size)
+{
+    struct ll_block *n;
+
+    if (!LL_QUICK_ON)
+        return;
+    while ((n = ll_block_at((uintptr_t)*b + *size))->size & LL_QUICK) {
+        ll_quick_unlink(l, (struct ll_quick *)n);
+        *size += ll_block_size(n);
+    }
+    while (!((*b)->size & LL_PREV_INUSE) &&
+           ((n = ll_block_at((uintptr_t)*b - (*b)->prev_size))->size & LL_QUICK)) {
+        ll_quick_unlink(l, (struct ll_quick *)n);
+        *size += ll_block_size(n);
+        *b = n; /* its PREV_INUSE bit now tells about the block before the range */
+    }
+}
+
+/* Lists in-use block b of size bytes (<= LL_QUICK_MAX; its list has room). */
+static inline __attribute__((always_inline)) void ll_quick_add(struct ll *l, struct ll_block *b, size_t size)
+{
+    struct ll_block *next = ll_block_at((uintptr_t)b + size);
+    struct ll_quick *q = (struct ll_quick *)b, *head;
+    size_t i = ll_quick_index(size);
+
+    b->size |= LL_QUICK;
+    if (next->size & LL_INUSE) {
+        next->prev_size = size;
+        next->size &= ~LL_PREV_INUSE;
+    }
+    head = l->quick[i];
+    q->next = head;
+    q->prev = NULL;
+    if (head != NULL)
+        head->prev = q;
+    l->quick[i] = q;
+    l->quick_n[i]++;
+}
+
+/* alloc(), plain heaps: the remainder [b, b + size) of a carve (b's header not yet written; leaving:
+ * the tree block it came from, or NULL), if it is small enough for a list with room and a used block
+ * follows it, goes on that list instead of into the tree (which leaving leaves): such a fragment would
+ * wait in the tree for a request the lists answer first. Returns true if it did. */
+static inline __attribute__((always_inline)) bool ll_quick_take_fragment(struct ll *l, struct ll_block *b,
+                                                                         size_t size, struct ll_free *leaving)
+{
+    struct ll_block *next = ll_block_at((uintptr_t)b + size);
+
+    if (!LL_QUICK_ON || size > LL_QUICK_MAX || !(next->size & LL_INUSE) ||
+        l->quick_n[ll_quick_index(size)] >= LL_QUICK_CAP)
+        return false;
+    if (leaving != NULL)
+        ll_tree_remove(&l->tree, leaving);
+    b->size = size | LL_PREV_INUSE | LL_INUSE;
+    ll_quick_add(l, b, size);
+    return true;
+}
+
 /* Frees [b, b + size) whose predecessor is in use, merging with a free successor (whose links the
  * caller validated). clean (hardened): the body of [b, b + size) below this address is poison.
  * leaving: a free block just before b (in the tree, about to leave it) whose place b takes, or NULL.
@@ -971,6 +1083,8 @@ static inline __attribute__((always_inline)) void ll_release_tail(struct ll *l, 
 {
     struct ll_block *next = ll_block_at((uintptr_t)b + size);
 
+    if (!releasing && ll_quick_take_fragment(l, b, size, leaving))
+        return;
     clean = ll_poison_tail(b, size, clean);
     if (!(next->size & LL_INUSE)) { /* then leaving is NULL: b's predecessor was in use */
         leaving = (struct ll_free *)next;
@@ -1227,15 +1341,16 @@ static __attribute__((noinline)) void ll_release_merged(struct ll *l, struct ll_
 static inline __attribute__((always_inline)) size_t ll_free_body(struct heap *h, void *ptr, bool releasing)
 {
     struct ll *l = to_ll(h);
-    struct ll_block *b = ll_block_of(ptr);
+    struct ll_block *b = ll_block_of(ptr), *next, *m;
     size_t size = ll_block_size(b);
     size_t usable = size - LL_HDR;
-    struct ll_block *next = ll_next_block(b);
-    struct ll_block *m = b; /* the free block that results */
     struct ll_free *leaving = NULL;
     uintptr_t clean = ll_poison_end(b, size); /* hardened: the front end poisoned b's first span */
 
     ll_record_free_site(l, b);
+    ll_quick_absorb(l, &b, &size); /* listed neighbours are free to the user: b grows over them */
+    next = ll_block_at((uintptr_t)b + size);
+    m = b; /* the free block that results */
     if (!(next->size & LL_INUSE)) {
         leaving = (struct ll_free *)next; /* b merges with it; b takes its place or it leaves the tree */
         clean = ll_clean_join(b, clean, (uintptr_t)next, ll_clean_end(l, next));
@@ -1271,30 +1386,19 @@ static inline __attribute__((always_inline)) size_t ll_free_body(struct heap *h,
     return usable;
 }
 
-/* The link to the next block of quick block b: its first body word. */
-static struct ll_block **ll_quick_link(struct ll_block *b)
-{
-    return (struct ll_block **)((uintptr_t)b + LL_HDR);
-}
-
-/* The quick list of blocks of size bytes (LL_MIN_BLOCK <= size <= LL_QUICK_MAX). */
-static size_t ll_quick_index(size_t size)
-{
-    return (size - LL_MIN_BLOCK) / HEAP_MIN_ALIGN;
-}
-
-/* free() through the quick lists: if b's size has a list with room, b joins it (staying in use to
- * its neighbours, LL_QUICK set) and true is returned; else false (b untouched). */
+/* free() through the quick lists: if b's size has a list with room and the block before b is not free
+ * (b would only keep it from growing over b), b joins the list -- staying in use to its neighbours,
+ * LL_QUICK set, its size left as a boundary tag in a used successor, whose PREV_INUSE is cleared so
+ * that freeing it finds b -- and true is returned; else false (b untouched). */
 static inline __attribute__((always_inline)) bool ll_quick_push(struct ll *l, struct ll_block *b)
 {
     size_t size = ll_block_size(b), i = ll_quick_index(size);
 
     if (!LL_QUICK_ON || size > LL_QUICK_MAX || l->quick_n[i] >= LL_QUICK_CAP)
         return false;
-    b->size |= LL_QUICK;
-    *ll_quick_link(b) = l->quick[i];
-    l->quick[i] = b;
-    l->quick_n[i]++;
+    if (!(b->size & LL_PREV_INUSE) && !(ll_block_at((uintptr_t)b - b->prev_size)->size & LL_INUSE))
+        return false;
+    ll_quick_add(l, b, size);
     return true;
 }
 
@@ -1303,19 +1407,22 @@ static inline __attribute__((always_inline)) bool ll_quick_push(struct ll *l, st
 static inline __attribute__((always_inline)) void *ll_quick_pop(struct ll *l, size_t size, size_t *usable)
 {
     size_t i;
-    struct ll_block *b;
+    struct ll_quick *q;
 
     if (!LL_QUICK_ON || size > LL_QUICK_MAX - LL_HDR)
         return NULL;
     i = ll_quick_index(ll_request_block_size(size));
-    b = l->quick[i];
-    if (b == NULL)
+    q = l->quick[i];
+    if (q == NULL)
         return NULL;
-    l->quick[i] = *ll_quick_link(b);
+    l->quick[i] = q->next;
+    if (q->next != NULL)
+        q->next->prev = NULL;
     l->quick_n[i]--;
-    b->size &= ~LL_QUICK;
-    *usable = ll_block_size(b) - LL_HDR;
-    return (void *)((uintptr_t)b + LL_HDR);
+    q->hdr.size &= ~LL_QUICK;
+    ll_next_block(&q->hdr)->size |= LL_PREV_INUSE; /* its successor's tag is void again */
+    *usable = ll_block_size(&q->hdr) - LL_HDR;
+    return (void *)((uintptr_t)q + LL_HDR);
 }
 
 /* Frees every block the quick lists hold into the tree (coalescing them); returns true if there was
@@ -1326,11 +1433,9 @@ static __attribute__((noinline)) bool ll_quick_flush(struct ll *l)
 
     for (size_t i = 0; i < LL_QUICK_CLASSES; i++)
         while (l->quick[i] != NULL) {
-            struct ll_block *b = l->quick[i];
-            l->quick[i] = *ll_quick_link(b);
-            l->quick_n[i]--;
-            b->size &= ~LL_QUICK;
-            ll_free_body(&l->common, (void *)((uintptr_t)b + LL_HDR), false);
+            struct ll_quick *q = l->quick[i];
+            ll_quick_unlink(l, q);
+            ll_free_body(&l->common, (void *)((uintptr_t)q + LL_HDR), false);
             any = true;
         }
     return any;
@@ -1476,32 +1581,33 @@ static void ll_add_memory(struct heap *h, void *start, size_t len)
 }
 
 /* check() of the quick lists: every entry is a 16-aligned address inside a region, an in-use block
- * flagged LL_QUICK of its list's size; each list holds exactly quick_n (<= LL_QUICK_CAP) entries; and
- * the lists hold as many blocks as the region walk found flagged (quick_walk). Returns the number of
- * broken invariants (at most one per list, plus one for the count, compared only if walk_complete: the
- * region walk found nothing broken). */
+ * flagged LL_QUICK of its list's size whose back link names the entry before it; each list holds
+ * exactly quick_n (<= LL_QUICK_CAP) entries; and the lists hold as many blocks as the region walk found
+ * flagged (quick_walk). Returns the number of broken invariants (at most one per list, plus one for the
+ * count, compared only if walk_complete: the region walk found nothing broken). */
 static size_t ll_quick_check(const struct ll *l, size_t quick_walk, bool walk_complete)
 {
     size_t bad = 0, listed = 0;
 
     for (size_t i = 0; i < LL_QUICK_CLASSES; i++) {
-        struct ll_block *b = l->quick[i];
+        const struct ll_quick *q = l->quick[i], *before = NULL;
         size_t n = 0;
 
-        while (b != NULL && n <= LL_QUICK_CAP) {
+        while (q != NULL && n <= LL_QUICK_CAP) {
             bool inside = false;
             for (const struct ll_region *r = l->regions; r != NULL && !inside; r = r->next)
-                inside = (uintptr_t)b >= (uintptr_t)r + sizeof(*r) && (uintptr_t)b < r->end - LL_HDR;
-            if (!inside || (uintptr_t)b % HEAP_MIN_ALIGN != 0 ||
-                (b->size & (LL_INUSE | LL_QUICK)) != (LL_INUSE | LL_QUICK) ||
-                ll_block_size(b) != LL_MIN_BLOCK + i * HEAP_MIN_ALIGN)
+                inside = (uintptr_t)q >= (uintptr_t)r + sizeof(*r) && (uintptr_t)q < r->end - LL_HDR;
+            if (!inside || (uintptr_t)q % HEAP_MIN_ALIGN != 0 ||
+                (q->hdr.size & (LL_INUSE | LL_QUICK)) != (LL_INUSE | LL_QUICK) ||
+                ll_block_size(&q->hdr) != LL_MIN_BLOCK + i * HEAP_MIN_ALIGN || q->prev != before)
                 break;
             n++;
-            b = *ll_quick_link(b);
+            before = q;
+            q = q->next;
         }
         listed += n;
-        if (b != NULL || n != l->quick_n[i] || n > LL_QUICK_CAP) {
-            ll_check_report(l, b != NULL ? b : l->quick[i]);
+        if (q != NULL || n != l->quick_n[i] || n > LL_QUICK_CAP) {
+            ll_check_report(l, q != NULL ? q : l->quick[i]);
             bad++;
         }
     }
@@ -1512,6 +1618,21 @@ static size_t ll_quick_check(const struct ll *l, size_t quick_walk, bool walk_co
     return bad;
 }
 
+/* check(): true if block b's PREV_INUSE bit agrees with prev, the block before it (NULL: b is the
+ * first of its region): set after a used block, clear after a free one; after a quick-listed block
+ * either, but clear only in a used block whose prev_size is then prev's size (the tag ll_quick_push
+ * leaves: a free block's prev_size is a subtree maximum, so it never carries one). */
+static bool ll_prev_flag_ok(const struct ll_block *b, const struct ll_block *prev)
+{
+    bool flag = b->size & LL_PREV_INUSE;
+
+    if (prev == NULL || (prev->size & (LL_INUSE | LL_QUICK)) == LL_INUSE)
+        return flag;
+    if (!(prev->size & LL_INUSE))
+        return !flag;
+    return flag || ((b->size & LL_INUSE) && b->prev_size == ll_block_size(prev));
+}
+
 static size_t ll_check(const struct heap *h)
 {
     const struct ll *l = to_const_ll(h);
@@ -1520,7 +1641,7 @@ static size_t ll_check(const struct heap *h)
     for (const struct ll_region *r = l->regions; r != NULL && nregions < ((size_t)1 << 40);
          r = r->next, nregions++) {
         uintptr_t sentinel = r->end - LL_HDR;
-        const struct ll_block *b = ll_block_at((uintptr_t)r + sizeof(*r));
+        const struct ll_block *b = ll_block_at((uintptr_t)r + sizeof(*r)), *prev = NULL;
         bool prev_inuse = true;
 
         if (!ll_region_plausible(l, r)) {
@@ -1543,7 +1664,7 @@ static size_t ll_check(const struct heap *h)
                 bad++;
                 break;
             }
-            if (!(b->size & LL_PREV_INUSE) != !prev_inuse ||
+            if (!ll_prev_flag_ok(b, prev) ||
                 (inuse ? (b->size & LL_RELEASED) != 0 : !ll_rel_ok(b)) || /* release record */
                 (!inuse && !prev_inuse) ||                                /* two adjacent free blocks */
                 (!inuse && (b->size & LL_QUICK)) ||                       /* quick but free */
@@ -1555,10 +1676,11 @@ static size_t ll_check(const struct heap *h)
             free_walk += !inuse;
             quick_walk += inuse && (b->size & LL_QUICK);
             prev_inuse = inuse;
+            prev = b;
             b = ll_next_block(b);
         }
         if ((uintptr_t)b == sentinel &&
-            (b->size != (LL_INUSE | (prev_inuse ? LL_PREV_INUSE : 0)) || !ll_check_header(l, b))) {
+            ((b->size & ~LL_PREV_INUSE) != LL_INUSE || !ll_prev_flag_ok(b, prev) || !ll_check_header(l, b))) {
             ll_check_report(l, b);
             bad++;
         } else if ((uintptr_t)b > sentinel) {

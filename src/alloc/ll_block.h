@@ -8,11 +8,12 @@
 
 #include "heap_backend.h"
 
-#define LL_INUSE      ((size_t)1) /* this block is in use */
-#define LL_PREV_INUSE ((size_t)2) /* the block before this one is in use */
-#define LL_RELEASED   ((size_t)4) /* free block: the pages in its release record are given back */
-#define LL_QUICK      ((size_t)8) /* in-use block held by a quick list: free to the user (linked_list.c) */
-#define LL_FLAGS      (LL_INUSE | LL_PREV_INUSE | LL_RELEASED | LL_QUICK)
+#define LL_INUSE ((size_t)1) /* this block is in use */
+#define LL_PREV_INUSE \
+    ((size_t)2) /* the block before this one is in use (clear: free, or quick-listed with a tag) */
+#define LL_RELEASED ((size_t)4) /* free block: the pages in its release record are given back */
+#define LL_QUICK    ((size_t)8) /* in-use block held by a quick list: free to the user (linked_list.c) */
+#define LL_FLAGS    (LL_INUSE | LL_PREV_INUSE | LL_RELEASED | LL_QUICK)
 
 /* Hardened mode: a block's cookie is a keyed checksum of its address and its size word (flags but
  * PREV_INUSE included: ll_cookie), xor one of these, so a header that was not written by this heap,

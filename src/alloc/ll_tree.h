@@ -4,8 +4,10 @@
  *
  * A treap: a node's priority is a hash of its address (nothing stored; expected depth O(log n),
  * about 2 ln n), and every node also carries the largest block size in its subtree, in its header's
- * prev_size word (see ll_block.h). Insert, remove and replace recurse along one path, so they are
- * O(depth) time and stack; they rotate O(1) times in expectation. Why a tree and why first fit: the
+ * prev_size word (see ll_block.h). Insert and remove recurse along one path, so they are O(depth)
+ * time and stack; replace, the operation of every carve and of most frees, walks down and back up
+ * iteratively and stops as soon as nothing changes (ll_tree_replace). All rotate O(1) times in
+ * expectation. Why a tree and why first fit: the
  * essay at the top of linked_list.c.
  *
  * The tree only links blocks the caller owns; it never allocates. The caller keeps every node a
@@ -433,42 +435,6 @@ static inline struct ll_free *ll_tree_sink(const struct ll_tree *tree, struct ll
     return n;
 }
 
-/* Puts n (priority pn) in place of leaving in subtree t. Nothing in the tree lies between leaving
- * and n, so n takes leaving's position in address order; leaving's children were L and R. Returns
- * the subtree's new root. */
-static inline struct ll_free *ll_tree_replace_below(const struct ll_tree *tree, struct ll_free *t,
-                                                    struct ll_free *leaving, struct ll_free *n, uint64_t pn,
-                                                    struct ll_free *L, struct ll_free *R)
-{
-    struct ll_free *c;
-    size_t was;
-
-    if (t == NULL) /* not in the tree: only if hardened-mode validation was bypassed */
-        return NULL;
-    if (t == leaving) {
-        ll_tree_set_link(tree, &n->left, L);
-        ll_tree_set_link(tree, &n->right, R);
-        return ll_tree_sink(tree, n, pn, L, R);
-    }
-    if (leaving < t) {
-        c = ll_tree_left(tree, t);
-        was = ll_tree_subtree_max(c);
-        c = ll_tree_replace_below(tree, c, leaving, n, pn, L, R);
-        ll_tree_set_link(tree, &t->left, c);
-        if (c == n && pn > ll_tree_priority(t))
-            return ll_tree_rotate_right(tree, t, c);
-    } else {
-        c = ll_tree_right(tree, t);
-        was = ll_tree_subtree_max(c);
-        c = ll_tree_replace_below(tree, c, leaving, n, pn, L, R);
-        ll_tree_set_link(tree, &t->right, c);
-        if (c == n && pn > ll_tree_priority(t))
-            return ll_tree_rotate_left(tree, t, c);
-    }
-    ll_tree_child_max_changed(tree, t, was, ll_tree_subtree_max(c));
-    return t;
-}
-
 /* Inserts free block f (size set, not in the tree). */
 static inline void ll_tree_insert(struct ll_tree *tree, struct ll_free *f)
 {
@@ -482,16 +448,65 @@ static inline void ll_tree_remove(struct ll_tree *tree, struct ll_free *f)
     ll_tree_set_link(tree, &tree->root, ll_tree_remove_below(tree, ll_tree_get_link(tree, &tree->root), f));
 }
 
-/* Puts free block entering in the place of leaving (in the tree), in one descent: entering's header
- * is written, leaving's links are still intact (they do not overlap entering's header), and no other
- * free block lies between the two addresses. */
+/* ll_tree_replace(): the ancestors of leaving it records on its way down, to repair on its way up; in a
+ * deeper tree (for a million random nodes about 28 deep, so practically never) the replacement is a
+ * removal and an insertion instead. */
+#ifndef LL_TREE_PATH
+#define LL_TREE_PATH 64 /* test_ll_tree.c sets it small, so that its model tests take the fallback too */
+#endif
+
+/* Puts free block entering in the place of leaving (in the tree): entering's header is written,
+ * leaving's links and maximum are still intact (they do not overlap entering's header), and no other
+ * free block lies between the two addresses, so entering takes leaving's position in address order.
+ * One descent to leaving, recording the path; entering takes over leaving's children and sinks below
+ * those of higher priority; then back up the path, entering rotating above each ancestor it
+ * outranks and the maxima repaired, until an ancestor neither rotates nor changes its maximum --
+ * nothing above it changes either, so most replacements stop a few levels above leaving. */
 static inline void ll_tree_replace(struct ll_tree *tree, struct ll_free *leaving, struct ll_free *entering)
 {
-    struct ll_free *L = ll_tree_left(tree, leaving), *R = ll_tree_right(tree, leaving);
+    struct ll_free **path[LL_TREE_PATH]; /* path[d]: the slot holding the link to the ancestor at depth d */
+    struct ll_free **slot = &tree->root, *t, *L, *R, *c;
+    unsigned d = 0;
+    uint64_t pe = ll_tree_priority(entering);
+    size_t was = leaving->hdr.prev_size, now;
 
-    ll_tree_set_link(tree, &tree->root,
-                     ll_tree_replace_below(tree, ll_tree_get_link(tree, &tree->root), leaving, entering,
-                                           ll_tree_priority(entering), L, R));
+    for (t = ll_tree_get_link(tree, slot); t != leaving; t = ll_tree_get_link(tree, slot)) {
+        if (heap_unlikely(t == NULL)) /* not in the tree: only if hardened validation was bypassed */
+            return;
+        if (heap_unlikely(d == LL_TREE_PATH)) {
+            ll_tree_remove(tree, leaving);
+            ll_tree_insert(tree, entering);
+            return;
+        }
+        path[d++] = slot;
+        slot = leaving < t ? &t->left : &t->right;
+    }
+    L = ll_tree_left(tree, leaving);
+    R = ll_tree_right(tree, leaving);
+    ll_tree_set_link(tree, &entering->left, L);
+    ll_tree_set_link(tree, &entering->right, R);
+    c = ll_tree_sink(tree, entering, pe, L, R);
+    ll_tree_set_link(tree, slot, c);
+    now = c->hdr.prev_size;
+    while (d > 0) {
+        struct ll_free **ps = path[--d];
+        size_t twas;
+
+        t = ll_tree_get_link(tree, ps);
+        twas = t->hdr.prev_size;
+        if (c == entering && pe > ll_tree_priority(t)) {
+            c = slot == &t->left ? ll_tree_rotate_right(tree, t, c) : ll_tree_rotate_left(tree, t, c);
+            ll_tree_set_link(tree, ps, c);
+        } else {
+            if (now == was)
+                return; /* t keeps its place and its maximum: so does everything above it */
+            ll_tree_child_max_changed(tree, t, was, now);
+            c = t;
+        }
+        was = twas;
+        now = c->hdr.prev_size;
+        slot = ps;
+    }
 }
 
 /* f (in the tree) grew in place: raises the maxima on the path from the root to f. */

@@ -638,8 +638,9 @@ static void test_ll_padding_reuse(void **state)
 }
 
 /* Quick lists (plain mode): a freed small block waits, still "in use" to its neighbours, flagged in its
- * header (bit 3 of the size word) and linked through its first body word; check() verifies both, and
- * an allocation that finds no fit flushes the lists into the tree first. */
+ * header (bit 3 of the size word) and doubly linked through its first two body words; check() verifies
+ * flag, links and the boundary tag it leaves in its successor, and an allocation that finds no fit
+ * flushes the lists into the tree first. */
 static void test_ll_quick_lists(void **state)
 {
     struct fixture *f = *state;
@@ -664,6 +665,15 @@ static void test_ll_quick_lists(void **state)
         assert_true(heap_check(f->h) > 0);
         memcpy(a, &link, sizeof(link));
         assert_int_equal(heap_check(f->h), 0);
+        memcpy(&link, a + sizeof(link), sizeof(link));
+        memcpy(a + sizeof(link), &(void *){big}, sizeof(link)); /* a broken back link */
+        assert_true(heap_check(f->h) > 0);
+        memcpy(a + sizeof(link), &link, sizeof(link));
+        hdr = (size_t *)(void *)big - 2; /* big's prev_size: the tag a left */
+        *hdr += 16;
+        assert_true(heap_check(f->h) > 0);
+        *hdr -= 16;
+        assert_int_equal(heap_check(f->h), 0);
         assert_ptr_equal(heap_alloc(f->h, 100), a); /* the list hands a back */
         heap_free(f->h, a);
     }
@@ -678,6 +688,76 @@ static void test_ll_quick_lists(void **state)
     assert_non_null(big);
     assert_int_equal(heap_check(f->h), 0);
     heap_free(f->h, big);
+}
+
+/* Counts the walk's entries and the bytes of the largest free one. */
+struct ll_walk_sum {
+    size_t n, largest_free;
+};
+
+static bool ll_walk_sum_fn(void *ctx, const struct heap_walk_entry *e)
+{
+    struct ll_walk_sum *w = ctx;
+
+    w->n++;
+    if (e->state == HEAP_WALK_FREE && e->size > w->largest_free)
+        w->largest_free = e->size;
+    return true;
+}
+
+/* Quick lists (plain mode): a listed block coalesces as soon as a neighbour goes to the tree, on
+ * either side (its successor finds it by the boundary tag it left); a block after a free block is not
+ * listed but merged; a carve's small remainder before a used block is listed. */
+static void test_ll_quick_coalesce(void **state)
+{
+    struct fixture *f = *state;
+    bool plain = !heap_hardening(); /* hardened: no quick lists, and the quarantine delays frees */
+    char *a, *b, *c, *d, *guard;
+    struct ll_walk_sum w = {0};
+    size_t word;
+
+    fixed_heap(f, 64 << 10);
+    a = heap_alloc(f->h, 100);
+    b = heap_alloc(f->h, 1000); /* too large for a list */
+    c = heap_alloc(f->h, 100);
+    d = heap_alloc(f->h, 100);
+    guard = heap_alloc(f->h, 100);
+    heap_free(f->h, a); /* listed */
+    heap_free(f->h, c); /* listed: its neighbours are in use */
+    assert_int_equal(heap_check(f->h), 0);
+    heap_free(f->h, b); /* into the tree, taking a (before it) and c (after it) along */
+    assert_int_equal(heap_check(f->h), 0);
+    heap_walk(f->h, ll_walk_sum_fn, &w);
+    if (plain) {
+        assert_true(w.largest_free >= (size_t)(d - a)); /* one free block from a to d */
+        assert_ptr_equal(heap_alloc(f->h, 1200), a);    /* only if a, b and c merged */
+        heap_free(f->h, a);
+    }
+    heap_free(f->h, guard); /* listed: in use before it */
+    heap_free(f->h, d);     /* a free block before it: not listed but merged, taking guard along */
+    assert_int_equal(heap_check(f->h), 0);
+    w = (struct ll_walk_sum){0};
+    heap_walk(f->h, ll_walk_sum_fn, &w);
+    if (plain)
+        assert_int_equal(w.n, 1); /* everything coalesced: one free block */
+
+    /* A carve's small remainder before a used block goes on its list, not into the tree. */
+    a = heap_alloc(f->h, 1000);
+    guard = heap_alloc(f->h, 100);
+    heap_free(f->h, a);
+    a = heap_alloc(f->h, 900); /* a block of 928 bytes out of 1024: a remainder of 96 */
+    assert_int_equal(heap_check(f->h), 0);
+    if (plain) {
+        memcpy(&word, a + heap_usable_size(f->h, a) + sizeof(size_t), sizeof(word)); /* its size word */
+        assert_int_equal(word, 96 | 8 | 1 | 2); /* listed (bit 3), in use (bit 0), after a used block */
+    }
+    b = heap_alloc(f->h, 70); /* a block of 96 bytes: the remainder, from its list */
+    if (plain)
+        assert_ptr_equal(b, a + heap_usable_size(f->h, a) + 16);
+    heap_free(f->h, a);
+    heap_free(f->h, b);
+    heap_free(f->h, guard);
+    assert_int_equal(heap_check(f->h), 0);
 }
 
 static void test_ll_resize_in_place(void **state)
@@ -1023,6 +1103,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST_FOR("linked_list", test_ll_padding_reuse),
     KHEAP_TEST_FOR("linked_list", test_ll_resize_in_place),
     KHEAP_TEST_FOR("linked_list", test_ll_quick_lists),
+    KHEAP_TEST_FOR("linked_list", test_ll_quick_coalesce),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_small_and_large),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_slabs_returned),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_large_cache),

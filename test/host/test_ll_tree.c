@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "kheap_host.h"
+#define LL_TREE_PATH 2 /* replacements deeper than two levels take the fallback (ll_tree.h) */
 #include "ll_tree.h"
 
 #define SLOTS  512

@@ -1225,6 +1225,71 @@ static void test_slab_header_flips(void **state)
         fprintf(stderr, "%zu cases, %zu without a report\n", cases, silent);
 }
 
+/* fixed_size_block: a slab's inuse count is not sealed (it changes on every operation; docs/hardening.md,
+ * "Cost"), so a count lowered through a dangling pointer must not make the slab go back to the fallback
+ * while an object in it is live: the slab's bitmap is checked first (slab_unmark). A freed large block's
+ * memory becomes two slabs of one class (neighbours on its partial list); all but two objects of the
+ * first are freed, its inuse is lowered from 2 to 1, one of the two is freed, and large and small
+ * allocations follow: reported, and nothing is handed out over the live object. */
+static void test_slab_inuse_lowered(void **state)
+{
+    enum { SMALL = 100, SLAB = 16384, INUSE = 32 /* offsetof(struct fsb_slab, inuse), little-endian */ };
+    static struct slab_live lv;
+    struct fixture *f = *state;
+    struct heap_env env = host_arena_env(&f->arena);
+    unsigned char *big, *slab = NULL;
+    size_t first = 0, left = 0;
+
+    if (strcmp(g_ops->name, "fixed_size_block") != 0)
+        return;
+    memset(f->arena.base, 0, INITIAL);
+    env.ctx = f;
+    env.report = capture;
+    env.quarantine_blocks = HEAP_QUARANTINE_OFF; /* frees reach the slabs at once */
+    f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+    assert_non_null(f->h);
+    f->n = 0;
+    lv.count = 0;
+    slab_live_add(f, &lv, heap_alloc(f->h, 10), 10);
+    big = heap_alloc(f->h, 80000);
+    assert_non_null(big);
+    slab_live_add(f, &lv, heap_alloc(f->h, 3000), 3000);
+    heap_free(f->h, big);
+    for (size_t i = 0; i < 200; i++) { /* the first slab fills up, the second is carved */
+        unsigned char *o = heap_alloc(f->h, SMALL);
+        if (i == 0) {
+            first = lv.count;
+            slab = (unsigned char *)((uintptr_t)o & ~(uintptr_t)(SLAB - 1));
+            assert_true(slab >= big && slab + SLAB <= big + 80000);
+        }
+        slab_live_add(f, &lv, o, SMALL);
+    }
+    for (size_t i = lv.count; i-- > first;) {
+        if ((unsigned char *)((uintptr_t)lv.p[i] & ~(uintptr_t)(SLAB - 1)) != slab)
+            continue;
+        if (left < 2)
+            left++;
+        else
+            slab_live_free(f, &lv, i);
+    }
+    assert_int_equal(f->n, 0);
+    assert_int_equal(big[slab - big + INUSE], 2);
+    big[slab - big + INUSE] = 1; /* the write through the dangling pointer */
+    for (size_t i = first; i < lv.count; i++)
+        if ((unsigned char *)((uintptr_t)lv.p[i] & ~(uintptr_t)(SLAB - 1)) == slab) {
+            slab_live_free(f, &lv, i); /* its slab now counts 0 objects: one is still live */
+            break;
+        }
+    assert_int_not_equal(f->n, 0);
+    for (size_t i = 0; i < 8; i++)
+        slab_live_add(f, &lv, heap_alloc(f->h, 12000), 12000);
+    for (size_t i = 0; i < 300; i++)
+        slab_live_add(f, &lv, heap_alloc(f->h, SMALL), SMALL);
+    (void)heap_check(f->h);
+    while (lv.count > 0)
+        slab_live_free(f, &lv, lv.count - 1);
+}
+
 static const struct kheap_test tests[] = {
     KHEAP_TEST(test_names),
     KHEAP_TEST(test_double_free),
@@ -1256,6 +1321,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST(test_block_info),
     KHEAP_TEST(test_metadata_flips),
     KHEAP_TEST(test_slab_header_flips),
+    KHEAP_TEST(test_slab_inuse_lowered),
 };
 
 int main(int argc, char **argv)

@@ -563,6 +563,25 @@ static void slab_mark(const struct fsb *f, struct fsb_slab *s)
     __builtin_memset(s->hard->allocated, 0, sizeof(s->hard->allocated));
 }
 
+/* slab_unmark(): empty slab s is about to be poisoned over its first span, which overwrites the free
+ * objects there: each one's poison (after its link) is verified first, so a write into it -- while it
+ * was quarantined (only its first HEAP_HARD_KEEP bytes are verified when it leaves) or since -- is
+ * reported (a use-after-free write, with the object's free site) and not wiped unseen. */
+static void slab_verify_first_span(const struct fsb *f, const struct fsb_slab *s)
+{
+    uintptr_t base = (uintptr_t)s, size = s->size;
+
+    for (uintptr_t off = FSB_SLAB_HDR; off < HEAP_POISON_SPAN && base + off < s->carve; off += size) {
+        size_t to = off + size < HEAP_POISON_SPAN ? size : HEAP_POISON_SPAN - off;
+        if ((off & (FSB_PAGE_SIZE - 1)) == 0 || to <= HEAP_HARD_LINK)
+            continue;
+        size_t bad = heap_hard_find_unpoisoned((const void *)(base + off), HEAP_HARD_LINK, to);
+        if (bad != to)
+            heap_hard_report(&f->common, HEAP_ERR_USE_AFTER_FREE, (const void *)(base + off), 0, bad, NULL,
+                             obj_free_site((const void *)(base + off)));
+    }
+}
+
 /* fsb_free_slow(): empty slab s is about to go back to the fallback. Returns false if an object of s
  * is still allocated by its bitmap (inuse, not sealed, was damaged) or the fallback around s is damaged
  * (reported; s stays out of both for good); else poisons s's first span (the front end's rule for
@@ -579,6 +598,7 @@ static bool slab_unmark(struct fsb *f, struct fsb_slab *s)
         report(f, HEAP_ERR_CORRUPT_METADATA, s);
         return false;
     }
+    slab_verify_first_span(f, s);
     if (heap_linked_list_ops.validate(f->fallback, s, &usable, &site) != HEAP_BLOCK_OK) {
         report(f, HEAP_ERR_CORRUPT_METADATA, s);
         return false;

@@ -86,12 +86,19 @@
  * trailer sit at the end of each object, inside its class size). The slab header grows to 192 bytes:
  * a magic word (secret ^ slab ^ FSB_MAGIC) that proves a 16 KiB-aligned address really is a live
  * slab, a bitmap with one "allocated" bit per 16-byte granule (an object's bit is its first
- * granule's, a shift away), and a seal: a keyed checksum over the header's fields (free-list head,
- * carve pointer, counts, class and size, full flag, list links) at the slab's address, checked before
- * any of them is used -- by validate() before a free, by the allocation fast path, before every list
- * move (which also checks the neighbours it writes into: a safe unlink), by check() and walk() before
- * a slab's link is followed -- and renewed after every change. So a header written over through a
- * dangling pointer (a freed large block whose memory became a slab) is reported and never followed:
+ * granule's, a shift away), and a seal: a keyed checksum over the header's cold fields (carve
+ * pointer, capacity, class and size, full flag, list links) at the slab's address, which only the slow
+ * paths change: checked before they use any of them -- before an object is taken on the slow path,
+ * before a free on the slow path, before every list move (which also checks the neighbours it writes
+ * into: a safe unlink), by check() and walk() before a slab's link is followed -- and renewed after
+ * they changed them. The hot fields, the free-list head and inuse, change on every fast-path operation
+ * and are checked structurally instead, where they could do harm: the head before it is followed (in
+ * the carved part, on an object boundary, bit clear: slab_head_ok), inuse by a carve that must stay
+ * inside the slab and, before a slab goes back to the fallback, by its bitmap (no object allocated);
+ * validate() checks that class and size agree and the object ends inside the slab. A changed head that
+ * still passes can only lose the free objects before it (a leak check() reports), a changed inuse only
+ * keep a slab or refuse it; the fast paths never rehash the header. So a header written over through
+ * a dangling pointer (a freed large block whose memory became a slab) is reported and never followed:
  * no next object outside the slab, no unchecked unlink, no count that frees a live slab. check()
  * reports every broken invariant it finds (kind and slab or object). validate() checks the fallback region
  * (the last one found is cached), magic, object boundary (a divisibility test: one multiply) and the bit, so
@@ -100,9 +107,10 @@
  * link is validated before it is followed (inside the slab, on an object boundary, below the carve
  * pointer, bit clear), and the rest of the object is verified to still hold the poison the front end
  * put there. A slab going back to the fallback is poisoned over its first span, which also destroys
- * its magic. Large blocks are the fallback's, whose own checks apply (it reports through this heap);
- * check() skips the canary test for slabs and cached blocks. A cached large block is free:
- * validate() finds it in the cache (by its page count, read from the fallback's header once the
+ * its magic; the free objects in that span are verified first (a write into one that left the
+ * quarantine is reported, not wiped). Large blocks are the fallback's, whose own checks apply (it reports
+ * through this heap); check() skips the canary test for slabs and cached blocks. A cached large block is
+ * free: validate() finds it in the cache (by its page count, read from the fallback's header once the
  * fallback has vouched for it) and reports a double free with the site of the first free; the free
  * poison the front end wrote over its first HEAP_POISON_SPAN bytes is verified when it is handed out
  * again, when it is flushed to the fallback and by check() (no links are kept in it, so the whole
@@ -563,20 +571,20 @@ static void slab_mark(const struct fsb *f, struct fsb_slab *s)
     __builtin_memset(s->hard->allocated, 0, sizeof(s->hard->allocated));
 }
 
-/* slab_unmark(): empty slab s is about to be poisoned over its first span, which overwrites the free
- * objects there: each one's poison (after its link) is verified first, so a write into it -- while it
- * was quarantined (only its first HEAP_HARD_KEEP bytes are verified when it leaves) or since -- is
- * reported (a use-after-free write, with the object's free site) and not wiped unseen. */
-static void slab_verify_first_span(const struct fsb *f, const struct fsb_slab *s)
+/* slab_unmark(): empty slab s is about to go back to the fallback, which neither knows nor verifies
+ * the poison of its free objects (and its first span is poisoned over them): each carved object's
+ * poison (after its link) is verified first, so a write into it -- while it was quarantined (only its
+ * first HEAP_HARD_KEEP bytes are verified when it leaves: hard_reuse_verified) or since -- is reported
+ * (a use-after-free write, with the object's free site), not lost. */
+static void slab_verify_objects(const struct fsb *f, const struct fsb_slab *s)
 {
     uintptr_t base = (uintptr_t)s, size = s->size;
 
-    for (uintptr_t off = FSB_SLAB_HDR; off < HEAP_POISON_SPAN && base + off < s->carve; off += size) {
-        size_t to = off + size < HEAP_POISON_SPAN ? size : HEAP_POISON_SPAN - off;
-        if ((off & (FSB_PAGE_SIZE - 1)) == 0 || to <= HEAP_HARD_LINK)
+    for (uintptr_t off = FSB_SLAB_HDR; base + off < s->carve; off += size) {
+        if ((off & (FSB_PAGE_SIZE - 1)) == 0)
             continue;
-        size_t bad = heap_hard_find_unpoisoned((const void *)(base + off), HEAP_HARD_LINK, to);
-        if (bad != to)
+        size_t bad = heap_hard_find_unpoisoned((const void *)(base + off), HEAP_HARD_LINK, size);
+        if (bad != size)
             heap_hard_report(&f->common, HEAP_ERR_USE_AFTER_FREE, (const void *)(base + off), 0, bad, NULL,
                              obj_free_site((const void *)(base + off)));
     }
@@ -598,7 +606,7 @@ static bool slab_unmark(struct fsb *f, struct fsb_slab *s)
         report(f, HEAP_ERR_CORRUPT_METADATA, s);
         return false;
     }
-    slab_verify_first_span(f, s);
+    slab_verify_objects(f, s);
     if (heap_linked_list_ops.validate(f->fallback, s, &usable, &site) != HEAP_BLOCK_OK) {
         report(f, HEAP_ERR_CORRUPT_METADATA, s);
         return false;
@@ -1372,6 +1380,8 @@ const struct heap_ops heap_fixed_size_block_ops = {
     .name = "fixed_size_block",
     /* A new slab needs 16 KiB at 16 KiB alignment; a large block up to a page of alignment. */
     .grow_overhead = 2 * FSB_SLAB_SIZE + 256,
+    /* Small objects: verified after their link on reuse, in check() and before their slab goes back. */
+    .hard_reuse_verified = FSB_MAX_SMALL,
     .init = fsb_init,
     .alloc = fsb_alloc,
     .free = fsb_free,

@@ -45,12 +45,11 @@ struct heap_hard_block {
 #define HEAP_HARD_TAIL      (HEAP_HARD_REDZONE + HEAP_HARD_TRAILER)
 #define HEAP_HARD_CANARY    ((size_t)16) /* at most this many canary bytes (two words) follow req */
 #define HEAP_HARD_LINK      ((size_t)16) /* bytes a free block may keep for backend links */
-/* What a block's free may overwrite: a backend that is no arena writes at most the first
- * HEAP_HARD_KEEP bytes of a freed block's first span (fixed_size_block its link and free site,
- * linked_list its tree links and watermark) and leaves the rest as the front end poisoned it,
- * verifying it before it hands the memory out again and in check(). So a block leaving the
- * quarantine has only those bytes and its mark verified there (heap_quarantine.c); an arena
- * backend (bump) poisons a rolled-back block anew, so there the whole span is verified. */
+/* What a backend's free() may overwrite of a block of at most heap_ops.hard_reuse_verified usable
+ * bytes (fixed_size_block's small objects: its link and free site): the rest of the first span stays
+ * as the front end poisoned it and the backend verifies it before the memory is handed out again or
+ * overwritten, and in check(). So such a block leaving the quarantine has only these bytes and its
+ * mark verified there (heap_quarantine.c); every other block, its whole span. */
 #define HEAP_HARD_KEEP      ((size_t)32)
 
 _Static_assert(HEAP_POISON_SPAN % 16 == 0 && HEAP_POISON_SPAN >= 2 * HEAP_HARD_LINK, "poison span");

@@ -101,10 +101,11 @@ static void q_leave(struct heap *h)
     if (heap_unlikely(!q_vouched(h, &e)))
         return;
     k = heap_hard_block_key(h, (const void *)e.p);
-    /* Only what the backend's free overwrites (HEAP_HARD_KEEP, heap_hard.h): the rest of the span is
-     * verified when the backend reuses the memory and by check(), as for a block freed without a
-     * quarantine. An arena backend poisons it anew: all of it, here. */
-    off = q_damage(k, e.p, e.bu, h->ops->arena ? HEAP_POISON_SPAN : HEAP_HARD_KEEP);
+    /* A block the backend keeps verified (heap_ops.hard_reuse_verified): only what its free overwrites
+     * (HEAP_HARD_KEEP, heap_hard.h), the rest is verified when the backend reuses the memory, before
+     * anything overwrites it and by check(), as for a block freed without a quarantine. Any other
+     * block: all of its span, here. */
+    off = q_damage(k, e.p, e.bu, e.bu <= h->ops->hard_reuse_verified ? HEAP_HARD_KEEP : HEAP_POISON_SPAN);
     if (heap_unlikely(off != e.bu)) {
         q_reject(h, k, e.p, e.bu, off);
         return;

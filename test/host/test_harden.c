@@ -1280,8 +1280,8 @@ static void test_slab_inuse_lowered(void **state)
             break;
         }
     assert_int_not_equal(f->n, 0);
-    for (size_t i = 0; i < 8; i++)
-        slab_live_add(f, &lv, heap_alloc(f->h, 12000), 12000);
+    for (size_t i = 0; i < 40; i++) /* page-sized blocks fill the fallback's free memory, lowest first */
+        slab_live_add(f, &lv, heap_alloc(f->h, 4000), 4000);
     for (size_t i = 0; i < 300; i++)
         slab_live_add(f, &lv, heap_alloc(f->h, SMALL), SMALL);
     (void)heap_check(f->h);

@@ -92,12 +92,19 @@
  * trailer sit at the end of each object, inside its class size). The slab header grows to 192 bytes:
  * a magic word (secret ^ slab ^ FSB_MAGIC) that proves a 16 KiB-aligned address really is a live
  * slab, a bitmap with one "allocated" bit per 16-byte granule (an object's bit is its first
- * granule's, a shift away), and a seal: a keyed checksum over the header's fields (free-list head,
- * carve pointer, counts, class and size, full flag, list links) at the slab's address, checked before
- * any of them is used -- by validate() before a free, by the allocation fast path, before every list
- * move (which also checks the neighbours it writes into: a safe unlink), by check() and walk() before
- * a slab's link is followed -- and renewed after every change. So a header written over through a
- * dangling pointer (a freed large block whose memory became a slab) is reported and never followed:
+ * granule's, a shift away), and a seal: a keyed checksum over the header's cold fields (carve
+ * pointer, capacity, class and size, full flag, list links) at the slab's address, which only the slow
+ * paths change: checked before they use any of them -- before an object is taken on the slow path,
+ * before a free on the slow path, before every list move (which also checks the neighbours it writes
+ * into: a safe unlink), by check() and walk() before a slab's link is followed -- and renewed after
+ * they changed them. The hot fields, the free-list head and inuse, change on every fast-path operation
+ * and are checked structurally instead, where they could do harm: the head before it is followed (in
+ * the carved part, on an object boundary, bit clear: slab_head_ok), inuse by a carve that must stay
+ * inside the slab and, before a slab goes back to the fallback, by its bitmap (no object allocated);
+ * validate() checks that class and size agree and the object ends inside the slab. A changed head that
+ * still passes can only lose the free objects before it (a leak check() reports), a changed inuse only
+ * keep a slab or refuse it; the fast paths never rehash the header. So a header written over through
+ * a dangling pointer (a freed large block whose memory became a slab) is reported and never followed:
  * no next object outside the slab, no unchecked unlink, no count that frees a live slab. check()
  * reports every broken invariant it finds (kind and slab or object). validate() checks the fallback region
  * (the last one found is cached), magic, object boundary (a divisibility test: one multiply) and the bit, so
@@ -106,9 +113,10 @@
  * link is validated before it is followed (inside the slab, on an object boundary, below the carve
  * pointer, bit clear), and the rest of the object is verified to still hold the poison the front end
  * put there. A slab going back to the fallback is poisoned over its first span, which also destroys
- * its magic. Large blocks are the fallback's, whose own checks apply (it reports through this heap);
- * check() skips the canary test for slabs and cached blocks. A cached large block is free:
- * validate() finds it in the cache (by its page count, read from the fallback's header once the
+ * its magic; the free objects in that span are verified first (a write into one that left the
+ * quarantine is reported, not wiped). Large blocks are the fallback's, whose own checks apply (it reports
+ * through this heap); check() skips the canary test for slabs and cached blocks. A cached large block is
+ * free: validate() finds it in the cache (by its page count, read from the fallback's header once the
  * fallback has vouched for it) and reports a double free with the site of the first free; the free
  * poison the front end wrote over its first HEAP_POISON_SPAN bytes is verified when it is handed out
  * again, when it is flushed to the fallback and by check() (no links are kept in it, so the whole
@@ -292,29 +300,32 @@ static inline uint64_t seal_mix(uint64_t x, uint64_t w)
     return x ^ (x >> 31);
 }
 
-/* The keyed checksum of slab s's header at s's address: every field the allocator follows or trusts
- * -- the free-list head, the carve pointer, the counts, the class (and its size), the full flag and
- * the list links. A copy of another slab's header does not pass either (the key covers the address). */
+/* The keyed checksum of slab s's cold fields at s's address: the ones only the slow paths change --
+ * the carve pointer, the capacity, the class (and its size), the full flag and the list links. A copy
+ * of another slab's header does not pass either (the key covers the address). The hot fields, the
+ * free-list head and inuse, change on every fast-path operation and are not sealed: they are checked
+ * structurally where they could do harm (slab_head_ok, slab_take_ok, slab_unmark; docs/hardening.md,
+ * "Cost"), which costs a fraction of re-hashing the header twice per operation. */
 static inline uint64_t slab_seal(const struct fsb *f, const struct fsb_slab *s)
 {
     uint64_t x = heap_hard_key(f->common.hard.secret, (uintptr_t)s);
 
-    x = seal_mix(x, (uintptr_t)s->free);
     x = seal_mix(x, s->carve);
-    x = seal_mix(x, (uint64_t)s->inuse | (uint64_t)s->capacity << 32);
-    x = seal_mix(x, (uint64_t)s->cls | (uint64_t)s->size << 16 | (uint64_t)s->full << 32);
+    x = seal_mix(x, (uint64_t)s->capacity | (uint64_t)s->full << 32);
+    x = seal_mix(x, (uint64_t)s->cls | (uint64_t)s->size << 16);
     x = seal_mix(x, (uintptr_t)s->next);
     return seal_mix(x, (uintptr_t)s->prev);
 }
 
-/* True if slab s's header carries the seal of its fields: checked before any of them is used. */
-static inline __attribute__((always_inline)) bool slab_sealed(const struct fsb *f, const struct fsb_slab *s)
+/* True if slab s's header carries the seal of its cold fields: checked before the slow paths, check()
+ * and walk() use any of them. */
+static inline bool slab_sealed(const struct fsb *f, const struct fsb_slab *s)
 {
     return s->hard->seal == slab_seal(f, s);
 }
 
-/* Seals slab s's header: called after every change of its fields. */
-static inline __attribute__((always_inline)) void slab_reseal(const struct fsb *f, struct fsb_slab *s)
+/* Seals slab s's cold fields: called by the slow paths after they changed (or may have changed) them. */
+static inline void slab_reseal(const struct fsb *f, struct fsb_slab *s)
 {
     s->hard->seal = slab_seal(f, s);
 }
@@ -409,24 +420,47 @@ static bool slab_push_ok(struct fsb *f, const struct fsb_list *l)
     return false;
 }
 
+static inline bool free_link_ok(const struct fsb *f, const struct fsb_slab *s, uintptr_t next);
+
+/* True if carving one more object of class cls from s (free list empty) stays inside the slab: a
+ * damaged inuse (not sealed) can then never carve past its end. */
+static bool carve_ok(const struct fsb_slab *s, unsigned cls)
+{
+    uintptr_t c = s->carve;
+
+    if (s->free != NULL)
+        return true;
+    if ((c & (FSB_PAGE_SIZE - 1)) == 0)
+        c += class_size[cls];
+    return c >= (uintptr_t)s + FSB_SLAB_HDR && c + class_size[cls] <= (uintptr_t)s + FSB_SLAB_USABLE;
+}
+
 /* fsb_alloc_slow(), before slab_take() of head slab s of class cls's partial list: true if s's header
  * is sealed and consistent (a class cls slab with room) and, if the object taken fills it, its move
  * to the full list is safe; else reports and fails the allocation (nothing changed). */
 static bool slab_take_ok(struct fsb *f, unsigned cls, const struct fsb_slab *s)
 {
-    if (!slab_sealed(f, s) || s->cls != cls || s->inuse >= s->capacity || s->full) {
+    if (!slab_sealed(f, s) || s->cls != cls || s->inuse >= s->capacity || s->full || !carve_ok(s, cls)) {
         report_and_abort(f, HEAP_ERR_CORRUPT_METADATA, s);
+        return false;
+    }
+    if (!free_link_ok(f, s, (uintptr_t)s->free)) {
+        report_and_abort(f, HEAP_ERR_CORRUPT_FREELIST, s);
         return false;
     }
     return s->inuse + 1 < s->capacity ||
            (slab_unlink_ok(f, &f->partial[cls], s) && slab_push_ok(f, &f->full[cls]));
 }
 
-/* fsb_free_slow(), before the free of an object of slab s (class cls; validate() checked s's seal)
- * moves s between lists or out of them: true if every such move is safe; else reports (the object is
- * then never freed: a leak of one object, nothing changed). */
+/* fsb_free_slow(), before the free of an object of slab s (class cls; validate() checked its
+ * structure) changes s: true if s's cold fields are sealed and every list move is safe; else reports
+ * (the object is then never freed: a leak of one object, nothing changed). */
 static bool slab_free_ok(struct fsb *f, unsigned cls, const struct fsb_slab *s)
 {
+    if (!slab_sealed(f, s)) {
+        report(f, HEAP_ERR_CORRUPT_METADATA, s);
+        return false;
+    }
     if (s->full)
         return slab_unlink_ok(f, &f->full[cls], s) && slab_push_ok(f, &f->partial[cls]);
     if (s->inuse == 1 && (s->prev != NULL || s->next != NULL))
@@ -483,6 +517,16 @@ static inline __attribute__((always_inline)) bool free_link_ok(const struct fsb 
     return i >= 0 && !bit_get(s, i);
 }
 
+/* fsb_alloc's fast path, before it follows the free-list head of the head slab s of a class: true if
+ * the head is NULL or a free object of s (in its carved part, on an object boundary, bit clear) and
+ * s's class a real one. The head is not sealed (it changes on every operation): this structural test
+ * is what keeps a damaged one from being followed; a head moved onto another free object of s loses
+ * the objects before it (a leak, which check() reports), never hands out a used one. */
+static inline __attribute__((always_inline)) bool slab_head_ok(const struct fsb *f, const struct fsb_slab *s)
+{
+    return s->cls < FSB_NCLASSES && free_link_ok(f, s, (uintptr_t)s->free);
+}
+
 /* Object obj of slab s is handed out or freed: flips its allocated bit. */
 static inline void obj_flip_allocated(struct fsb_slab *s, const void *obj)
 {
@@ -533,14 +577,42 @@ static void slab_mark(const struct fsb *f, struct fsb_slab *s)
     __builtin_memset(s->hard->allocated, 0, sizeof(s->hard->allocated));
 }
 
-/* fsb_free_slow(): empty slab s is about to go back to the fallback. Returns false if the fallback
- * around s is damaged (reported; s stays out of both for good); else poisons s's first span (the
- * front end's rule for freed memory), which also destroys its magic. */
+/* slab_unmark(): empty slab s is about to go back to the fallback, which neither knows nor verifies
+ * the poison of its free objects (and its first span is poisoned over them): each carved object's
+ * poison (after its link) is verified first, so a write into it -- while it was quarantined (only its
+ * first HEAP_HARD_KEEP bytes are verified when it leaves: hard_reuse_verified) or since -- is reported
+ * (a use-after-free write, with the object's free site), not lost. */
+static void slab_verify_objects(const struct fsb *f, const struct fsb_slab *s)
+{
+    uintptr_t base = (uintptr_t)s, size = s->size;
+
+    for (uintptr_t off = FSB_SLAB_HDR; base + off < s->carve; off += size) {
+        if ((off & (FSB_PAGE_SIZE - 1)) == 0)
+            continue;
+        size_t bad = heap_hard_find_unpoisoned((const void *)(base + off), HEAP_HARD_LINK, size);
+        if (bad != size)
+            heap_hard_report(&f->common, HEAP_ERR_USE_AFTER_FREE, (const void *)(base + off), 0, bad, NULL,
+                             obj_free_site((const void *)(base + off)));
+    }
+}
+
+/* fsb_free_slow(): empty slab s is about to go back to the fallback. Returns false if an object of s
+ * is still allocated by its bitmap (inuse, not sealed, was damaged) or the fallback around s is damaged
+ * (reported; s stays out of both for good); else poisons s's first span (the front end's rule for
+ * freed memory), which also destroys its magic. */
 static bool slab_unmark(struct fsb *f, struct fsb_slab *s)
 {
     size_t usable;
     const void *site;
+    uint64_t live = 0;
 
+    for (size_t i = 0; i < FSB_MAX_OBJECTS / 64; i++)
+        live |= s->hard->allocated[i];
+    if (live != 0) {
+        report(f, HEAP_ERR_CORRUPT_METADATA, s);
+        return false;
+    }
+    slab_verify_objects(f, s);
     if (heap_linked_list_ops.validate(f->fallback, s, &usable, &site) != HEAP_BLOCK_OK) {
         report(f, HEAP_ERR_CORRUPT_METADATA, s);
         return false;
@@ -623,11 +695,14 @@ static inline enum heap_error validate_small(struct fsb *f, const void *ptr, con
 
     if (s->hard->magic != slab_magic(f, s))
         return HEAP_ERR_INVALID_FREE;
-    if (heap_unlikely(!slab_sealed(f, s) || s->cls >= FSB_NCLASSES))
+    /* The class and its size are structurally consistent (one byte changed cannot make them so); the
+     * seal of the cold fields is left to the paths that change them (slab_free_ok). */
+    if (heap_unlikely(s->cls >= FSB_NCLASSES || s->size != class_size[s->cls]))
         return HEAP_ERR_CORRUPT_METADATA; /* a slab whose header was changed: trust none of it */
     *free_site = NULL;
     i = obj_index(f, s->cls, a - (uintptr_t)s);
-    if (i < 0 || a >= s->carve)
+    /* The object must also end inside the slab: the front end reads its trailer. */
+    if (i < 0 || a >= s->carve || a + class_size[s->cls] > (uintptr_t)s + FSB_SLAB_USABLE)
         return HEAP_ERR_INVALID_FREE;
     if (!bit_get(s, i)) {
         *free_site = obj_free_site(ptr);
@@ -712,6 +787,13 @@ static inline void slab_reseal(const struct fsb *f, struct fsb_slab *s)
 {
     (void)f;
     (void)s;
+}
+
+static inline bool slab_head_ok(const struct fsb *f, const struct fsb_slab *s)
+{
+    (void)f;
+    (void)s;
+    return true;
 }
 
 static inline bool slab_take_ok(struct fsb *f, unsigned cls, const struct fsb_slab *s)
@@ -996,7 +1078,7 @@ static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable
         struct fsb_slab *s = f->partial[cls].head;
         void *obj;
 
-        if (heap_likely(s != NULL && slab_sealed(f, s) && (obj = s->free) != NULL &&
+        if (heap_likely(s != NULL && slab_head_ok(f, s) && (obj = s->free) != NULL &&
                         s->inuse + 1 < s->capacity)) {
             uintptr_t next = obj_next(f, obj);
 
@@ -1004,7 +1086,6 @@ static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable
                 s->free = (void *)next;
                 obj_flip_allocated(s, obj);
                 s->inuse++;
-                slab_reseal(f, s);
                 *usable = class_size[cls];
                 return obj;
             }
@@ -1083,8 +1164,7 @@ static inline __attribute__((always_inline)) bool slab_put_fast(struct fsb *f, v
     obj_set_free(f, ptr, s->free);
     obj_flip_allocated(s, ptr);
     s->free = ptr;
-    s->inuse--;
-    slab_reseal(f, s);
+    s->inuse--; /* the hot fields are not sealed (slab_seal) */
     return true;
 }
 
@@ -1380,6 +1460,8 @@ const struct heap_ops heap_fixed_size_block_ops = {
     .name = "fixed_size_block",
     /* A new slab needs 16 KiB at 16 KiB alignment; a large block up to a page of alignment. */
     .grow_overhead = 2 * FSB_SLAB_SIZE + 256,
+    /* Small objects: verified after their link on reuse, in check() and before their slab goes back. */
+    .hard_reuse_verified = FSB_MAX_SMALL,
     .init = fsb_init,
     .alloc = fsb_alloc,
     .free = fsb_free,

@@ -30,6 +30,12 @@ struct heap_ops {
      * block or when every block is free (reset); other backends reuse any freed block. Tests and
      * benchmarks adapt to this property, never to a backend's name. */
     bool arena;
+    /* Hardened mode: freed blocks of usable size up to this many bytes keep all of their first span
+     * verified by the backend until it hands the memory out again (on reuse, in check(), and before
+     * anything overwrites it), except the first HEAP_HARD_KEEP bytes its free() overwrites: the
+     * quarantine verifies only those (and its mark) when such a block leaves (heap_hard.h). 0: none
+     * (the quarantine verifies the whole span of every leaving block). */
+    size_t hard_reuse_verified;
     /* Places the instance at the start of mem and manages the rest. NULL if size is too small, in which
      * case nothing in mem was written. secret: the heap's secret (hardened mode; 0 and unused in
      * plain mode), needed before the common part is filled in because init() builds free lists. */

@@ -73,11 +73,16 @@ size_t heap_hard_find_unpoisoned(const void *p, size_t from, size_t to)
     const unsigned char *b = p;
     size_t i = from;
 
-    /* Two words per step with one branch; the byte-exact offset is located only on a mismatch. */
-    for (; i + 16 <= to; i += 16)
+    /* Four words per step with one branch, then single words; the byte-exact offset is located only
+     * on a mismatch (or in the last few bytes). */
+    for (; i + 32 <= to; i += 32)
         if (heap_unlikely(((heap_hard_load64(b + i) ^ HEAP_POISON_FREE64) |
-                           (heap_hard_load64(b + i + 8) ^ HEAP_POISON_FREE64)) != 0))
+                           (heap_hard_load64(b + i + 8) ^ HEAP_POISON_FREE64) |
+                           (heap_hard_load64(b + i + 16) ^ HEAP_POISON_FREE64) |
+                           (heap_hard_load64(b + i + 24) ^ HEAP_POISON_FREE64)) != 0))
             break;
+    for (; i + 8 <= to && heap_hard_load64(b + i) == HEAP_POISON_FREE64; i += 8)
+        ;
     for (; i < to; i++)
         if (b[i] != HEAP_POISON_FREE)
             return i;

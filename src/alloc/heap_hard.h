@@ -45,6 +45,12 @@ struct heap_hard_block {
 #define HEAP_HARD_TAIL      (HEAP_HARD_REDZONE + HEAP_HARD_TRAILER)
 #define HEAP_HARD_CANARY    ((size_t)16) /* at most this many canary bytes (two words) follow req */
 #define HEAP_HARD_LINK      ((size_t)16) /* bytes a free block may keep for backend links */
+/* What a backend's free() may overwrite of a block of at most heap_ops.hard_reuse_verified usable
+ * bytes (fixed_size_block's small objects: its link and free site): the rest of the first span stays
+ * as the front end poisoned it and the backend verifies it before the memory is handed out again or
+ * overwritten, and in check(). So such a block leaving the quarantine has only these bytes and its
+ * mark verified there (heap_quarantine.c); every other block, its whole span. */
+#define HEAP_HARD_KEEP      ((size_t)32)
 
 _Static_assert(HEAP_POISON_SPAN % 16 == 0 && HEAP_POISON_SPAN >= 2 * HEAP_HARD_LINK, "poison span");
 _Static_assert(HEAP_POISON_FREE != HEAP_POISON_ALLOC && HEAP_POISON_ALLOC != 0, "distinct patterns");

@@ -44,12 +44,13 @@ static inline bool q_poisoned(uintptr_t p, size_t to)
 }
 
 /* Offset of the first damaged byte of quarantined block p (key k, usable bu) -- its poison over the
- * first span up to the mark, then the mark's size word -- or bu if it is intact. The poison is
- * compared two words per step inline: workload-sized blocks are a few steps. */
-static inline size_t q_damage(uint64_t k, uintptr_t p, size_t bu)
+ * first span up to the mark, or over its first `keep` bytes of it, then the mark's size word -- or bu
+ * if it is intact. The poison is compared four words per step inline: workload-sized blocks are a few
+ * steps. */
+static inline size_t q_damage(uint64_t k, uintptr_t p, size_t bu, size_t keep)
 {
     size_t mark = bu - HEAP_HARD_TRAILER;
-    size_t to = mark < HEAP_POISON_SPAN ? mark : HEAP_POISON_SPAN;
+    size_t to = mark < keep ? mark : keep;
 
     if (heap_likely(q_poisoned(p, to) && q_marked(k, p, bu)))
         return bu;
@@ -100,7 +101,11 @@ static void q_leave(struct heap *h)
     if (heap_unlikely(!q_vouched(h, &e)))
         return;
     k = heap_hard_block_key(h, (const void *)e.p);
-    off = q_damage(k, e.p, e.bu);
+    /* A block the backend keeps verified (heap_ops.hard_reuse_verified): only what its free overwrites
+     * (HEAP_HARD_KEEP, heap_hard.h), the rest is verified when the backend reuses the memory, before
+     * anything overwrites it and by check(), as for a block freed without a quarantine. Any other
+     * block: all of its span, here. */
+    off = q_damage(k, e.p, e.bu, e.bu <= h->ops->hard_reuse_verified ? HEAP_HARD_KEEP : HEAP_POISON_SPAN);
     if (heap_unlikely(off != e.bu)) {
         q_reject(h, k, e.p, e.bu, off);
         return;
@@ -209,7 +214,7 @@ size_t heap_quarantine_check(struct heap *h)
             continue;
         }
         k = heap_hard_block_key(h, (const void *)e->p);
-        off = q_damage(k, e->p, e->bu);
+        off = q_damage(k, e->p, e->bu, HEAP_POISON_SPAN);
         if (off != e->bu) {
             q_reject(h, k, e->p, e->bu, off); /* reported once: the entry is emptied */
             e->p = 0;

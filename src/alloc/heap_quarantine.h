@@ -19,9 +19,12 @@
  * realloc or usable_size of a quarantined block therefore fails the live-trailer test, and
  * heap_hard_accept()'s cold path recognises the mark: a double free, reported with the first free's
  * site. When the ring is full or its bytes would exceed the limit, the oldest block leaves: its mark
- * and its poison (the first span, up to the mark) are verified once, the mark is poisoned again (when
- * the span covers it) and the block is freed to the backend, which verifies the poison once more when
- * it reuses the memory, as without a quarantine. The backend is not asked about the block again on
+ * and its poison (the first span, up to the mark) are verified, the mark is poisoned again (when the
+ * span covers it) and the block is freed to the backend, which verifies the poison once more when it
+ * reuses the memory, as without a quarantine. A block the backend keeps verified until then
+ * (heap_ops.hard_reuse_verified: fixed_size_block's small objects) has only the bytes the backend's
+ * free overwrites (HEAP_HARD_KEEP) verified here: each of its poisoned bytes is verified once on its
+ * way back to a user, not twice. The backend is not asked about the block again on
  * leave: its free() locates it anyway. A block whose mark or poison was written to is reported (a
  * use-after-free write, naming the first damaged byte) and never freed: it is retired
  * (heap_hard_retire(): a consistent used block no user holds, a leak of one block, never an overlap).
@@ -34,8 +37,8 @@
  * as without it.
  *
  * Cost: per free, one keyed hash and two stores (the mark) plus a ring store; per leave, one ring
- * load, the mark and poison compared, two stores. Memory: the ring (16 bytes per entry, 4 KiB at the
- * default) and up to quarantine_bytes of freed blocks not yet reused. Limits come from
+ * load, validate(), the mark and 32 bytes of poison compared, two stores. Memory: the ring (16 bytes per
+ * entry, 4 KiB at the default) and up to quarantine_bytes of freed blocks not yet reused. Limits come from
  * heap_env.quarantine_bytes / quarantine_blocks (0: the defaults below; HEAP_QUARANTINE_OFF in
  * either: no quarantine and no ring). An arena backend (bump) has none unless env sets a limit (see
  * q_limits()). A block larger than the byte limit bypasses it, and so does the last live block (the

@@ -603,6 +603,12 @@ static enum heap_error ll_free_path_check(const struct ll *l, const struct ll_bl
         if (!ll_tree_path_ok(&l->tree, prev, true))
             return HEAP_ERR_CORRUPT_FREELIST;
     }
+    /* A free successor's place in the tree is what b takes (free: ll_tree_replace, which descends its
+     * search path and sinks along its spines) or what a resize grows or merges into: its path, checked
+     * above, is all the change follows. Only after a used successor is b (or a resize's remainder, with
+     * the same search path: no free block lies between the two) inserted: then its path is checked. */
+    if (!(next->size & LL_INUSE))
+        return HEAP_BLOCK_OK;
     return ll_tree_path_ok(&l->tree, (const struct ll_free *)b, false) ? HEAP_BLOCK_OK
                                                                        : HEAP_ERR_CORRUPT_FREELIST;
 }

@@ -1151,6 +1151,50 @@ static void slab_live_free(struct fixture *f, struct slab_live *lv, size_t i)
     lv->n[i] = lv->n[lv->count];
 }
 
+/* A new fixed_size_block heap (no quarantine, reports captured, secret) with a freed 80 KB block whose
+ * memory the next slabs are carved from; returns that block (a dangling pointer) with lv holding the
+ * live blocks around it. */
+static unsigned char *slab_heap_with_hole(struct fixture *f, struct slab_live *lv, uint64_t secret)
+{
+    struct heap_env env = host_arena_env(&f->arena);
+    unsigned char *big;
+
+    memset(f->arena.base, 0, INITIAL); /* no stale metadata of a case before */
+    env.ctx = f;
+    env.report = capture;
+    env.secret = secret;
+    env.quarantine_blocks = HEAP_QUARANTINE_OFF; /* frees reach the slabs at once */
+    f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+    assert_non_null(f->h);
+    f->n = 0;
+    lv->count = 0;
+    slab_live_add(f, lv, heap_alloc(f->h, 10), 10); /* the 16-byte class's slab comes first */
+    big = heap_alloc(f->h, 80000);                  /* > 16 pages: not kept in the large-block cache */
+    assert_non_null(big);
+    slab_live_add(f, lv, heap_alloc(f->h, 3000), 3000); /* a live block after it */
+    heap_free(f->h, big);
+    return big;
+}
+
+/* Allocates n objects of `small` bytes into lv; the first gets a new slab carved out of big's memory,
+ * which is returned (*first: the first object's index in lv). */
+static unsigned char *slab_carve_from(struct fixture *f, struct slab_live *lv, unsigned char *big, size_t n,
+                                      size_t small, size_t *first)
+{
+    unsigned char *slab = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char *o = heap_alloc(f->h, small);
+        if (i == 0) {
+            *first = lv->count;
+            slab = (unsigned char *)((uintptr_t)o & ~(uintptr_t)(16384 - 1));
+            assert_true(slab >= big && slab + 16384 <= big + 80000);
+        }
+        slab_live_add(f, lv, o, small);
+    }
+    return slab;
+}
+
 static void test_slab_header_flips(void **state)
 {
     enum { SMALL = 100, SLAB = 16384, HDR = 192, FIELDS = 64 };
@@ -1164,34 +1208,10 @@ static void test_slab_header_flips(void **state)
     for (int linked = 0; linked < 2; linked++) {
         for (size_t k = 0; k < HDR; k++) {
             for (size_t pi = 0; pi < sizeof(patterns); pi++) {
-                struct heap_env env = host_arena_env(&f->arena);
-                unsigned char *big, *slab = NULL;
+                unsigned char *big = slab_heap_with_hole(f, &lv, 0x9e3779b97f4a7c15ull * (cases + 1) | 1);
                 size_t first = 0;
+                unsigned char *slab = slab_carve_from(f, &lv, big, linked ? 200 : 3, SMALL, &first);
 
-                memset(f->arena.base, 0, INITIAL); /* no stale metadata of the case before */
-                env.ctx = f;
-                env.report = capture;
-                env.secret = 0x9e3779b97f4a7c15ull * (cases + 1) | 1;
-                env.quarantine_blocks = HEAP_QUARANTINE_OFF; /* frees reach the slabs at once */
-                f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
-                assert_non_null(f->h);
-                f->n = 0;
-                lv.count = 0;
-                slab_live_add(f, &lv, heap_alloc(f->h, 10), 10); /* the 16-byte class's slab comes first */
-                big = heap_alloc(f->h, 80000); /* > 16 pages: not kept in the large-block cache */
-                assert_non_null(big);
-                slab_live_add(f, &lv, heap_alloc(f->h, 3000), 3000); /* a live block after it */
-                heap_free(f->h, big);
-                /* The first object of the class gets a new slab: it is carved out of big's memory. */
-                for (size_t i = 0; i < (linked ? 200 : 3); i++) {
-                    unsigned char *o = heap_alloc(f->h, SMALL);
-                    if (i == 0) {
-                        first = lv.count;
-                        slab = (unsigned char *)((uintptr_t)o & ~(uintptr_t)(SLAB - 1));
-                        assert_true(slab >= big && slab + SLAB <= big + 80000);
-                    }
-                    slab_live_add(f, &lv, o, SMALL);
-                }
                 if (linked) { /* the first slab is full: two of its objects freed move it to the partial list
                                */
                     slab_live_free(f, &lv, first + 1);
@@ -1225,6 +1245,50 @@ static void test_slab_header_flips(void **state)
         fprintf(stderr, "%zu cases, %zu without a report\n", cases, silent);
 }
 
+/* fixed_size_block: a slab's inuse count is not sealed (it changes on every operation; docs/hardening.md,
+ * "Cost"), so a count lowered through a dangling pointer must not make the slab go back to the fallback
+ * while an object in it is live: the slab's bitmap is checked first (slab_unmark). A freed large block's
+ * memory becomes two slabs of one class (neighbours on its partial list); all but two objects of the
+ * first are freed, its inuse is lowered from 2 to 1, one of the two is freed, and large and small
+ * allocations follow: reported, and nothing is handed out over the live object. */
+static void test_slab_inuse_lowered(void **state)
+{
+    enum { SMALL = 100, SLAB = 16384, INUSE = 32 /* offsetof(struct fsb_slab, inuse), little-endian */ };
+    static struct slab_live lv;
+    struct fixture *f = *state;
+    unsigned char *big, *slab;
+    size_t first = 0, left = 0;
+
+    if (strcmp(g_ops->name, "fixed_size_block") != 0)
+        return;
+    big = slab_heap_with_hole(f, &lv, 0);
+    slab = slab_carve_from(f, &lv, big, 200, SMALL, &first); /* the first slab fills up, a second is carved */
+    for (size_t i = lv.count; i-- > first;) {
+        if ((unsigned char *)((uintptr_t)lv.p[i] & ~(uintptr_t)(SLAB - 1)) != slab)
+            continue;
+        if (left < 2)
+            left++;
+        else
+            slab_live_free(f, &lv, i);
+    }
+    assert_int_equal(f->n, 0);
+    assert_int_equal(big[slab - big + INUSE], 2);
+    big[slab - big + INUSE] = 1; /* the write through the dangling pointer */
+    for (size_t i = first; i < lv.count; i++)
+        if ((unsigned char *)((uintptr_t)lv.p[i] & ~(uintptr_t)(SLAB - 1)) == slab) {
+            slab_live_free(f, &lv, i); /* its slab now counts 0 objects: one is still live */
+            break;
+        }
+    assert_int_not_equal(f->n, 0);
+    for (size_t i = 0; i < 40; i++) /* page-sized blocks fill the fallback's free memory, lowest first */
+        slab_live_add(f, &lv, heap_alloc(f->h, 4000), 4000);
+    for (size_t i = 0; i < 300; i++)
+        slab_live_add(f, &lv, heap_alloc(f->h, SMALL), SMALL);
+    (void)heap_check(f->h);
+    while (lv.count > 0)
+        slab_live_free(f, &lv, lv.count - 1);
+}
+
 static const struct kheap_test tests[] = {
     KHEAP_TEST(test_names),
     KHEAP_TEST(test_double_free),
@@ -1256,6 +1320,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST(test_block_info),
     KHEAP_TEST(test_metadata_flips),
     KHEAP_TEST(test_slab_header_flips),
+    KHEAP_TEST(test_slab_inuse_lowered),
 };
 
 int main(int argc, char **argv)

@@ -585,7 +585,9 @@ static enum heap_error ll_free_path_check(const struct ll *l, const struct ll_bl
     if (!ll_sealed(l, next) || !(next->size & LL_PREV_INUSE))
         return HEAP_ERR_CORRUPT_METADATA;
     if (!(next->size & LL_INUSE)) {
-        if (!(ll_tree_link_ok(&l->tree, (const struct ll_free *)next) && ll_rel_ok(next)))
+        /* next is sealed as free and lies inside b's region (validate): it passes ll_tree_link_ok()
+         * if its block ends inside the envelope -- no second checksum of its header. */
+        if (!(ll_tree_block_inside(&l->tree, (const struct ll_free *)next) && ll_rel_ok(next)))
             return HEAP_ERR_CORRUPT_METADATA;
         if (!ll_clean_ok(l, next))
             return HEAP_ERR_USE_AFTER_FREE;
@@ -685,6 +687,7 @@ static enum heap_error ll_validate(struct heap *h, const void *ptr, size_t *usab
     const struct ll_region *r;
     struct ll_block *b;
     size_t size;
+    uint64_t seal;
     enum heap_error kind;
 
     if (a % HEAP_MIN_ALIGN != 0 || (r = ll_region_of(l, a)) == NULL)
@@ -692,11 +695,12 @@ static enum heap_error ll_validate(struct heap *h, const void *ptr, size_t *usab
     if (heap_unlikely(l->release_min != SIZE_MAX) && ll_in_released(l, a - LL_HDR))
         return HEAP_ERR_DOUBLE_FREE; /* a stale pointer into pages a free block gave back */
     b = ll_block_of(ptr);
-    if (b->cookie == ll_cookie(l->common.hard.secret, b, LL_FREE)) {
+    seal = ll_cookie(l->common.hard.secret, b, 0); /* one checksum for both states */
+    if (b->cookie == (seal ^ LL_FREE)) {
         *free_site = b->site;
         return HEAP_ERR_DOUBLE_FREE;
     }
-    if (b->cookie != ll_cookie(l->common.hard.secret, b, LL_USED) || !(b->size & LL_INUSE)) {
+    if (b->cookie != (seal ^ LL_USED) || !(b->size & LL_INUSE)) {
         /* Not a block. A header inside a free block is a stale pointer into freed memory (a block
          * freed and merged into a neighbour); anything else is the inside of a used block. Decided
          * by the heap's structure, never by bytes a user may have stored. */

@@ -203,6 +203,52 @@ static void hard_reseal(struct bump *b, void *ptr)
     hh->seal = hard_seal(b, (uintptr_t)ptr, hh);
 }
 
+/* The most bytes in which a word written over may differ from what it should hold for the damage to be
+ * located in that word: a write of a few bytes changes a few, while a seal recomputed from a changed
+ * size or link differs in about every byte (in at most 4 of 8 with probability ~2^-26). */
+#define BUMP_HIT_BYTES 4
+
+/* The number of bytes in which words x and y differ. */
+static unsigned hard_bytes_differing(uint64_t x, uint64_t y)
+{
+    unsigned n = 0;
+
+    for (uint64_t d = x ^ y; d != 0; d >>= 8)
+        n += (d & 0xff) != 0;
+    return n;
+}
+
+/* The address of the first byte in which word *w differs from v. */
+static uintptr_t hard_first_changed(const uint64_t *w, uint64_t v)
+{
+    return (uintptr_t)w + (size_t)__builtin_ctzll(*w ^ v) / 8; /* little-endian: byte i is bits 8i.. */
+}
+
+/* Block p's header (plausible: readable) failed its cookie or seal on the chain (a reset's walk,
+ * check()): reports it. If the words themselves locate the damage in the header of a dead block --
+ * its cookie within BUMP_HIT_BYTES of p's DEAD cookie (and nearer to it than to the LIVE one), or,
+ * the cookie intact, its seal within BUMP_HIT_BYTES of the one its size and links give -- memory no
+ * user holds was written (typically through a pointer to a block rolled back over, whose memory
+ * this header now occupies): a use-after-free write, reported at the changed byte (ptr that byte,
+ * offset 0, as for the rest of the freed memory). Anything else -- a live block's header, a changed
+ * size or link -- is corrupted metadata of block p. */
+static void hard_report_header(const struct bump *b, uintptr_t p, const struct bump_hard_hdr *hh)
+{
+    uint64_t dead = hard_cookie(b, p, BUMP_DEAD), seal = hard_seal(b, p, hh);
+    unsigned to_dead = hard_bytes_differing(hh->cookie, dead);
+    uintptr_t at = 0;
+
+    if (to_dead != 0 && to_dead <= BUMP_HIT_BYTES &&
+        to_dead < hard_bytes_differing(hh->cookie, hard_cookie(b, p, BUMP_LIVE)))
+        at = hard_first_changed(&hh->cookie, dead);
+    else if (to_dead == 0 && hh->seal != seal && hard_bytes_differing(hh->seal, seal) <= BUMP_HIT_BYTES)
+        at = hard_first_changed(&hh->seal, seal);
+    if (at != 0)
+        heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (const void *)at, 0, 0, NULL, hh->free_site);
+    else
+        heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (const void *)p, 0, 0, NULL, NULL);
+}
+
 /* check() found the plain invariants of the instance broken: reports it, naming the newest block (or
  * the instance when there is none), so that the report reaches env.report, not only the count. */
 static void hard_report_state(const struct bump *b)
@@ -297,9 +343,13 @@ static inline __attribute__((always_inline)) void hard_before_reset(struct bump 
 
     for (size_t n = 0; p != 0 && n < hb->nchain; n++) {
         struct bump_hard_hdr *hh = hard_hdr_of((void *)p);
-        if (!hard_plausible(b, p) || hh->cookie != hard_cookie(b, p, BUMP_DEAD) || !hard_sealed(b, p, hh) ||
-            hh->hdr.size > hb->hi - p) {
+        if (!hard_plausible(b, p)) {
             heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
+            break; /* the chain link that led here is not to be trusted */
+        }
+        if (hh->cookie != hard_cookie(b, p, BUMP_DEAD) || !hard_sealed(b, p, hh) ||
+            hh->hdr.size > hb->hi - p) {
+            hard_report_header(b, p, hh);
             break; /* its size and chain link are not to be trusted */
         }
         size_t span = hh->hdr.size < HEAP_POISON_SPAN ? hh->hdr.size : HEAP_POISON_SPAN;
@@ -427,7 +477,7 @@ static size_t hard_check(const struct bump *b)
         }
         hh = hard_hdr_of((void *)p);
         if (!hard_sealed(b, p, hh) || hh->hdr.size > hb->hi - p) {
-            heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
+            hard_report_header(b, p, hh);
             return bad + 1;
         }
         if (hh->cookie == hard_cookie(b, p, BUMP_LIVE)) {
@@ -440,7 +490,7 @@ static size_t hard_check(const struct bump *b)
                 bad++;
             }
         } else {
-            heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
+            hard_report_header(b, p, hh);
             return bad + 1;
         }
         p = link_get(b, &hh->chain);

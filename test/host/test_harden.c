@@ -743,6 +743,63 @@ static void test_bump_write_after_reset(void **state)
     assert_int_equal(f->n, n + 2);
 }
 
+/* bump: a block rolled back over, whose memory then holds the header of a later block that died in
+ * place, written through the dangling pointer into that header. A changed byte of the dead block's
+ * cookie or seal is memory no user holds: check() and the reset's walk report a use-after-free write
+ * at that byte (with the dead block's free site), not corrupted metadata of the later block (kheap-inject
+ * uaf_old, seed 2024). A changed size is still corrupted metadata of the block it belongs to. */
+static void test_bump_write_into_dead_header_of_rolled_back_memory(void **state)
+{
+    static const struct {
+        size_t at;            /* offset from the dangling pointer: into d2's 48-byte header at a + 48 */
+        enum heap_error kind; /* what check() and the reset report */
+    } cases[] = {
+        {48 + 2, HEAP_ERR_USE_AFTER_FREE},        /* cookie */
+        {48 + 24 + 5, HEAP_ERR_USE_AFTER_FREE},   /* seal */
+        {48 + 32 + 1, HEAP_ERR_CORRUPT_METADATA}, /* size: the seal changes in every byte */
+    };
+    struct fixture *f = *state;
+
+    if (!g_ops->arena)
+        return;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        unsigned char *keep, *a, *d1, *d2, *d3;
+        const void *want;
+        const struct heap_report *r;
+        size_t n;
+
+        keep = heap_alloc(f->h, 10); /* so that no free but the last resets the region */
+        a = heap_alloc(f->h, 112);
+        assert_non_null(keep);
+        assert_non_null(a);
+        heap_free(f->h, a);        /* the newest: rolled back */
+        d1 = heap_alloc(f->h, 16); /* 48 usable bytes: the header of d2 follows at a + 48 */
+        d2 = heap_alloc(f->h, 16);
+        d3 = heap_alloc(f->h, 16);
+        assert_ptr_equal(d1, a);
+        assert_ptr_equal(d2, a + 96);
+        assert_non_null(d3);
+        heap_free(f->h, d2); /* dead, not the newest */
+        n = f->n;
+        a[cases[i].at] ^= 0x40; /* through the dangling pointer a */
+        want = cases[i].kind == HEAP_ERR_USE_AFTER_FREE ? (const void *)(a + cases[i].at) : (const void *)d2;
+        assert_int_equal(heap_check(f->h), 1);
+        r = expect(f, n, cases[i].kind, want);
+        assert_int_equal(r->offset, 0);
+        if (cases[i].kind == HEAP_ERR_USE_AFTER_FREE)
+            assert_true(site_in(r->free_site, test_bump_write_into_dead_header_of_rolled_back_memory));
+        heap_free(f->h, d3); /* a rollback */
+        heap_free(f->h, d1);
+        assert_int_equal(f->n, n + 1);
+        heap_free(f->h, keep); /* the reset walks the chain: d2 */
+        r = expect(f, n + 1, cases[i].kind, want);
+        assert_int_equal(heap_check(f->h), 0);
+        assert_int_equal(heap_stats(f->h).live_allocs, 0);
+        f->n = 0;
+        fresh_heap(f);
+    }
+}
+
 /* Frees p from one fixed call site (not a tail call, so heap_free's caller is inside this function). */
 static __attribute__((noinline)) void free_from_one_site(struct heap *h, void *p)
 {
@@ -1312,6 +1369,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST(test_bump_shrink_poisons_tail),
     KHEAP_TEST(test_bump_nonadjacent_region),
     KHEAP_TEST(test_bump_write_after_reset),
+    KHEAP_TEST(test_bump_write_into_dead_header_of_rolled_back_memory),
     KHEAP_TEST(test_double_free_names_first_free),
     KHEAP_TEST(test_quarantine_double_free_after_reuse),
     KHEAP_TEST(test_quarantine_use_after_free),

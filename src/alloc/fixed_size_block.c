@@ -232,6 +232,13 @@ static bool is_large(const void *ptr)
     return ((uintptr_t)ptr & (FSB_PAGE_SIZE - 1)) == 0;
 }
 
+/* The object carved next at carve (objects of size bytes): carve itself, or the object after it if
+ * carve is page-aligned, since a page-aligned pointer is a large block's (is_large). */
+static inline uintptr_t carve_at(uintptr_t carve, uintptr_t size)
+{
+    return is_large((const void *)carve) ? carve + size : carve;
+}
+
 /* The slab holding small object ptr. */
 static struct fsb_slab *slab_of(const void *ptr)
 {
@@ -426,12 +433,11 @@ static inline bool free_link_ok(const struct fsb *f, const struct fsb_slab *s, u
  * damaged inuse (not sealed) can then never carve past its end. */
 static bool carve_ok(const struct fsb_slab *s, unsigned cls)
 {
-    uintptr_t c = s->carve;
+    uintptr_t c;
 
     if (s->free != NULL)
         return true;
-    if ((c & (FSB_PAGE_SIZE - 1)) == 0)
-        c += class_size[cls];
+    c = carve_at(s->carve, class_size[cls]);
     return c >= (uintptr_t)s + FSB_SLAB_HDR && c + class_size[cls] <= (uintptr_t)s + FSB_SLAB_USABLE;
 }
 
@@ -956,15 +962,22 @@ static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
     return s;
 }
 
-/* Counts object obj as taken from partial slab s of class cls; s moves to the full list if it is. */
-static inline void slab_count_taken(struct fsb *f, struct fsb_slab *s, unsigned cls, const void *obj)
+/* Partial slab s of class cls moves to the full list if its objects are all taken. */
+static inline void slab_note_full(struct fsb *f, struct fsb_slab *s, unsigned cls)
 {
-    obj_flip_allocated(s, obj);
-    if (++s->inuse == s->capacity) {
+    if (s->inuse == s->capacity) {
         list_remove(f, &f->partial[cls], s);
         list_push(f, &f->full[cls], s);
         s->full = 1;
     }
+}
+
+/* Counts object obj as taken from partial slab s of class cls; s moves to the full list if it is. */
+static inline void slab_count_taken(struct fsb *f, struct fsb_slab *s, unsigned cls, const void *obj)
+{
+    obj_flip_allocated(s, obj);
+    s->inuse++;
+    slab_note_full(f, s, cls);
     slab_reseal(f, s);
 }
 
@@ -987,10 +1000,8 @@ static inline void *slab_take(struct fsb *f, struct fsb_slab *s, unsigned cls)
             return NULL;
         }
     } else {
-        if ((s->carve & (FSB_PAGE_SIZE - 1)) == 0)
-            s->carve += class_size[cls];
-        obj = (void *)s->carve;
-        s->carve += class_size[cls];
+        obj = (void *)carve_at(s->carve, class_size[cls]);
+        s->carve = (uintptr_t)obj + class_size[cls];
     }
     slab_count_taken(f, s, cls, obj);
     return obj;
@@ -1383,18 +1394,13 @@ static uint32_t slab_take_run(struct fsb *f, struct fsb_slab *s, unsigned cls, v
     }
     s->free = obj;
     for (; i < k; i++) {
-        if ((carve & (FSB_PAGE_SIZE - 1)) == 0)
-            carve += size;
+        carve = carve_at(carve, size);
         out[i] = (void *)carve;
         carve += size;
     }
     s->carve = carve;
     s->inuse += k;
-    if (s->inuse == s->capacity) {
-        list_remove(f, &f->partial[cls], s);
-        list_push(f, &f->full[cls], s);
-        s->full = 1;
-    }
+    slab_note_full(f, s, cls);
     return k;
 }
 

@@ -1427,6 +1427,8 @@ static inline __attribute__((always_inline)) void *ll_quick_pop(struct ll *l, si
     q = l->quick[i];
     if (q == NULL)
         return NULL;
+    /* ll_quick_unlink() for the head, whose prev is NULL: spelled out, as that call's prev test and
+     * index computation cost linked_list 2 instructions per operation on workload a (callgrind) */
     l->quick[i] = q->next;
     if (q->next != NULL)
         q->next->prev = NULL;

@@ -67,10 +67,11 @@
  * cookie tells a live block from a dead one (double free) and from anything else (invalid free);
  * `lo`/`hi` bound every region ever used, so a pointer outside is rejected without being read.
  * Memory becomes reusable only by rollback or reset, and that is where it is poisoned: rollback
- * poisons the whole rolled-back range, a reset first verifies the poison of every dead block on the
- * chain (use-after-free writes) and then poisons [start, next). [next, dirty) is therefore all
- * poison, and alloc verifies the part of it a new block covers. check() walks the chain: canaries
- * of live blocks, poison of dead ones, and the first span of [next, dirty).
+ * poisons the rest of the rolled-back range (the front end poisoned the block's first span before
+ * the free: padding, header and the bytes past the span are left), a reset first verifies the poison of every
+ * dead block on the chain (use-after-free writes) and then poisons [start, next). [next, dirty) is therefore
+ * all poison, and alloc verifies the part of it a new block covers. check() walks the chain: canaries of live
+ * blocks, poison of dead ones, and the first span of [next, dirty).
  */
 #include "heap_backend.h"
 
@@ -333,32 +334,57 @@ static void hard_mark_dead(struct bump *b, void *ptr)
     hh->free_site = b->common.hard.owner->hard.caller;
 }
 
-/* free() of the last live block, before next returns to start: verifies the poison of the dead blocks
- * on the chain (reporting use-after-free writes), poisons [start, next) and empties the chain. Inlined
- * into both free()s: it runs at every reset, in a phase-structured workload at nearly every free. */
-static inline __attribute__((always_inline)) void hard_before_reset(struct bump *b)
+/* free() of the last live block `freed`, before next returns to start: verifies the poison of the dead
+ * blocks on the chain (reporting use-after-free writes), poisons [start, next) and empties the chain.
+ * Each byte is poisoned and verified once: the front end poisoned freed's first span in this very
+ * call, so it is not verified again, and the verified (or just poisoned) spans are not poisoned again
+ * -- the blocks of the current region tile [start, next) (each from its rollback link, where next was
+ * before it, to the newer one's link or next), so only what lies around the spans is filled, block
+ * by block. A damaged header or span, or a tiling that does not add up, poisons all of [start, next)
+ * instead. Inlined into both free()s: it runs at every reset, in a phase-structured workload at nearly
+ * every free. */
+static inline __attribute__((always_inline)) void hard_before_reset(struct bump *b, const void *freed)
 {
     struct bump_hard *hb = to_hard(b);
-    uintptr_t p = hb->chain;
+    uintptr_t p = hb->chain, upper = b->next; /* [upper, next) is poisoned */
+    bool tiled = true;
 
     for (size_t n = 0; p != 0 && n < hb->nchain; n++) {
         struct bump_hard_hdr *hh = hard_hdr_of((void *)p);
         if (!hard_plausible(b, p)) {
             heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
+            tiled = false;
             break; /* the chain link that led here is not to be trusted */
         }
         if (hh->cookie != hard_cookie(b, p, BUMP_DEAD) || !hard_sealed(b, p, hh) ||
             hh->hdr.size > hb->hi - p) {
             hard_report_header(b, p, hh);
+            tiled = false;
             break; /* its size and chain link are not to be trusted */
         }
         size_t span = hh->hdr.size < HEAP_POISON_SPAN ? hh->hdr.size : HEAP_POISON_SPAN;
-        size_t bad = heap_hard_find_unpoisoned((void *)p, 0, span);
-        if (bad != span)
-            heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)p, 0, bad, NULL, hh->free_site);
-        p = link_get(b, &hh->chain);
+        uintptr_t older = link_get(b, &hh->chain); /* read before the header is poisoned */
+        if ((const void *)p != freed) {
+            size_t bad = heap_hard_find_unpoisoned((void *)p, 0, span);
+            if (bad != span) {
+                heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (void *)p, 0, bad, NULL, hh->free_site);
+                tiled = false;
+            }
+        }
+        if (tiled && p > b->start && p <= upper) { /* a block of the current region */
+            uintptr_t prev = link_get(b, &hh->hdr.prev_next);
+            if (prev < b->start || prev > p - BUMP_HDR_SIZE || span > upper - p) {
+                tiled = false;
+            } else {
+                heap_hard_fill((void *)prev, p - prev, HEAP_POISON_FREE64); /* padding and header */
+                if (upper > p + span)
+                    heap_hard_poison((void *)(p + span), upper - (p + span));
+                upper = prev;
+            }
+        }
+        p = older;
     }
-    if (b->next > b->start)
+    if ((!tiled || upper != b->start) && b->next > b->start)
         heap_hard_poison((void *)b->start, b->next - b->start);
     if (b->next > hb->dirty)
         hb->dirty = b->next;
@@ -367,14 +393,19 @@ static inline __attribute__((always_inline)) void hard_before_reset(struct bump 
 }
 
 /* free() of the last block, after next rolled back from end: ptr leaves the chain and the rolled-back
- * range [next, end) is poisoned, joining [next, dirty). validate() checked ptr's links. */
+ * range [next, end) joins [next, dirty), poisoned. The front end poisoned ptr's first span before the
+ * free (heap_hard.h; the quarantine too, before a block leaves it), so only the padding and header in
+ * front of it and its bytes past the span are poisoned here. validate() checked ptr's links. */
 static void hard_after_rollback(struct bump *b, void *ptr, uintptr_t end)
 {
     struct bump_hard *hb = to_hard(b);
+    uintptr_t p = (uintptr_t)ptr;
 
     hb->chain = link_get(b, &hard_hdr_of(ptr)->chain);
     hb->nchain--;
-    heap_hard_poison((void *)b->next, end - b->next);
+    heap_hard_fill((void *)b->next, p - b->next, HEAP_POISON_FREE64); /* header and padding: inline */
+    if (end - p > HEAP_POISON_SPAN)
+        heap_hard_poison((void *)(p + HEAP_POISON_SPAN), end - p - HEAP_POISON_SPAN);
     if (end > hb->dirty)
         hb->dirty = end;
 }
@@ -564,9 +595,9 @@ static inline void hard_mark_dead(struct bump *b, void *ptr)
     (void)b, (void)ptr;
 }
 
-static inline void hard_before_reset(struct bump *b)
+static inline void hard_before_reset(struct bump *b, const void *freed)
 {
-    (void)b;
+    (void)b, (void)freed;
 }
 
 static inline void hard_after_rollback(struct bump *b, void *ptr, uintptr_t end)
@@ -747,7 +778,7 @@ static inline __attribute__((always_inline)) size_t bump_free_body(struct heap *
     hard_mark_dead(b, ptr);
     if (b->live == 1) { /* the last live block: a store of 0, not a decrement the next alloc waits on */
         b->live = 0;
-        hard_before_reset(b);
+        hard_before_reset(b, ptr);
         b->next = b->start;
         b->last = 0;
         if (releasing)

@@ -3,10 +3,11 @@
  *
  * How it works
  * ------------
- * Requests up to FSB_MAX_SMALL (2048) bytes are rounded up to one of FSB_NCLASSES size classes
- * (16-byte steps to 128, then four classes per power of two: 160, 192, 224, 256, ... 2048). Each class
- * owns slabs: 16 KiB chunks, aligned to 16 KiB, carved into equal objects. The slab's header sits at
- * its start; objects carry NO header, so a 16-byte request costs 16 bytes:
+ * Requests up to FSB_MAX_SMALL (2048) bytes are rounded up to one of FSB_NCLASSES (22) size classes
+ * (16, 32, then 32-byte steps to 256, four classes per power of two to 512, then the sizes that fill
+ * a slab: "Size classes" below). Each class owns slabs: 16 KiB chunks, aligned to 16 KiB, carved into
+ * equal objects. The slab's header sits at its start; objects carry NO header, so a 16-byte request
+ * costs 16 bytes:
  *
  *   16 KiB-aligned slab (class c)
  *   +--------+-------+-------+-----+-------+--- ... ---+-------+------------------+
@@ -30,6 +31,18 @@
  * Alignment: slabs are 16 KiB aligned and objects start at offset 64 + i*c, so objects of a class
  * whose size is a multiple of 64 (32) are 64 (32) aligned; aligned requests up to 64 pick the smallest
  * such class.
+ *
+ * Size classes. Every class with live objects holds its own partly used slabs, so a workload spread
+ * over all sizes pays about a slab per class on top of its live bytes, and the sum over the classes of
+ * their highest slab counts, not the highest sum (docs/measurements.md, "The p footprint"). Fewer
+ * classes mean fewer partial slabs but more rounding: below 128 bytes, where a class's objects are
+ * few bytes each, the classes are 32 bytes apart (16 KiB slabs of 48-, 80- and 112-byte objects held
+ * kilobytes each on the producer/consumer workload p); 128..512 keeps four per power of two. Above
+ * 512 a slab holds only 7..31 objects, so there each class is the largest size of which a (plain)
+ * slab holds n objects -- 640 (25), 768 (21), 896 (18), 1072 (15), 1328 (12), 1616 (10), 1808 (9),
+ * 2000 (8) -- and 2048 (7): no slab keeps room for a part of an object that a slightly larger class
+ * would have used (1024 and 1072 both fit 15). Rounding costs at most 31 bytes or a quarter of the
+ * request. The lookup is one table load, whatever the spacing.
  *
  * Batches for the front end's caches (heap_cpu.h, alloc_batch / free_batch): a refill takes a
  * run of objects from the head partial slab at once (slab_take_run: its free list, then carving; one
@@ -84,9 +97,9 @@
  * Complexity: small alloc/free O(1) (plus an O(1) fallback call when a slab is created or returned);
  * large requests O(1) on a cache hit (O(FSB_CACHE_DEPTH)), else as linked_list (a flush adds up to
  * 64 fallback frees); check O(slabs * objects + fallback blocks + cached blocks).
- * Trade-offs: fastest for small objects and no per-object header, but up to ~25% internal
- * fragmentation from class rounding, a partly used 16 KiB slab per active class, and large blocks pay
- * a page alignment (the padding returns to the fallback's free lists).
+ * Trade-offs: fastest for small objects and no per-object header, but class rounding (up to 31
+ * bytes or 25%), a partly used 16 KiB slab per active class, and large blocks pay a page alignment
+ * (the padding returns to the fallback's free lists).
  *
  * Hardened mode (docs/hardening.md): objects still have no header (the front end's canary and
  * trailer sit at the end of each object, inside its class size). The slab header grows to 192 bytes:
@@ -138,7 +151,7 @@
 #define FSB_SLAB_USABLE     (FSB_SLAB_SIZE - FSB_LL_HDR)
 #define FSB_MAX_SMALL       2048
 #define FSB_MAX_SMALL_ALIGN 64
-#define FSB_NCLASSES        24
+#define FSB_NCLASSES        22
 #define FSB_MAX_OBJECTS     1024 /* hardened bitmap: >= 16-byte granules (objects of class 16) per slab */
 
 /* Hardened mode's part of a slab header (see the essay); it follows struct fsb_slab. */
@@ -197,22 +210,25 @@ _Static_assert(FSB_SLAB_SIZE % FSB_PAGE_SIZE == 0, "slabs are whole pages");
 _Static_assert(FSB_MAX_SMALL < FSB_PAGE_SIZE, "small and large are told apart by page alignment");
 _Static_assert((FSB_SLAB_USABLE - FSB_SLAB_HDR) / 16 <= FSB_MAX_OBJECTS, "bitmap covers every granule");
 
+/* The size classes (the essay's "Size classes"): 16, 32-byte steps to 256, four per power of two to
+ * 512; above 512 the largest size of which a plain slab holds n objects, n = 25, 21, 18, 15, 12, 10,
+ * 9, 8 (640 .. 2000), and 2048 (7). */
 static const uint16_t class_size[FSB_NCLASSES] = {
-    16,  32,  48,  64,  80,  96,  112, 128,  160,  192,  224,  256,
-    320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048,
+    16,  32,  64,  96,  128, 160,  192,  224,  256,  320,  384,
+    448, 512, 640, 768, 896, 1072, 1328, 1616, 1808, 2000, 2048,
 };
 
 /* size_class[(size + 15) / 16] = smallest class holding size bytes, for 1 <= size <= 2048. */
 static const uint8_t size_class[FSB_MAX_SMALL / 16 + 1] = {
-    0,  0,  1,  2,  3,  4,  5,  6,  7,                              /* 16 .. 128 */
-    8,  8,  9,  9,  10, 10, 11, 11,                                 /* .. 256 */
-    12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15, /* .. 512 */
-    16, 16, 16, 16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17, 17, 17, /* .. 768 */
-    18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19, 19, /* .. 1024 */
-    20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, /* .. 1280 */
-    21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, /* .. 1536 */
-    22, 22, 22, 22, 22, 22, 22, 22, 22, 22, 22, 22, 22, 22, 22, 22, /* .. 1792 */
-    23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, /* .. 2048 */
+    0,  0,  1,  2,  2,  3,  3,  4,  4,                                          /* 16 .. 128 */
+    5,  5,  6,  6,  7,  7,  8,  8,                                              /* .. 256 */
+    9,  9,  9,  9,  10, 10, 10, 10, 11, 11, 11, 11, 12, 12, 12, 12,             /* .. 512 */
+    13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14,             /* .. 768 */
+    15, 15, 15, 15, 15, 15, 15, 15, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, /* .. 1072 */
+    17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17,             /* .. 1328 */
+    18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18,     /* .. 1616 */
+    19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19,                             /* .. 1808 */
+    20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 21, 21, 21,                 /* .. 2048 */
 };
 _Static_assert(sizeof(size_class) == FSB_MAX_SMALL / 16 + 1, "one entry per 16-byte step");
 

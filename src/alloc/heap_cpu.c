@@ -5,7 +5,7 @@
  * ------------
  * With several CPUs every heap operation used to take the one heap lock, and its cache line and the
  * backend's free lists bounced between CPUs. The front end now keeps, per CPU and per size class of
- * the backend (fixed_size_block's 24 classes, 16 to 2048 bytes), a small stack of free objects
+ * the backend (fixed_size_block's 22 classes, 16 to 2048 bytes), a small stack of free objects
  * (struct heap_cpu_mag): a small kmalloc pops from it, a small kfree pushes onto it, on the CPU the
  * caller runs on, and neither takes the heap lock nor writes a cache line another CPU uses in the
  * common case. This is Bonwick and Adams' magazine layer ("Magazines and Vmem", 2001) in the form

@@ -583,10 +583,10 @@ static uint32_t heap_solo_count(struct heap *h)
     return n;
 }
 
-/* heap_walk() callback: sums the live objects of the slabs of object size 48 (ctx: size_t). */
-static bool count_48(void *ctx, const struct heap_walk_entry *e)
+/* heap_walk() callback: sums the live objects of the slabs of object size 64 (ctx: size_t). */
+static bool count_64(void *ctx, const struct heap_walk_entry *e)
 {
-    if (e->state == HEAP_WALK_SLAB && e->object_size == 48)
+    if (e->state == HEAP_WALK_SLAB && e->object_size == 64)
         *(size_t *)ctx += e->objects;
     return true;
 }
@@ -600,7 +600,7 @@ static void test_solo_heap_without_a_lock(void **state)
     struct heap_env env;
     struct heap *h;
     struct heap_stats s;
-    size_t live48 = 0;
+    size_t live64 = 0;
     void *a, *b;
 
     (void)state;
@@ -624,8 +624,8 @@ static void test_solo_heap_without_a_lock(void **state)
     s = heap_stats(h);
     assert_int_equal(s.total_allocs, 2);
     assert_int_equal(s.total_frees, 1);
-    assert_int_equal(s.bytes_in_use, 48);
-    assert_int_equal(s.peak_in_use, 96); /* exact, not sampled */
+    assert_int_equal(s.bytes_in_use, 64);
+    assert_int_equal(s.peak_in_use, 128); /* exact, not sampled */
     assert_int_equal(heap_check(h), 0);
     assert_ptr_equal(heap_alloc(h, 33), a); /* the cached block comes back first */
     heap_free(h, a);
@@ -639,14 +639,14 @@ static void test_solo_heap_without_a_lock(void **state)
         m->count--;
     }
     assert_int_equal(heap_check(h), 0);
-    heap_walk(h, count_48, &live48); /* drains the cache first: only b is live */
-    assert_int_equal(live48, 1);
+    heap_walk(h, count_64, &live64); /* drains the cache first: only b is live */
+    assert_int_equal(live64, 1);
     assert_int_equal(heap_solo_count(h), 0);
     heap_free(h, b);
     s = heap_stats(h);
     assert_int_equal(s.live_allocs, 0);
     assert_int_equal(s.bytes_in_use, 0);
-    assert_int_equal(s.peak_in_use, 96);
+    assert_int_equal(s.peak_in_use, 128);
     assert_int_equal(heap_check(h), 0);
     host_arena_destroy(&arena);
 }

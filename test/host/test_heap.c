@@ -791,7 +791,8 @@ static void test_fsb_small_and_large(void **state)
             assert_non_null(p[i]);
             assert_int_not_equal((uintptr_t)p[i] % 4096, 0); /* small: never page-aligned */
             assert_true(heap_usable_size(f->h, p[i]) >= size);
-            assert_true(heap_usable_size(f->h, p[i]) <= size + size / 4 + 16); /* class rounding */
+            /* class rounding: at most 31 bytes or a quarter of the request */
+            assert_true(heap_usable_size(f->h, p[i]) <= size + (size / 4 > 31 ? size / 4 : 31));
         }
         assert_int_equal(heap_check(f->h), 0);
         for (int i = 0; i < N; i++)
@@ -902,6 +903,71 @@ static void test_fsb_aligned_small(void **state)
         for (int i = 0; i < 100; i++)
             heap_free(f->h, p[i]);
     }
+}
+
+/* Objects of size bytes that one slab holds in fixed_size_block.c's layout: 16 KiB minus the
+ * fallback's block header of the next slab, objects from the end of the slab header on, none starting
+ * on a page boundary. */
+static unsigned fsb_slab_objects(size_t size)
+{
+    size_t hdr = KHEAP_HARDENING ? 192 : 64, end = 16384 - (KHEAP_HARDENING ? 32 : 16);
+    unsigned n = 0;
+
+    for (size_t off = hdr; off + size <= end; off += size)
+        n += off % 4096 != 0;
+    return n;
+}
+
+/* heap_walk() callback: finds the slab holding object p (ctx: struct slab_of_ptr). */
+struct slab_of_ptr {
+    const void *p;
+    struct heap_walk_entry e; /* state HEAP_WALK_SLAB once found */
+};
+
+static bool find_slab_of(void *ctx, const struct heap_walk_entry *e)
+{
+    struct slab_of_ptr *s = ctx;
+    uintptr_t a = (uintptr_t)e->addr, q = (uintptr_t)s->p;
+
+    if (e->state != HEAP_WALK_SLAB || q < a || q >= a + e->size)
+        return true;
+    s->e = *e;
+    return false;
+}
+
+/* Size classes above 512 bytes fill their slabs (fixed_size_block.c, class_size): each class's slab
+ * holds the objects the layout allows, and in plain mode (64-byte slab header) a class 16 bytes
+ * larger would hold fewer (before, 1024-byte objects left room unused: 1072 fit 15 as well). Requests
+ * get the smallest class that holds them (hardened: with the canary and trailer), so classes only
+ * grow with the request. */
+static void test_fsb_classes_fill_their_slabs(void **state)
+{
+    struct fixture *f = *state;
+    size_t last = 0, classes = 0;
+
+    for (size_t size = 513; size <= 2048; size++) {
+        struct slab_of_ptr s = {.p = heap_alloc(f->h, size)};
+
+        assert_non_null(s.p);
+        heap_walk(f->h, find_slab_of, &s);
+        if (s.e.state != HEAP_WALK_SLAB) { /* hardened: with its tail, a large block */
+            assert_true(KHEAP_HARDENING && size > 2048 - 64);
+            heap_free(f->h, (void *)s.p);
+            continue;
+        }
+        assert_true(s.e.object_size >= size && s.e.object_size >= last);
+        assert_true(KHEAP_HARDENING || heap_usable_size(f->h, s.p) == s.e.object_size);
+        if (s.e.object_size != last) {
+            last = s.e.object_size;
+            classes++;
+            assert_int_equal(s.e.capacity, fsb_slab_objects(last));
+            if (!KHEAP_HARDENING && last < 2048)
+                assert_true(fsb_slab_objects(last + 16) < fsb_slab_objects(last));
+        }
+        heap_free(f->h, (void *)s.p);
+    }
+    assert_int_equal(heap_check(f->h), 0);
+    assert_true(classes >= 8);
 }
 
 /* ---- heap_walk ---- */
@@ -1108,6 +1174,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_slabs_returned),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_large_cache),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_aligned_small),
+    KHEAP_TEST_FOR("fixed_size_block", test_fsb_classes_fill_their_slabs),
     KHEAP_TEST(test_block_info_by_mode),
 };
 

@@ -383,7 +383,8 @@ static void hard_mark_dead(struct bump *b, void *ptr)
 /* free() of the last live block `freed`, before next returns to start: verifies the poison of the dead
  * blocks on the chain (reporting use-after-free writes), poisons [start, next) and empties the chain.
  * Each byte is poisoned and verified once: the front end poisoned freed's first span in this very
- * call, so it is not verified again, and the verified (or just poisoned) spans are not poisoned again
+ * call, so it is not verified again (nor is freed's header, which validate() checked and
+ * hard_mark_dead() resealed in this call), and the verified (or just poisoned) spans are not poisoned again
  * -- the blocks of the current region tile [start, next) (each from its rollback link, where next was
  * before it, to the newer one's link or next), so only what lies around the spans is filled, block
  * by block. A damaged header or span, or a tiling that does not add up, poisons all of [start, next)
@@ -402,8 +403,8 @@ static inline __attribute__((always_inline)) void hard_before_reset(struct bump 
             tiled = false;
             break; /* the chain link that led here is not to be trusted */
         }
-        if (hh->cookie != hard_cookie(b, p, BUMP_DEAD) || !hard_sealed_dead(b, p, hh) ||
-            hh->hdr.size > hb->hi - p) {
+        if ((const void *)p != freed && (hh->cookie != hard_cookie(b, p, BUMP_DEAD) ||
+                                         !hard_sealed_dead(b, p, hh) || hh->hdr.size > hb->hi - p)) {
             hard_report_header(b, p, hh);
             tiled = false;
             break; /* its size and chain link are not to be trusted */

@@ -35,36 +35,27 @@ const struct ll_tree_bad_node ll_tree_bad_node = {.node = {.hdr = {.prev_size = 
 
 /* Follows the link in slot of node t for path_walk(): true with *next set if it passes
  * ll_tree_link_plausible(); else, if report, reports it (naming t). */
-static bool path_step(const struct ll_tree *tree, const struct ll_free *t, struct ll_free *const *slot,
-                      bool report, struct ll_free **next)
+static inline __attribute__((always_inline)) bool path_step(const struct ll_tree *tree, const struct ll_free *t,
+                                                            struct ll_free *const *slot, bool report,
+                                                            struct ll_free **next)
 {
     struct ll_free *g = *next = ll_tree_get_link(tree, slot);
 
-    if (ll_tree_link_plausible(tree, g))
+    if (heap_likely(ll_tree_link_plausible(tree, g)))
         return true;
     if (report)
         ll_tree_report_link(tree, t, slot, g);
     return false;
 }
 
-/* One spine below key for path_walk(): from node a, following the right links (right) or the left
- * links, every node strictly inside (lo, hi) and narrowing it as it goes. */
-static bool spine_ok(const struct ll_tree *tree, struct ll_free *a, uintptr_t lo, uintptr_t hi, bool right,
-                     bool report)
+/* A node a of a spine below key for path_walk() lies outside (lo, hi): reports it if report. */
+static bool spine_out(const struct ll_tree *tree, const struct ll_free *a, uintptr_t lo, uintptr_t hi,
+                      bool report)
 {
-    while (a != NULL) {
-        if ((uintptr_t)a <= lo || (uintptr_t)a >= hi) {
-            if (report)
-                ll_tree_report_corrupt(tree, a);
-            return false;
-        }
-        if (right)
-            lo = (uintptr_t)a;
-        else
-            hi = (uintptr_t)a;
-        if (!path_step(tree, a, right ? &a->right : &a->left, report, &a))
-            return false;
-    }
+    if ((uintptr_t)a > lo && (uintptr_t)a < hi)
+        return false;
+    if (report)
+        ll_tree_report_corrupt(tree, a);
     return true;
 }
 
@@ -90,12 +81,15 @@ static bool path_walk(const struct ll_tree *tree, const struct ll_free *key, boo
         if (t == key)
             break;
         up = t;
-        if (key < t)
+        if (key < t) {
             hi = (uintptr_t)t;
-        else
+            if (!path_step(tree, t, &t->left, report, &t))
+                return false;
+        } else {
             lo = (uintptr_t)t;
-        if (!path_step(tree, t, key < t ? &t->left : &t->right, report, &t))
-            return false;
+            if (!path_step(tree, t, &t->right, report, &t))
+                return false;
+        }
     }
     if (!present) {
         if (report)
@@ -104,9 +98,24 @@ static bool path_walk(const struct ll_tree *tree, const struct ll_free *key, boo
     }
     /* Both children (replacement copies them into the entering node), then the right spine of t's
      * left subtree and the left spine of its right subtree (removal joins them, replacement sinks
-     * along them). */
-    return path_step(tree, t, &t->left, report, &a) && path_step(tree, t, &t->right, report, &b) &&
-           spine_ok(tree, a, lo, (uintptr_t)t, true, report) && spine_ok(tree, b, (uintptr_t)t, hi, false, report);
+     * along them): the right links of the one, the left links of the other. */
+    if (!path_step(tree, t, &t->left, report, &a) || !path_step(tree, t, &t->right, report, &b))
+        return false;
+    for (uintptr_t x = lo; a != NULL;) {
+        if (spine_out(tree, a, x, (uintptr_t)t, report))
+            return false;
+        x = (uintptr_t)a;
+        if (!path_step(tree, a, &a->right, report, &a))
+            return false;
+    }
+    for (uintptr_t y = hi; b != NULL;) {
+        if (spine_out(tree, b, (uintptr_t)t, y, report))
+            return false;
+        y = (uintptr_t)b;
+        if (!path_step(tree, b, &b->left, report, &b))
+            return false;
+    }
+    return true;
 }
 
 bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool present)

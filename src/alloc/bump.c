@@ -216,8 +216,8 @@ static bool hard_sealed_dead(const struct bump *b, uintptr_t p, const struct bum
  * makes it hold, returns that byte's address and the site it held in *site; else 0. Tries every other
  * value of each byte (2,040 checksums: only ever on a report). */
 static __attribute__((noinline, cold)) uintptr_t hard_site_changed(const struct bump *b, uintptr_t p,
-                                                                    const struct bump_hard_hdr *hh,
-                                                                    const void **site)
+                                                                   const struct bump_hard_hdr *hh,
+                                                                   const void **site)
 {
     uintptr_t w = (uintptr_t)hh->free_site;
     uint64_t s = hard_seal(b, p, hh);

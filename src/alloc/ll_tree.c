@@ -35,7 +35,8 @@ const struct ll_tree_bad_node ll_tree_bad_node = {.node = {.hdr = {.prev_size = 
 
 /* Follows the link in slot of node t for path_walk(): true with *next set if it passes
  * ll_tree_link_plausible(); else, if report, reports it (naming t). */
-static inline __attribute__((always_inline)) bool path_step(const struct ll_tree *tree, const struct ll_free *t,
+static inline __attribute__((always_inline)) bool path_step(const struct ll_tree *tree,
+                                                            const struct ll_free *t,
                                                             struct ll_free *const *slot, bool report,
                                                             struct ll_free **next)
 {

@@ -398,7 +398,7 @@ static void test_damaged_sibling_link_is_reported_later(void **state)
         t = l != NULL ? l : r;
     assert_non_null(l);
     assert_non_null(r);
-    key = l; /* t's left child: t is on its search path, t's right child is not */
+    key = l;                /* t's left child: t is on its search path, t's right child is not */
     t->right = node_of(40); /* an attacker's pointer, stored unmangled */
     assert_ptr_equal(ll_tree_right(&tree, t), LL_LINK_BAD);
     assert_true(ll_tree_path_ok(&tree, key, true));

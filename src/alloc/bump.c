@@ -60,10 +60,12 @@
  * reaches only through hard_* hooks): the header grows to 48 bytes, 32 of them in front of the plain
  * header (struct bump_hard_hdr): a cookie (key(ptr) ^ LIVE or DEAD), a `chain` link to the previous
  * block placed since the last reset, the free site and a seal; prev_next and chain are stored
- * mangled, and the seal is a keyed checksum chained over size, prev_next and chain as stored, checked
- * before a rollback (validate), a reset's walk of the chain and check(): a changed size or link is
+ * mangled, and the seal is a keyed checksum chained over size, prev_next and chain as stored -- and,
+ * once the block is dead, xor a keyed checksum of its free site (a live block's site must be NULL) --
+ * checked before a rollback (validate), a reset's walk of the chain and check(): a changed size or link is
  * reported as corrupted metadata and never used (the mangling alone kept a flipped bit a one-bit
- * change of the decoded link, which the range check let through). The
+ * change of the decoded link, which the range check let through); a changed byte of a dead block's
+ * free site is a write into memory no user holds, reported at that byte with the site it held. The
  * cookie tells a live block from a dead one (double free) and from anything else (invalid free);
  * `lo`/`hi` bound every region ever used, so a pointer outside is rejected without being read.
  * Memory becomes reusable only by rollback or reset, and that is where it is poisoned: rollback
@@ -126,8 +128,8 @@ static struct bump_hdr *hdr_of(const void *ptr)
 struct bump_hard_hdr {
     uint64_t cookie;       /* key(ptr) ^ BUMP_LIVE or BUMP_DEAD */
     uintptr_t chain;       /* user pointer of the previous block since the reset, or 0 (a link) */
-    const void *free_site; /* caller of the free, once dead */
-    uint64_t seal;         /* hard_seal(): keyed checksum of size, prev_next and chain as stored */
+    const void *free_site; /* caller of the free, once dead; NULL while live */
+    uint64_t seal;         /* hard_seal() of size, prev_next and chain as stored (^ hard_site_seal(), dead) */
     struct bump_hdr hdr;   /* last member: ends at the user pointer */
 };
 
@@ -190,10 +192,47 @@ static uint64_t hard_seal(const struct bump *b, uintptr_t p, const struct bump_h
     return heap_hard_seal(x, hh->hdr.prev_next, hh->chain);
 }
 
-/* True if block p's header still carries the seal of its size and links. */
+/* What a dead block's seal adds for its free site: a keyed checksum of the site, keyed with its slot's
+ * address. Only a free writes the site (NULL before), so a live header's seal leaves it out and its
+ * site must be NULL, and a free folds this in without rehashing the rest (one checksum per free). */
+static uint64_t hard_site_seal(const struct bump *b, const struct bump_hard_hdr *hh)
+{
+    return heap_hard_seal(b->common.hard.secret, (uintptr_t)&hh->free_site, (uintptr_t)hh->free_site);
+}
+
+/* True if live block p's header still carries the seal of its size and links, and no free site. */
 static bool hard_sealed(const struct bump *b, uintptr_t p, const struct bump_hard_hdr *hh)
 {
-    return hh->seal == hard_seal(b, p, hh);
+    return hh->seal == hard_seal(b, p, hh) && hh->free_site == NULL;
+}
+
+/* True if dead block p's header still carries the seal of its size, links and free site. */
+static bool hard_sealed_dead(const struct bump *b, uintptr_t p, const struct bump_hard_hdr *hh)
+{
+    return hh->seal == (hard_seal(b, p, hh) ^ hard_site_seal(b, hh));
+}
+
+/* Dead block p's seal failed although its cookie is intact: if changing one byte of its free site back
+ * makes it hold, returns that byte's address and the site it held in *site; else 0. Tries every other
+ * value of each byte (2,040 checksums: only ever on a report). */
+static __attribute__((noinline, cold)) uintptr_t hard_site_changed(const struct bump *b, uintptr_t p,
+                                                                   const struct bump_hard_hdr *hh,
+                                                                   const void **site)
+{
+    uintptr_t w = (uintptr_t)hh->free_site;
+    uint64_t s = hard_seal(b, p, hh);
+
+    for (unsigned i = 0; i < sizeof(w); i++) {
+        for (uintptr_t v = 0; v < 256; v++) {
+            uintptr_t c = (w & ~((uintptr_t)0xff << (8 * i))) | v << (8 * i);
+            if (c != w &&
+                hh->seal == (s ^ heap_hard_seal(b->common.hard.secret, (uintptr_t)&hh->free_site, c))) {
+                *site = (const void *)c;
+                return (uintptr_t)&hh->free_site + i;
+            }
+        }
+    }
+    return 0;
 }
 
 /* resize(): block ptr's size changed; its seal follows. */
@@ -228,24 +267,29 @@ static uintptr_t hard_first_changed(const uint64_t *w, uint64_t v)
 /* Block p's header (plausible: readable) failed its cookie or seal on the chain (a reset's walk,
  * check()): reports it. If the words themselves locate the damage in the header of a dead block --
  * its cookie within BUMP_HIT_BYTES of p's DEAD cookie (and nearer to it than to the LIVE one), or,
- * the cookie intact, its seal within BUMP_HIT_BYTES of the one its size and links give -- memory no
+ * the cookie intact, a free site that seals again with one byte changed back (then the report names
+ * the site it held), or a seal within BUMP_HIT_BYTES of the one its size, links and site give -- memory no
  * user holds was written (typically through a pointer to a block rolled back over, whose memory
  * this header now occupies): a use-after-free write, reported at the changed byte (ptr that byte,
  * offset 0, as for the rest of the freed memory). Anything else -- a live block's header, a changed
  * size or link -- is corrupted metadata of block p. */
 static void hard_report_header(const struct bump *b, uintptr_t p, const struct bump_hard_hdr *hh)
 {
-    uint64_t dead = hard_cookie(b, p, BUMP_DEAD), seal = hard_seal(b, p, hh);
+    uint64_t dead = hard_cookie(b, p, BUMP_DEAD), seal = hard_seal(b, p, hh) ^ hard_site_seal(b, hh);
     unsigned to_dead = hard_bytes_differing(hh->cookie, dead);
     uintptr_t at = 0;
+    const void *site = hh->free_site;
 
     if (to_dead != 0 && to_dead <= BUMP_HIT_BYTES &&
         to_dead < hard_bytes_differing(hh->cookie, hard_cookie(b, p, BUMP_LIVE)))
         at = hard_first_changed(&hh->cookie, dead);
-    else if (to_dead == 0 && hh->seal != seal && hard_bytes_differing(hh->seal, seal) <= BUMP_HIT_BYTES)
-        at = hard_first_changed(&hh->seal, seal);
+    else if (to_dead == 0 && hh->seal != seal) {
+        at = hard_site_changed(b, p, hh, &site); /* exact, so first */
+        if (at == 0 && hard_bytes_differing(hh->seal, seal) <= BUMP_HIT_BYTES)
+            at = hard_first_changed(&hh->seal, seal);
+    }
     if (at != 0)
-        heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (const void *)at, 0, 0, NULL, hh->free_site);
+        heap_hard_report(&b->common, HEAP_ERR_USE_AFTER_FREE, (const void *)at, 0, 0, NULL, site);
     else
         heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (const void *)p, 0, 0, NULL, NULL);
 }
@@ -325,19 +369,22 @@ static void hard_quarantine(struct bump *b, uintptr_t p, size_t rsize)
     b->last = 0;
 }
 
-/* free(): ptr gets a DEAD cookie and remembers who freed it (double-free reports name the site). */
+/* free(): ptr gets a DEAD cookie and remembers who freed it (double-free reports name the site), the
+ * site sealed with the rest. */
 static void hard_mark_dead(struct bump *b, void *ptr)
 {
     struct bump_hard_hdr *hh = hard_hdr_of(ptr);
 
     hh->cookie = hard_cookie(b, (uintptr_t)ptr, BUMP_DEAD);
     hh->free_site = b->common.hard.owner->hard.caller;
+    hh->seal ^= hard_site_seal(b, hh);
 }
 
 /* free() of the last live block `freed`, before next returns to start: verifies the poison of the dead
  * blocks on the chain (reporting use-after-free writes), poisons [start, next) and empties the chain.
  * Each byte is poisoned and verified once: the front end poisoned freed's first span in this very
- * call, so it is not verified again, and the verified (or just poisoned) spans are not poisoned again
+ * call, so it is not verified again (nor is freed's header, which validate() checked and
+ * hard_mark_dead() resealed in this call), and the verified (or just poisoned) spans are not poisoned again
  * -- the blocks of the current region tile [start, next) (each from its rollback link, where next was
  * before it, to the newer one's link or next), so only what lies around the spans is filled, block
  * by block. A damaged header or span, or a tiling that does not add up, poisons all of [start, next)
@@ -356,8 +403,8 @@ static inline __attribute__((always_inline)) void hard_before_reset(struct bump 
             tiled = false;
             break; /* the chain link that led here is not to be trusted */
         }
-        if (hh->cookie != hard_cookie(b, p, BUMP_DEAD) || !hard_sealed(b, p, hh) ||
-            hh->hdr.size > hb->hi - p) {
+        if ((const void *)p != freed && (hh->cookie != hard_cookie(b, p, BUMP_DEAD) ||
+                                         !hard_sealed_dead(b, p, hh) || hh->hdr.size > hb->hi - p)) {
             hard_report_header(b, p, hh);
             tiled = false;
             break; /* its size and chain link are not to be trusted */
@@ -468,7 +515,7 @@ static enum heap_error bump_validate(struct heap *h, const void *ptr, size_t *us
         return HEAP_ERR_INVALID_FREE;
     hh = hard_hdr_of(ptr);
     if (hh->cookie == hard_cookie(b, p, BUMP_DEAD)) {
-        *free_site = hh->free_site;
+        *free_site = hard_sealed_dead(b, p, hh) ? hh->free_site : NULL; /* else check() reports it */
         return HEAP_ERR_DOUBLE_FREE;
     }
     if (hh->cookie != hard_cookie(b, p, BUMP_LIVE)) {
@@ -502,16 +549,18 @@ static size_t hard_check(const struct bump *b)
 
     for (; p != 0 && n < hb->nchain; n++) {
         const struct bump_hard_hdr *hh;
+        bool live;
         if (!hard_plausible(b, p)) {
             heap_hard_report(&b->common, HEAP_ERR_CORRUPT_METADATA, (void *)p, 0, 0, NULL, NULL);
             return bad + 1;
         }
         hh = hard_hdr_of((void *)p);
-        if (!hard_sealed(b, p, hh) || hh->hdr.size > hb->hi - p) {
+        live = hh->cookie == hard_cookie(b, p, BUMP_LIVE);
+        if (!(live ? hard_sealed(b, p, hh) : hard_sealed_dead(b, p, hh)) || hh->hdr.size > hb->hi - p) {
             hard_report_header(b, p, hh);
             return bad + 1;
         }
-        if (hh->cookie == hard_cookie(b, p, BUMP_LIVE)) {
+        if (live) {
             bad += !heap_hard_verify_live(&b->common, (void *)p, hh->hdr.size);
         } else if (hh->cookie == hard_cookie(b, p, BUMP_DEAD)) {
             size_t span = hh->hdr.size < HEAP_POISON_SPAN ? hh->hdr.size : HEAP_POISON_SPAN;

@@ -102,9 +102,11 @@
  * exactly that size. Tree links (the root too) are mangled with a key of their slot and carry a
  * 20-bit keyed tag in the bits an aligned canonical address does not use (ll_tree.h), so a damaged
  * link is rejected before anything is read through it; the first-fit descent checks each link it
- * takes, and before the tree is changed ll_tree_path_ok() checks both children of every node the
- * change will read -- the search path of the block and the two spines below it -- and that each
- * lies strictly inside the address interval its ancestors allow. validate() runs the checks a free
+ * takes, and before the tree is changed ll_tree_path_ok() checks every link the change will follow
+ * or move -- the search path of the block, its children and the two spines below it -- and that each
+ * node lies strictly inside the address interval its ancestors allow (a sibling read only for its
+ * subtree maximum may be damaged: it decodes to a readable dummy node and is reported by the next
+ * descent that follows it, ll_tree.h). validate() runs the checks a free
  * or resize will need before it is allowed, and finds the region of a pointer before reading its
  * header, so foreign pointers are never dereferenced. The subtree maxima are not sealed: a damaged
  * one can only make the descent miss (reported) or look in vain, never hand out a block that is too

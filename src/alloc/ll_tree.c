@@ -29,37 +29,45 @@ struct ll_free *ll_tree_fit_after(const struct ll_tree *tree, uintptr_t x, size_
     return fit_after_below(tree, ll_tree_follow_link(tree, NULL, &tree->root, bad), x, need, bad);
 }
 
-/* True if both links of node t pass ll_tree_link_plausible() (decoded once, into *left and *right);
- * else, if report, reports the first that does not (naming t). */
-static bool children_ok(const struct ll_tree *tree, const struct ll_free *t, bool report,
-                        struct ll_free **left, struct ll_free **right)
-{
-    struct ll_free *a = *left = ll_tree_left(tree, t), *b = *right = ll_tree_right(tree, t);
+#if KHEAP_HARDENING
+const struct ll_tree_bad_node ll_tree_bad_node = {.node = {.hdr = {.prev_size = SIZE_MAX}}};
+#endif
 
-    if (!ll_tree_link_plausible(tree, a)) {
-        if (report)
-            ll_tree_report_link(tree, t, &t->left, a);
+/* Follows the link in slot of node t for path_walk(): true with *next set if it passes
+ * ll_tree_link_plausible(); else, if report, reports it (naming t). */
+static inline __attribute__((always_inline)) bool path_step(const struct ll_tree *tree,
+                                                            const struct ll_free *t,
+                                                            struct ll_free *const *slot, bool report,
+                                                            struct ll_free **next)
+{
+    struct ll_free *g = *next = ll_tree_get_link(tree, slot);
+
+    if (heap_likely(ll_tree_link_plausible(tree, g)))
+        return true;
+    if (report)
+        ll_tree_report_link(tree, t, slot, g);
+    return false;
+}
+
+/* A node a of a spine below key for path_walk() lies outside (lo, hi): reports it if report. */
+static bool spine_out(const struct ll_tree *tree, const struct ll_free *a, uintptr_t lo, uintptr_t hi,
+                      bool report)
+{
+    if ((uintptr_t)a > lo && (uintptr_t)a < hi)
         return false;
-    }
-    if (!ll_tree_link_plausible(tree, b)) {
-        if (report)
-            ll_tree_report_link(tree, t, &t->right, b);
-        return false;
-    }
+    if (report)
+        ll_tree_report_corrupt(tree, a);
     return true;
 }
 
 /* ll_tree_path_ok(), reporting the first failure if report is set. */
 static bool path_walk(const struct ll_tree *tree, const struct ll_free *key, bool present, bool report)
 {
-    struct ll_free *t = ll_tree_get_link(tree, &tree->root), *a, *b, *up = NULL;
+    struct ll_free *t, *a, *b, *up = NULL;
     uintptr_t lo = 0, hi = UINTPTR_MAX;
 
-    if (!ll_tree_link_plausible(tree, t)) {
-        if (report)
-            ll_tree_report_link(tree, NULL, &tree->root, t);
+    if (!path_step(tree, NULL, &tree->root, report, &t))
         return false;
-    }
     for (;;) {
         if (t == NULL) {
             if (present && report)
@@ -71,17 +79,17 @@ static bool path_walk(const struct ll_tree *tree, const struct ll_free *key, boo
                 ll_tree_report_corrupt(tree, up != NULL ? up : t); /* out of order: up's link is wrong */
             return false;
         }
-        if (!children_ok(tree, t, report, &a, &b))
-            return false;
         if (t == key)
             break;
         up = t;
         if (key < t) {
             hi = (uintptr_t)t;
-            t = a;
+            if (!path_step(tree, t, &t->left, report, &t))
+                return false;
         } else {
             lo = (uintptr_t)t;
-            t = b;
+            if (!path_step(tree, t, &t->right, report, &t))
+                return false;
         }
     }
     if (!present) {
@@ -89,30 +97,24 @@ static bool path_walk(const struct ll_tree *tree, const struct ll_free *key, boo
             ll_tree_report_corrupt(tree, key); /* a used block in the tree */
         return false;
     }
-    /* The right spine of t's left subtree, then the left spine of its right subtree (removal joins them). */
-    for (uintptr_t x = lo, y = (uintptr_t)t; a != NULL;) {
-        struct ll_free *c1, *c2;
-        if ((uintptr_t)a <= x || (uintptr_t)a >= y) {
-            if (report)
-                ll_tree_report_corrupt(tree, a);
-            return false;
-        }
-        if (!children_ok(tree, a, report, &c1, &c2))
+    /* Both children (replacement copies them into the entering node), then the right spine of t's
+     * left subtree and the left spine of its right subtree (removal joins them, replacement sinks
+     * along them): the right links of the one, the left links of the other. */
+    if (!path_step(tree, t, &t->left, report, &a) || !path_step(tree, t, &t->right, report, &b))
+        return false;
+    for (uintptr_t x = lo; a != NULL;) {
+        if (spine_out(tree, a, x, (uintptr_t)t, report))
             return false;
         x = (uintptr_t)a;
-        a = c2;
-    }
-    for (uintptr_t x = (uintptr_t)t, y = hi; b != NULL;) {
-        struct ll_free *c1, *c2;
-        if ((uintptr_t)b <= x || (uintptr_t)b >= y) {
-            if (report)
-                ll_tree_report_corrupt(tree, b);
+        if (!path_step(tree, a, &a->right, report, &a))
             return false;
-        }
-        if (!children_ok(tree, b, report, &c1, &c2))
+    }
+    for (uintptr_t y = hi; b != NULL;) {
+        if (spine_out(tree, b, (uintptr_t)t, y, report))
             return false;
         y = (uintptr_t)b;
-        b = c1;
+        if (!path_step(tree, b, &b->left, report, &b))
+            return false;
     }
     return true;
 }

@@ -19,7 +19,8 @@
  * changed link decodes to LL_LINK_BAD and is never followed. The descents (ll_tree_find_fit,
  * ll_tree_fit_after, ll_tree_in_free_block, ll_tree_check) validate each link before following it
  * (ll_tree_link_ok); insert, remove, replace and grow follow links without validation, so a caller first runs
- * ll_tree_path_ok() on the path a change will take.
+ * ll_tree_path_ok() on the links a change will follow (a sibling they only read a maximum of may be
+ * damaged: it decodes to a readable dummy node, LL_LINK_BAD).
  *
  * The operations used on every alloc and free are static inline here, so linked_list.c compiles
  * them as it did when they were its own static functions (recursion included); the rest live in
@@ -52,8 +53,25 @@ struct ll_tree {
  * bit moved the link to another aligned address inside the heap, and the validation read whatever
  * lay there (a page given back, in the kernel).
  */
-#define LL_LINK_BAD  ((struct ll_free *)(uintptr_t)8)   /* what a damaged link decodes to */
 #define LL_LINK_ADDR ((uintptr_t)0x0000fffffffffff0ull) /* address bits a link keeps */
+
+/*
+ * What a damaged link decodes to: a node that is never followed but may be read. It lies at 8 mod 16,
+ * so ll_tree_link_plausible() and ll_tree_link_ok() reject it like any misaligned link (every descent
+ * reports it), while a tree operation that reads a node's other child only for its subtree maximum
+ * (ll_tree_fix_max, on the levels that rotate or whose maximum changes) reads this node's instead of
+ * faulting. So ll_tree_path_ok() checks only the links a change follows or copies into another slot,
+ * not every sibling on the way. Its maximum is SIZE_MAX: a subtree holding a damaged link promises
+ * room, and the next first-fit descent that looks there follows the link and reports it (a lower
+ * maximum would hide the damage until heap_check()). Nothing writes to it (read-only data).
+ */
+struct ll_tree_bad_node {
+    uint64_t pad;        /* puts node at 8 mod 16 */
+    struct ll_free node; /* hdr.prev_size = SIZE_MAX; every other field 0 */
+} __attribute__((aligned(HEAP_MIN_ALIGN)));
+_Static_assert(offsetof(struct ll_tree_bad_node, node) % HEAP_MIN_ALIGN == 8, "the bad node is misaligned");
+extern const struct ll_tree_bad_node ll_tree_bad_node;
+#define LL_LINK_BAD ((struct ll_free *)&ll_tree_bad_node.node) /* what a damaged link decodes to */
 
 static inline uint64_t ll_tree_link_tag(uint64_t k, uintptr_t v)
 {
@@ -61,7 +79,7 @@ static inline uint64_t ll_tree_link_tag(uint64_t k, uintptr_t v)
 }
 
 /* The link hook: returns the link stored in slot (a node's left or right, or the root), or
- * LL_LINK_BAD if the stored word was changed. */
+ * LL_LINK_BAD (readable, never plausible) if the stored word was changed. */
 static inline struct ll_free *ll_tree_get_link(const struct ll_tree *tree, struct ll_free *const *slot)
 {
     uint64_t k = heap_hard_key(tree->secret, (uintptr_t)slot);
@@ -575,11 +593,16 @@ static inline struct ll_free *ll_tree_find_fit(const struct ll_tree *tree, size_
  * NULL with *bad set when a link fails validation, which is reported). */
 struct ll_free *ll_tree_fit_after(const struct ll_tree *tree, uintptr_t x, size_t need, bool *bad);
 
-/* True if inserting key (!present) or removing it (present) follows only valid links: both children
- * of every node on key's search path and on the two spines below key (which removal joins), each
- * node strictly inside the address interval its ancestors allow (so a cycle cannot loop). Also false
- * if key is present but expected absent, or the reverse. Reads only validated links: safe on a
- * damaged tree. (In plain mode every link counts as valid; hardened mode calls this.) */
+/* True if inserting key (!present) or removing, replacing or growing it (present) follows only valid
+ * links: every link those operations follow or copy into another slot -- the child taken at each node
+ * of key's search path, both children of key, the right links along the right spine of key's left
+ * subtree and the left links along the left spine of its right subtree (which removal joins and
+ * replacement sinks along) -- each node strictly inside the address interval its ancestors allow (so
+ * a cycle cannot loop). The other child of a node on the way is only ever read for its subtree
+ * maximum, which a damaged link gives as LL_LINK_BAD's (SIZE_MAX): it stays in its slot, damaged,
+ * for the next descent that follows it or heap_check() to report. Also false if key is present but
+ * expected absent, or the reverse. Reads only validated links: safe on a damaged tree. (In plain mode
+ * every link counts as valid; hardened mode calls this.) */
 bool ll_tree_path_ok(const struct ll_tree *tree, const struct ll_free *key, bool present);
 
 /* After ll_tree_path_ok() answered false: reports (hardened mode) the first thing on that path that

@@ -800,6 +800,63 @@ static void test_bump_write_into_dead_header_of_rolled_back_memory(void **state)
     }
 }
 
+/* bump: the free site in a block's header is sealed with it (the 48-byte header's third word, 32 bytes
+ * before the block). A changed byte of a dead block's site is memory no user holds: check() and the
+ * reset's walk report a use-after-free write at that byte, naming the site it held, and a double free
+ * of the block names no site rather than the changed one. A live block's site is NULL and sealed so:
+ * a changed byte makes its free a reported corrupted metadata (refused). On the code before, the site
+ * was not sealed: every change went unnoticed (kheap-inject meta_flip: a quarter of [v - 32, v)). */
+static void test_bump_free_site_is_sealed(void **state)
+{
+    struct fixture *f = *state;
+    unsigned char *a, *p, *b;
+    const struct heap_report *r;
+    size_t n;
+
+    if (!g_ops->arena)
+        return;
+    for (size_t i = 0; i < sizeof(void *); i++) {
+        unsigned char *site;
+        a = heap_alloc(f->h, 64);
+        p = heap_alloc(f->h, 64);
+        b = heap_alloc(f->h, 64);
+        assert_non_null(a);
+        assert_non_null(p);
+        assert_non_null(b);
+        heap_free(f->h, p); /* dead, not the newest */
+        site = p - 32 + i;
+        n = f->n;
+        *site ^= (unsigned char)(0x04 << (i % 5));
+        assert_int_equal(heap_check(f->h), 1);
+        r = expect(f, n, HEAP_ERR_USE_AFTER_FREE, site);
+        assert_int_equal(r->offset, 0);
+        assert_true(site_in(r->free_site, test_bump_free_site_is_sealed));
+        heap_free(f->h, p);
+        r = expect(f, n + 1, HEAP_ERR_DOUBLE_FREE, p);
+        assert_null(r->free_site);
+        heap_free(f->h, a);
+        heap_free(f->h, b); /* the last live block: the reset walks p */
+        r = expect(f, n + 2, HEAP_ERR_USE_AFTER_FREE, site);
+        assert_true(site_in(r->free_site, test_bump_free_site_is_sealed));
+        assert_int_equal(heap_check(f->h), 0);
+        assert_int_equal(heap_stats(f->h).live_allocs, 0);
+        f->n = 0;
+        fresh_heap(f);
+    }
+    a = heap_alloc(f->h, 64);
+    b = heap_alloc(f->h, 64);
+    assert_non_null(a);
+    assert_non_null(b);
+    n = f->n;
+    a[-32 + 3] ^= 0x10; /* live: its site is NULL */
+    heap_free(f->h, a);
+    expect(f, n, HEAP_ERR_CORRUPT_METADATA, a);
+    assert_int_equal(heap_check(f->h), 1);
+    expect(f, n + 1, HEAP_ERR_CORRUPT_METADATA, a);
+    heap_free(f->h, b);
+    assert_int_equal(f->n, n + 2);
+}
+
 /* Frees p from one fixed call site (not a tail call, so heap_free's caller is inside this function). */
 static __attribute__((noinline)) void free_from_one_site(struct heap *h, void *p)
 {
@@ -1370,6 +1427,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST(test_bump_nonadjacent_region),
     KHEAP_TEST(test_bump_write_after_reset),
     KHEAP_TEST(test_bump_write_into_dead_header_of_rolled_back_memory),
+    KHEAP_TEST(test_bump_free_site_is_sealed),
     KHEAP_TEST(test_double_free_names_first_free),
     KHEAP_TEST(test_quarantine_double_free_after_reuse),
     KHEAP_TEST(test_quarantine_use_after_free),

@@ -335,8 +335,13 @@ static void test_check_catches_broken_priority(void **state)
     /* A rotation keeps address order and maxima but puts the child above its parent. */
     root = ll_tree_get_link(&tree, &tree.root);
     c = ll_tree_left(&tree, root);
-    assert_non_null(c);
-    ll_tree_set_link(&tree, &tree.root, ll_tree_rotate_right(&tree, root, c));
+    if (c != NULL) {
+        ll_tree_set_link(&tree, &tree.root, ll_tree_rotate_right(&tree, root, c));
+    } else { /* the shape depends on the arena's address (priorities hash addresses): ASLR */
+        c = ll_tree_right(&tree, root);
+        assert_non_null(c);
+        ll_tree_set_link(&tree, &tree.root, ll_tree_rotate_left(&tree, root, c));
+    }
     assert_int_equal(check_count(), 1);
 }
 
@@ -377,6 +382,46 @@ static void test_damaged_link_is_reported(void **state)
     assert_true(reporter.hard.abort);
     assert_false(ll_tree_in_free_block(&tree, (uintptr_t)low - 16));
 }
+
+/* A damaged link that a change only reads a subtree maximum through (the other child of a node on the
+ * path) decodes to a readable dummy node: the path check does not need it, the change reads the
+ * dummy's maximum instead of faulting, the link stays in its slot, and both check() and the next
+ * first-fit descent that looks there report it (the dummy's maximum, SIZE_MAX, draws the descent). */
+static void test_damaged_sibling_link_is_reported_later(void **state)
+{
+    struct ll_free *t, *l, *r, *key;
+
+    (void)state;
+    fill(50, 12);
+    t = ll_tree_get_link(&tree, &tree.root); /* down to the first node with two children */
+    while (((l = ll_tree_left(&tree, t)) == NULL) != ((r = ll_tree_right(&tree, t)) == NULL))
+        t = l != NULL ? l : r;
+    assert_non_null(l);
+    assert_non_null(r);
+    key = l;                /* t's left child: t is on its search path, t's right child is not */
+    t->right = node_of(40); /* an attacker's pointer, stored unmangled */
+    assert_ptr_equal(ll_tree_right(&tree, t), LL_LINK_BAD);
+    assert_true(ll_tree_path_ok(&tree, key, true));
+    ll_tree_remove(&tree, key);
+    ll_tree_fix_max(&tree, t); /* as a rotation or a lowered maximum above key would */
+    assert_true(t->hdr.prev_size == SIZE_MAX);
+    assert_false(ll_tree_path_ok(&tree, t, true)); /* t's own removal would copy the link */
+    assert_int_equal(reports, 0);
+    assert_int_not_equal(check_count(), 0);
+    assert_true(reports >= 1);
+    assert_int_equal(last_kind, HEAP_ERR_USE_AFTER_FREE);
+    assert_ptr_equal(last_ptr, (const char *)t + LL_HDR);
+    reports = 0;
+    /* The repair on the way up raises t's ancestors' maxima with it (here by hand, t's removal was
+     * refused); a request no block fits then descends to t and meets the link. */
+    for (struct ll_free *u = ll_tree_get_link(&tree, &tree.root); u != t;
+         u = t < u ? ll_tree_left(&tree, u) : ll_tree_right(&tree, u))
+        ll_tree_child_max_changed(&tree, u, 0, SIZE_MAX);
+    assert_null(ll_tree_find_fit(&tree, (size_t)1 << 40));
+    assert_int_equal(reports, 1);
+    assert_int_equal(last_kind, HEAP_ERR_USE_AFTER_FREE);
+    assert_ptr_equal(last_ptr, (const char *)t + LL_HDR);
+}
 #endif
 
 int main(void)
@@ -390,6 +435,7 @@ int main(void)
         cmocka_unit_test_setup(test_check_catches_broken_tag, setup),
 #if KHEAP_HARDENING
         cmocka_unit_test_setup(test_damaged_link_is_reported, setup),
+        cmocka_unit_test_setup(test_damaged_sibling_link_is_reported_later, setup),
 #endif
     };
 

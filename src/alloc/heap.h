@@ -82,7 +82,7 @@
  * free/realloc is ignored (realloc returns NULL, failed_allocs++), an allocation that met corruption returns
  * NULL (failed_allocs++), the blocks involved are never handed out again. heap_usable_size() returns the
  * requested size and bytes_in_use counts requested sizes. A quarantine (heap_env.quarantine_bytes /
- * quarantine_blocks; default 256 KiB / 256 blocks, none for bump unless set; the last live block
+ * quarantine_blocks; default 320 KiB / 256 blocks, none for bump unless set; the last live block
  * bypasses it) holds freed blocks back, first in first out,
  * before the backend may reuse them, so a double free or a use-after-free write within that window
  * is caught after other allocations: a free of a quarantined block is a double free (with the first
@@ -223,7 +223,7 @@ struct heap_env {
      * freed to the backend. The ring of quarantine_blocks 16-byte entries is taken from the start
      * of heap_create()'s range (it must fit, with the backend's instance). An arena backend
      * (bump) has no quarantine unless one of the two is set (docs/hardening.md says why). 0: the
-     * default (HEAP_QUARANTINE_DEFAULT_BYTES = 256 KiB, _BLOCKS = 256); HEAP_QUARANTINE_OFF in
+     * default (HEAP_QUARANTINE_DEFAULT_BYTES = 320 KiB, _BLOCKS = 256); HEAP_QUARANTINE_OFF in
      * either field: no quarantine (every free goes to the backend at once). Ignored in plain mode. */
     size_t quarantine_bytes;
     size_t quarantine_blocks;

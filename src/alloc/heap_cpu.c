@@ -147,6 +147,8 @@ void heap_cpu_create(struct heap *h)
         return;
     if (solo && h->ops->release_enable != NULL && env->release != NULL && env->reclaim != NULL)
         return; /* a solo heap that gives memory back frees straight to its slabs (heap_cpu.h) */
+    if (solo && h->ops->step_alloc != NULL)
+        return; /* the backend's step serves a heap without a lock from its slabs directly */
     if (solo)
         n = 1; /* no lock: single-threaded, one CPU */
     else if (n < 2 || env->cpu_enter == NULL || env->cpu_exit == NULL)

@@ -31,15 +31,43 @@
  * whose size is a multiple of 64 (32) are 64 (32) aligned; aligned requests up to 64 pick the smallest
  * such class.
  *
+ * The step (heap_ops.step_alloc / step_free, heap_backend.h): a heap without a lock in plain mode has
+ * no magazine in front of the slabs (heap_cpu_create gives it none) and calls fsb_step_alloc() and
+ * fsb_step_free() for heap_alloc() and heap_free(): the slab's own free list is the cache, as in
+ * mimalloc's per-page free lists. The allocation pops the head partial slab's free list or carves
+ * its next object (no free object: the uncarved part holds capacity - inuse of them) and counts; a
+ * slab it fills stays at the head of the partial list -- no list move, no call -- and the next slow
+ * path that looks at the head moves it to the full list (partial_head), so only the head of a
+ * partial list may be full. The free is the free fast path below and the counting. Everything else
+ * takes fsb_alloc_slow() / fsb_free_slow() directly, counted by the step, and the front end's direct
+ * path (growth, failure) only when those find no memory. A burst longer than a slab thus costs per
+ * object the free-list pop or the carve and the push, plus per slab its list moves: where the solo
+ * magazine moved every object of a burst into the magazine and out again (workload k 52.6
+ * instructions per operation, 32.1 now: docs/allocators.md, "The step").
+ *
+ * A full slab that gets a free object rejoins the partial list second, after the head
+ * (slab_rejoin), not at the head: allocation goes on from the head, and the slab gathers more frees
+ * before it is allocated from again. At the head it would be the next slab to fill, and frees that
+ * hit full slabs (a FIFO: workload p) would pay two list moves per object.
+ *
+ * The stash (plain mode, FSB_STASH = 8 slabs): a slab that empties and is not its class's only
+ * partial slab is kept in an array in this instance rather than freed to the fallback, and
+ * new_slab() takes from it first, for any class (the header is rewritten). So a burst many slabs
+ * long does not cost a fallback allocation and free (a tree search and update) per slab each time.
+ * At most 8 slabs (128 KiB) stay out of the fallback's free lists; a heap that gives memory back
+ * keeps none (its empty slabs must reach the fallback), and a large request the fallback cannot
+ * satisfy flushes the stash with the large-block cache before it grows or fails. Hardened mode has
+ * none: a stashed slab has lost its magic and would pass validate() as a large block.
+ *
  * Batches for the front end's caches (heap_cpu.h, alloc_batch / free_batch): a refill takes a
  * run of objects from the head partial slab at once (slab_take_run: its free list, then carving; one
  * count update and one full-list test per slab, no new slab once it has one object), a flush pushes
  * each object back by the free fast path (slab_put_fast), else the slow path. The objects a cache
  * holds are allocated to their slabs.
  *
- * Returning memory: when a slab's last object is freed, the slab goes back to the linked_list
- * fallback, except that one empty slab per class is kept while it is that class's only partial slab,
- * so a tight alloc/free loop does not create and destroy a slab each time.
+ * Returning memory: when a slab's last object is freed, the slab goes to the stash (below) or back
+ * to the linked_list fallback, except that one empty slab per class is kept while it is that class's
+ * only partial slab, so a tight alloc/free loop does not create and destroy a slab each time.
  *
  * The large-block cache (fsb_cache.c): a page-aligned request costs the fallback a tree search over
  * up to 16 candidates (it picks the smallest exact fit among them, for footprint) and a free a tree
@@ -75,9 +103,10 @@
  * without reading it.
  *
  * Invariants (fsb_check): every slab in a class's lists is 16 KiB aligned and names that class;
- * partial slabs have 0 <= inuse < capacity, full slabs inuse == capacity; free objects lie inside
- * their slab on an object boundary, are not page-aligned and number capacity - inuse - uncarved;
- * list links are consistent; bin n - 1 of the cache holds at most FSB_CACHE_DEPTH distinct
+ * partial slabs have 0 <= inuse < capacity (the head: <= capacity, the step's), full slabs inuse ==
+ * capacity; the stash holds at most FSB_STASH distinct 16 KiB-aligned used blocks of a slab's size; free
+ * objects lie inside their slab on an object boundary, are not page-aligned and number capacity - inuse -
+ * uncarved; list links are consistent; bin n - 1 of the cache holds at most FSB_CACHE_DEPTH distinct
  * page-aligned blocks, each with exactly n pages (usable fsb_cache_usable(n)), and ncached counts
  * them all (fsb_cache_check); the fallback heap passes its own check.
  *

@@ -281,16 +281,28 @@ static struct fsb_slab *slab_of(const void *ptr)
 
 static void slab_reseal(const struct fsb *f, struct fsb_slab *s);
 
-/* Pushes s onto l (hardened: reseals the old head, whose prev link changed; s is the caller's). */
-static void list_push(const struct fsb *f, struct fsb_list *l, struct fsb_slab *s)
+/* Links s into l after slab after, or at the head if after is NULL (hardened: reseals the neighbours
+ * whose links changed; s is the caller's). */
+static void list_insert(const struct fsb *f, struct fsb_list *l, struct fsb_slab *after, struct fsb_slab *s)
 {
-    s->prev = NULL;
-    s->next = l->head;
+    s->prev = after;
+    s->next = after != NULL ? after->next : l->head;
     if (s->next != NULL) {
         s->next->prev = s;
         slab_reseal(f, s->next);
     }
-    l->head = s;
+    if (after != NULL) {
+        after->next = s;
+        slab_reseal(f, after);
+    } else {
+        l->head = s;
+    }
+}
+
+/* Pushes s onto l. */
+static void list_push(const struct fsb *f, struct fsb_list *l, struct fsb_slab *s)
+{
+    list_insert(f, l, NULL, s);
 }
 
 /* Unlinks s from l (hardened: reseals the neighbours whose links changed; s is the caller's). */
@@ -1045,20 +1057,7 @@ static struct fsb_slab *partial_head(struct fsb *f, unsigned cls)
  * when frees hit full slabs, as in a FIFO). */
 static void slab_rejoin(struct fsb *f, unsigned cls, struct fsb_slab *s)
 {
-    struct fsb_slab *head = partial_head(f, cls);
-
-    if (head == NULL) {
-        list_push(f, &f->partial[cls], s);
-        return;
-    }
-    s->prev = head;
-    s->next = head->next;
-    if (s->next != NULL) {
-        s->next->prev = s;
-        slab_reseal(f, s->next);
-    }
-    head->next = s;
-    slab_reseal(f, head);
+    list_insert(f, &f->partial[cls], partial_head(f, cls), s);
 }
 
 /* Counts object obj as taken from partial slab s of class cls; s moves to the full list if it is. */

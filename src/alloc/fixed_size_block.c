@@ -44,15 +44,43 @@
  * would have used (1024 and 1072 both fit 15). Rounding costs at most 31 bytes or a quarter of the
  * request. The lookup is one table load, whatever the spacing.
  *
+ * The step (heap_ops.step_alloc / step_free, heap_backend.h): a heap without a lock in plain mode has
+ * no magazine in front of the slabs (heap_cpu_create gives it none) and calls fsb_step_alloc() and
+ * fsb_step_free() for heap_alloc() and heap_free(): the slab's own free list is the cache, as in
+ * mimalloc's per-page free lists. The allocation pops the head partial slab's free list or carves
+ * its next object (no free object: the uncarved part holds capacity - inuse of them) and counts; a
+ * slab it fills stays at the head of the partial list -- no list move, no call -- and the next slow
+ * path that looks at the head moves it to the full list (partial_head), so only the head of a
+ * partial list may be full. The free is the free fast path below and the counting. Everything else
+ * takes fsb_alloc_slow() / fsb_free_slow() directly, counted by the step, and the front end's direct
+ * path (growth, failure) only when those find no memory. A burst longer than a slab thus costs per
+ * object the free-list pop or the carve and the push, plus per slab its list moves: where the solo
+ * magazine moved every object of a burst into the magazine and out again (workload k 52.6
+ * instructions per operation, 32.1 now: docs/allocators.md, "The step").
+ *
+ * A full slab that gets a free object rejoins the partial list second, after the head
+ * (slab_rejoin), not at the head: allocation goes on from the head, and the slab gathers more frees
+ * before it is allocated from again. At the head it would be the next slab to fill, and frees that
+ * hit full slabs (a FIFO: workload p) would pay two list moves per object.
+ *
+ * The stash (plain mode, FSB_STASH = 8 slabs): a slab that empties and is not its class's only
+ * partial slab is kept in an array in this instance rather than freed to the fallback, and
+ * new_slab() takes from it first, for any class (the header is rewritten). So a burst many slabs
+ * long does not cost a fallback allocation and free (a tree search and update) per slab each time.
+ * At most 8 slabs (128 KiB) stay out of the fallback's free lists; a heap that gives memory back
+ * keeps none (its empty slabs must reach the fallback), and a large request the fallback cannot
+ * satisfy flushes the stash with the large-block cache before it grows or fails. Hardened mode has
+ * none: a stashed slab has lost its magic and would pass validate() as a large block.
+ *
  * Batches for the front end's caches (heap_cpu.h, alloc_batch / free_batch): a refill takes a
  * run of objects from the head partial slab at once (slab_take_run: its free list, then carving; one
  * count update and one full-list test per slab, no new slab once it has one object), a flush pushes
  * each object back by the free fast path (slab_put_fast), else the slow path. The objects a cache
  * holds are allocated to their slabs.
  *
- * Returning memory: when a slab's last object is freed, the slab goes back to the linked_list
- * fallback, except that one empty slab per class is kept while it is that class's only partial slab,
- * so a tight alloc/free loop does not create and destroy a slab each time.
+ * Returning memory: when a slab's last object is freed, the slab goes to the stash (below) or back
+ * to the linked_list fallback, except that one empty slab per class is kept while it is that class's
+ * only partial slab, so a tight alloc/free loop does not create and destroy a slab each time.
  *
  * The large-block cache (fsb_cache.c): a page-aligned request costs the fallback a tree search over
  * up to 16 candidates (it picks the smallest exact fit among them, for footprint) and a free a tree
@@ -88,9 +116,10 @@
  * without reading it.
  *
  * Invariants (fsb_check): every slab in a class's lists is 16 KiB aligned and names that class;
- * partial slabs have 0 <= inuse < capacity, full slabs inuse == capacity; free objects lie inside
- * their slab on an object boundary, are not page-aligned and number capacity - inuse - uncarved;
- * list links are consistent; bin n - 1 of the cache holds at most FSB_CACHE_DEPTH distinct
+ * partial slabs have 0 <= inuse < capacity (the head: <= capacity, the step's), full slabs inuse ==
+ * capacity; the stash holds at most FSB_STASH distinct 16 KiB-aligned used blocks of a slab's size; free
+ * objects lie inside their slab on an object boundary, are not page-aligned and number capacity - inuse -
+ * uncarved; list links are consistent; bin n - 1 of the cache holds at most FSB_CACHE_DEPTH distinct
  * page-aligned blocks, each with exactly n pages (usable fsb_cache_usable(n)), and ncached counts
  * them all (fsb_cache_check); the fallback heap passes its own check.
  *
@@ -153,6 +182,9 @@
 #define FSB_MAX_SMALL_ALIGN 64
 #define FSB_NCLASSES        22
 #define FSB_MAX_OBJECTS     1024 /* hardened bitmap: >= 16-byte granules (objects of class 16) per slab */
+/* Empty slabs kept for the next new slab of any class (struct fsb.stash): plain mode only, where a
+ * kept slab's memory cannot be mistaken for a large block by validate(). */
+#define FSB_STASH           (8 * (1 - KHEAP_HARDENING))
 
 /* Hardened mode's part of a slab header (see the essay); it follows struct fsb_slab. */
 struct fsb_slab_hard {
@@ -187,15 +219,17 @@ struct fsb_hard {
 };
 
 struct fsb {
-    struct heap common;                    /* first member */
-    struct heap *fallback;                 /* embedded linked_list heap (memory after this struct) */
-    struct fsb_list partial[FSB_NCLASSES]; /* slabs with a free object, allocation order */
-    struct fsb_list full[FSB_NCLASSES];    /* slabs without one */
-    uint32_t capacity[FSB_NCLASSES];       /* objects per slab per class */
-    struct fsb_cache cache;                /* freed large blocks (fsb_cache.h) */
-    bool release;                          /* env gives memory back (release_enable) */
-    bool draining;                         /* pages went back since the last large allocation */
-    struct fsb_hard hard[];                /* hardened mode only: one struct fsb_hard (as in a slab) */
+    struct heap common;                             /* first member */
+    struct heap *fallback;                          /* embedded linked_list heap (memory after this struct) */
+    struct fsb_list partial[FSB_NCLASSES];          /* slabs with a free object, allocation order */
+    struct fsb_list full[FSB_NCLASSES];             /* slabs without one */
+    uint32_t capacity[FSB_NCLASSES];                /* objects per slab per class */
+    struct fsb_cache cache;                         /* freed large blocks (fsb_cache.h) */
+    struct fsb_slab *stash[FSB_STASH + !FSB_STASH]; /* empty slabs, fallback blocks (retire_slab) */
+    uint32_t nstash, stash_max;                     /* stash[0..nstash), nstash <= FSB_STASH */
+    bool release;                                   /* env gives memory back (release_enable) */
+    bool draining;                                  /* pages went back since the last large allocation */
+    struct fsb_hard hard[]; /* hardened mode only: one struct fsb_hard (as in a slab) */
 };
 
 /* The instance's bytes: struct fsb, and in hardened mode its struct fsb_hard. */
@@ -263,16 +297,28 @@ static struct fsb_slab *slab_of(const void *ptr)
 
 static void slab_reseal(const struct fsb *f, struct fsb_slab *s);
 
-/* Pushes s onto l (hardened: reseals the old head, whose prev link changed; s is the caller's). */
-static void list_push(const struct fsb *f, struct fsb_list *l, struct fsb_slab *s)
+/* Links s into l after slab after, or at the head if after is NULL (hardened: reseals the neighbours
+ * whose links changed; s is the caller's). */
+static void list_insert(const struct fsb *f, struct fsb_list *l, struct fsb_slab *after, struct fsb_slab *s)
 {
-    s->prev = NULL;
-    s->next = l->head;
+    s->prev = after;
+    s->next = after != NULL ? after->next : l->head;
     if (s->next != NULL) {
         s->next->prev = s;
         slab_reseal(f, s->next);
     }
-    l->head = s;
+    if (after != NULL) {
+        after->next = s;
+        slab_reseal(f, after);
+    } else {
+        l->head = s;
+    }
+}
+
+/* Pushes s onto l. */
+static void list_push(const struct fsb *f, struct fsb_list *l, struct fsb_slab *s)
+{
+    list_insert(f, l, NULL, s);
 }
 
 /* Unlinks s from l (hardened: reseals the neighbours whose links changed; s is the caller's). */
@@ -443,6 +489,20 @@ static bool slab_push_ok(struct fsb *f, const struct fsb_list *l)
     return false;
 }
 
+/* Before a full slab rejoins list l second after its head (slab_rejoin): true if the head and the
+ * slab after it (slab_rejoin writes into both) are sealed slabs linked to each other; else reports
+ * and returns false. */
+static bool slab_rejoin_ok(struct fsb *f, const struct fsb_list *l)
+{
+    const struct fsb_slab *h = l->head;
+
+    if (h == NULL || (slab_sealed(f, h) && h->prev == NULL &&
+                      (h->next == NULL || (slab_sealed(f, h->next) && h->next->prev == h))))
+        return true;
+    report_and_abort(f, HEAP_ERR_CORRUPT_METADATA, h);
+    return false;
+}
+
 static inline bool free_link_ok(const struct fsb *f, const struct fsb_slab *s, uintptr_t next);
 
 /* True if carving one more object of class cls from s (free list empty) stays inside the slab: a
@@ -484,7 +544,7 @@ static bool slab_free_ok(struct fsb *f, unsigned cls, const struct fsb_slab *s)
         return false;
     }
     if (s->full)
-        return slab_unlink_ok(f, &f->full[cls], s) && slab_push_ok(f, &f->partial[cls]);
+        return slab_unlink_ok(f, &f->full[cls], s) && slab_rejoin_ok(f, &f->partial[cls]);
     if (s->inuse == 1 && (s->prev != NULL || s->next != NULL))
         return slab_unlink_ok(f, &f->partial[cls], s);
     return true;
@@ -950,6 +1010,7 @@ static struct heap *fsb_init(void *mem, size_t size, uint64_t secret)
     f = (struct fsb *)base;
     __builtin_memset(f, 0, FSB_INSTANCE_SIZE);
     f->fallback = fallback;
+    f->stash_max = FSB_STASH;
     for (unsigned c = 0; c < FSB_NCLASSES; c++)
         f->capacity[c] = count_capacity(c);
     init_hard(f, fallback, secret);
@@ -961,7 +1022,9 @@ static struct heap *fsb_init(void *mem, size_t size, uint64_t secret)
 static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
 {
     size_t usable;
-    struct fsb_slab *s = f->fallback->ops->alloc(f->fallback, FSB_SLAB_USABLE, FSB_SLAB_SIZE, &usable);
+    struct fsb_slab *s = f->nstash != 0
+                             ? f->stash[--f->nstash]
+                             : f->fallback->ops->alloc(f->fallback, FSB_SLAB_USABLE, FSB_SLAB_SIZE, &usable);
 
     if (s == NULL)
         return NULL;
@@ -986,6 +1049,31 @@ static inline void slab_note_full(struct fsb *f, struct fsb_slab *s, unsigned cl
         list_push(f, &f->full[cls], s);
         s->full = 1;
     }
+}
+
+/* The head slab of class cls's partial list for the slow paths: the step (fsb_step_alloc) leaves a
+ * head slab it filled on the partial list, so such a head moves to the full list here first. Only
+ * the head can be full: slabs fill only by allocation, which takes from the head, and a slab pushed
+ * onto the list (fsb_free_slow) first moves a full head away through here. */
+static struct fsb_slab *partial_head(struct fsb *f, unsigned cls)
+{
+    struct fsb_slab *s = f->partial[cls].head;
+
+    if (heap_unlikely(s != NULL && s->inuse == s->capacity)) {
+        slab_note_full(f, s, cls);
+        slab_reseal(f, s);
+        s = f->partial[cls].head;
+    }
+    return s;
+}
+
+/* Full slab s of class cls (off the full list) gets a free object: back onto the partial list, second
+ * after the head, so that allocation goes on from the head and s gathers more frees before it is
+ * allocated from again (a slab pushed to the head would be the next to fill: one list move per object
+ * when frees hit full slabs, as in a FIFO). */
+static void slab_rejoin(struct fsb *f, unsigned cls, struct fsb_slab *s)
+{
+    list_insert(f, &f->partial[cls], partial_head(f, cls), s);
 }
 
 /* Counts object obj as taken from partial slab s of class cls; s moves to the full list if it is. */
@@ -1034,6 +1122,26 @@ static void *large_alloc(struct fsb *f, size_t size, size_t align, size_t *usabl
     return p;
 }
 
+/* The stash's slabs back to the fallback, where they coalesce: before a large request fails. True
+ * if there were any. */
+static bool stash_flush(struct fsb *f)
+{
+    bool any = f->nstash != 0;
+
+    while (f->nstash != 0)
+        f->fallback->ops->free(f->fallback, f->stash[--f->nstash]);
+    return any;
+}
+
+/* Before a large request fails: the large-block cache and the stash back to the fallback. True if
+ * either held anything. */
+static bool flush_reserves(struct fsb *f)
+{
+    bool any = fsb_cache_flush(&f->cache, f->fallback);
+
+    return stash_flush(f) || any;
+}
+
 /* Smallest class >= cls whose objects are align-aligned, or FSB_NCLASSES. */
 static unsigned aligned_class(unsigned cls, size_t align)
 {
@@ -1059,7 +1167,7 @@ static __attribute__((noinline)) void *fsb_alloc_slow(struct heap *h, size_t siz
         if (cls == FSB_NCLASSES)
             goto large;
     }
-    s = f->partial[cls].head;
+    s = partial_head(f, cls);
     if (heap_unlikely(s == NULL)) {
         f->draining = false;
         s = new_slab(f, cls);
@@ -1082,7 +1190,7 @@ large:
             return fsb_cache_take(&f->cache, f->fallback, (unsigned)i, usable);
     }
     void *p = large_alloc(f, size, align, usable);
-    if (p == NULL && fsb_cache_flush(&f->cache, f->fallback))
+    if (p == NULL && flush_reserves(f))
         p = large_alloc(f, size, align, usable);
     return p;
 }
@@ -1137,6 +1245,18 @@ static __attribute__((noinline)) size_t fallback_free(struct fsb *f, void *p)
     return u;
 }
 
+/* Empty slab s (off its lists) is no longer needed: kept in the stash for the next new slab of any
+ * class, so that bursts longer than a slab do not make and return a slab through the fallback each
+ * time; else (stash full, or a heap that gives memory back, whose empty slabs must reach the
+ * fallback) freed to the fallback. */
+static void retire_slab(struct fsb *f, struct fsb_slab *s)
+{
+    if (f->nstash < f->stash_max && !f->release)
+        f->stash[f->nstash++] = s;
+    else
+        fallback_free(f, s);
+}
+
 /* Everything fsb_free's fast path does not handle: large blocks, a full slab becoming partial, a
  * slab becoming empty. */
 static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
@@ -1160,13 +1280,13 @@ static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
     s->free = ptr;
     if (heap_unlikely(s->full)) {
         list_remove(f, &f->full[cls], s);
-        list_push(f, &f->partial[cls], s);
+        slab_rejoin(f, cls, s);
         s->full = 0;
     }
     if (heap_unlikely(--s->inuse == 0) && (s->prev != NULL || s->next != NULL)) {
         list_remove(f, &f->partial[cls], s);
         if (heap_likely(slab_unmark(f, s)))
-            fallback_free(f, s);
+            retire_slab(f, s);
         return class_size[cls];
     }
     slab_reseal(f, s);
@@ -1201,6 +1321,72 @@ static size_t fsb_free(struct heap *h, void *ptr)
     if (heap_likely(!is_large(ptr)) && heap_likely(slab_put_fast(to_fsb(h), ptr)))
         return slab_of(ptr)->size;
     return fsb_free_slow(h, ptr);
+}
+
+/*
+ * The step (heap_ops.step_alloc/step_free, heap_backend.h): a heap without a lock in plain mode calls
+ * these for heap_alloc() and heap_free() -- the front end's counting and the slab's own free list in
+ * one function, with no magazine in between (see the essay, "The step"). The allocation pops the head
+ * partial slab's free list, or carves its next object, and leaves a slab it filled at the head of the
+ * partial list for the slow paths to move (partial_head): no list move, no call. Everything else --
+ * large and odd sizes, a class without a partial slab, a full head -- takes the front end's direct
+ * path (heap_alloc_direct), which ends in fsb_alloc_slow(). The free is fsb_free() and the counting.
+ */
+/* The step's misses: fsb_alloc_slow() at once for a valid size, counted; the front end's direct path
+ * (validation, growth, failure) for anything else and when the backend has no memory without growing. */
+static __attribute__((noinline)) void *step_alloc_slow(struct heap *h, size_t size)
+{
+    size_t usable;
+    void *p = NULL;
+
+    if (heap_likely(size - 1 < HEAP_MAX_REQUEST - HEAP_MIN_ALIGN))
+        p = fsb_alloc_slow(h, size, HEAP_MIN_ALIGN, &usable);
+    if (heap_unlikely(p == NULL))
+        return heap_alloc_direct(h, size);
+    heap_note_alloc(h, usable);
+    return p;
+}
+
+static void *fsb_step_alloc(struct heap *h, size_t size)
+{
+    if (heap_likely(size - 1 < FSB_MAX_SMALL)) {
+        struct fsb *f = to_fsb(h);
+        unsigned cls = size_class[(size + 15) / 16];
+        struct fsb_slab *s = f->partial[cls].head;
+        void *obj;
+
+        if (heap_likely(s != NULL)) {
+            obj = s->free;
+            if (heap_likely(obj != NULL)) {
+                s->free = (void *)obj_next(f, obj);
+            } else if (heap_likely(s->inuse < s->capacity)) {
+                /* no free object: the uncarved part holds capacity - inuse of them */
+                obj = (void *)carve_at(s->carve, s->size);
+                s->carve = (uintptr_t)obj + s->size;
+            } else {
+                return step_alloc_slow(h, size);
+            }
+            s->inuse++;
+            heap_note_alloc(h, s->size);
+            return obj;
+        }
+    }
+    return step_alloc_slow(h, size);
+}
+
+/* The step's free outside fsb_free's fast path, counted; out of line, so the step saves no register. */
+static __attribute__((noinline)) void step_free_slow(struct heap *h, void *ptr)
+{
+    heap_note_free(h, fsb_free_slow(h, ptr));
+}
+
+static void fsb_step_free(struct heap *h, void *ptr)
+{
+    if (heap_likely(!is_large(ptr)) && heap_likely(slab_put_fast(to_fsb(h), ptr))) {
+        heap_note_free(h, slab_of(ptr)->size);
+        return;
+    }
+    step_free_slow(h, ptr);
 }
 
 static bool fsb_resize(struct heap *h, void *ptr, size_t size)
@@ -1244,7 +1430,9 @@ static size_t check_slab(const struct fsb *f, const struct fsb_slab *s, unsigned
 
     bad += base % FSB_SLAB_SIZE != 0;
     bad += s->cls != cls || s->full != full || s->capacity != f->capacity[cls];
-    bad += full ? s->inuse != s->capacity : s->inuse >= s->capacity;
+    /* A partial list's head may be full: the step leaves it there for the slow path (partial_head). */
+    bad += full ? s->inuse != s->capacity
+                : s->inuse > s->capacity || (s->inuse == s->capacity && s->prev != NULL);
     bad += s->carve < base + FSB_SLAB_HDR || s->carve > end;
     /* Hardened mode: the header must be a slab's and the list's head sound before the list is walked. */
     bad += !slab_magic_ok(f, s);
@@ -1308,6 +1496,20 @@ static size_t fsb_check(const struct heap *h)
 {
     const struct fsb *f = to_cfsb(h);
     size_t bad = heap_linked_list_ops.check(f->fallback) + fsb_cache_check(&f->cache, f->fallback);
+
+    /* The stash: at most FSB_STASH distinct slab-aligned used blocks of the fallback, a slab's size. */
+    bad += f->nstash > f->stash_max || f->stash_max != FSB_STASH;
+    for (uint32_t i = 0; i < f->nstash && i < f->stash_max; i++) {
+        const struct fsb_slab *s = f->stash[i];
+        bool ok = (uintptr_t)s % FSB_SLAB_SIZE == 0 &&
+                  heap_linked_list_ops.usable_size(f->fallback, s) == FSB_SLAB_USABLE;
+        for (uint32_t j = 0; j < i; j++)
+            ok = ok && f->stash[j] != s;
+        if (!ok) {
+            report(f, HEAP_ERR_CORRUPT_METADATA, s);
+            bad++;
+        }
+    }
 
     for (unsigned c = 0; c < FSB_NCLASSES; c++) {
         bad += check_list(f, &f->partial[c], c, 0);
@@ -1429,7 +1631,7 @@ static uint32_t fsb_alloc_batch(struct heap *h, unsigned cls, void **restrict ou
 {
     struct fsb *f = to_fsb(h);
     uint32_t got = 0;
-    struct fsb_slab *s = f->partial[cls].head;
+    struct fsb_slab *s = partial_head(f, cls);
 
     if (KHEAP_HARDENING)
         return 0;
@@ -1495,4 +1697,6 @@ const struct heap_ops heap_fixed_size_block_ops = {
     .walk = fsb_walk,
     .release_enable = fsb_release_enable,
     .cpu_classes = &fsb_cpu_classes,
+    .step_alloc = KHEAP_HARDENING ? NULL : fsb_step_alloc,
+    .step_free = KHEAP_HARDENING ? NULL : fsb_step_free,
 };

@@ -29,7 +29,8 @@
  * bookkeeping). Its counters are per CPU and heap_stats()/heap_check() add them up; when the backend
  * finds no memory and growth cannot help, every CPU's cache is drained into it before the allocation
  * fails (backend_retry), and when a free gives pages back, too. A heap without a lock that does
- * not give memory back has CPU 0's cache alone (solo): the entry points pop and push it inline, with
+ * not give memory back has, unless its backend has a step (fixed_size_block: the direct path and
+ * the step, no cache), CPU 0's cache alone (solo): the entry points pop and push it inline, with
  * no pin and no CPU lock, and count in the heap's own counters ("The solo step" below). Every other
  * heap without caches takes the paths it took before, one jump further out of line.
  */
@@ -385,10 +386,10 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
  *     free; anything else (size 0, an oversized request) goes to the locked path below. In plain
  *     mode the allocation at HEAP_MIN_ALIGN and the free jump through h->direct_alloc and
  *     h->direct_free, which heap_create() points at these paths or, for a backend with a step
- *     (heap_ops.step_alloc: bump), at the backend's own whole operation -- the fit test, the
- *     placement and these counters in one function, where a call, a range check and an indirect
- *     call around a few instructions would be most of the cost; its misses end in
- *     heap_alloc_direct(). (Hardened heaps have no steps: their direct path is called directly.)
+ *     (heap_ops.step_alloc: bump, fixed_size_block), at the backend's own whole operation -- the fit test,
+ * the placement and these counters in one function, where a call, a range check and an indirect call around a
+ * few instructions would be most of the cost; its misses end in heap_alloc_direct(). (Hardened heaps have no
+ * steps: their direct path is called directly.)
  *   - indirect: first the solo step (a heap without a lock that has CPU 0's cache), inline in the
  *     entry point (for HEAP_MIN_ALIGN allocations and for frees); then the per-CPU step above for a
  *     heap with caches and a lock; everything else (a lock to take without caches, a large or
@@ -397,8 +398,11 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
  * the backend call, the solo step saves none.
  *
  * The solo step. A heap without a lock is single-threaded, so it is one CPU, and with size classes
- * it has CPU 0's cache (heap_cpu_create, h->solo): the magazine layer with one CPU, no pin and no
- * CPU lock. Its operations count in the heap's own counters, exactly as the backend's path would
+ * but no step it has CPU 0's cache (heap_cpu_create, h->solo): the magazine layer with one CPU, no
+ * pin and no CPU lock. (fixed_size_block has a step, which serves such a heap from its slabs' own
+ * free lists with no magazine: cheaper on every workload, bursts most, fixed_size_block.c "The
+ * step"; so in plain mode no backend takes the solo step today, and it stays for one with classes
+ * and no step.) Its operations count in the heap's own counters, exactly as the backend's path would
  * (the peak included): a small allocation is a class lookup, a pop and the counters; a small free
  * the class from the pointer (no slab bookkeeping), a push and the counters. A miss moves one batch
  * in one backend call (heap_cpu_classes.alloc_batch / free_batch), by a tail call: an empty magazine

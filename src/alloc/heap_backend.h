@@ -75,10 +75,10 @@ struct heap_ops {
     /* Per-CPU caches (heap_cpu.h): the size classes the front end may cache per CPU for this backend,
      * or NULL: the backend has none and every operation takes the heap lock (bump, linked_list). */
     const struct heap_cpu_classes *cpu_classes;
-    /* The step (optional, both or neither; plain mode only; bump has one): a whole heap_alloc(h, size)
-     * / heap_free(h, ptr) of a heap on the direct path (no lock, no caches), for a backend whose
-     * common case is a few instructions, so that the call, the range check and the indirect call
-     * around them would be most of its cost. heap_create() installs them in h->direct_alloc and
+    /* The step (optional, both or neither; plain mode only; bump and fixed_size_block have one): a whole
+     * heap_alloc(h, size) / heap_free(h, ptr) of a heap on the direct path (no lock, no caches), for a
+     * backend whose common case is a few instructions, so that the call, the range check and the indirect
+     * call around them would be most of its cost. heap_create() installs them in h->direct_alloc and
      * h->direct_free (heap.c, "The allocation and free entry points").
      * step_alloc takes any size (0 and sizes beyond HEAP_MAX_REQUEST included): it places a block of
      * at least size bytes at HEAP_MIN_ALIGN and counts it (heap_note_alloc) only when it can do so

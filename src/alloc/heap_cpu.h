@@ -226,7 +226,8 @@ static inline void heap_cpu_count_free(struct heap_cpu *c, size_t usable)
 /* heap_create(): gives h per-CPU caches if the backend has classes (at most HEAP_CPU_MAX_CLASSES,
  * for requests up to HEAP_CPU_MAX_SIZE bytes), the library is plain (hardened heaps take the lock for
  * everything: heap.h) and either env asks for them (cpu_count >= 2, cpu_enter and cpu_exit set, a
- * lock installed) or h has no lock and does not give memory back (env.release): then h is
+ * lock installed) or h has no lock, does not give memory back (env.release) and its backend has no
+ * step (heap_ops.step_alloc, which serves such a heap from the slabs directly): then h is
  * single-threaded and gets one CPU's cache, used without pin or CPU lock (solo; the heap's own
  * counters count its operations, so its stats stay exact, peak included). A heap without a lock that
  * gives memory back gets none: its frees reach the slabs at once, so that a heap with no live block

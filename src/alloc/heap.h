@@ -30,9 +30,10 @@
  * fresh frames at the end of the heap region, which takes no heap lock).
  *
  * A heap without a lock (single-threaded) that does not give memory back gets the same cache for one
- * CPU (solo, heap_cpu.h): the same classes and blocks as below, no pin and no CPU lock, counted in
- * the heap's own counters, so its stats are exact, peak_in_use included; its cache memory comes from
- * the heap as below (a heap too small for it gets none).
+ * CPU (solo, heap_cpu.h) if its backend has no step: the same classes and blocks as below, no pin and
+ * no CPU lock, counted in the heap's own counters, so its stats are exact, peak_in_use included; its
+ * cache memory comes from the heap as below (a heap too small for it gets none). A backend with a
+ * step (fixed_size_block, bump) serves such a heap itself, without a cache (heap_backend.h).
  *
  * Per-CPU caches (env.cpu_count >= 2 with cpu_enter, cpu_exit and a lock; design: heap_cpu.c):
  *   - which backend does what: fixed_size_block caches requests of 1..2048 bytes at alignment <= 16

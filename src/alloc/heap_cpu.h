@@ -8,7 +8,8 @@
  * counters, check them. A heap without caches (h->cpu == NULL: a lock but cpu_count < 2 or no
  * cpu_enter, a backend without classes, hardened mode, or too little memory for the caches) never
  * reaches any of this except the one test of h->cpu in the locked slow paths and in the out-of-memory
- * path. A heap without a lock gets one CPU's cache (solo: no pin, no CPU lock).
+ * path. A heap without a lock whose backend has no step gets one CPU's cache (solo: no pin, no CPU
+ * lock); one whose backend has a step gets none (heap_cpu_create below).
  *
  * Included by heap_backend.h after struct heap is defined; not for users (heap.h is their header).
  */

@@ -428,6 +428,8 @@ static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, s
 
     heap_hard_set_caller(h, caller);
     p = alloc_locked(h, size, align);
+    if (has_caches(h) && p != NULL)
+        heap_cpu_sample_peak(h); /* a large block is in the peak, as a refill's objects are */
     heap_unlock(h, saved);
     return p;
 }

@@ -54,8 +54,9 @@
  *   - the heap never calls env.lock() between cpu_enter() and cpu_exit() (a cache miss leaves the
  *     pin, takes the lock, pins again); cpu_enter/cpu_exit may be called with the lock held.
  *   - stats are exact when no call is in progress (per-CPU counters summed by heap_stats()), except
- *     peak_in_use, which is sampled (at every cache refill and every heap_stats/heap_check) and may
- *     miss up to what the caches hold; heap_check() also checks every cached block.
+ *     peak_in_use, which is sampled (at every cache refill, every allocation through the lock -- a
+ *     large or aligned block -- and every heap_stats/heap_check) and may miss up to what the caches
+ *     hold; heap_check() also checks every cached block.
  *   - the caches' memory (about 6.5 KiB per CPU) comes from the heap at heap_create(), uncounted in
  *     the stats; a heap too small for it gets no caches.
  *

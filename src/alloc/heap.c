@@ -419,6 +419,15 @@ static inline bool has_caches(const struct heap *h)
     return !KHEAP_HARDENING && heap_unlikely(h->cpu != NULL);
 }
 
+/* After an operation through the lock that may have raised the bytes in use (an allocation, a
+ * calloc, a realloc): a heap with caches samples its peak here too (heap_cpu_sample_peak), so a large
+ * or aligned block, which no cache refill sees, is in peak_in_use. */
+static inline void sample_peak_locked(struct heap *h)
+{
+    if (has_caches(h))
+        heap_cpu_sample_peak(h);
+}
+
 /* Allocation with the lock and full validation. */
 static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, size_t align,
                                                   const void *caller)
@@ -428,8 +437,7 @@ static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, s
 
     heap_hard_set_caller(h, caller);
     p = alloc_locked(h, size, align);
-    if (has_caches(h) && p != NULL)
-        heap_cpu_sample_peak(h); /* a large block is in the peak, as a refill's objects are */
+    sample_peak_locked(h);
     heap_unlock(h, saved);
     return p;
 }
@@ -660,6 +668,7 @@ void *heap_calloc_from(struct heap *h, size_t n, size_t size, const void *caller
         p = alloc_locked(h, bytes, HEAP_MIN_ALIGN);
     if (p != NULL)
         __builtin_memset(p, 0, bytes);
+    sample_peak_locked(h);
     heap_unlock(h, saved);
     return p;
 }
@@ -696,6 +705,7 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
         release_block(h, ptr, &b);
     }
 out:
+    sample_peak_locked(h);
     heap_unlock(h, saved);
     return p;
 }

@@ -376,9 +376,10 @@ static void test_stats_and_check_with_loaded_caches(void **state)
     close_clean(m);
 }
 
-/* A heap with caches samples peak_in_use; a block the locked path hands out (a large one) is in the
- * sample: after a 64 KiB block is allocated and freed, the peak holds it. (The kernel's boot banner
- * printed "peak 32" after its 4 KiB vector, when only cache refills and heap_stats() sampled.) */
+/* A heap with caches samples peak_in_use; a block the locked path hands out (a large one, by alloc,
+ * realloc or calloc) is in the sample: after it is allocated and freed, the peak holds it. (The
+ * kernel's boot banner printed "peak 32" after its 8 KiB vector, when only cache refills and
+ * heap_stats() sampled.) */
 static void test_peak_includes_a_large_block(void **state)
 {
     struct mt *m = open_fixed(2, (size_t)8 << 20, false);
@@ -390,6 +391,17 @@ static void test_peak_includes_a_large_block(void **state)
     small = heap_alloc(m->h, 32); /* through the cache */
     assert_non_null(small);
     large = heap_alloc(m->h, (size_t)64 << 10); /* through the lock */
+    assert_non_null(large);
+    usable = heap_usable_size(m->h, large);
+    heap_free(m->h, large);
+    assert_true(heap_stats(m->h).peak_in_use >= usable);
+    /* The same through realloc (how a growing vector gets its memory) and calloc. */
+    large = heap_realloc(m->h, heap_alloc(m->h, 64), (size_t)256 << 10);
+    assert_non_null(large);
+    usable = heap_usable_size(m->h, large);
+    heap_free(m->h, large);
+    assert_true(heap_stats(m->h).peak_in_use >= usable);
+    large = heap_calloc(m->h, 1, (size_t)1 << 20);
     assert_non_null(large);
     usable = heap_usable_size(m->h, large);
     heap_free(m->h, large);

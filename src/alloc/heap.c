@@ -696,16 +696,17 @@ void *heap_realloc_from(struct heap *h, void *ptr, size_t size, const void *call
     if (h->ops->resize(h, ptr, size + HEAP_HARD_TAIL)) {
         h->counts.bytes_freed += old;
         heap_note_grown(h, heap_hard_resized(h, ptr, &b, size));
+        sample_peak_locked(h);
         p = ptr;
         goto out;
     }
     p = alloc_block(h, size, HEAP_MIN_ALIGN);
     if (p != NULL) {
+        sample_peak_locked(h); /* both blocks live: the peak of a move */
         __builtin_memcpy(p, ptr, old < size ? old : size);
         release_block(h, ptr, &b);
     }
 out:
-    sample_peak_locked(h);
     heap_unlock(h, saved);
     return p;
 }

@@ -226,9 +226,11 @@ struct fsb {
     uint32_t capacity[FSB_NCLASSES];                /* objects per slab per class */
     struct fsb_cache cache;                         /* freed large blocks (fsb_cache.h) */
     struct fsb_slab *stash[FSB_STASH + !FSB_STASH]; /* empty slabs, fallback blocks (retire_slab) */
-    uint32_t nstash, stash_max;                     /* stash[0..nstash), nstash <= FSB_STASH */
-    bool release;                                   /* env gives memory back (release_enable) */
-    bool draining;                                  /* pages went back since the last large allocation */
+    /* stash[0..nstash), nstash <= stash_max == FSB_STASH: a field, so that hardened mode's 0 does
+     * not make the stash's tests constant comparisons (-Wtype-limits) */
+    uint32_t nstash, stash_max;
+    bool release;           /* env gives memory back (release_enable) */
+    bool draining;          /* pages went back since the last large allocation */
     struct fsb_hard hard[]; /* hardened mode only: one struct fsb_hard (as in a slab) */
 };
 

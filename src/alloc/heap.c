@@ -142,16 +142,34 @@ static inline __attribute__((always_inline)) void *alloc_block(struct heap *h, s
     return p;
 }
 
+/* True if h has per-CPU caches (never in hardened mode, where the test folds away). */
+static inline bool has_caches(const struct heap *h)
+{
+    return !KHEAP_HARDENING && heap_unlikely(h->cpu != NULL);
+}
+
+/* After an operation through the lock that may have raised the bytes in use (an allocation, a
+ * calloc, a realloc): a heap with caches samples its peak here too (heap_cpu_sample_peak), so a large
+ * or aligned block, which no cache refill sees, is in peak_in_use. */
+static inline void sample_peak_locked(struct heap *h)
+{
+    if (has_caches(h))
+        heap_cpu_sample_peak(h);
+}
+
 /* Validates size and align (a power of two >= HEAP_MIN_ALIGN) and allocates, lock held. */
 static void *alloc_locked(struct heap *h, size_t size, size_t align)
 {
     size_t total;
+    void *p;
 
     if (size == 0)
         size = 1;
     if (__builtin_add_overflow(size, align, &total) || total > HEAP_MAX_REQUEST - HEAP_HARD_TAIL)
         return fail(h);
-    return alloc_block(h, size, align);
+    p = alloc_block(h, size, align);
+    sample_peak_locked(h);
+    return p;
 }
 
 /* Gives accepted block ptr back to the backend and counts it. */
@@ -413,21 +431,6 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
  * (heap_cpu.c); none of it is counted in use.
  */
 
-/* True if h has per-CPU caches (never in hardened mode, where the test folds away). */
-static inline bool has_caches(const struct heap *h)
-{
-    return !KHEAP_HARDENING && heap_unlikely(h->cpu != NULL);
-}
-
-/* After an operation through the lock that may have raised the bytes in use (an allocation, a
- * calloc, a realloc): a heap with caches samples its peak here too (heap_cpu_sample_peak), so a large
- * or aligned block, which no cache refill sees, is in peak_in_use. */
-static inline void sample_peak_locked(struct heap *h)
-{
-    if (has_caches(h))
-        heap_cpu_sample_peak(h);
-}
-
 /* Allocation with the lock and full validation. */
 static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, size_t align,
                                                   const void *caller)
@@ -437,7 +440,6 @@ static __attribute__((noinline)) void *alloc_slow(struct heap *h, size_t size, s
 
     heap_hard_set_caller(h, caller);
     p = alloc_locked(h, size, align);
-    sample_peak_locked(h);
     heap_unlock(h, saved);
     return p;
 }
@@ -668,7 +670,6 @@ void *heap_calloc_from(struct heap *h, size_t n, size_t size, const void *caller
         p = alloc_locked(h, bytes, HEAP_MIN_ALIGN);
     if (p != NULL)
         __builtin_memset(p, 0, bytes);
-    sample_peak_locked(h);
     heap_unlock(h, saved);
     return p;
 }

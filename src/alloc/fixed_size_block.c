@@ -58,10 +58,17 @@
  * magazine moved every object of a burst into the magazine and out again (workload k 52.6
  * instructions per operation, 32.1 now: docs/allocators.md, "The step").
  *
- * A full slab that gets a free object rejoins the partial list second, after the head
- * (slab_rejoin), not at the head: allocation goes on from the head, and the slab gathers more frees
- * before it is allocated from again. At the head it would be the next slab to fill, and frees that
- * hit full slabs (a FIFO: workload p) would pay two list moves per object.
+ * A full slab that gets a free object rejoins the partial list at its tail (slab_rejoin; each
+ * partial list keeps its tail), as mimalloc's pages rejoin their queue: allocation goes on from the
+ * head, and the slab gathers frees until allocation has used every partial slab before it. Each time
+ * a slab rejoins, it costs two slow paths (the free that moves it off the full list, the allocation
+ * that finds it full again), so what matters is how many objects it brings back. At the head it would
+ * be the next slab to fill, and frees that hit full slabs (a FIFO: workload p) would pay two list
+ * moves per object. Second after the head (the policy before) is nearly as bad when frees are random
+ * over slabs of few objects (classes above 512 hold 7..25): the head fills, the slab that rejoined
+ * last, with one free object, comes next, and it is full again after one allocation. On workload c
+ * that made 20% of all frees and 11% of the allocations slow paths; at the tail 5% of either
+ * (docs/measurements.md, "Full slabs rejoin at the tail").
  *
  * The stash (plain mode, FSB_STASH = 8 slabs): a slab that empties and is not its class's only
  * partial slab is kept in an array in this instance rather than freed to the fallback, and
@@ -119,9 +126,10 @@
  * partial slabs have 0 <= inuse < capacity (the head: <= capacity, the step's), full slabs inuse ==
  * capacity; the stash holds at most FSB_STASH distinct 16 KiB-aligned used blocks of a slab's size; free
  * objects lie inside their slab on an object boundary, are not page-aligned and number capacity - inuse -
- * uncarved; list links are consistent; bin n - 1 of the cache holds at most FSB_CACHE_DEPTH distinct
- * page-aligned blocks, each with exactly n pages (usable fsb_cache_usable(n)), and ncached counts
- * them all (fsb_cache_check); the fallback heap passes its own check.
+ * uncarved; list links are consistent and partial_tail names each partial list's last slab; bin n - 1 of the
+ * cache holds at most FSB_CACHE_DEPTH distinct page-aligned blocks, each with exactly n pages (usable
+ * fsb_cache_usable(n)), and ncached counts them all (fsb_cache_check); the fallback heap passes its own
+ * check.
  *
  * Complexity: small alloc/free O(1) (plus an O(1) fallback call when a slab is created or returned);
  * large requests O(1) on a cache hit (O(FSB_CACHE_DEPTH)), else as linked_list (a flush adds up to
@@ -222,6 +230,7 @@ struct fsb {
     struct heap common;                             /* first member */
     struct heap *fallback;                          /* embedded linked_list heap (memory after this struct) */
     struct fsb_list partial[FSB_NCLASSES];          /* slabs with a free object, allocation order */
+    struct fsb_slab *partial_tail[FSB_NCLASSES];    /* the last slab of each partial list */
     struct fsb_list full[FSB_NCLASSES];             /* slabs without one */
     uint32_t capacity[FSB_NCLASSES];                /* objects per slab per class */
     struct fsb_cache cache;                         /* freed large blocks (fsb_cache.h) */
@@ -299,15 +308,21 @@ static struct fsb_slab *slab_of(const void *ptr)
 
 static void slab_reseal(const struct fsb *f, struct fsb_slab *s);
 
+/* The list functions take tail, where a partial list keeps its last slab (struct fsb), or NULL for a
+ * full list, which keeps none. */
+
 /* Links s into l after slab after, or at the head if after is NULL (hardened: reseals the neighbours
  * whose links changed; s is the caller's). */
-static void list_insert(const struct fsb *f, struct fsb_list *l, struct fsb_slab *after, struct fsb_slab *s)
+static void list_insert(const struct fsb *f, struct fsb_list *l, struct fsb_slab **tail,
+                        struct fsb_slab *after, struct fsb_slab *s)
 {
     s->prev = after;
     s->next = after != NULL ? after->next : l->head;
     if (s->next != NULL) {
         s->next->prev = s;
         slab_reseal(f, s->next);
+    } else if (tail != NULL) {
+        *tail = s;
     }
     if (after != NULL) {
         after->next = s;
@@ -318,13 +333,13 @@ static void list_insert(const struct fsb *f, struct fsb_list *l, struct fsb_slab
 }
 
 /* Pushes s onto l. */
-static void list_push(const struct fsb *f, struct fsb_list *l, struct fsb_slab *s)
+static void list_push(const struct fsb *f, struct fsb_list *l, struct fsb_slab **tail, struct fsb_slab *s)
 {
-    list_insert(f, l, NULL, s);
+    list_insert(f, l, tail, NULL, s);
 }
 
 /* Unlinks s from l (hardened: reseals the neighbours whose links changed; s is the caller's). */
-static void list_remove(const struct fsb *f, struct fsb_list *l, struct fsb_slab *s)
+static void list_remove(const struct fsb *f, struct fsb_list *l, struct fsb_slab **tail, struct fsb_slab *s)
 {
     if (s->prev != NULL) {
         s->prev->next = s->next;
@@ -335,6 +350,8 @@ static void list_remove(const struct fsb *f, struct fsb_list *l, struct fsb_slab
     if (s->next != NULL) {
         s->next->prev = s->prev;
         slab_reseal(f, s->next);
+    } else if (tail != NULL) {
+        *tail = s->prev;
     }
 }
 
@@ -491,17 +508,14 @@ static bool slab_push_ok(struct fsb *f, const struct fsb_list *l)
     return false;
 }
 
-/* Before a full slab rejoins list l second after its head (slab_rejoin): true if the head and the
- * slab after it (slab_rejoin writes into both) are sealed slabs linked to each other; else reports
+/* Before a full slab rejoins partial list l at its tail t (slab_rejoin): true if l is empty (no head,
+ * no tail) or t is a sealed slab that ends the list (slab_rejoin writes its next link); else reports
  * and returns false. */
-static bool slab_rejoin_ok(struct fsb *f, const struct fsb_list *l)
+static bool slab_rejoin_ok(struct fsb *f, const struct fsb_list *l, const struct fsb_slab *t)
 {
-    const struct fsb_slab *h = l->head;
-
-    if (h == NULL || (slab_sealed(f, h) && h->prev == NULL &&
-                      (h->next == NULL || (slab_sealed(f, h->next) && h->next->prev == h))))
+    if (t == NULL ? l->head == NULL : slab_sealed(f, t) && t->next == NULL)
         return true;
-    report_and_abort(f, HEAP_ERR_CORRUPT_METADATA, h);
+    report_and_abort(f, HEAP_ERR_CORRUPT_METADATA, t != NULL ? t : l->head);
     return false;
 }
 
@@ -546,7 +560,8 @@ static bool slab_free_ok(struct fsb *f, unsigned cls, const struct fsb_slab *s)
         return false;
     }
     if (s->full)
-        return slab_unlink_ok(f, &f->full[cls], s) && slab_rejoin_ok(f, &f->partial[cls]);
+        return slab_unlink_ok(f, &f->full[cls], s) &&
+               slab_rejoin_ok(f, &f->partial[cls], f->partial_tail[cls]);
     if (s->inuse == 1 && (s->prev != NULL || s->next != NULL))
         return slab_unlink_ok(f, &f->partial[cls], s);
     return true;
@@ -1038,7 +1053,8 @@ static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
     s->size = class_size[cls];
     s->full = 0;
     slab_mark(f, s);
-    list_push(f, &f->partial[cls], s); /* called when the list is empty: no neighbour */
+    list_push(f, &f->partial[cls], &f->partial_tail[cls],
+              s); /* called when the list is empty: no neighbour */
     slab_reseal(f, s);
     return s;
 }
@@ -1047,8 +1063,8 @@ static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
 static inline void slab_note_full(struct fsb *f, struct fsb_slab *s, unsigned cls)
 {
     if (s->inuse == s->capacity) {
-        list_remove(f, &f->partial[cls], s);
-        list_push(f, &f->full[cls], s);
+        list_remove(f, &f->partial[cls], &f->partial_tail[cls], s);
+        list_push(f, &f->full[cls], NULL, s);
         s->full = 1;
     }
 }
@@ -1069,13 +1085,12 @@ static struct fsb_slab *partial_head(struct fsb *f, unsigned cls)
     return s;
 }
 
-/* Full slab s of class cls (off the full list) gets a free object: back onto the partial list, second
- * after the head, so that allocation goes on from the head and s gathers more frees before it is
- * allocated from again (a slab pushed to the head would be the next to fill: one list move per object
- * when frees hit full slabs, as in a FIFO). */
+/* Full slab s of class cls (off the full list) gets a free object: back onto the partial list at its
+ * tail, so that s gathers frees for as long as possible before allocation reaches it again (see the
+ * essay: at the head or second, it would soon fill again, with one object more each time). */
 static void slab_rejoin(struct fsb *f, unsigned cls, struct fsb_slab *s)
 {
-    list_insert(f, &f->partial[cls], partial_head(f, cls), s);
+    list_insert(f, &f->partial[cls], &f->partial_tail[cls], f->partial_tail[cls], s);
 }
 
 /* Counts object obj as taken from partial slab s of class cls; s moves to the full list if it is. */
@@ -1281,12 +1296,12 @@ static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
     obj_flip_allocated(s, ptr);
     s->free = ptr;
     if (heap_unlikely(s->full)) {
-        list_remove(f, &f->full[cls], s);
+        list_remove(f, &f->full[cls], NULL, s);
         slab_rejoin(f, cls, s);
         s->full = 0;
     }
     if (heap_unlikely(--s->inuse == 0) && (s->prev != NULL || s->next != NULL)) {
-        list_remove(f, &f->partial[cls], s);
+        list_remove(f, &f->partial[cls], &f->partial_tail[cls], s);
         if (heap_likely(slab_unmark(f, s)))
             retire_slab(f, s);
         return class_size[cls];
@@ -1473,7 +1488,9 @@ static size_t check_slab(const struct fsb *f, const struct fsb_slab *s, unsigned
     return bad;
 }
 
-static size_t check_list(const struct fsb *f, const struct fsb_list *l, unsigned cls, uint32_t full)
+/* Checks list l of class cls (full: 0/1; tail: the partial list's last slab, NULL for a full list). */
+static size_t check_list(const struct fsb *f, const struct fsb_list *l, const struct fsb_slab *tail,
+                         unsigned cls, uint32_t full)
 {
     size_t bad = 0, n = 0;
     const struct fsb_slab *prev = NULL;
@@ -1490,6 +1507,10 @@ static size_t check_list(const struct fsb *f, const struct fsb_list *l, unsigned
             bad++;
         }
         bad += check_slab(f, s, cls, full);
+    }
+    if (bad == 0 && !full && tail != prev) { /* the partial list's tail is its last slab */
+        report(f, HEAP_ERR_CORRUPT_METADATA, tail);
+        bad++;
     }
     return bad;
 }
@@ -1514,8 +1535,8 @@ static size_t fsb_check(const struct heap *h)
     }
 
     for (unsigned c = 0; c < FSB_NCLASSES; c++) {
-        bad += check_list(f, &f->partial[c], c, 0);
-        bad += check_list(f, &f->full[c], c, 1);
+        bad += check_list(f, &f->partial[c], f->partial_tail[c], c, 0);
+        bad += check_list(f, &f->full[c], NULL, c, 1);
     }
     return bad;
 }

@@ -970,6 +970,53 @@ static void test_fsb_classes_fill_their_slabs(void **state)
     assert_true(classes >= 8);
 }
 
+/* A full slab that gets a free object rejoins its class's partial list at the tail
+ * (fixed_size_block.c, slab_rejoin), so it gathers frees until allocation has used every slab
+ * before it. Slabs A, B and C fill up and D gets one object; one object of A is freed, then one of
+ * B. Once D is full, the next object comes from A, which rejoined first (rejoining second after the
+ * head, the old policy, put B before A). No quarantine, so a freed object is reused at once. */
+static void test_fsb_full_slab_rejoins_at_tail(void **state)
+{
+    enum { SIZE = 1800, MAX = 64 };
+    struct fixture *f = *state;
+    struct heap_env env = {.quarantine_bytes = HEAP_QUARANTINE_OFF};
+    struct slab_of_ptr s;
+    void *p[MAX], *a, *b;
+    size_t cap, n = 0;
+
+    f->h = heap_create(g_ops, f->arena.base, f->arena.committed, &env);
+    assert_non_null(f->h);
+    s.p = p[n++] = heap_alloc(f->h, SIZE);
+    assert_non_null(s.p);
+    heap_walk(f->h, find_slab_of, &s);
+    assert_int_equal(s.e.state, HEAP_WALK_SLAB);
+    cap = s.e.capacity;
+    assert_true(cap >= 2 && 3 * cap + 1 <= MAX);
+    while (n < 3 * cap + 1) {
+        p[n] = heap_alloc(f->h, SIZE);
+        assert_non_null(p[n]);
+        n++;
+    }
+    a = p[1];
+    b = p[cap + 1];
+    assert_true(((uintptr_t)a ^ (uintptr_t)b) >= 16384 && ((uintptr_t)b ^ (uintptr_t)p[3 * cap]) >= 16384);
+    heap_free(f->h, a);
+    heap_free(f->h, b);
+    while (n < 4 * cap && n < MAX) { /* D fills up */
+        p[n] = heap_alloc(f->h, SIZE);
+        assert_non_null(p[n]);
+        assert_true(p[n] != a && p[n] != b);
+        n++;
+    }
+    assert_ptr_equal(heap_alloc(f->h, SIZE), a);
+    assert_ptr_equal(heap_alloc(f->h, SIZE), b);
+    p[1] = a;
+    p[cap + 1] = b;
+    assert_int_equal(heap_check(f->h), 0);
+    for (size_t i = 0; i < n; i++)
+        heap_free(f->h, p[i]);
+}
+
 /* ---- heap_walk ---- */
 
 enum { WALK_MAX = 512, WALK_BLOCKS = 64 };
@@ -1171,6 +1218,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST_FOR("linked_list", test_ll_quick_lists),
     KHEAP_TEST_FOR("linked_list", test_ll_quick_coalesce),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_small_and_large),
+    KHEAP_TEST_FOR("fixed_size_block", test_fsb_full_slab_rejoins_at_tail),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_slabs_returned),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_large_cache),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_aligned_small),

@@ -14,7 +14,7 @@
  *   | header | obj 0 | obj 1 | ... | (skip)| ...       | obj n | never used yet   |
  *   +--------+-------+-------+-----+-------+--- ... ---+-------+------------------+
  *   0        64      64+c                                       ^carve
- *   header = { partial/full list links, free-object list, carve pointer, inuse, capacity, class }
+ *   header = { partial/full list links, free-object list, carve pointer, inuse, capacity, class, fast_min }
  *
  * A free object stores the next free object of its slab in its first word. Allocation pops the head
  * of the first slab on the class's partial list (or carves a never-used object); free pushes the
@@ -143,7 +143,7 @@
  * a magic word (secret ^ slab ^ FSB_MAGIC) that proves a 16 KiB-aligned address really is a live
  * slab, a bitmap with one "allocated" bit per 16-byte granule (an object's bit is its first
  * granule's, a shift away), and a seal: a keyed checksum over the header's cold fields (carve
- * pointer, capacity, class and size, full flag, list links) at the slab's address, which only the slow
+ * pointer, capacity, class and size, fast_min, list links) at the slab's address, which only the slow
  * paths change: checked before they use any of them -- before an object is taken on the slow path,
  * before a free on the slow path, before every list move (which also checks the neighbours it writes
  * into: a safe unlink), by check() and walk() before a slab's link is followed -- and renewed after
@@ -210,7 +210,7 @@ struct fsb_slab {
     uint32_t capacity; /* objects this slab can hold */
     uint16_t cls;      /* size class index */
     uint16_t size;     /* class_size[cls]: the usable size of every object, one load away */
-    uint32_t full;     /* 1 if on the full list */
+    uint32_t fast_min; /* a free takes the fast path while inuse >= fast_min (slab_fast_min) */
     /* Hardened mode only: one struct fsb_slab_hard, inside FSB_SLAB_HDR. A flexible array member, so
      * plain mode's header has no such bytes and the struct is the same in both modes. */
     struct fsb_slab_hard hard[];
@@ -308,8 +308,38 @@ static struct fsb_slab *slab_of(const void *ptr)
 
 static void slab_reseal(const struct fsb *f, struct fsb_slab *s);
 
+/* fast_min of a slab on the full list: its frees always take the slow path, which moves it. */
+#define FSB_FULL UINT32_MAX
+
+/* The fast_min that slab s has where it is linked, on a partial list (partial) or the full list: the
+ * lowest inuse at which a free of one of its objects takes the fast path (slab_put_fast), so that
+ * one comparison there stands for "not full, and the free leaves an object or s is its class's only
+ * partial slab" (the one empty slab kept per class, see the essay). One test, not a branch on each
+ * part: whether an object is its slab's last differs from free to free when several classes are in
+ * use, and such a branch mispredicts (workload b ran 1.7x tcmalloc's time with it). */
+static inline uint32_t slab_fast_min(const struct fsb_slab *s, bool partial)
+{
+    if (!partial)
+        return FSB_FULL;
+    return s->prev == NULL && s->next == NULL ? 1 : 2;
+}
+
+/* True if s is on the full list. */
+static inline bool slab_is_full(const struct fsb_slab *s)
+{
+    return s->fast_min == FSB_FULL;
+}
+
 /* The list functions take tail, where a partial list keeps its last slab (struct fsb), or NULL for a
- * full list, which keeps none. */
+ * full list, which keeps none; they keep the fast_min of every slab they link (a slab's fast_min on a
+ * partial list depends on its neighbours). */
+
+/* Neighbour n of a slab that was linked or unlinked (partial: on a partial list) has new links. */
+static void list_relinked(const struct fsb *f, struct fsb_slab *n, bool partial)
+{
+    n->fast_min = slab_fast_min(n, partial);
+    slab_reseal(f, n);
+}
 
 /* Links s into l after slab after, or at the head if after is NULL (hardened: reseals the neighbours
  * whose links changed; s is the caller's). */
@@ -320,16 +350,17 @@ static void list_insert(const struct fsb *f, struct fsb_list *l, struct fsb_slab
     s->next = after != NULL ? after->next : l->head;
     if (s->next != NULL) {
         s->next->prev = s;
-        slab_reseal(f, s->next);
+        list_relinked(f, s->next, tail != NULL);
     } else if (tail != NULL) {
         *tail = s;
     }
     if (after != NULL) {
         after->next = s;
-        slab_reseal(f, after);
+        list_relinked(f, after, tail != NULL);
     } else {
         l->head = s;
     }
+    s->fast_min = slab_fast_min(s, tail != NULL);
 }
 
 /* Pushes s onto l. */
@@ -343,13 +374,13 @@ static void list_remove(const struct fsb *f, struct fsb_list *l, struct fsb_slab
 {
     if (s->prev != NULL) {
         s->prev->next = s->next;
-        slab_reseal(f, s->prev);
+        list_relinked(f, s->prev, tail != NULL);
     } else {
         l->head = s->next;
     }
     if (s->next != NULL) {
         s->next->prev = s->prev;
-        slab_reseal(f, s->next);
+        list_relinked(f, s->next, tail != NULL);
     } else if (tail != NULL) {
         *tail = s->prev;
     }
@@ -389,17 +420,17 @@ static inline uint64_t seal_mix(uint64_t x, uint64_t w)
 }
 
 /* The keyed checksum of slab s's cold fields at s's address: the ones only the slow paths change --
- * the carve pointer, the capacity, the class (and its size), the full flag and the list links. A copy
- * of another slab's header does not pass either (the key covers the address). The hot fields, the
- * free-list head and inuse, change on every fast-path operation and are not sealed: they are checked
- * structurally where they could do harm (slab_head_ok, slab_take_ok, slab_unmark; docs/hardening.md,
+ * the carve pointer, the capacity, the class (and its size), fast_min (FSB_FULL on the full list) and the
+ * list links. A copy of another slab's header does not pass either (the key covers the address). The hot
+ * fields, the free-list head and inuse, change on every fast-path operation and are not sealed: they are
+ * checked structurally where they could do harm (slab_head_ok, slab_take_ok, slab_unmark; docs/hardening.md,
  * "Cost"), which costs a fraction of re-hashing the header twice per operation. */
 static inline uint64_t slab_seal(const struct fsb *f, const struct fsb_slab *s)
 {
     uint64_t x = heap_hard_key(f->common.hard.secret, (uintptr_t)s);
 
     x = seal_mix(x, s->carve);
-    x = seal_mix(x, (uint64_t)s->capacity | (uint64_t)s->full << 32);
+    x = seal_mix(x, (uint64_t)s->capacity | (uint64_t)s->fast_min << 32);
     x = seal_mix(x, (uint64_t)s->cls | (uint64_t)s->size << 16);
     x = seal_mix(x, (uintptr_t)s->next);
     return seal_mix(x, (uintptr_t)s->prev);
@@ -538,7 +569,8 @@ static bool carve_ok(const struct fsb_slab *s, unsigned cls)
  * to the full list is safe; else reports and fails the allocation (nothing changed). */
 static bool slab_take_ok(struct fsb *f, unsigned cls, const struct fsb_slab *s)
 {
-    if (!slab_sealed(f, s) || s->cls != cls || s->inuse >= s->capacity || s->full || !carve_ok(s, cls)) {
+    if (!slab_sealed(f, s) || s->cls != cls || s->inuse >= s->capacity || slab_is_full(s) ||
+        !carve_ok(s, cls)) {
         report_and_abort(f, HEAP_ERR_CORRUPT_METADATA, s);
         return false;
     }
@@ -559,7 +591,7 @@ static bool slab_free_ok(struct fsb *f, unsigned cls, const struct fsb_slab *s)
         report(f, HEAP_ERR_CORRUPT_METADATA, s);
         return false;
     }
-    if (s->full)
+    if (slab_is_full(s))
         return slab_unlink_ok(f, &f->full[cls], s) &&
                slab_rejoin_ok(f, &f->partial[cls], f->partial_tail[cls]);
     if (s->inuse == 1 && (s->prev != NULL || s->next != NULL))
@@ -1051,7 +1083,6 @@ static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
     s->capacity = f->capacity[cls];
     s->cls = cls;
     s->size = class_size[cls];
-    s->full = 0;
     slab_mark(f, s);
     list_push(f, &f->partial[cls], &f->partial_tail[cls],
               s); /* called when the list is empty: no neighbour */
@@ -1065,7 +1096,6 @@ static inline void slab_note_full(struct fsb *f, struct fsb_slab *s, unsigned cl
     if (s->inuse == s->capacity) {
         list_remove(f, &f->partial[cls], &f->partial_tail[cls], s);
         list_push(f, &f->full[cls], NULL, s);
-        s->full = 1;
     }
 }
 
@@ -1295,10 +1325,9 @@ static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
     obj_set_free(f, ptr, s->free);
     obj_flip_allocated(s, ptr);
     s->free = ptr;
-    if (heap_unlikely(s->full)) {
+    if (heap_unlikely(slab_is_full(s))) {
         list_remove(f, &f->full[cls], NULL, s);
         slab_rejoin(f, cls, s);
-        s->full = 0;
     }
     if (heap_unlikely(--s->inuse == 0) && (s->prev != NULL || s->next != NULL)) {
         list_remove(f, &f->partial[cls], &f->partial_tail[cls], s);
@@ -1310,20 +1339,15 @@ static __attribute__((noinline)) size_t fsb_free_slow(struct heap *h, void *ptr)
     return class_size[cls];
 }
 
-/* fsb_free's fast path also takes the free of the last object of s when s is its class's only
- * partial slab, which stays (see the essay): a tight alloc/free loop never leaves the fast path. */
-static inline bool fast_free_of_last(const struct fsb_slab *s)
-{
-    return s->prev == NULL && s->next == NULL;
-}
-
 /* The fast path's free of small object ptr: true if it was pushed onto its slab, which stays where it
- * is; false (nothing done) if it needs fsb_free_slow(). */
+ * is; false (nothing done) if it needs fsb_free_slow(). One comparison with the slab's fast_min
+ * (slab_fast_min): it also takes the free of the last object of s when s is its class's only partial
+ * slab, which stays (see the essay), so a tight alloc/free loop never leaves the fast path. */
 static inline __attribute__((always_inline)) bool slab_put_fast(struct fsb *f, void *ptr)
 {
     struct fsb_slab *s = slab_of(ptr);
 
-    if (heap_unlikely(s->full || (s->inuse <= 1 && !fast_free_of_last(s))))
+    if (heap_unlikely(s->inuse < s->fast_min))
         return false;
     obj_set_free(f, ptr, s->free);
     obj_flip_allocated(s, ptr);
@@ -1446,7 +1470,7 @@ static size_t check_slab(const struct fsb *f, const struct fsb_slab *s, unsigned
     uint32_t nfree = 0, uncarved = 0;
 
     bad += base % FSB_SLAB_SIZE != 0;
-    bad += s->cls != cls || s->full != full || s->capacity != f->capacity[cls];
+    bad += s->cls != cls || s->fast_min != slab_fast_min(s, !full) || s->capacity != f->capacity[cls];
     /* A partial list's head may be full: the step leaves it there for the slow path (partial_head). */
     bad += full ? s->inuse != s->capacity
                 : s->inuse > s->capacity || (s->inuse == s->capacity && s->prev != NULL);

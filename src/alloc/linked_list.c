@@ -1189,31 +1189,45 @@ static size_t ll_aligned_pad(const struct ll_block *b, size_t align)
     return pad;
 }
 
+/* ll_find_aligned()'s search: the request, the candidates tested so far and the best of them. */
+struct ll_aligned_search {
+    size_t asize, align;
+    int tries;            /* candidates tested */
+    struct ll_free *best; /* the smallest that fits so far (the lowest among equals), or NULL */
+};
+
+/* ll_tree_visit_fits() visitor for ll_find_aligned(): tests the exact placement of the request in f
+ * (at least asize bytes) and keeps f if it fits and is smaller than the best so far. Stops the walk
+ * at a fit that leaves no remainder or after LL_ALIGN_TRIES candidates. */
+static bool ll_aligned_candidate(void *ctx, struct ll_free *f)
+{
+    struct ll_aligned_search *s = ctx;
+    size_t body = ll_block_size(&f->hdr) - LL_HDR, pad = ll_aligned_pad(&f->hdr, s->align);
+
+    if (pad <= body && body - pad >= s->asize - LL_HDR) {
+        if (s->best == NULL || ll_block_size(&f->hdr) < ll_block_size(&s->best->hdr))
+            s->best = f;
+        if (body - pad - (s->asize - LL_HDR) < LL_MIN_BLOCK)
+            return true; /* nothing would be split off after the block */
+    }
+    return ++s->tries == LL_ALIGN_TRIES;
+}
+
 /* Returns a free block that can hold asize bytes at alignment align (> 16), or NULL. Tests the exact
  * placement on the first LL_ALIGN_TRIES blocks of at least asize bytes in address order and takes the
  * smallest that fits (the lowest among equals; a block that leaves no remainder ends the search),
  * else falls back to the first block large enough for any placement (asize + align + LL_MIN_BLOCK).
+ * The candidates come from one walk of the tree (ll_tree_visit_fits), not a descent each.
  * Smallest rather than first: fixed_size_block asks for page- and slab-aligned blocks only, and the
  * first fit cuts up the aligned windows a later slab needs (footprints measured: docs/allocators.md). */
 static struct ll_free *ll_find_aligned(struct ll *l, size_t asize, size_t align)
 {
-    bool bad = false;
-    struct ll_free *f = ll_tree_find_fit(&l->tree, asize), *best = NULL;
+    struct ll_aligned_search s = {.asize = asize, .align = align, .tries = 0, .best = NULL};
 
-    for (int tries = 0; f != NULL && tries < LL_ALIGN_TRIES; tries++) {
-        size_t body = ll_block_size(&f->hdr) - LL_HDR, pad = ll_aligned_pad(&f->hdr, align);
-        if (pad <= body && body - pad >= asize - LL_HDR) {
-            if (best == NULL || ll_block_size(&f->hdr) < ll_block_size(&best->hdr))
-                best = f;
-            if (body - pad - (asize - LL_HDR) < LL_MIN_BLOCK)
-                break; /* nothing would be split off after the block */
-        }
-        f = ll_tree_fit_after(&l->tree, (uintptr_t)f, asize, &bad);
-    }
-    if (bad || ll_call_aborted(l))
+    if (!ll_tree_visit_fits(&l->tree, asize, ll_aligned_candidate, &s) || ll_call_aborted(l))
         return NULL;
-    if (best != NULL)
-        return best;
+    if (s.best != NULL)
+        return s.best;
     return ll_tree_find_fit(&l->tree, asize + align + LL_MIN_BLOCK);
 }
 

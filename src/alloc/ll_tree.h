@@ -17,7 +17,7 @@
  * Hardened mode: links (the root too) are stored mangled with a key of the slot's address and
  * tagged with a keyed 20-bit hash of the link and the slot (ll_tree_get_link/ll_tree_set_link): a
  * changed link decodes to LL_LINK_BAD and is never followed. The descents (ll_tree_find_fit,
- * ll_tree_fit_after, ll_tree_in_free_block, ll_tree_check) validate each link before following it
+ * ll_tree_visit_fits, ll_tree_in_free_block, ll_tree_check) validate each link before following it
  * (ll_tree_link_ok); insert, remove, replace and grow follow links without validation, so a caller first runs
  * ll_tree_path_ok() on the links a change will follow (a sibling they only read a maximum of may be
  * damaged: it decodes to a readable dummy node, LL_LINK_BAD).
@@ -589,9 +589,17 @@ static inline struct ll_free *ll_tree_find_fit(const struct ll_tree *tree, size_
     }
 }
 
-/* Returns the lowest-addressed free block above address x with at least need bytes, or NULL (also
- * NULL with *bad set when a link fails validation, which is reported). */
-struct ll_free *ll_tree_fit_after(const struct ll_tree *tree, uintptr_t x, size_t need, bool *bad);
+/* Called by ll_tree_visit_fits() with each free block f of at least the size asked for (still in the
+ * tree, which must not change during the walk). Returns true to stop the walk, false to go on. */
+typedef bool (*ll_tree_visit_fn)(void *ctx, struct ll_free *f);
+
+/* Offers every free block of at least need bytes to visit, in address order (lowest first), until
+ * visit returns true or the blocks run out: one in-order walk that skips every subtree whose maximum
+ * is below need, so O(depth + blocks offered) time; its recursion depth is at most the tree's.
+ * Returns false if the walk met a link that fails validation or maxima that promise a fit that is not
+ * there (reported as ll_tree_find_fit() reports them; the walk ends there), true otherwise. The first
+ * block offered is ll_tree_find_fit(tree, need)'s answer. */
+bool ll_tree_visit_fits(const struct ll_tree *tree, size_t need, ll_tree_visit_fn visit, void *ctx);
 
 /* True if inserting key (!present) or removing, replacing or growing it (present) follows only valid
  * links: every link those operations follow or copy into another slot -- the child taken at each node

@@ -20,6 +20,7 @@
 #include "heap.h"
 #include "heap_backend.h"
 #include "kheap_host.h"
+#include "ll_block.h" /* LL_HDR, LL_MIN_BLOCK: linked_list's aligned placement, recomputed below */
 
 #define RESERVE ((size_t)512 << 20)
 #define INITIAL ((size_t)256 << 10)
@@ -760,6 +761,129 @@ static void test_ll_quick_coalesce(void **state)
     assert_int_equal(heap_check(f->h), 0);
 }
 
+/* linked_list's free blocks in address order, from heap_walk() (plain mode: quick-listed blocks too,
+ * which are never larger than 144 bytes). */
+#define LL_FREE_LOG_MAX 4096
+struct ll_free_log {
+    size_t n;
+    uintptr_t addr[LL_FREE_LOG_MAX];
+    size_t size[LL_FREE_LOG_MAX];
+};
+
+static bool ll_free_log_fn(void *ctx, const struct heap_walk_entry *e)
+{
+    struct ll_free_log *w = ctx;
+    size_t i;
+
+    if (e->state != HEAP_WALK_FREE)
+        return true;
+    assert_true(w->n < LL_FREE_LOG_MAX);
+    for (i = w->n++; i > 0 && w->addr[i - 1] > (uintptr_t)e->addr; i--) { /* regions: newest first */
+        w->addr[i] = w->addr[i - 1];
+        w->size[i] = w->size[i - 1];
+    }
+    w->addr[i] = (uintptr_t)e->addr;
+    w->size[i] = e->size;
+    return true;
+}
+
+/* How far past block b's header the user pointer of an align-aligned block lies in b: 0, or padding
+ * that can be a free block of its own (at least LL_MIN_BLOCK). */
+static size_t ll_ref_pad(uintptr_t b, size_t align)
+{
+    size_t pad = (size_t)(-(b + LL_HDR) & (align - 1));
+
+    while (pad != 0 && pad < LL_MIN_BLOCK)
+        pad += align;
+    return pad;
+}
+
+/* How ll_ref_aligned() found its answer. */
+enum ll_ref_how { LL_REF_NONE, LL_REF_FIRST, LL_REF_SMALLER, LL_REF_EXACT, LL_REF_FALLBACK, LL_REF_HOWS };
+
+/* The user pointer linked_list's aligned allocation of a block of asize bytes must return, by its
+ * definition (linked_list.c, ll_find_aligned), recomputed from the free blocks w: among the first 16
+ * blocks of at least asize bytes in address order, the smallest (lowest among equals) in which the
+ * block fits at its exact aligned place, the search ending at a fit that leaves less than a minimum
+ * block behind it; if none fits, the first block of at least asize + align + LL_MIN_BLOCK bytes.
+ * 0 if there is none. *how: which rule decided. */
+static uintptr_t ll_ref_aligned(const struct ll_free_log *w, size_t asize, size_t align, enum ll_ref_how *how)
+{
+    size_t best = SIZE_MAX, tries = 0;
+
+    *how = LL_REF_NONE;
+    for (size_t i = 0; i < w->n && tries < 16; i++) {
+        size_t body = w->size[i] - LL_HDR, pad = ll_ref_pad(w->addr[i], align);
+
+        if (w->size[i] < asize)
+            continue;
+        tries++;
+        if (pad > body || body - pad < asize - LL_HDR)
+            continue;
+        if (best == SIZE_MAX || w->size[i] < w->size[best]) {
+            *how = best == SIZE_MAX ? LL_REF_FIRST : LL_REF_SMALLER;
+            best = i;
+        }
+        if (body - pad - (asize - LL_HDR) < LL_MIN_BLOCK) {
+            *how = *how == LL_REF_SMALLER || tries > 1 ? LL_REF_EXACT : *how; /* ended the search early */
+            break;
+        }
+    }
+    for (size_t i = 0; i < w->n && best == SIZE_MAX; i++) {
+        if (w->size[i] >= asize + align + LL_MIN_BLOCK) {
+            *how = LL_REF_FALLBACK;
+            best = i;
+        }
+    }
+    return best == SIZE_MAX ? 0 : w->addr[best] + ll_ref_pad(w->addr[best], align) + LL_HDR;
+}
+
+/* An aligned allocation takes the block the definition of linked_list's aligned search names
+ * (ll_ref_aligned), on a heap shaped by a random mix of small, large and aligned blocks; every rule of
+ * the definition decides some of them. */
+static void test_ll_aligned_choice(void **state)
+{
+    struct fixture *f = *state;
+    enum { LIVE = 256, STEPS = 20000 };
+    static struct ll_free_log w;
+    char *p[LIVE] = {0};
+    uint64_t rng = 2026;
+    size_t decided[LL_REF_HOWS] = {0};
+
+    for (int step = 0; step < STEPS; step++) {
+        size_t i = heap_rand(&rng) % LIVE, r = heap_rand(&rng) % 8;
+
+        if (p[i] != NULL) {
+            heap_free(f->h, p[i]);
+            p[i] = NULL;
+        } else if (r < 3) { /* an aligned block larger than any quick-listed one */
+            size_t size = 129 + heap_rand(&rng) % 9000,
+                   align = (size_t)32 << (r == 0 ? 8 : heap_rand(&rng) % 9);
+            size_t asize = (size + HEAP_HARD_TAIL + LL_HDR + 15) & ~(size_t)15;
+            enum ll_ref_how how;
+            uintptr_t want;
+
+            w.n = 0;
+            heap_walk(f->h, ll_free_log_fn, &w);
+            want = ll_ref_aligned(&w, asize, align, &how);
+            p[i] = heap_alloc_aligned(f->h, size, align);
+            assert_non_null(p[i]);
+            if (want != 0) /* else the heap grew for it */
+                assert_ptr_equal(p[i], (char *)want);
+            decided[how]++;
+        } else {
+            p[i] = heap_alloc(f->h, r < 6 ? 1 + heap_rand(&rng) % 200 : 200 + heap_rand(&rng) % 6000);
+            assert_non_null(p[i]);
+        }
+        if (step % 500 == 0)
+            assert_int_equal(heap_check(f->h), 0);
+    }
+    for (size_t i = 0; i < LIVE; i++)
+        heap_free(f->h, p[i]);
+    for (int h = LL_REF_FIRST; h < LL_REF_HOWS; h++)
+        assert_true(decided[h] > 0);
+}
+
 static void test_ll_resize_in_place(void **state)
 {
     struct fixture *f = *state;
@@ -1217,6 +1341,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST_FOR("linked_list", test_ll_resize_in_place),
     KHEAP_TEST_FOR("linked_list", test_ll_quick_lists),
     KHEAP_TEST_FOR("linked_list", test_ll_quick_coalesce),
+    KHEAP_TEST_FOR("linked_list", test_ll_aligned_choice),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_small_and_large),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_full_slab_rejoins_at_tail),
     KHEAP_TEST_FOR("fixed_size_block", test_fsb_slabs_returned),

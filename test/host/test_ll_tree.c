@@ -114,13 +114,46 @@ static size_t model_count(void)
     return n;
 }
 
-/* The model's first fit: the lowest-addressed block above x with at least need bytes. */
-static struct ll_free *model_fit_after(uintptr_t x, size_t need)
+/* The model's first fit: the lowest-addressed block with at least need bytes. */
+static struct ll_free *model_first_fit(size_t need)
 {
     for (size_t i = 0; i < SLOTS; i++)
-        if (model_size[i] >= need && (uintptr_t)node_of(i) > x)
+        if (model_size[i] >= need)
             return node_of(i);
     return NULL;
+}
+
+/* What ll_tree_visit_fits() offered: the blocks, in the order offered; it is stopped after limit. */
+struct offers {
+    struct ll_free *f[SLOTS];
+    size_t n, limit;
+};
+
+static bool record_offer(void *ctx, struct ll_free *f)
+{
+    struct offers *o = ctx;
+
+    assert_true(o->n < SLOTS);
+    o->f[o->n++] = f;
+    return o->n == o->limit;
+}
+
+/* ll_tree_visit_fits(need), stopped after limit blocks, offers the model's first limit blocks of at
+ * least need bytes in address order, each once, and nothing else. */
+static void assert_visit_matches_model(size_t need, size_t limit)
+{
+    struct offers o = {.n = 0, .limit = limit};
+    size_t k = 0;
+
+    assert_true(ll_tree_visit_fits(&tree, need, record_offer, &o));
+    for (size_t i = 0; i < SLOTS && k < limit; i++) {
+        if (model_size[i] < need)
+            continue;
+        assert_true(k < o.n);
+        assert_ptr_equal(o.f[k], node_of(i));
+        k++;
+    }
+    assert_int_equal(o.n, k);
 }
 
 static bool model_in_free_block(uintptr_t a)
@@ -175,7 +208,8 @@ static void assert_tree_matches_model(void)
 }
 
 /* Random insert, remove, replace (both directions, as a split and a merge do) and grow against the
- * model; first-fit, fit_after, containment and path answers compared with the model throughout. */
+ * model; first-fit, the walk over the fits, containment and path answers compared with the model
+ * throughout. */
 static void test_random_against_model(void **state)
 {
     uint64_t rng = 42;
@@ -217,13 +251,12 @@ static void test_random_against_model(void **state)
         }
         if (step % 64 == 0) {
             size_t need = random_size(&rng, LL_MIN_BLOCK, SLOT);
-            uintptr_t x = (uintptr_t)arena + heap_rand(&rng) % sizeof(arena);
+            size_t limit = 1 + heap_rand(&rng) % 24; /* as an aligned search stops (16), or later */
             uintptr_t a = (uintptr_t)arena + heap_rand(&rng) % sizeof(arena);
-            bool bad = false;
 
-            assert_ptr_equal(ll_tree_find_fit(&tree, need), model_fit_after(0, need));
-            assert_ptr_equal(ll_tree_fit_after(&tree, x, need, &bad), model_fit_after(x, need));
-            assert_false(bad);
+            assert_ptr_equal(ll_tree_find_fit(&tree, need), model_first_fit(need));
+            assert_visit_matches_model(need, limit);
+            assert_visit_matches_model(need, SLOTS + 1); /* never stopped: every fit */
             assert_int_equal(ll_tree_in_free_block(&tree, a), model_in_free_block(a));
         }
         if (step % 1024 == 0)
@@ -256,11 +289,20 @@ static void test_first_fit_answers(void **state)
     assert_ptr_equal(ll_tree_find_fit(&tree, 129), node_of(9));
     assert_ptr_equal(ll_tree_find_fit(&tree, 160), node_of(9));
     assert_null(ll_tree_find_fit(&tree, 176));
-    bool bad = false;
-    assert_ptr_equal(ll_tree_fit_after(&tree, (uintptr_t)node_of(3), 65, &bad), node_of(9));
-    assert_ptr_equal(ll_tree_fit_after(&tree, (uintptr_t)node_of(9), 65, &bad), node_of(12));
-    assert_null(ll_tree_fit_after(&tree, (uintptr_t)node_of(12), 64, &bad));
-    assert_false(bad);
+    struct offers o = {.n = 0, .limit = SLOTS + 1};
+    assert_true(ll_tree_visit_fits(&tree, 65, record_offer, &o)); /* in address order, 64 left out */
+    assert_int_equal(o.n, 4);
+    assert_ptr_equal(o.f[0], node_of(0));
+    assert_ptr_equal(o.f[1], node_of(3));
+    assert_ptr_equal(o.f[2], node_of(9));
+    assert_ptr_equal(o.f[3], node_of(12));
+    o = (struct offers){.n = 0, .limit = 2}; /* the visitor stops the walk */
+    assert_true(ll_tree_visit_fits(&tree, 96, record_offer, &o));
+    assert_int_equal(o.n, 2);
+    assert_ptr_equal(o.f[1], node_of(9));
+    o = (struct offers){.n = 0, .limit = SLOTS + 1};
+    assert_true(ll_tree_visit_fits(&tree, 161, record_offer, &o));
+    assert_int_equal(o.n, 0);
     assert_true(ll_tree_in_free_block(&tree, (uintptr_t)node_of(3) + 127));
     assert_false(ll_tree_in_free_block(&tree, (uintptr_t)node_of(3) + 128));
     assert_false(ll_tree_in_free_block(&tree, (uintptr_t)node_of(1)));
@@ -300,6 +342,42 @@ static void test_check_catches_broken_max(void **state)
         low = ll_tree_left(&tree, low);
     low->hdr.prev_size -= 16;
     assert_int_not_equal(check_count(), 0);
+}
+
+/* A subtree maximum raised above every block in it (maxima are not sealed): the walk over the fits
+ * enters the subtree, finds no block there and fails, naming the node whose maximum promised the fit
+ * (hardened mode: reported, the call aborted), as the first-fit descent does. */
+static void test_walk_catches_broken_max(void **state)
+{
+    struct ll_free *order[SLOTS], *end;
+    struct offers o = {.n = 0, .limit = SLOTS + 1};
+    size_t n = 0, i = 0, big = max_size(0) + 16; /* larger than any block */
+
+    (void)state;
+    fill(100, 13);
+    walk(ll_tree_get_link(&tree, &tree.root), UINT64_MAX, order, &n);
+    for (size_t k = 0; k < n; k++)
+        order[k]->hdr.prev_size = big; /* every subtree promises a block of big bytes */
+    while (ll_tree_right(&tree, order[i]) != NULL)
+        i++;
+    end = order[i]; /* the walk's first node with nowhere left to look: where the promise breaks */
+    assert_false(ll_tree_visit_fits(&tree, big, record_offer, &o));
+    assert_int_equal(o.n, 0);
+#if KHEAP_HARDENING
+    assert_int_equal(reports, 1);
+    assert_int_equal(last_kind, HEAP_ERR_CORRUPT_FREELIST);
+    assert_ptr_equal(last_ptr, (const char *)end + LL_HDR);
+    assert_true(reporter.hard.abort);
+    last_ptr = NULL;
+#endif
+    assert_null(ll_tree_find_fit(&tree, big)); /* the descent fails at the same node */
+#if KHEAP_HARDENING
+    assert_int_equal(reports, 2);
+    assert_ptr_equal(last_ptr, (const char *)end + LL_HDR);
+#else
+    assert_int_equal(reports, 0);
+    (void)end;
+#endif
 }
 
 static void test_check_catches_broken_order(void **state)
@@ -380,6 +458,13 @@ static void test_damaged_link_is_reported(void **state)
     assert_null(ll_tree_find_fit(&tree, LL_MIN_BLOCK));
     assert_int_equal(reports, 2);
     assert_true(reporter.hard.abort);
+    /* So does the walk over the fits, before it offers anything. */
+    struct offers o = {.n = 0, .limit = SLOTS + 1};
+    assert_false(ll_tree_visit_fits(&tree, LL_MIN_BLOCK, record_offer, &o));
+    assert_int_equal(o.n, 0);
+    assert_int_equal(reports, 3);
+    assert_int_equal(last_kind, HEAP_ERR_USE_AFTER_FREE);
+    assert_ptr_equal(last_ptr, (const char *)low + LL_HDR);
     assert_false(ll_tree_in_free_block(&tree, (uintptr_t)low - 16));
 }
 
@@ -430,6 +515,7 @@ int main(void)
         cmocka_unit_test_setup(test_random_against_model, setup),
         cmocka_unit_test_setup(test_first_fit_answers, setup),
         cmocka_unit_test_setup(test_check_catches_broken_max, setup),
+        cmocka_unit_test_setup(test_walk_catches_broken_max, setup),
         cmocka_unit_test_setup(test_check_catches_broken_order, setup),
         cmocka_unit_test_setup(test_check_catches_broken_priority, setup),
         cmocka_unit_test_setup(test_check_catches_broken_tag, setup),

@@ -1,59 +1,9 @@
 /*
- * ll_tree.c - the free tree's descents that are not on every alloc and free: the walk over the blocks
- * that fit (aligned allocations), the validation of a path before a change (hardened mode), the
- * containment query (hardened validate) and the invariant checker. The tree itself and its hot
- * operations: ll_tree.h.
+ * ll_tree.c - the free tree's descents that are not on every alloc and free: the validation of a
+ * path before a change (hardened mode), the containment query (hardened validate) and the invariant
+ * checker. The tree itself and its hot operations: ll_tree.h.
  */
 #include "ll_tree.h"
-
-/* ll_tree_visit_fits() within subtree t (not NULL), entered because its maximum is at least need:
- * every block of t's subtree with at least need bytes to visit, in address order. Returns true if
- * the walk is over -- visit stopped it, or it failed (*bad set) -- and false if it offered every such
- * block (at least one: a subtree whose maximum promises a fit that none of its blocks has is reported
- * and fails the walk). Recurses into left subtrees and loops into right ones, so its depth is at most
- * the tree's, like ll_tree_insert()'s. */
-static bool visit_fits_below(const struct ll_tree *tree, struct ll_free *t, size_t need,
-                             ll_tree_visit_fn visit, void *ctx, bool *bad)
-{
-    for (;;) {
-        bool offered = false; /* by t's left subtree or by t */
-        struct ll_free *c = ll_tree_follow_link(tree, t, &t->left, bad);
-
-        if (heap_unlikely(*bad))
-            return true;
-        if (c != NULL && ll_tree_subtree_max(c) >= need) {
-            if (visit_fits_below(tree, c, need, visit, ctx, bad))
-                return true;
-            offered = true;
-        }
-        if (ll_block_size(&t->hdr) >= need) {
-            if (visit(ctx, t))
-                return true;
-            offered = true;
-        }
-        c = ll_tree_follow_link(tree, t, &t->right, bad);
-        if (heap_unlikely(*bad))
-            return true;
-        if (c == NULL || ll_tree_subtree_max(c) < need) {
-            if (heap_unlikely(!offered)) {
-                ll_tree_report_and_abort(tree, t); /* the maxima promised a fit that is not there */
-                *bad = true;
-            }
-            return *bad;
-        }
-        t = c; /* the right subtree promises a fit: it offers one or fails the walk itself */
-    }
-}
-
-bool ll_tree_visit_fits(const struct ll_tree *tree, size_t need, ll_tree_visit_fn visit, void *ctx)
-{
-    bool bad = false;
-    struct ll_free *t = ll_tree_follow_link(tree, NULL, &tree->root, &bad);
-
-    if (t != NULL && ll_tree_subtree_max(t) >= need)
-        visit_fits_below(tree, t, need, visit, ctx, &bad);
-    return !bad;
-}
 
 #if KHEAP_HARDENING
 const struct ll_tree_bad_node ll_tree_bad_node = {.node = {.hdr = {.prev_size = SIZE_MAX}}};

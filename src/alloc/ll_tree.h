@@ -22,9 +22,9 @@
  * ll_tree_path_ok() on the links a change will follow (a sibling they only read a maximum of may be
  * damaged: it decodes to a readable dummy node, LL_LINK_BAD).
  *
- * The operations used on every alloc and free are static inline here, so linked_list.c compiles
- * them as it did when they were its own static functions (recursion included); the rest live in
- * ll_tree.c.
+ * The operations used on every alloc and free, and the walk of an aligned allocation, are static
+ * inline here, so linked_list.c compiles them as it did when they were its own static functions
+ * (recursion included); the rest live in ll_tree.c.
  */
 #ifndef KHEAP_ALLOC_LL_TREE_H
 #define KHEAP_ALLOC_LL_TREE_H
@@ -593,13 +593,65 @@ static inline struct ll_free *ll_tree_find_fit(const struct ll_tree *tree, size_
  * tree, which must not change during the walk). Returns true to stop the walk, false to go on. */
 typedef bool (*ll_tree_visit_fn)(void *ctx, struct ll_free *f);
 
+/* ll_tree_visit_fits() within subtree t (not NULL), entered because its maximum is at least need:
+ * every block of t's subtree with at least need bytes to visit, in address order. Returns true if
+ * the walk is over -- visit stopped it, or it failed (*bad set) -- and false if it offered every such
+ * block (at least one: a subtree whose maximum promises a fit that none of its blocks has is reported
+ * and fails the walk). Recurses into left subtrees and loops into right ones, so its depth is at most
+ * the tree's, like ll_tree_insert()'s. */
+static inline bool ll_tree_visit_fits_below(const struct ll_tree *tree, struct ll_free *t, size_t need,
+                                            ll_tree_visit_fn visit, void *ctx, bool *bad)
+{
+    for (;;) {
+        bool offered = false; /* by t's left subtree or by t */
+        struct ll_free *c = ll_tree_follow_link(tree, t, &t->left, bad);
+
+        if (heap_unlikely(*bad))
+            return true;
+        if (c != NULL && ll_tree_subtree_max(c) >= need) {
+            if (ll_tree_visit_fits_below(tree, c, need, visit, ctx, bad))
+                return true;
+            offered = true;
+        }
+        if (ll_block_size(&t->hdr) >= need) {
+            if (visit(ctx, t))
+                return true;
+            offered = true;
+        }
+        c = ll_tree_follow_link(tree, t, &t->right, bad);
+        if (heap_unlikely(*bad))
+            return true;
+        if (c == NULL || ll_tree_subtree_max(c) < need) {
+            if (heap_unlikely(!offered)) {
+                ll_tree_report_and_abort(tree, t); /* the maxima promised a fit that is not there */
+                *bad = true;
+            }
+            return *bad;
+        }
+        t = c; /* the right subtree promises a fit: it offers one or fails the walk itself */
+    }
+}
+
 /* Offers every free block of at least need bytes to visit, in address order (lowest first), until
  * visit returns true or the blocks run out: one in-order walk that skips every subtree whose maximum
- * is below need, so O(depth + blocks offered) time; its recursion depth is at most the tree's.
- * Returns false if the walk met a link that fails validation or maxima that promise a fit that is not
- * there (reported as ll_tree_find_fit() reports them; the walk ends there), true otherwise. The first
- * block offered is ll_tree_find_fit(tree, need)'s answer. */
-bool ll_tree_visit_fits(const struct ll_tree *tree, size_t need, ll_tree_visit_fn visit, void *ctx);
+ * is below need. It enters only the nodes on the paths from the root to the blocks it offers, each
+ * once -- one descent to the first block (ll_tree_find_fit(tree, need)'s answer), then the in-order
+ * steps to each next one: O(depth + blocks offered) for blocks close together, never more than a
+ * descent per block. Recursion depth at most the tree's. Returns false if the walk met a link that
+ * fails validation or maxima that promise a fit that is not there (reported and the call aborted, as
+ * ll_tree_find_fit() does; the walk ends there), true otherwise. Static inline (not in ll_tree.c) so
+ * that the compiler specialises it for its one visitor: fixed_size_block's large blocks and slabs
+ * make it part of every aligned allocation. */
+static inline bool ll_tree_visit_fits(const struct ll_tree *tree, size_t need, ll_tree_visit_fn visit,
+                                      void *ctx)
+{
+    bool bad = false;
+    struct ll_free *t = ll_tree_follow_link(tree, NULL, &tree->root, &bad);
+
+    if (t != NULL && ll_tree_subtree_max(t) >= need)
+        ll_tree_visit_fits_below(tree, t, need, visit, ctx, &bad);
+    return !bad;
+}
 
 /* True if inserting key (!present) or removing, replacing or growing it (present) follows only valid
  * links: every link those operations follow or copy into another slot -- the child taken at each node

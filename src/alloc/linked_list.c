@@ -105,17 +105,17 @@
  * block's size), and a free predecessor found through a boundary tag must be a sealed free block of
  * exactly that size. Tree links (the root too) are mangled with a key of their slot and carry a
  * 20-bit keyed tag in the bits an aligned canonical address does not use (ll_tree.h), so a damaged
- * link is rejected before anything is read through it; the first-fit descent checks each link it
- * takes, and before the tree is changed ll_tree_path_ok() checks every link the change will follow
- * or move -- the search path of the block, its children and the two spines below it -- and that each
- * node lies strictly inside the address interval its ancestors allow (a sibling read only for its
- * subtree maximum may be damaged: it decodes to a readable dummy node and is reported by the next
- * descent that follows it, ll_tree.h). validate() runs the checks a free
+ * link is rejected before anything is read through it; the first-fit descent and the aligned walk
+ * check each link they take, and before the tree is changed ll_tree_path_ok() checks every link the
+ * change will follow or move -- the search path of the block, its children and the two spines below
+ * it -- and that each node lies strictly inside the address interval its ancestors allow (a sibling
+ * read only for its subtree maximum may be damaged: it decodes to a readable dummy node and is
+ * reported by the next descent that follows it, ll_tree.h). validate() runs the checks a free
  * or resize will need before it is allowed, and finds the region of a pointer before reading its
  * header, so foreign pointers are never dereferenced. The subtree maxima are not sealed: a damaged
- * one can only make the descent miss (reported) or look in vain, never hand out a block that is too
- * small, since the block's own (sealed) size is checked. The free site is not sealed either: it only
- * names a caller in a report.
+ * one can only make the descent or the walk miss (reported) or look in vain, never hand out a
+ * block that is too small, since the block's own (sealed) size is checked. The free site is not
+ * sealed either: it only names a caller in a report.
  * Failed checks are reported (HEAP_ERR_CORRUPT_METADATA for headers and tags, the write into freed
  * memory for a damaged link or watermark, which lie in a free block's body) and the operation is
  * refused: a free or resize leaves the block alone (leaked), an allocation fails; a damaged free

@@ -39,8 +39,8 @@
  * (padding included) on the first LL_ALIGN_TRIES blocks large enough in address order and take the
  * smallest that fits (see ll_find_aligned), else the first block of size + align + 32. The candidates
  * come from one in-order walk of the tree that skips the subtrees too small (ll_tree_visit_fits), not
- * from a descent each: fixed_size_block's page-aligned large blocks cost about 550 instructions per
- * search instead of about 1,150 (docs/measurements.md, "linked_list's aligned search in one walk").
+ * from a descent each: fixed_size_block's page-aligned large blocks cost about 540 instructions per
+ * search instead of about 1,130 (docs/measurements.md, "linked_list's aligned search in one walk").
  *
  * Quick lists (plain heaps that give no memory back): in front of the tree, one LIFO list per block
  * size from 32 to 144 bytes (requests up to 128 bytes), of at most LL_QUICK_CAP blocks each. A listed

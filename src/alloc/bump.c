@@ -869,15 +869,17 @@ static void *bump_step_alloc(struct heap *h, size_t size)
     return p;
 }
 
-/* step_free: bump_free() and the front end's counting in one function. */
+/* step_free: bump_free() and the front end's counting in one function (ptr NULL: nothing). */
 static void bump_step_free(struct heap *h, void *ptr)
 {
-    heap_note_free(h, bump_free_body(h, ptr, false));
+    if (heap_likely(ptr != NULL))
+        heap_note_free(h, bump_free_body(h, ptr, false));
 }
 
 static void bump_step_free_releasing(struct heap *h, void *ptr)
 {
-    heap_note_free(h, bump_free_body(h, ptr, true));
+    if (heap_likely(ptr != NULL))
+        heap_note_free(h, bump_free_body(h, ptr, true));
 }
 
 /* The last block can grow or shrink by moving next; any block can shrink in place. */

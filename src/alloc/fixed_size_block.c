@@ -263,9 +263,9 @@ static const uint16_t class_size[FSB_NCLASSES] = {
     448, 512, 640, 768, 896, 1072, 1328, 1616, 1808, 2000, 2048,
 };
 
-/* size_class[(size + 15) / 16] = smallest class holding size bytes, for 1 <= size <= 2048. */
-static const uint8_t size_class[FSB_MAX_SMALL / 16 + 1] = {
-    0,  0,  1,  2,  2,  3,  3,  4,  4,                                          /* 16 .. 128 */
+/* size_class[(size - 1) / 16] = smallest class holding size bytes, for 1 <= size <= 2048 (class_of). */
+static const uint8_t size_class[FSB_MAX_SMALL / 16] = {
+    0,  1,  2,  2,  3,  3,  4,  4,                                              /* 16 .. 128 */
     5,  5,  6,  6,  7,  7,  8,  8,                                              /* .. 256 */
     9,  9,  9,  9,  10, 10, 10, 10, 11, 11, 11, 11, 12, 12, 12, 12,             /* .. 512 */
     13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14,             /* .. 768 */
@@ -275,7 +275,14 @@ static const uint8_t size_class[FSB_MAX_SMALL / 16 + 1] = {
     19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19,                             /* .. 1808 */
     20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 21, 21, 21,                 /* .. 2048 */
 };
-_Static_assert(sizeof(size_class) == FSB_MAX_SMALL / 16 + 1, "one entry per 16-byte step");
+_Static_assert(sizeof(size_class) == FSB_MAX_SMALL / 16, "one entry per 16-byte step");
+
+/* The class of a request of size bytes, 1 <= size <= FSB_MAX_SMALL (the front end never passes 0).
+ * Indexed by size - 1, which the fast paths' range test (size - 1 < FSB_MAX_SMALL) has computed. */
+static inline unsigned class_of(size_t size)
+{
+    return size_class[(size - 1) / 16];
+}
 
 static struct fsb *to_fsb(struct heap *h)
 {
@@ -1208,7 +1215,7 @@ static __attribute__((noinline)) void *fsb_alloc_slow(struct heap *h, size_t siz
 
     if (heap_unlikely(size > FSB_MAX_SMALL || align > FSB_MAX_SMALL_ALIGN))
         goto large;
-    cls = size_class[(size + 15) / 16];
+    cls = class_of(size);
     if (heap_unlikely(align != HEAP_MIN_ALIGN)) {
         cls = aligned_class(cls, align);
         if (cls == FSB_NCLASSES)
@@ -1256,7 +1263,7 @@ static void *fsb_alloc(struct heap *h, size_t size, size_t align, size_t *usable
 {
     if (heap_likely(size <= FSB_MAX_SMALL && align == HEAP_MIN_ALIGN)) {
         struct fsb *f = to_fsb(h);
-        unsigned cls = size_class[(size + 15) / 16];
+        unsigned cls = class_of(size);
         struct fsb_slab *s = f->partial[cls].head;
         void *obj;
 
@@ -1392,7 +1399,7 @@ static void *fsb_step_alloc(struct heap *h, size_t size)
 {
     if (heap_likely(size - 1 < FSB_MAX_SMALL)) {
         struct fsb *f = to_fsb(h);
-        unsigned cls = size_class[(size + 15) / 16];
+        unsigned cls = class_of(size);
         struct fsb_slab *s = f->partial[cls].head;
         void *obj;
 
@@ -1415,10 +1422,12 @@ static void *fsb_step_alloc(struct heap *h, size_t size)
     return step_alloc_slow(h, size);
 }
 
-/* The step's free outside fsb_free's fast path, counted; out of line, so the step saves no register. */
+/* The step's free outside fsb_free's fast path, counted; out of line, so the step saves no register.
+ * NULL (page-aligned, so "large" to the fast path's test) ends here, as a no-op. */
 static __attribute__((noinline)) void step_free_slow(struct heap *h, void *ptr)
 {
-    heap_note_free(h, fsb_free_slow(h, ptr));
+    if (heap_likely(ptr != NULL))
+        heap_note_free(h, fsb_free_slow(h, ptr));
 }
 
 static void fsb_step_free(struct heap *h, void *ptr)

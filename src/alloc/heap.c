@@ -308,7 +308,7 @@ static __attribute__((noinline)) void *cpu_alloc(struct heap *h, size_t size)
     unsigned long pin;
     struct heap_cpu *c = heap_cpu_pin(h->cpu, &pin);
     const struct heap_cpus *cs = h->cpu;
-    unsigned cls = cs->of_size[(size + 15) / 16];
+    unsigned cls = heap_cpu_size_class(cs, size);
     void *p = NULL;
 
     if (heap_likely(c != NULL)) {
@@ -319,7 +319,7 @@ static __attribute__((noinline)) void *cpu_alloc(struct heap *h, size_t size)
         heap_cpu_unlock(c);
     }
     heap_cpu_unpin(cs, pin);
-    return heap_likely(p != NULL) ? p : cpu_refill(h, cs->of_size[(size + 15) / 16]);
+    return heap_likely(p != NULL) ? p : cpu_refill(h, heap_cpu_size_class(cs, size));
 }
 
 /* The locked free of a heap with caches, for blocks they do not take: when the free gives pages
@@ -467,7 +467,7 @@ static inline __attribute__((always_inline)) void *alloc_direct(struct heap *h, 
 static __attribute__((noinline)) void *solo_alloc_miss(struct heap *h, size_t size)
 {
     const struct heap_cpus *cs = h->solo;
-    unsigned cls = cs->of_size[(size + 15) / 16];
+    unsigned cls = heap_cpu_size_class(cs, size);
     struct heap_cpu_mag *m = heap_cpu_solo_mag(cs, cls);
     uint32_t n = cs->classes->alloc_batch(h, cls, m->obj, heap_cpu_batch(m));
 
@@ -504,7 +504,7 @@ static inline __attribute__((always_inline)) void *alloc_indirect(struct heap *h
     const struct heap_cpus *cs = h->solo;
 
     if (heap_likely(cs != NULL && align == HEAP_MIN_ALIGN && size - 1 < cs->max_size)) {
-        unsigned cls = cs->of_size[(size + 15) / 16];
+        unsigned cls = heap_cpu_size_class(cs, size);
         struct heap_cpu_mag *m = heap_cpu_solo_mag(cs, cls);
         uint32_t n = m->count;
         void *p;
@@ -615,27 +615,29 @@ static inline __attribute__((always_inline)) void free_indirect(struct heap *h, 
     free_slow(h, ptr, caller);
 }
 
-/* Plain mode's direct path of a free (ptr not NULL), through h->direct_free: this, or the backend's
- * step. */
+/* Plain mode's direct path of a free, through h->direct_free: this, or the backend's step. ptr may
+ * be NULL (nothing to do): the test is made here and in the steps' slow paths, not by every call. */
 static __attribute__((noinline)) void free_direct(struct heap *h, void *ptr)
 {
-    free_locked(h, ptr);
+    if (ptr != NULL)
+        free_locked(h, ptr);
 }
 
 static inline __attribute__((always_inline)) void free_entry(struct heap *h, void *ptr, const void *caller)
 {
+    if (!KHEAP_HARDENING && heap_likely(h->direct)) {
+        h->direct_free(h, ptr); /* NULL too (free_direct) */
+        return;
+    }
     if (ptr == NULL)
         return;
     if (heap_unlikely(!h->direct)) {
         free_indirect(h, ptr, heap_hard_caller(caller));
         return;
     }
-    if (KHEAP_HARDENING) { /* no steps; reports name the caller */
-        heap_hard_set_caller(h, caller);
-        free_locked(h, ptr);
-        return;
-    }
-    h->direct_free(h, ptr);
+    /* Hardened: no steps; reports name the caller. */
+    heap_hard_set_caller(h, caller);
+    free_locked(h, ptr);
 }
 
 /* Returns a block of at least size bytes aligned to 16, or NULL. */

@@ -84,7 +84,8 @@ struct heap_ops {
      * at least size bytes at HEAP_MIN_ALIGN and counts it (heap_note_alloc) only when it can do so
      * with exactly the result the front end's path would have (a block of the same usable size, as
      * alloc() would place it), and otherwise returns heap_alloc_direct(h, size), that path.
-     * step_free frees ptr (not NULL, a live block, as for free()) and counts it (heap_note_free).
+     * step_free frees ptr (a live block, as for free()) and counts it (heap_note_free); ptr may be
+     * NULL, which it ignores (heap_free() passes it on, so that the test is off the common path).
      * Steps never lock, grow or report; hardened heaps and heaps with a lock never call them. */
     void *(*step_alloc)(struct heap *h, size_t size);
     void (*step_free)(struct heap *h, void *ptr);

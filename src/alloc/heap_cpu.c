@@ -164,7 +164,7 @@ void heap_cpu_create(struct heap *h)
     cs->count = n;
     cs->nclasses = cl->count;
     cs->max_size = cl->max_size;
-    __builtin_memcpy(cs->of_size, cl->of_size, cl->max_size / 16 + 1);
+    __builtin_memcpy(cs->of_size, cl->of_size, cl->max_size / 16);
     cs->size = cl->size;
     cs->large_mask = cl->large_align - 1;
     cs->slab_mask = ~(cl->slab_size - 1);

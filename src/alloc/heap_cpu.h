@@ -32,7 +32,7 @@
 struct heap_cpu_classes {
     unsigned count;         /* classes, <= HEAP_CPU_MAX_CLASSES */
     size_t max_size;        /* largest request cached (a multiple of 16) */
-    const uint8_t *of_size; /* of_size[(size + 15) / 16]: the class of a request of 1 <= size <= max_size */
+    const uint8_t *of_size; /* of_size[(size - 1) / 16]: the class of a request of 1 <= size <= max_size */
     const uint16_t *size;   /* size[c]: the usable size of every object of class c */
     /* The class of a live block, found from its pointer alone, without the heap lock and without a
      * call (heap_cpu_class_of): a block whose address is a multiple of large_align has no class (a
@@ -106,9 +106,8 @@ struct heap_cpus {
     unsigned (*enter)(void *ctx, unsigned long *saved);
     void (*exit)(void *ctx, unsigned long saved);
     unsigned char *first; /* CPU 0's struct heap_cpu (HEAP_CPU_LINE aligned) */
-    /* classes->of_size copied: of_size[(size + 15) / 16] is the class of a request of 1 <= size <=
-     * max_size, one load from the header rather than two. */
-    uint8_t of_size[HEAP_CPU_MAX_SIZE / 16 + 1];
+    /* classes->of_size copied (heap_cpu_size_class), one load from the header rather than two. */
+    uint8_t of_size[HEAP_CPU_MAX_SIZE / 16];
     /* The highest summed bytes_in_use seen (heap.h): written under the heap lock by refills, heap_stats
      * and heap_check, on a line of its own so that the fast path's reads of the fields above stay
      * hits. */
@@ -126,6 +125,13 @@ _Static_assert(HEAP_MAX_CPUS >= 2, "a locked heap has per-CPU caches only with t
 static inline bool heap_cpu_is_large(const struct heap_cpus *cs, const void *ptr)
 {
     return ((uintptr_t)ptr & cs->large_mask) == 0;
+}
+
+/* The class of a request of size bytes, 1 <= size <= cs->max_size. Indexed by size - 1, which the
+ * entry points' range test (size - 1 < max_size) has computed. */
+static inline unsigned heap_cpu_size_class(const struct heap_cpus *cs, size_t size)
+{
+    return cs->of_size[(size - 1) / 16];
 }
 
 /* The class of live block ptr, which is not large: read from its slab (classes->class_offset). */

@@ -93,7 +93,7 @@
  * up to 16 candidates (it picks the smallest exact fit among them, for footprint) and a free a tree
  * update, most of fixed_size_block's time on mixed workloads. So a freed large block of
  * n <= FSB_CACHE_PAGES (16) whole pages is first kept in bin n - 1 of the cache (up to
- * FSB_CACHE_DEPTH (4) blocks per page count, 2.2 MiB at most) and handed out again to the next
+ * FSB_CACHE_DEPTH (5; hardened 4) blocks per page count, 2.7 MiB at most) and handed out again to the next
  * request of n pages: no tree operation at all. The cache is an array in this instance, not a list
  * through the blocks: nothing in user-writable memory is ever followed. To the fallback a cached
  * block stays a used block; to the user it is free (the front end's counters already say so).

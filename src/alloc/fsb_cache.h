@@ -21,7 +21,11 @@
 #define FSB_LL_HDR    ((uintptr_t)(16 + 16 * KHEAP_HARDENING)) /* linked_list's block header */
 
 #define FSB_CACHE_PAGES 16 /* large blocks of 1..16 pages (fallback header included) are cached */
-#define FSB_CACHE_DEPTH 4  /* at most this many per page count */
+/* At most this many per page count. 5 in plain mode: workload c's large requests miss the cache 20%
+ * of the time with 4, and the fallback's search is most of their cost (docs/measurements.md). 4 in
+ * hardened mode, whose quarantine already holds the last freed blocks back: cached blocks on top of
+ * those fragment a small heap more (test_fsb_large_cache fits one 8-page block fewer in 1 MiB). */
+#define FSB_CACHE_DEPTH (4 + !KHEAP_HARDENING)
 
 /* The freed blocks of one page count, oldest first. */
 struct fsb_cache_bin {

@@ -60,7 +60,7 @@
  * (growth, failure) only when those find no memory. A burst longer than a slab thus costs per
  * object the free-list pop, its share of a carved run and the push, plus per slab its list moves:
  * where the solo magazine moved every object of a burst into the magazine and out again (workload k
- * 52.6 instructions per operation, 29.8 now: docs/allocators.md, "The step").
+ * 52.6 instructions per operation, 29.3 now: docs/allocators.md, "The step").
  *
  * A full slab that gets a free object rejoins the partial list at its tail (slab_rejoin; each
  * partial list keeps its tail), as mimalloc's pages rejoin their queue: allocation goes on from the
@@ -1387,24 +1387,24 @@ static size_t fsb_free(struct heap *h, void *ptr)
  * takes fsb_alloc_slow(), and the front end's direct path (heap_alloc_direct) when that finds no
  * memory. The free is fsb_free() and the counting.
  */
-/* The step's carving (plain mode only, like the step, so the links are plain): head slab s of a
- * class has no free object but capacity - inuse never-used ones; up to FSB_CARVE_RUN of them become
- * its free list, in address order, so that the step's allocation only ever pops (one predictable
- * branch, not pop or carve). The carve pointer moves past them: they are free objects of the carved
- * part, as check() counts them. */
-static void slab_carve_run(struct fsb_slab *s)
+/* The step's carving (plain mode only, like the step): head slab s of a class has no free object
+ * but capacity - inuse never-used ones; up to FSB_CARVE_RUN of them become its free list, in
+ * address order, so that the step's allocation only ever pops (one predictable branch, not pop or
+ * carve). The carve pointer moves past them: they are free objects of the carved part, as check()
+ * counts them. */
+static void slab_carve_run(const struct fsb *f, struct fsb_slab *s)
 {
     uint32_t n = s->capacity - s->inuse < FSB_CARVE_RUN ? s->capacity - s->inuse : FSB_CARVE_RUN;
-    void *first = NULL, **link = &first;
+    void *obj = (void *)carve_at(s->carve, s->size);
 
-    while (n-- > 0) {
-        void *obj = (void *)carve_at(s->carve, s->size);
-        s->carve = (uintptr_t)obj + s->size;
-        *link = obj;
-        link = (void **)obj;
+    s->free = obj;
+    while (--n > 0) { /* n >= 1: the caller checked inuse < capacity */
+        void *next = (void *)carve_at((uintptr_t)obj + s->size, s->size);
+        obj_set_free(f, obj, next);
+        obj = next;
     }
-    *link = NULL;
-    s->free = first;
+    obj_set_free(f, obj, NULL);
+    s->carve = (uintptr_t)obj + s->size;
 }
 
 /* The step's misses: a carved run for a head slab without free objects; else fsb_alloc_slow() at
@@ -1416,11 +1416,12 @@ static __attribute__((noinline)) void *step_alloc_slow(struct heap *h, size_t si
     void *p = NULL;
 
     if (heap_likely(size - 1 < FSB_MAX_SMALL)) {
-        struct fsb_slab *s = to_fsb(h)->partial[class_of(size)].head;
+        struct fsb *f = to_fsb(h);
+        struct fsb_slab *s = f->partial[class_of(size)].head;
         if (s != NULL && s->free == NULL && s->inuse < s->capacity) {
-            slab_carve_run(s);
+            slab_carve_run(f, s);
             p = s->free;
-            s->free = *(void **)p;
+            s->free = (void *)obj_next(f, p);
             s->inuse++;
             heap_note_alloc(h, s->size);
             return p;

@@ -1097,8 +1097,8 @@ static struct fsb_slab *new_slab(struct fsb *f, unsigned cls)
     s->cls = cls;
     s->size = class_size[cls];
     slab_mark(f, s);
-    list_push(f, &f->partial[cls], &f->partial_tail[cls],
-              s); /* called when the list is empty: no neighbour */
+    /* called when the list is empty: no neighbour */
+    list_push(f, &f->partial[cls], &f->partial_tail[cls], s);
     slab_reseal(f, s);
     return s;
 }
@@ -1407,6 +1407,17 @@ static void slab_carve_run(const struct fsb *f, struct fsb_slab *s)
     s->carve = (uintptr_t)obj + s->size;
 }
 
+/* The step's pop: the first free object of slab s (not NULL), counted. */
+static inline void *step_pop(struct heap *h, struct fsb_slab *s)
+{
+    void *obj = s->free;
+
+    s->free = (void *)obj_next(to_fsb(h), obj);
+    s->inuse++;
+    heap_note_alloc(h, s->size);
+    return obj;
+}
+
 /* The step's misses: a carved run for a head slab without free objects; else fsb_alloc_slow() at
  * once for a valid size, counted; the front end's direct path (validation, growth, failure) for
  * anything else and when the backend has no memory without growing. */
@@ -1420,11 +1431,7 @@ static __attribute__((noinline)) void *step_alloc_slow(struct heap *h, size_t si
         struct fsb_slab *s = f->partial[class_of(size)].head;
         if (s != NULL && s->free == NULL && s->inuse < s->capacity) {
             slab_carve_run(f, s);
-            p = s->free;
-            s->free = (void *)obj_next(f, p);
-            s->inuse++;
-            heap_note_alloc(h, s->size);
-            return p;
+            return step_pop(h, s);
         }
     }
     if (heap_likely(size - 1 < HEAP_MAX_REQUEST - HEAP_MIN_ALIGN))
@@ -1438,16 +1445,10 @@ static __attribute__((noinline)) void *step_alloc_slow(struct heap *h, size_t si
 static void *fsb_step_alloc(struct heap *h, size_t size)
 {
     if (heap_likely(size - 1 < FSB_MAX_SMALL)) {
-        struct fsb *f = to_fsb(h);
-        struct fsb_slab *s = f->partial[class_of(size)].head;
-        void *obj;
+        struct fsb_slab *s = to_fsb(h)->partial[class_of(size)].head;
 
-        if (heap_likely(s != NULL && (obj = s->free) != NULL)) {
-            s->free = (void *)obj_next(f, obj);
-            s->inuse++;
-            heap_note_alloc(h, s->size);
-            return obj;
-        }
+        if (heap_likely(s != NULL && s->free != NULL))
+            return step_pop(h, s);
     }
     return step_alloc_slow(h, size);
 }

@@ -404,10 +404,10 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
  *     free; anything else (size 0, an oversized request) goes to the locked path below. In plain
  *     mode the allocation at HEAP_MIN_ALIGN and the free jump through h->direct_alloc and
  *     h->direct_free, which heap_create() points at these paths or, for a backend with a step
- *     (heap_ops.step_alloc: bump, fixed_size_block), at the backend's own whole operation -- the fit test,
- * the placement and these counters in one function, where a call, a range check and an indirect call around a
- * few instructions would be most of the cost; its misses end in heap_alloc_direct(). (Hardened heaps have no
- * steps: their direct path is called directly.)
+ *     (heap_ops.step_alloc: bump, fixed_size_block), at the backend's own whole operation -- the
+ *     fit test, the placement and these counters in one function, where a call, a range check and
+ *     an indirect call around a few instructions would be most of the cost; its misses end in
+ *     heap_alloc_direct(). (Hardened heaps have no steps: their direct path is called directly.)
  *   - indirect: first the solo step (a heap without a lock that has CPU 0's cache), inline in the
  *     entry point (for HEAP_MIN_ALIGN allocations and for frees); then the per-CPU step above for a
  *     heap with caches and a lock; everything else (a lock to take without caches, a large or

@@ -73,11 +73,12 @@
  * (heap.h), so it is one CPU that never needs pinning or a CPU lock: it gets this layer with one
  * cache (cs->solo, h->solo) -- unless its backend has a step (heap_ops.step_alloc), which serves it
  * from the slabs directly and beats any magazine there (fixed_size_block.c, "The step": workload k
- * 52.6 -> 32.1 instructions per operation); then it gets no cache and takes the direct path. The front end's
- * entry points pop and push CPU 0's magazine inline (heap.c, "The solo step") and count in the heap's own
- * counters, so its statistics, the peak included, are as exact as without caches. Its misses move one batch
- * in one backend call (heap_cpu_classes.alloc_batch / free_batch; the backend's loop, not the front end's
- * entry per object): an allocation that finds the magazine empty has it refilled with up to batch objects
+ * 52.6 -> 32.1 instructions per operation when it came); then it gets no cache and takes the direct
+ * path. The front end's entry points pop and push CPU 0's magazine inline (heap.c, "The solo step")
+ * and count in the heap's own counters, so its statistics, the peak included, are as exact as
+ * without caches. Its misses move one batch in one backend call (heap_cpu_classes.alloc_batch /
+ * free_batch; the backend's loop, not the front end's entry per object): an allocation that finds
+ * the magazine empty has it refilled with up to batch objects
  * (fixed_size_block takes a run of its head partial slab at once and never makes a second slab for
  * a refill), a free that finds it full (2 * batch) gives its newer half back, each object by the
  * backend's free fast path, and keeps the one being freed. Neither counts anything: the objects

@@ -560,6 +560,18 @@ static void test_free_of_bump_padding(void **state)
     assert_int_equal(heap_check(f->h), 0);
 }
 
+/* Allocates three 64-byte blocks in a row into *a, *p and *b (all must succeed): p lies between two
+ * live blocks, so its free neither coalesces nor (bump) rolls back. */
+static void alloc_between(struct fixture *f, unsigned char **a, unsigned char **p, unsigned char **b)
+{
+    *a = heap_alloc(f->h, 64);
+    *p = heap_alloc(f->h, 64);
+    *b = heap_alloc(f->h, 64);
+    assert_non_null(*a);
+    assert_non_null(*p);
+    assert_non_null(*b);
+}
+
 /* A use-after-free write into ANY of the first 16 bytes of a freed small block -- where backends keep
  * their links and the free site -- is found by heap_check(), for every backend. */
 static void test_use_after_free_in_first_words(void **state)
@@ -570,11 +582,7 @@ static void test_use_after_free_in_first_words(void **state)
         unsigned char *a, *p, *b;
         size_t n;
         fresh_heap(f);
-        a = heap_alloc(f->h, 64);
-        p = heap_alloc(f->h, 64);
-        b = heap_alloc(f->h, 64);
-        assert_non_null(a);
-        assert_non_null(b);
+        alloc_between(f, &a, &p, &b);
         heap_free(f->h, p); /* between two live blocks: no coalescing */
         n = f->n;
         p[off] ^= 0x20;
@@ -600,12 +608,7 @@ static void test_bump_double_free_of_dead_block(void **state)
 
     if (!g_ops->arena)
         return;
-    a = heap_alloc(f->h, 64);
-    p = heap_alloc(f->h, 64);
-    b = heap_alloc(f->h, 64);
-    assert_non_null(a);
-    assert_non_null(p);
-    assert_non_null(b);
+    alloc_between(f, &a, &p, &b);
     heap_free(f->h, p); /* not the newest: no rollback */
     n = f->n;
     heap_free(f->h, p);
@@ -826,12 +829,7 @@ static void test_bump_free_site_is_sealed(void **state)
         return;
     for (size_t i = 0; i < sizeof(void *); i++) {
         unsigned char *site;
-        a = heap_alloc(f->h, 64);
-        p = heap_alloc(f->h, 64);
-        b = heap_alloc(f->h, 64);
-        assert_non_null(a);
-        assert_non_null(p);
-        assert_non_null(b);
+        alloc_between(f, &a, &p, &b);
         heap_free(f->h, p); /* dead, not the newest */
         site = p - 32 + i;
         n = f->n;

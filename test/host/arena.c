@@ -46,6 +46,27 @@ void host_arena_destroy(struct host_arena *a)
     *a = (struct host_arena){0};
 }
 
+int host_arena_rewind(struct host_arena *a, size_t initial)
+{
+    struct host_arena keep = *a;
+
+    initial = page_up(initial);
+    if (a->base == NULL || initial > a->reserved)
+        return -1;
+    if ((a->committed > initial && mprotect(a->base + initial, a->committed - initial, PROT_NONE) != 0) ||
+        (initial != 0 && mprotect(a->base, initial, PROT_READ | PROT_WRITE) != 0))
+        return -1;
+    *a = (struct host_arena){0};
+    a->base = keep.base;
+    a->reserved = keep.reserved;
+    a->committed = initial;
+    a->limit = keep.reserved;
+    a->chunk = HOST_PAGE;
+    a->released = keep.released; /* the buffer is kept for the next heap's records */
+    a->released_cap = keep.released_cap;
+    return 0;
+}
+
 int host_arena_grow(void *ctx, size_t min_bytes, void **start, size_t *len)
 {
     struct host_arena *a = ctx;

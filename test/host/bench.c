@@ -68,7 +68,9 @@
  * through the public heap_alloc()/heap_free() (front end with stats and lock check, no lock
  * installed), on an mmap arena starting at 64 KiB and growing in >= 64 KiB steps like the kernel's
  * heap region. Bump gets a 1 GiB range on c and p, since it cannot reuse memory there; what happens
- * is printed.
+ * is printed. Every run's heap is new, but its arena is the last run's, rewound (open_heap): the pages
+ * stay resident, as the peers keep what their warm-up took, so no timed run pays first-touch page
+ * faults (pages given back with --release fault again).
  *
  * The peers (tcmalloc from libtcmalloc_minimal.so.4, jemalloc from libjemalloc.so.2, mimalloc from
  * libmimalloc.so.2, Debian's packages, see cmake/deps.sh) are loaded with dlmopen(LM_ID_NEWLM): each
@@ -685,11 +687,26 @@ static void cpu_exit(void *ctx, unsigned long saved)
 }
 
 /* Opens a heap of ops on a fresh arena of at most limit bytes; release: the arena takes memory back. */
+/* The arena the last run's heap left (close_heap), rewound for the next one (open_heap): its pages
+ * stay resident from run to run, as the kernel's heap region stays mapped and as the peers keep the
+ * memory their warm-up run took, so that no repetition of our heaps pays the OS's first-touch page
+ * faults inside its timed region (a fresh mmap per run cost fixed_size_block 2.5 ns/op on workload
+ * c, 15%: docs/measurements.md, "Warm arenas"). Pages given back (give_back) do fault again: that
+ * is the cost of giving them back. */
+static struct host_arena parked;
+
 static void open_heap(struct arena_heap *ah, const struct heap_ops *ops, size_t limit, bool release)
 {
     struct heap_env env;
 
-    if (host_arena_init(&ah->arena, RESERVE, INITIAL) != 0) {
+    if (parked.base != NULL) {
+        ah->arena = parked;
+        parked = (struct host_arena){0};
+        if (host_arena_rewind(&ah->arena, INITIAL) != 0) {
+            perror("mprotect");
+            exit(1);
+        }
+    } else if (host_arena_init(&ah->arena, RESERVE, INITIAL) != 0) {
         perror("mmap");
         exit(1);
     }
@@ -709,6 +726,17 @@ static void open_heap(struct arena_heap *ah, const struct heap_ops *ops, size_t 
     if (ah->h == NULL) {
         fprintf(stderr, "heap_create(%s) failed\n", ops->name);
         exit(1);
+    }
+}
+
+/* Ends the heap opened by open_heap: its arena is parked for the next heap (one is kept). */
+static void close_heap(struct arena_heap *ah)
+{
+    if (parked.base == NULL) {
+        parked = ah->arena;
+        ah->arena = (struct host_arena){0};
+    } else {
+        host_arena_destroy(&ah->arena);
     }
 }
 
@@ -778,7 +806,7 @@ static double run_once(const struct allocator *al, char w, struct run_result *re
             fprintf(stderr, "%s: heap broken after workload %c\n", al->name, w);
             exit(1);
         }
-        host_arena_destroy(&ah.arena);
+        close_heap(&ah);
     }
     return t1 - t0;
 }
@@ -910,7 +938,7 @@ static void footprint_trace(const struct allocator *als, int nal, const char *pa
                 fprintf(stderr, "%s: heap broken after the footprint trace\n", als[i].name);
                 exit(1);
             }
-            host_arena_destroy(&ah.arena);
+            close_heap(&ah);
         } else {
             malloc_trim(0);
             trace_c(out, als[i].name, NULL, &sys_tracer, steps, every);
@@ -958,7 +986,7 @@ static void burst_workload(const struct allocator *al, int reps)
             fprintf(stderr, "%s: heap broken after workload e\n", al->name);
             exit(1);
         }
-        host_arena_destroy(&ah.arena);
+        close_heap(&ah);
         if (r >= 0)
             t[r] = (t1 - t0) / (2.0 * (burst_n + 1) * BURST_ROUNDS);
     }

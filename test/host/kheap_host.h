@@ -43,6 +43,13 @@ int host_arena_init(struct host_arena *a, size_t reserve, size_t initial);
 /* Releases the reservation. */
 void host_arena_destroy(struct host_arena *a);
 
+/* Makes a as host_arena_init(a, a->reserved, initial) leaves it -- counters, limit, chunk and the
+ * released ranges reset, the first initial bytes usable, the rest PROT_NONE -- without unmapping:
+ * pages it committed stay resident (unless given back), so a heap created on it next does not pay
+ * the OS's first-touch page faults again. Their contents are whatever the last heap left. Returns 0,
+ * or -1 if initial exceeds the reservation or mprotect fails. */
+int host_arena_rewind(struct host_arena *a, size_t initial);
+
 /* heap_env.grow callback (ctx = struct host_arena *): commits max(min_bytes, chunk) rounded up to
  * pages at the end of the committed part; -1 if that would pass limit. */
 int host_arena_grow(void *ctx, size_t min_bytes, void **start, size_t *len);

@@ -334,6 +334,43 @@ static void test_grow(void **state)
     assert_true(f->arena.failed_grows >= 1);
 }
 
+/* host_arena_rewind (kheap-bench's warm arenas): the arena as host_arena_init left it -- counters
+ * reset, INITIAL bytes committed -- with the pages it had committed still mapped and holding what
+ * they held (a fresh mapping would read 0), and a new heap works on it. A rewind past the
+ * reservation is refused and changes nothing. */
+static void test_arena_rewind(void **state)
+{
+    struct fixture *f = *state;
+    unsigned char *big = heap_alloc(f->h, (size_t)1 << 20), *last;
+    struct heap_env env = host_arena_env(&f->arena);
+    size_t committed;
+    void *start;
+    size_t len;
+
+    assert_non_null(big);
+    committed = f->arena.committed;
+    last = f->arena.base + committed - 1;
+    *last = 0x5a;
+    heap_free(f->h, big);
+    assert_int_equal(host_arena_rewind(&f->arena, f->arena.reserved + 4096), -1);
+    assert_int_equal(f->arena.committed, committed);
+    assert_int_equal(host_arena_rewind(&f->arena, INITIAL), 0);
+    assert_int_equal(f->arena.committed, INITIAL);
+    assert_int_equal(f->arena.grow_calls, 0);
+    assert_int_equal(f->arena.limit, f->arena.reserved);
+    assert_int_equal(host_arena_grow(&f->arena, committed - INITIAL, &start, &len), 0);
+    assert_ptr_equal(start, f->arena.base + INITIAL);
+    assert_int_equal(*last, 0x5a);
+    assert_int_equal(host_arena_rewind(&f->arena, INITIAL), 0);
+    env.quarantine_blocks = HEAP_QUARANTINE_OFF;
+    f->h = heap_create(g_ops, f->arena.base, INITIAL, &env);
+    assert_non_null(f->h);
+    big = heap_alloc(f->h, (size_t)1 << 20);
+    assert_non_null(big);
+    assert_int_equal(heap_stats(f->h).bytes_mapped, f->arena.committed);
+    heap_free(f->h, big);
+}
+
 static void test_grow_nonadjacent(void **state)
 {
     struct fixture *f = *state;
@@ -1328,6 +1365,7 @@ static const struct kheap_test tests[] = {
     KHEAP_TEST(test_realloc_semantics),
     KHEAP_TEST(test_oom_recovery),
     KHEAP_TEST(test_grow),
+    KHEAP_TEST(test_arena_rewind),
     KHEAP_TEST(test_grow_nonadjacent),
     KHEAP_TEST(test_stats_balance),
     KHEAP_TEST(test_lock),

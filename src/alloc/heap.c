@@ -420,14 +420,15 @@ static __attribute__((noinline)) void cpu_free(struct heap *h, void *ptr)
  * pin and no CPU lock. (fixed_size_block has a step, which serves such a heap from its slabs' own
  * free lists with no magazine: cheaper on every workload, bursts most, fixed_size_block.c "The
  * step"; so in plain mode no backend takes the solo step today, and it stays for one with classes
- * and no step.) Its operations count in the heap's own counters, exactly as the backend's path would
- * (the peak included): a small allocation is a class lookup, a pop and the counters; a small free
- * the class from the pointer (no slab bookkeeping), a push and the counters. A miss moves one batch
- * in one backend call (heap_cpu_classes.alloc_batch / free_batch), by a tail call: an empty magazine
- * is refilled with batch objects, a full one (2 * batch) gives its newer half back. With no lock to
- * share, what a batch saves is the entry's tests and counters per object: the backend's loop takes a
- * run of a slab's objects at once (fixed_size_block.c, slab_take_run) or pushes each one back by its
- * free fast path. Memory it holds: at most 2 * batch objects per class, as in every CPU's cache
+ * and no step, which test_cpu runs as fixed_size_block's ops without their step.) Its operations
+ * count in the heap's own counters, exactly as the backend's path would (the peak included): a
+ * small allocation is a class lookup, a pop and the counters; a small free the class from the
+ * pointer (no slab bookkeeping), a push and the counters. A miss moves one batch in one backend call
+ * (heap_cpu_classes.alloc_batch / free_batch), by a tail call: an empty magazine is refilled with
+ * batch objects, a full one (2 * batch) gives its newer half back. With no lock to share, what a
+ * batch saves is the entry's tests and counters per object: the backend's loop takes a run of a
+ * slab's objects at once (fixed_size_block.c, slab_take_run) or pushes each one back by its free
+ * fast path. Memory it holds: at most 2 * batch objects per class, as in every CPU's cache
  * (heap_cpu.c); none of it is counted in use.
  */
 

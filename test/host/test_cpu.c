@@ -621,7 +621,7 @@ static bool count_64(void *ctx, const struct heap_walk_entry *e)
  * alone (solo); hardened heaps get neither. Either way a freed small block is handed out again
  * first, the stats are exact (the peak included), heap_walk() counts only the live block, and
  * heap_check() passes. */
-static void test_heap_without_a_lock(void **state)
+static void heap_without_a_lock(const struct heap_ops *ops)
 {
     struct host_arena arena;
     struct heap_env env;
@@ -630,21 +630,20 @@ static void test_heap_without_a_lock(void **state)
     size_t live64 = 0, peak;
     void *a, *b;
 
-    (void)state;
     assert_int_equal(host_arena_init(&arena, RESERVE, (size_t)1 << 20), 0);
     env = host_arena_env(&arena);
-    h = heap_create(g_ops, arena.base, (size_t)1 << 20, &env);
+    h = heap_create(ops, arena.base, (size_t)1 << 20, &env);
     assert_non_null(h);
-    if (g_ops->cpu_classes == NULL) { /* bump, linked_list: no classes, no cache */
+    if (ops->cpu_classes == NULL) { /* bump, linked_list: no classes, no cache */
         assert_null(h->cpu);
         assert_true(h->direct);
         host_arena_destroy(&arena);
         return;
     }
-    if (!backend_caches() || g_ops->step_alloc != NULL) {
+    if (!backend_caches() || ops->step_alloc != NULL) {
         assert_null(h->cpu);
         assert_true(h->direct);
-        assert_true(heap_hardening() || h->direct_alloc == g_ops->step_alloc);
+        assert_true(heap_hardening() || h->direct_alloc == ops->step_alloc);
     } else {
         assert_non_null(h->solo);
         assert_true(h->solo == h->cpu && h->cpu->count == 1 && !h->direct);
@@ -677,6 +676,31 @@ static void test_heap_without_a_lock(void **state)
     assert_int_equal(s.peak_in_use, peak);
     assert_int_equal(heap_check(h), 0);
     host_arena_destroy(&arena);
+}
+
+static void test_heap_without_a_lock(void **state)
+{
+    (void)state;
+    heap_without_a_lock(g_ops);
+}
+
+/* The backend's ops without its step (a static copy, step_alloc and step_free NULL): what a backend
+ * with size classes and no step is, so that a heap without a lock gets the solo cache (heap.c, "The
+ * solo step") and the tests below run it. The same backend as g_ops otherwise. */
+static const struct heap_ops *ops_without_step(void)
+{
+    static struct heap_ops nostep;
+
+    nostep = *g_ops;
+    nostep.step_alloc = NULL;
+    nostep.step_free = NULL;
+    return &nostep;
+}
+
+static void test_heap_without_a_lock_or_a_step(void **state)
+{
+    (void)state;
+    heap_without_a_lock(ops_without_step());
 }
 
 /* heap_walk() callback: sums the live objects of all slabs (ctx: size_t). */
@@ -722,7 +746,7 @@ static bool all_distinct(void **v, size_t n)
  * a live object afterwards (a move that lost an object leaves it counted in its slab), halfway through
  * the random frees every live object is in a listed slab (a move that dropped a slab), and what the
  * heap holds empty does not grow from round to round (a lost slab would). */
-static void test_bursts_keep_every_object(void **state)
+static void bursts_keep_every_object(const struct heap_ops *ops)
 {
     static const size_t sizes[] = {24, 136, 640};
     static void *p[BURST], *sorted[BURST];
@@ -733,10 +757,9 @@ static void test_bursts_keep_every_object(void **state)
     uint64_t allocs = 0;
     size_t used, settled = 0;
 
-    (void)state;
     assert_int_equal(host_arena_init(&arena, RESERVE, (size_t)1 << 20), 0);
     env = host_arena_env(&arena);
-    h = heap_create(g_ops, arena.base, (size_t)1 << 20, &env);
+    h = heap_create(ops, arena.base, (size_t)1 << 20, &env);
     assert_non_null(h);
     for (int round = 0; round < 12; round++) {
         size_t size = sizes[round % 3];
@@ -793,10 +816,22 @@ static void test_bursts_keep_every_object(void **state)
         heap_walk(h, count_used_bytes, &used);
         if (round == 5)
             settled = used;
-        else if (round > 5 && g_ops->cpu_classes != NULL) /* slabs; bump's spans never shrink */
+        else if (round > 5 && ops->cpu_classes != NULL) /* slabs; bump's spans never shrink */
             assert_true(used <= settled);
     }
     host_arena_destroy(&arena);
+}
+
+static void test_bursts_keep_every_object(void **state)
+{
+    (void)state;
+    bursts_keep_every_object(g_ops);
+}
+
+static void test_bursts_keep_every_object_without_a_step(void **state)
+{
+    (void)state;
+    bursts_keep_every_object(ops_without_step());
 }
 
 int main(int argc, char **argv)
@@ -816,7 +851,9 @@ int main(int argc, char **argv)
         KHEAP_TEST(test_release_drains_the_caches),
         KHEAP_TEST(test_cpu_index_out_of_range_takes_the_lock),
         KHEAP_TEST(test_heap_without_a_lock),
+        KHEAP_TEST(test_heap_without_a_lock_or_a_step),
         KHEAP_TEST(test_bursts_keep_every_object),
+        KHEAP_TEST(test_bursts_keep_every_object_without_a_step),
 #if KHEAP_HARDENING
         KHEAP_TEST(test_double_free_through_two_cpus_is_caught),
 #endif

@@ -89,10 +89,12 @@
  * and one BENCH line per allocator and workload:
  *   BENCH allocator=X workload=W ns_per_op=M footprint_ratio=F|- min=.. max=.. ops=.. reps=..
  *         mapped=B|- peak_live=B|- failed=N vs_system=R|- vs_tcmalloc=R|- vs_mimalloc=R|- vs_jemalloc=R|-
+ *         vs_system_min=R|- vs_tcmalloc_min=R|- vs_mimalloc_min=R|- vs_jemalloc_min=R|-
  *         [workload a: vs_pointer_increment=R pinc_ratio_med=R pinc_ratio_min=R pinc_ratio_max=R]
- * (vs_X = this row's median / X's median, same run; pinc_ratio_* = median, min and max over the
- * repetitions of this row's time / the pointer increment's time in the same repetition, also in
- * workload a's table for our heaps). test/host/benchplot.py draws them.
+ * (vs_X = this row's median / X's median, same run; vs_X_min = this row's minimum / X's minimum,
+ * the cross-check on a machine whose neighbours slow some repetitions; pinc_ratio_* = median, min
+ * and max over the repetitions of this row's time / the pointer increment's time in the same
+ * repetition, also in workload a's table for our heaps). test/host/benchplot.py draws them.
  *
  * Hardened mode: the same file built with -DKHEAP_HARDENING=1 against the hardened library is
  * kheap-bench-hardened; it names its allocators <backend>_hardened. The plain kheap-bench runs it
@@ -1350,6 +1352,13 @@ static int timed_main(struct allocator *als, int nal, const char *workload, int 
                     printf(" vs_%s=%.3f", ratio_to[k], x->med / res[j][w].med);
                 else
                     printf(" vs_%s=-", ratio_to[k]);
+            }
+            for (int k = 0; k < N_RATIO; k++) {
+                int j = find_row(als, nal, ratio_to[k]);
+                if (j >= 0)
+                    printf(" vs_%s_min=%.3f", ratio_to[k], x->min / res[j][w].min);
+                else
+                    printf(" vs_%s_min=-", ratio_to[k]);
             }
             if (ws[wi] == 'a') {
                 struct row_result q;

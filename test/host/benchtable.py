@@ -2,7 +2,8 @@
 """benchtable.py BENCH_OUTPUT [CALLGRIND_OPS] - prints the BENCH lines of one kheap-bench run (plain
 and hardened twin) as the Markdown tables of docs/allocators.md, one per workload: ns/op (median, with
 its min-max spread), the ratios of the medians to glibc and the three peers, footprint, and, if
-CALLGRIND_OPS (the output of test/host/callgrind-ops.sh) is given, instructions per operation.
+CALLGRIND_OPS (the output of test/host/callgrind-ops.sh) is given, instructions per operation; under
+each table a line with our plain rows' ratios of the minima to tcmalloc and mimalloc.
 An allocator named twice (the twin's reference rows: glibc and the peers again) keeps its first row;
 the hardened rows' ratios are those the twin printed, to its own reference rows. Standard library only."""
 import sys
@@ -54,6 +55,10 @@ def main():
             cells += ["–" if fp == "-" else fp, ir.get((a, w), "")]
             print("| " + " | ".join(cells) + " |")
         print()
+        mins = [f"{a} {rows[(a, w)]['vs_tcmalloc_min']} / {rows[(a, w)]['vs_mimalloc_min']}" for a in names
+                if a not in PEERS and not a.endswith("_hardened") and rows[(a, w)].get("vs_tcmalloc_min", "-") != "-"]
+        if mins:
+            print("Minimum over the repetitions as a multiple of tcmalloc's / mimalloc's: " + "; ".join(mins) + ".\n")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ BENCH (kheap-bench, which runs its hardened twin) for one short repetition of ev
 the output with benchplot.py (next to this file), and asserts that the BENCH lines have every
 allocator of the comma-separated list ALLOCATORS (plain backends, hardened twins, glibc, the peers)
 on every workload, with min <= median <= max, a footprint on c, p and k, glibc's ratio to itself 1,
-and that the SVG is well-formed XML with one series per allocator whose bars carry the BENCH
+each vs_X_min the ratio of the row's minimum to X's, and that the SVG is well-formed XML with one series per allocator whose bars carry the BENCH
 values: one ns/op bar per workload and one footprint bar per workload that has a footprint; and that
 benchplot.py's sibling benchtable.py prints a Markdown table per workload with one row per allocator
 showing its BENCH median and spread."""
@@ -58,6 +58,18 @@ def main(bench, workdir, allocators):
                      % (a, w, kv["footprint_ratio"], kv["mapped"], kv["peak_live"]))
             if a == "system" and float(kv["vs_system"]) != 1.0:
                 fail("system %s: vs_system=%s" % (w, kv["vs_system"]))
+    for (a, w), kv in rows.items():  # vs_X_min: this row's minimum / X's minimum (printed to 0.01 ns)
+        if a.endswith("_hardened"):  # the twin's ratios are to its own reference rows
+            continue
+        for peer in ("system", "tcmalloc", "mimalloc", "jemalloc"):
+            got, ref = kv.get("vs_%s_min" % peer), rows.get((peer, w))
+            if got is None:
+                fail("%s %s: no vs_%s_min" % (a, w, peer))
+            if ref is None:
+                continue
+            lo, rmin = float(kv["min"]), float(ref["min"])
+            if not (lo - 0.005) / (rmin + 0.005) - 0.001 <= float(got) <= (lo + 0.005) / (rmin - 0.005) + 0.001:
+                fail("%s %s: vs_%s_min=%s, but min %s / %s" % (a, w, peer, got, kv["min"], ref["min"]))
     print("bench: %d allocators x %d workloads, spreads and footprints consistent" % (len(expected), len(WORKLOADS)))
 
     root = ET.parse(svg).getroot()  # raises on malformed XML

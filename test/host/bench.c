@@ -88,8 +88,8 @@
  * Output: per workload a table (ns/op median, min, max, ratio to glibc and to each peer, footprint)
  * and one BENCH line per allocator and workload:
  *   BENCH allocator=X workload=W ns_per_op=M footprint_ratio=F|- min=.. max=.. ops=.. reps=..
- *         mapped=B|- peak_live=B|- failed=N vs_system=R|- vs_tcmalloc=R|- vs_mimalloc=R|- vs_jemalloc=R|-
- *         vs_system_min=R|- vs_tcmalloc_min=R|- vs_mimalloc_min=R|- vs_jemalloc_min=R|-
+ *         mapped=B|- peak_live=B|- failed=N vs_system=R|- vs_system_min=R|- vs_tcmalloc=R|-
+ *         vs_tcmalloc_min=R|- vs_mimalloc=R|- vs_mimalloc_min=R|- vs_jemalloc=R|- vs_jemalloc_min=R|-
  *         [workload a: vs_pointer_increment=R pinc_ratio_med=R pinc_ratio_min=R pinc_ratio_max=R]
  * (vs_X = this row's median / X's median, same run; vs_X_min = this row's minimum / X's minimum,
  * the cross-check on a machine whose neighbours slow some repetitions; pinc_ratio_* = median, min
@@ -1349,16 +1349,10 @@ static int timed_main(struct allocator *als, int nal, const char *workload, int 
             for (int k = 0; k < N_RATIO; k++) {
                 int j = find_row(als, nal, ratio_to[k]);
                 if (j >= 0)
-                    printf(" vs_%s=%.3f", ratio_to[k], x->med / res[j][w].med);
+                    printf(" vs_%s=%.3f vs_%s_min=%.3f", ratio_to[k], x->med / res[j][w].med, ratio_to[k],
+                           x->min / res[j][w].min);
                 else
-                    printf(" vs_%s=-", ratio_to[k]);
-            }
-            for (int k = 0; k < N_RATIO; k++) {
-                int j = find_row(als, nal, ratio_to[k]);
-                if (j >= 0)
-                    printf(" vs_%s_min=%.3f", ratio_to[k], x->min / res[j][w].min);
-                else
-                    printf(" vs_%s_min=-", ratio_to[k]);
+                    printf(" vs_%s=- vs_%s_min=-", ratio_to[k], ratio_to[k]);
             }
             if (ws[wi] == 'a') {
                 struct row_result q;

@@ -1377,16 +1377,9 @@ static size_t fsb_free(struct heap *h, void *ptr)
     return fsb_free_slow(h, ptr);
 }
 
-/*
- * The step (heap_ops.step_alloc/step_free, heap_backend.h): a heap without a lock in plain mode calls
- * these for heap_alloc() and heap_free() -- the front end's counting and the slab's own free list in
- * one function, with no magazine in between (see the essay, "The step"). The allocation pops the head
- * partial slab's free list (a run carved onto it when it is empty: step_alloc_slow) and leaves a slab
- * it filled at the head of the partial list for the slow paths to move (partial_head): no list move,
- * no call. Everything else -- large and odd sizes, a class without a partial slab, a full head --
- * takes fsb_alloc_slow(), and the front end's direct path (heap_alloc_direct) when that finds no
- * memory. The free is fsb_free() and the counting.
- */
+/* The step (heap_ops.step_alloc/step_free, heap_backend.h): heap_alloc() and heap_free() of a heap
+ * without a lock in plain mode, the counting included; how it works is the essay's "The step". */
+
 /* The step's carving (plain mode only, like the step): head slab s of a class has no free object
  * but capacity - inuse never-used ones; up to FSB_CARVE_RUN of them become its free list, in
  * address order, so that the step's allocation only ever pops (one predictable branch, not pop or

@@ -14,6 +14,23 @@ static size_t page_up(size_t n)
     return (n + HOST_PAGE - 1) & ~(HOST_PAGE - 1);
 }
 
+/* a as just reserved at base (reserve bytes, page multiples) with its first initial bytes usable and
+ * nothing else recorded; the released-ranges buffer (released, released_cap) is kept for reuse. */
+static void arena_start(struct host_arena *a, unsigned char *base, size_t reserve, size_t initial)
+{
+    struct host_range *released = a->released;
+    size_t cap = a->released_cap;
+
+    *a = (struct host_arena){0};
+    a->base = base;
+    a->reserved = reserve;
+    a->committed = initial;
+    a->limit = reserve;
+    a->chunk = HOST_PAGE;
+    a->released = released;
+    a->released_cap = cap;
+}
+
 int host_arena_init(struct host_arena *a, size_t reserve, size_t initial)
 {
     void *p;
@@ -30,11 +47,7 @@ int host_arena_init(struct host_arena *a, size_t reserve, size_t initial)
         munmap(p, reserve);
         return -1;
     }
-    a->base = p;
-    a->reserved = reserve;
-    a->committed = initial;
-    a->limit = reserve;
-    a->chunk = HOST_PAGE;
+    arena_start(a, p, reserve, initial);
     return 0;
 }
 
@@ -48,22 +61,13 @@ void host_arena_destroy(struct host_arena *a)
 
 int host_arena_rewind(struct host_arena *a, size_t initial)
 {
-    struct host_arena keep = *a;
-
     initial = page_up(initial);
     if (a->base == NULL || initial > a->reserved)
         return -1;
     if ((a->committed > initial && mprotect(a->base + initial, a->committed - initial, PROT_NONE) != 0) ||
         (initial != 0 && mprotect(a->base, initial, PROT_READ | PROT_WRITE) != 0))
         return -1;
-    *a = (struct host_arena){0};
-    a->base = keep.base;
-    a->reserved = keep.reserved;
-    a->committed = initial;
-    a->limit = keep.reserved;
-    a->chunk = HOST_PAGE;
-    a->released = keep.released; /* the buffer is kept for the next heap's records */
-    a->released_cap = keep.released_cap;
+    arena_start(a, a->base, a->reserved, initial);
     return 0;
 }
 
